@@ -1,0 +1,46 @@
+"""Engine build and run options: plain values, no YAML, so engines stay config-agnostic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to load or build an engine.
+
+    Attributes:
+        backend: ``auto`` picks TensorRT when it imports and a CUDA GPU is present, else
+            ONNX Runtime on the CPU.
+        device: ``cpu`` or ``cuda:N``.
+        max_batch: largest batch the engine accepts (the dynamic profile's max).
+        opt_batch: batch size TensorRT tunes for (the profile's opt); defaults to max_batch.
+        precision: ``fp32`` or ``fp16`` (GPU only; the CPU always runs fp32).
+        contexts: TensorRT execution contexts (slots) in flight, each on its own CUDA stream.
+        workspace_mb: TensorRT builder workspace limit.
+        builder_optimization_level: TensorRT builder level 0..5 (lower builds much faster).
+        cache_dir: where built TensorRT engines and timing caches are kept.
+        cuda_graphs: capture one CUDA graph per batch size where TensorRT allows it.
+        threads: ONNX Runtime intra-op threads (0 = one per core).
+    """
+
+    backend: str = "auto"
+    device: str = "cuda:0"
+    max_batch: int = 8
+    opt_batch: int | None = None
+    precision: str = "fp16"
+    contexts: int = 2
+    workspace_mb: int = 1024
+    builder_optimization_level: int = 3
+    cache_dir: Path = Path.home() / ".cache" / "streams" / "engines"
+    cuda_graphs: bool = False
+    threads: int = 0
+
+    @property
+    def device_index(self) -> int:
+        """CUDA ordinal of ``device`` (0 for ``cpu``)."""
+        return int(self.device.split(":", 1)[1]) if ":" in self.device else 0

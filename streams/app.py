@@ -1,0 +1,81 @@
+"""Assemble a runnable pipeline from a validated Config: assets, engine, publisher."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines import create_engine
+from engines.base import Engine
+from processors.labels import load_labels
+from streams.config import Config
+from streams.errors import EngineError
+from streams.pipeline import Pipeline
+from streams.publisher import Publisher
+from streams.stats import PipelineStats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a run owns; ``close()`` releases it in reverse order."""
+
+    pipeline: Pipeline
+    engine: Engine
+    publisher: Publisher
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.engine.close()
+
+
+def model_path(config: Config) -> Path:
+    """The ONNX file to load: the user's, or the built-in model from the asset cache."""
+    if config.model.path.startswith("builtin:"):
+        from streams.assets import resolve_model
+
+        return resolve_model(config.model.path)
+    return Path(config.model.path)
+
+
+def resolve_sources(config: Config) -> dict[str, str]:
+    """Stream id -> what OpenCV opens; ``sample:NAME`` becomes the cached video's path."""
+    sources = {}
+    for stream in config.streams:
+        if stream.url.startswith("sample:"):
+            from streams.assets import resolve_sample
+
+            sources[stream.id] = str(resolve_sample(stream.url))
+        else:
+            sources[stream.id] = stream.url
+    return sources
+
+
+def open_engine(config: Config) -> tuple[Engine, str]:
+    """Create the engine for the config's model; returns it with the model's name."""
+    path = model_path(config)
+    if not path.is_file():
+        raise EngineError(f"model.path: file not found: {path}")
+    return create_engine(path, config.engine), path.stem
+
+
+def build_runtime(config: Config) -> Runtime:
+    """Resolve assets, open the engine, bind the publisher and wire the pipeline (not started)."""
+    sources = resolve_sources(config)
+    labels = load_labels(config.model.labels)
+    engine, model_name = open_engine(config)
+    try:
+        stats = PipelineStats()
+        publisher = Publisher(config.publish, stats)
+    except Exception:
+        engine.close()
+        raise
+    try:
+        pipeline = Pipeline(config, engine, publisher, sources, labels, model_name, stats)
+    except Exception:
+        publisher.close()
+        engine.close()
+        raise
+    return Runtime(pipeline, engine, publisher)

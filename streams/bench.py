@@ -1,0 +1,158 @@
+"""``python -m streams bench``: the bare engine and the whole pipeline, side by side.
+
+Both measurements use the same engine object on the same machine in one run. The pipeline
+reads the sample videos unpaced (``pace: none``: as fast as it takes frames, nothing dropped)
+with one stream per batch slot, so it forms full batches like the bare engine loop does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from streams.app import open_engine, resolve_sources
+from streams.config import Config, load_config
+from streams.pipeline import Pipeline
+from streams.publisher import Publisher
+from streams.stats import PipelineStats
+from processors.labels import load_labels
+from processors.letterbox import preprocess_into
+
+logger = logging.getLogger(__name__)
+
+WARMUP_S = 3.0
+
+
+def bench_config(config: Config, streams: int) -> Config:
+    """``streams`` unpaced looping copies of the configured streams, publishing on a free port."""
+    copies = tuple(
+        replace(config.streams[i % len(config.streams)],
+                id=f"{config.streams[i % len(config.streams)].id}-{i}",
+                pace="none", loop=True, fps=None)
+        for i in range(streams))
+    return replace(config, streams=copies,
+                   publish=replace(config.publish, endpoint="tcp://127.0.0.1:*"))
+
+
+def first_frames(sources: list[str], count: int) -> list[np.ndarray]:
+    """One decoded frame from each source, cycling, ``count`` in all."""
+    frames = []
+    for source in sources:
+        cap = cv2.VideoCapture(source)
+        ok, image = cap.read()
+        cap.release()
+        if ok:
+            frames.append(image)
+    if not frames:
+        raise RuntimeError(f"no frame could be read from {sources}")
+    return [frames[i % len(frames)] for i in range(count)]
+
+
+def bench_engine_loop(engine, images: list[np.ndarray], duration_s: float) -> dict:
+    """Keep every engine slot busy with a real preprocessed batch; images per second."""
+    batch = len(images)
+    slots = [engine.acquire() for _ in range(engine.num_slots)]
+    for slot in slots:
+        for i, image in enumerate(images):
+            preprocess_into(slot.input[i], image)
+    latencies_ms: list[float] = []
+
+    def run_for(seconds: float) -> int:
+        done = 0
+        submitted = {}
+        for slot in slots:
+            submitted[id(slot)] = time.perf_counter()
+            slot.submit(batch)
+        end = time.perf_counter() + seconds
+        index = 0
+        while True:
+            slot = slots[index % len(slots)]
+            slot.wait()
+            latencies_ms.append((time.perf_counter() - submitted[id(slot)]) * 1000)
+            done += batch
+            index += 1
+            if time.perf_counter() >= end:
+                break
+            submitted[id(slot)] = time.perf_counter()
+            slot.submit(batch)
+        # every slot but the last one waited for is still in flight: collect them
+        for k in range(1, len(slots)):
+            slots[(index - 1 + k) % len(slots)].wait()
+        return done
+
+    run_for(min(WARMUP_S, duration_s))
+    latencies_ms.clear()
+    start = time.perf_counter()
+    images_done = run_for(duration_s)
+    elapsed = time.perf_counter() - start
+    for slot in slots:
+        engine.release(slot)
+    return {"batch": batch, "img_per_s": images_done / elapsed,
+            "batch_latency_p50_ms": statistics.median(latencies_ms)}
+
+
+def bench_pipeline(config: Config, engine, labels, model_name: str, duration_s: float) -> dict:
+    """Run the whole pipeline on unpaced looping files; frames published per second."""
+    stats = PipelineStats()
+    publisher = Publisher(config.publish, stats)
+    pipeline = Pipeline(config, engine, publisher, resolve_sources(config), labels, model_name,
+                        stats)
+    try:
+        pipeline.start()
+        time.sleep(WARMUP_S)
+        processed_before = sum(s.processed for s in pipeline.stream_stats.values())
+        for s in pipeline.stream_stats.values():
+            s.all_latency_ms.clear()
+        batches_before, frames_before = stats.batches, stats.batch_frames
+        start = time.perf_counter()
+        time.sleep(duration_s)
+        elapsed = time.perf_counter() - start
+        processed = sum(s.processed for s in pipeline.stream_stats.values()) - processed_before
+        latencies = np.concatenate([np.asarray(s.all_latency_ms, dtype=np.float64)
+                                    for s in pipeline.stream_stats.values()])
+        batches = stats.batches - batches_before
+        mean_batch = (stats.batch_frames - frames_before) / batches if batches else 0.0
+    finally:
+        pipeline.stop()
+        publisher.close()
+    p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan))
+    return {"streams": len(config.streams), "fps": processed / elapsed, "mean_batch": mean_batch,
+            "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
+            "published": stats.published, "publish_dropped": stats.publish_dropped}
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    streams = args.streams or config.engine.max_batch
+    config = bench_config(config, streams)
+    labels = load_labels(config.model.labels)
+    engine, model_name = open_engine(config)
+    try:
+        batch = min(engine.max_batch, streams)
+        images = first_frames(sorted(set(resolve_sources(config).values())), batch)
+        print(f"bench: {engine.backend}, model {model_name}, batch {batch}, {streams} streams, "
+              f"{args.duration:g} s each", file=sys.stderr)
+        engine_result = bench_engine_loop(engine, images, args.duration)
+        pipeline_result = bench_pipeline(config, engine, labels, model_name, args.duration)
+    finally:
+        engine.close()
+    ratio = pipeline_result["fps"] / engine_result["img_per_s"]
+    result = {"backend": engine.backend, "model": model_name, "engine": engine_result,
+              "pipeline": pipeline_result, "pipeline_vs_engine": ratio}
+    print(f"bare engine : {engine_result['img_per_s']:8.1f} img/s at batch {batch} "
+          f"(batch latency p50 {engine_result['batch_latency_p50_ms']:.1f} ms)")
+    print(f"pipeline    : {pipeline_result['fps']:8.1f} frames/s over {streams} streams, "
+          f"mean batch {pipeline_result['mean_batch']:.2f}, latency p50 "
+          f"{pipeline_result['latency_p50_ms']:.1f} ms p99 {pipeline_result['latency_p99_ms']:.1f} ms")
+    print(f"ratio       : {ratio:.1%} of the bare engine")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,190 @@
+"""Capture workers: one thread per stream, reading a file or a network camera with OpenCV.
+
+A worker never raises into the pipeline: every failure becomes a ``status`` event, and a
+network stream reconnects with exponential back-off (with jitter, capped) for as long as the
+pipeline runs. Frames go into the stream's latest-frame slot on the FrameBoard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+
+from streams.batcher import FrameBoard
+from streams.config import CaptureConfig, StreamConfig
+from streams.errors import CaptureError
+from streams.frames import Frame
+from streams.redact import redact_url
+from streams.stats import StreamStats
+
+logger = logging.getLogger(__name__)
+
+# RTSP over TCP survives lossy links and NAT; users can override through the environment.
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+StatusCallback = Callable[..., None]  # (stream_id, state, *, reason=None, attempt=None)
+
+
+@dataclass
+class CaptureContext:
+    """What a worker needs besides its own stream config."""
+
+    capture: CaptureConfig
+    board: FrameBoard
+    on_status: StatusCallback
+    stop: threading.Event
+
+
+class CaptureWorker:
+    """Reads one stream into its latest-frame slot until the source ends or ``stop`` is set."""
+
+    def __init__(self, stream: StreamConfig, source: str, stats: StreamStats,
+                 context: CaptureContext) -> None:
+        self.stream = stream
+        self.source = source  # a local path or URL (``sample:`` names already resolved)
+        self.stats = stats
+        self._ctx = context
+        self._seq = 0
+        self._pts_base_s = 0.0
+        self.thread = threading.Thread(target=self._run, name=f"capture-{stream.id}", daemon=True)
+
+    def start(self) -> None:
+        self._ctx.board.register(self.stream.id)
+        self.thread.start()
+
+    def _status(self, state: str, **detail) -> None:
+        self.stats.state = state
+        self._ctx.on_status(self.stream.id, state, **detail)
+
+    def _run(self) -> None:
+        try:
+            if self.stream.is_file:
+                self._run_file()
+            else:
+                self._run_network()
+        except Exception as err:  # a bug here must not kill the process or other streams
+            logger.exception("stream %s: capture worker crashed", self.stream.id)
+            self._status("failed", reason=redact_url(f"internal error: {err}"))
+        finally:
+            self._ctx.board.unregister(self.stream.id)
+
+    # --- files ----------------------------------------------------------------------------
+
+    def _run_file(self) -> None:
+        self._status("connecting")
+        announced = False
+        while not self._ctx.stop.is_set():
+            try:
+                cap = self._open()
+            except CaptureError as err:
+                self._status("failed", reason=str(err))
+                return
+            try:
+                count, last_pts_s = self._pump(cap, announce=not announced)
+            finally:
+                cap.release()
+            if count == 0 and not announced:
+                self._status("failed", reason=f"{self._name()}: no decodable frame "
+                             "(not a video file, or an unsupported codec)")
+                return
+            announced = True
+            if not self.stream.loop or count == 0:
+                break
+            self._pts_base_s = last_pts_s + 1e-3  # keep pts increasing across loops
+        if not self._ctx.stop.is_set():
+            self._status("ended")
+
+    # --- network cameras ----------------------------------------------------------------------
+
+    def _run_network(self) -> None:
+        policy = self._ctx.capture
+        backoff_s = policy.reconnect_initial_s
+        attempt = 0
+        self._status("connecting")
+        while not self._ctx.stop.is_set():
+            try:
+                cap = self._open()
+                try:
+                    count, _ = self._pump(cap, announce=True)
+                finally:
+                    cap.release()
+                reason = f"no frame for {policy.read_timeout_s:g} s or the stream ended"
+                if count:
+                    backoff_s, attempt = policy.reconnect_initial_s, 0
+            except CaptureError as err:
+                reason = str(err)
+            if self._ctx.stop.is_set():
+                break
+            attempt += 1
+            self.stats.reconnects += 1
+            delay_s = backoff_s * random.uniform(0.8, 1.2)
+            self._status("reconnecting", reason=reason, attempt=attempt)
+            logger.warning("stream %s: %s; reconnect attempt %d in %.1f s",
+                           self.stream.id, reason, attempt, delay_s)
+            self._ctx.stop.wait(delay_s)
+            backoff_s = min(backoff_s * 2, policy.reconnect_max_s)
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def _name(self) -> str:
+        return f"stream {self.stream.id} ({redact_url(self.source)})"
+
+    def _open(self) -> cv2.VideoCapture:
+        policy = self._ctx.capture
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(policy.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(policy.read_timeout_s * 1000)]
+        cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
+        if not cap.isOpened():
+            cap.release()
+            what = "file" if self.stream.is_file else "stream"
+            raise CaptureError(f"{self._name()}: cannot open {what} (unreachable, not a video, "
+                               "or an unsupported codec)")
+        return cap
+
+    def _pump(self, cap: cv2.VideoCapture, announce: bool) -> tuple[int, float]:
+        """Read frames until the source ends, fails or ``stop``; returns (count, last pts)."""
+        paced = self.stream.is_file and self.stream.pace == "realtime"
+        lossless = self.stream.is_file and self.stream.pace == "none"
+        keep_interval_s = 1.0 / self.stream.fps if self.stream.fps else 0.0
+        next_keep_s = float("-inf")
+        start_mono_s = time.monotonic()
+        first_pts_s: float | None = None
+        count, pts_s = 0, self._pts_base_s
+        while not self._ctx.stop.is_set():
+            began_s = time.monotonic()
+            if not cap.grab():
+                break
+            pts_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+            pts_s = self._pts_base_s + (pts_ms / 1000.0 if pts_ms > 0 else began_s - start_mono_s)
+            self.stats.decoded += 1
+            if keep_interval_s:
+                if pts_s < next_keep_s - 1e-6:
+                    continue  # over the fps cap: skip the colour conversion too
+                next_keep_s += keep_interval_s
+                if next_keep_s <= pts_s:  # first frame, or after a gap
+                    next_keep_s = pts_s + keep_interval_s
+            ok, image = cap.retrieve()
+            if not ok or image is None:
+                break
+            decode_ms = (time.monotonic() - began_s) * 1000.0
+            if paced:
+                first_pts_s = pts_s if first_pts_s is None else first_pts_s
+                delay_s = start_mono_s + (pts_s - first_pts_s) - time.monotonic()
+                if delay_s > 0 and self._ctx.stop.wait(delay_s):
+                    break
+            if count == 0 and announce:
+                self._status("live", width=int(image.shape[1]), height=int(image.shape[0]))
+            frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),
+                          decode_ms, image)
+            self._seq += 1
+            count += 1
+            if self._ctx.board.put(frame, wait=lossless):
+                self.stats.dropped += 1
+        return count, pts_s

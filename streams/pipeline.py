@@ -1,0 +1,229 @@
+"""The pipeline's lifecycle: capture workers -> batcher -> engine -> postprocess -> publisher.
+
+Two threads move batches: ``batcher`` forms a batch, letterboxes each frame straight into a
+free engine slot and submits it; ``completer`` waits for results in submission order, decodes
+detections and publishes. With two or more engine slots, batch k+1 is prepared while batch k
+runs. Engines, processors and the publisher know nothing of each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from engines.base import Engine, EngineSlot
+from processors.letterbox import Letterbox, preprocess_into
+from processors.yolo import decode_yolo, detect_head_format
+from streams.batcher import FrameBoard
+from streams.capture import CaptureContext, CaptureWorker
+from streams.config import Config
+from streams.errors import EngineError
+from streams.frames import Frame
+from streams.messages import detection_message, stats_message, status_message, topic
+from streams.publisher import Publisher
+from streams.stats import PipelineStats, StreamStats
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATES = ("ended", "failed")
+
+
+@dataclass
+class _Batch:
+    frames: list[Frame]
+    boxes: list[Letterbox]
+    slot: EngineSlot
+    started_mono_s: float
+    submitted_mono_s: float
+
+
+class Pipeline:
+    """Runs every configured stream through one engine and publishes results.
+
+    Args:
+        config: the validated configuration.
+        engine: a ready engine (ONNX Runtime or TensorRT).
+        publisher: a bound publisher.
+        sources: stream id -> local path or URL to open (``sample:`` names resolved).
+        labels: class names of the model.
+        model_name: reported in every ``det`` message.
+    """
+
+    def __init__(self, config: Config, engine: Engine, publisher: Publisher,
+                 sources: dict[str, str], labels: Sequence[str], model_name: str,
+                 stats: PipelineStats | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.publisher = publisher
+        self.labels = tuple(labels)
+        self.model_name = model_name
+        self.stats = stats or publisher.stats
+        self.stream_stats = {s.id: StreamStats(s.id) for s in config.streams}
+        self.head_format = self._head_format()
+        self._board = FrameBoard()
+        self._stop_capture = threading.Event()
+        self._stop_batching = threading.Event()
+        self._in_flight: queue.Queue[_Batch | None] = queue.Queue()
+        capture_context = CaptureContext(config.capture, self._board, self._on_status,
+                                         self._stop_capture)
+        self._workers = [CaptureWorker(s, sources[s.id], self.stream_stats[s.id], capture_context)
+                         for s in config.streams]
+        self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
+        self._completer = threading.Thread(target=self._complete_loop, name="completer",
+                                           daemon=True)
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
+        self._started_mono_s = 0.0
+        self._done = threading.Event()
+
+    def _head_format(self) -> str:
+        head = self.config.model.head
+        if head != "auto":
+            return head
+        output_shape = tuple(self.engine.output_specs[0].shape)
+        try:
+            return detect_head_format(output_shape, len(self.labels))
+        except ValueError as err:
+            raise EngineError(f"model: output {self.engine.output_specs[0].name!r} is not a YOLO "
+                              f"head ({err}); set model.head to yolov5 or yolov8") from err
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._started_mono_s = time.monotonic()
+        self._completer.start()
+        self._batcher.start()
+        for worker in self._workers:
+            worker.start()
+        self._stats_thread.start()
+        logger.info("pipeline started: %d streams, %s backend, max batch %d, head %s",
+                    len(self._workers), self.engine.backend, self.engine.max_batch,
+                    self.head_format)
+
+    def all_streams_finished(self) -> bool:
+        return all(not w.thread.is_alive() for w in self._workers)
+
+    def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
+        """Block until ``duration_s`` passes, ``stop`` is set or every stream has finished."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while True:
+            if stop is not None and stop.is_set():
+                return "signal"
+            if self.all_streams_finished():
+                return "all streams finished"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "duration reached"
+            time.sleep(0.05)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop capture, drain queued frames and batches in flight, publish ``ended``.
+
+        The engine and publisher belong to the caller and stay open.
+        """
+        deadline = time.monotonic() + timeout_s
+        self._stop_capture.set()
+        for worker in self._workers:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
+        self._stop_batching.set()
+        self._board.close()
+        self._batcher.join(max(0.0, deadline - time.monotonic()))
+        self._in_flight.put(None)
+        self._completer.join(max(0.0, deadline - time.monotonic()))
+        self._done.set()
+        self._stats_thread.join(1.0)
+        for stream_stats in self.stream_stats.values():
+            if stream_stats.state not in TERMINAL_STATES:
+                self._on_status(stream_stats.stream_id, "ended", reason="pipeline stopped")
+        self._publish_stats()
+
+    # --- status and stats --------------------------------------------------------------------
+
+    def _on_status(self, stream_id: str, state: str, **detail) -> None:
+        self.stream_stats[stream_id].state = state
+        log = logger.warning if state in ("reconnecting", "failed") else logger.info
+        if state != "reconnecting":  # the worker already logged the reconnect with its delay
+            log("stream %s: %s%s", stream_id, state,
+                f" ({detail['reason']})" if detail.get("reason") else "")
+        self.publisher.publish(topic("status", stream_id),
+                               status_message(stream_id, state, **detail))
+
+    def snapshot(self) -> dict:
+        return {"uptime_s": time.monotonic() - self._started_mono_s,
+                "streams": [s.snapshot() for s in self.stream_stats.values()],
+                "pipeline": self.stats.snapshot()}
+
+    def _publish_stats(self) -> None:
+        snap = self.snapshot()
+        self.publisher.publish(topic("stats"),
+                               stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"]))
+
+    def _stats_loop(self) -> None:
+        while not self._done.wait(self.config.publish.stats_interval_s):
+            self._publish_stats()
+
+    # --- the two batch threads ----------------------------------------------------------------
+
+    def _batch_loop(self) -> None:
+        max_batch = self.engine.max_batch
+        max_wait_s = self.config.batch.max_wait_ms / 1000.0
+        try:
+            while True:
+                frames = self._board.take_batch(max_batch, max_wait_s, timeout_s=0.1)
+                if not frames:
+                    if self._stop_batching.is_set():
+                        break  # stopped and drained
+                    continue
+                started_mono_s = time.monotonic()
+                slot = self.engine.acquire()
+                boxes = [preprocess_into(slot.input[i], frame.image_bgr)
+                         for i, frame in enumerate(frames)]
+                submitted_mono_s = time.monotonic()
+                slot.submit(len(frames))
+                self._in_flight.put(_Batch(frames, boxes, slot, started_mono_s, submitted_mono_s))
+        except Exception:
+            logger.exception("batcher crashed; stopping the pipeline")
+            self._stop_capture.set()
+
+    def _complete_loop(self) -> None:
+        model = self.config.model
+        while (batch := self._in_flight.get()) is not None:
+            try:
+                outputs = batch.slot.wait()
+            except Exception:
+                logger.exception("inference failed for a batch of %d frames", len(batch.frames))
+                self.engine.release(batch.slot)
+                continue
+            done_mono_s = time.monotonic()
+            primary = outputs[0]
+            self.engine.release(batch.slot)
+            self.stats.batches += 1
+            self.stats.batch_frames += len(batch.frames)
+            inference_ms = (done_mono_s - batch.submitted_mono_s) * 1000.0
+            self.stats.inference_ms.add(inference_ms, done_mono_s)
+            preprocess_ms = (batch.submitted_mono_s - batch.started_mono_s) * 1000.0
+            for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
+                post_began_s = time.monotonic()
+                detections = decode_yolo(primary[i], self.head_format, box, frame.source_hw,
+                                         model.conf_threshold, model.iou_threshold,
+                                         model.max_detections)
+                now_s = time.monotonic()
+                latency_ms = {
+                    "decode": frame.decode_ms,
+                    "queue": (batch.started_mono_s - frame.ready_mono_s) * 1000.0,
+                    "preprocess": preprocess_ms,
+                    "inference": inference_ms,
+                    "postprocess": (now_s - post_began_s) * 1000.0,
+                    "total": frame.decode_ms + (now_s - frame.ready_mono_s) * 1000.0,
+                }
+                stream_stats = self.stream_stats[frame.stream_id]
+                stream_stats.processed += 1
+                stream_stats.latency_ms.add(latency_ms["total"], now_s)
+                stream_stats.all_latency_ms.append(latency_ms["total"])
+                self.publisher.publish(topic("det", frame.stream_id), detection_message(
+                    stream_id=frame.stream_id, seq=frame.seq, pts_s=frame.pts_s,
+                    capture_wall_s=frame.capture_wall_s, source_hw=frame.source_hw,
+                    model=self.model_name, latency_ms=latency_ms, detections=detections,
+                    labels=self.labels))

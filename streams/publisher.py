@@ -1,0 +1,83 @@
+"""ZeroMQ PUB publisher that never blocks the pipeline.
+
+Producers (the pipeline, capture workers) hand messages to a bounded queue without waiting;
+one thread owns the socket (ZeroMQ sockets are not thread-safe), serialises to JSON and sends.
+A full queue drops the message and counts it; a slow subscriber is cut off by ZeroMQ's
+high-water mark per subscriber, so it never slows the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+import zmq
+
+from streams.config import PublishConfig
+from streams.errors import PublishError
+from streams.messages import encode
+from streams.stats import PipelineStats
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Publisher:
+    """Binds a PUB socket at ``config.endpoint`` and publishes ``(topic, message)`` pairs."""
+
+    def __init__(self, config: PublishConfig, stats: PipelineStats,
+                 context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.stats = stats
+        self._context = context or zmq.Context.instance()
+        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+        self._socket.setsockopt(zmq.LINGER, 500)
+        try:
+            self._socket.bind(config.endpoint)
+        except zmq.ZMQError as err:
+            self._socket.close(0)
+            raise PublishError(f"publish.endpoint: cannot bind {config.endpoint}: {err} "
+                               "(is another streams process using it?)") from err
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+        logger.info("publishing on %s", self.endpoint)
+
+    def publish(self, topic: str, message: dict[str, Any]) -> bool:
+        """Queue a message; returns False (and counts a drop) if the queue is full."""
+        try:
+            self._queue.put_nowait((topic, message))
+            return True
+        except queue.Full:
+            self.stats.publish_dropped += 1
+            return False
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            topic, message = item
+            try:
+                self._socket.send_multipart([topic.encode(), encode(message)], flags=zmq.NOBLOCK)
+                self.stats.published += 1
+            except zmq.Again:
+                self.stats.publish_dropped += 1
+            except (zmq.ZMQError, ValueError, TypeError) as err:
+                self.stats.publish_dropped += 1
+                logger.error("cannot publish %s: %s", topic, err)
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Send what is queued (up to ``timeout_s``), then close the socket."""
+        if self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=timeout_s)
+            except queue.Full:
+                pass
+            self._thread.join(timeout_s)
+        self._socket.close(linger=500)

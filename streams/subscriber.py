@@ -1,0 +1,55 @@
+"""A subscriber client: connect to one or more publishers, filter by stream and kind."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import zmq
+
+from streams.messages import KINDS, decode, topic
+
+
+class Subscriber:
+    """SUB socket over one or more ``streams`` publishers.
+
+    Example:
+        with Subscriber(["tcp://127.0.0.1:5555"], stream="cam1") as sub:
+            for topic, message in sub.messages(timeout_s=5):
+                print(message["detections"])
+    """
+
+    def __init__(self, endpoints: Iterable[str], stream: str | None = None,
+                 kinds: Iterable[str] = KINDS, rcvhwm: int = 10_000,
+                 context: zmq.Context | None = None) -> None:
+        self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
+        self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for kind in kinds:
+            # stats are pipeline-wide: a per-stream subscriber still gets them.
+            prefix = topic(kind, None if kind == "stats" else stream)
+            self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        for endpoint in endpoints:
+            self._socket.connect(endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+
+    def receive(self, timeout_s: float) -> tuple[bytes, dict[str, Any]] | None:
+        """Next ``(topic, message)``, or None after ``timeout_s`` with nothing."""
+        if not self._poller.poll(int(timeout_s * 1000)):
+            return None
+        topic_bytes, payload = self._socket.recv_multipart()
+        return topic_bytes, decode(payload)
+
+    def messages(self, timeout_s: float) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """Yield messages until none arrives for ``timeout_s``."""
+        while (item := self.receive(timeout_s)) is not None:
+            yield item
+
+    def close(self) -> None:
+        self._socket.close(0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from processors.detections import Detections
+from streams.messages import (SchemaError, decode, detection_message, encode, stats_message,
+                              status_message, topic, validate)
+from streams.redact import redact_url
+
+
+def test_topics_end_with_a_separator_so_prefixes_are_exact():
+    assert topic("det", "cam1") == "det/cam1/"
+    assert not topic("det", "cam10").startswith(topic("det", "cam1"))
+    assert topic("stats") == "stats/"
+    with pytest.raises(ValueError):
+        topic("video", "cam1")
+
+
+def make_det(**overrides):
+    dets = Detections(np.array([[1, 2, 30, 40]], np.float32), np.array([0.9], np.float32),
+                      np.array([0], np.int32))
+    kwargs = dict(stream_id="cam1", seq=3, pts_s=0.12, capture_wall_s=1.7e9, source_hw=(272, 640),
+                  model="yolov3-tiny", detections=dets, labels=("person",),
+                  latency_ms={k: 1.0 for k in ("decode", "queue", "preprocess", "inference",
+                                               "postprocess", "total")})
+    kwargs.update(overrides)
+    return detection_message(**kwargs)
+
+
+def test_detection_message_round_trips_and_validates():
+    message = decode(encode(make_det()))
+    validate(b"det/cam1/", message)
+    assert message["detections"] == [{"label": "person", "class_id": 0, "score": 0.9,
+                                      "box": [1.0, 2.0, 30.0, 40.0]}]
+
+
+def test_status_and_stats_validate():
+    validate(b"status/cam1/", decode(encode(status_message("cam1", "reconnecting",
+                                                           reason="refused", attempt=2))))
+    validate(b"stats/", decode(encode(stats_message(
+        [{"stream": "a", "state": "live", "fps": 1.0, "processed": 1, "dropped": 0}], {}, 1.0))))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: m.pop("seq"), "seq: missing"),
+    (lambda m: m.update(v=2), "v: expected 1"),
+    (lambda m: m["latency_ms"].pop("total"), "latency_ms.total: missing"),
+    (lambda m: m["detections"][0].update(score=1.5), r"score: 1.5 outside"),
+    (lambda m: m["detections"][0].update(box=[0, 0, 700, 10]), "not inside the 640x272 frame"),
+    (lambda m: m.update(seq="3"), "seq: expected"),
+])
+def test_validation_names_the_bad_field(mutate, message):
+    det = decode(encode(make_det()))
+    mutate(det)
+    with pytest.raises(SchemaError, match=message):
+        validate(b"det/cam1/", det)
+
+
+def test_topic_must_match_the_stream():
+    with pytest.raises(SchemaError, match="does not match"):
+        validate(b"det/cam10/", decode(encode(make_det())))
+
+
+def test_unknown_state_is_rejected():
+    with pytest.raises(ValueError):
+        status_message("cam1", "sleeping")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("rtsp://admin:secret@10.0.0.5:554/live", "rtsp://***@10.0.0.5:554/live"),
+    ("cannot open rtsp://u@h/x and http://a:b@c/", "cannot open rtsp://***@h/x and http://***@c/"),
+    ("rtsp://camera.local/live", "rtsp://camera.local/live"),
+])
+def test_redact_url(text, expected):
+    assert redact_url(text) == expected
