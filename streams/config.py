@@ -80,6 +80,10 @@ class PublishConfig:
     sndhwm: int = 1000
     queue_size: int = 4096
     stats_interval_s: float = 1.0
+    # After binding, wait this long before the first message so that subscribers already
+    # waiting for this endpoint reconnect and subscribe (PUB/SUB "slow joiner") and see the
+    # very first status events.
+    join_grace_ms: int = 300
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ def parse_config(
         publish=_dataclass_section(PublishConfig, top.get("publish", {}), "publish", {
             "endpoint": _endpoint, "sndhwm": _integer(1, 10_000_000),
             "queue_size": _integer(1, 10_000_000), "stats_interval_s": _number(0.1, 3600),
+            "join_grace_ms": _integer(0, 60_000),
         }),
         metrics=_dataclass_section(MetricsConfig, top.get("metrics", {}), "metrics", {
             "host": _string, "port": _integer(0, 65535),

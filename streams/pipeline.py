@@ -171,13 +171,16 @@ class Pipeline:
         max_wait_s = self.config.batch.max_wait_ms / 1000.0
         try:
             while True:
+                # Take a free slot first, frames second: frames are picked as late as
+                # possible, so they are the newest and do not age while a slot frees up.
+                slot = self.engine.acquire()
                 frames = self._board.take_batch(max_batch, max_wait_s, timeout_s=0.1)
                 if not frames:
+                    self.engine.release(slot)
                     if self._stop_batching.is_set():
                         break  # stopped and drained
                     continue
                 started_mono_s = time.monotonic()
-                slot = self.engine.acquire()
                 boxes = [preprocess_into(slot.input[i], frame.image_bgr)
                          for i, frame in enumerate(frames)]
                 submitted_mono_s = time.monotonic()

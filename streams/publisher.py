@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 import zmq
@@ -44,6 +45,7 @@ class Publisher:
             raise PublishError(f"publish.endpoint: cannot bind {config.endpoint}: {err} "
                                "(is another streams process using it?)") from err
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        time.sleep(config.join_grace_ms / 1000.0)
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
         logger.info("publishing on %s", self.endpoint)

@@ -24,6 +24,7 @@ class Subscriber:
         self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RECONNECT_IVL, 50)  # catch a (re)starting publisher fast
         for kind in kinds:
             # stats are pipeline-wide: a per-stream subscriber still gets them.
             prefix = topic(kind, None if kind == "stats" else stream)

@@ -1,0 +1,108 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from streams.subscriber import Subscriber
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(path: Path, streams: list[dict], port: int, **sections) -> Path:
+    """A config for tests: CPU backend, given streams, publishing on ``port``."""
+    raw = {
+        "streams": streams,
+        "engine": {"backend": "onnxruntime", "max_batch": 4, **sections.pop("engine", {})},
+        "publish": {"endpoint": f"tcp://127.0.0.1:{port}", "stats_interval_s": 0.5},
+        "metrics": {"port": 0},
+    }
+    raw.update(sections)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+class Collector:
+    """A real SUB socket draining messages on a thread until stopped."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        stream: str | None = None,
+        kinds=("det", "status", "stats"),
+        rcvhwm: int = 100_000,
+    ) -> None:
+        self.messages: list[tuple[bytes, dict]] = []
+        self._sub = Subscriber([endpoint], stream=stream, kinds=kinds, rcvhwm=rcvhwm)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(0.3)  # PUB/SUB slow joiner: let the subscription reach the publisher
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._sub.receive(0.1)
+            if item is not None:
+                self.messages.append(item)
+
+    def of(self, kind: str, stream: str | None = None) -> list[dict]:
+        return [
+            m
+            for _, m in list(self.messages)
+            if m["type"] == kind and (stream is None or m.get("stream") == stream)
+        ]
+
+    def wait_for(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sub.close()
+
+
+def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def iou(a, b) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
