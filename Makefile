@@ -1,0 +1,40 @@
+# `make run`: install into .venv, fetch the sample model and videos, run config.yaml.
+# `make test`: install into .venv with the test extras and system packages, run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.yaml
+
+.PHONY: run test install install-test system-test-deps assets bench lint clean
+
+$(BIN)/python:
+	bash scripts/ensure-python.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python -m streams assets
+	$(BIN)/python -m streams run $(CONFIG)
+
+system-test-deps:
+	bash tests/support/install_rtsp_deps.sh
+
+test: install system-test-deps
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m streams assets
+	$(BIN)/python -m streams bench $(CONFIG)
+
+lint: install
+	$(BIN)/python -m pip install -q ruff
+	$(BIN)/ruff check streams processors engines tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
