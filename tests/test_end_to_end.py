@@ -152,3 +152,23 @@ def test_model_that_is_not_onnx_is_a_clear_error(assets, tmp_path):
     assert result.returncode == 1
     assert "model.onnx: ONNX Runtime cannot load this model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_subscribe_command_prints_validated_results(assets, tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", [
+        {"id": "cam", "url": str(assets.videos["carphone_pristine.mp4"]), "loop": True, "fps": 10},
+    ], port)
+    pipeline = start_cli("run", str(config), "--no-live")
+    try:
+        result = run_cli("subscribe", f"tcp://127.0.0.1:{port}", "--stream", "cam",
+                         "--kinds", "det", "--count", "5", "--validate", timeout=60)
+    finally:
+        pipeline.send_signal(signal.SIGINT)
+        assert pipeline.wait(timeout=10) == 0
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith("det cam #") for line in lines)
+    assert "person" in result.stdout  # the man in the car
+    assert "INVALID" not in result.stderr
