@@ -1,0 +1,84 @@
+"""The publisher with real ZeroMQ sockets: slow subscribers never slow anyone down."""
+
+import time
+
+import zmq
+
+from streams.config import PublishConfig
+from streams.messages import topic
+from streams.stats import PipelineStats
+from tests.helpers import Collector, free_port
+
+MESSAGES = 20_000
+
+
+def test_stalled_subscriber_does_not_block_publisher_or_other_subscribers():
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    stats = PipelineStats()
+    from streams.publisher import Publisher
+
+    publisher = Publisher(PublishConfig(endpoint=endpoint, sndhwm=1000, queue_size=100_000,
+                                        join_grace_ms=0), stats)
+    # A subscriber that connects, subscribes and never reads, with tiny buffers.
+    stalled = zmq.Context.instance().socket(zmq.SUB)
+    stalled.setsockopt(zmq.RCVHWM, 10)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(endpoint)
+    healthy = Collector(endpoint, kinds=("det",))
+    try:
+        padding = "x" * 500  # ~0.6 kB messages: the stalled peer's buffers fill quickly
+        slowest_call_s = 0.0
+        for seq in range(MESSAGES):
+            began = time.monotonic()
+            publisher.publish(topic("det", "cam1"), {"type": "det", "seq": seq, "pad": padding})
+            slowest_call_s = max(slowest_call_s, time.monotonic() - began)
+            if seq % 100 == 99:
+                time.sleep(0.02)  # ~5000 messages/s: a busy camera farm
+        assert healthy.wait_for(lambda c: len(c.messages) >= MESSAGES, 30)
+    finally:
+        healthy.close()
+        publisher.close()
+    stalled_got = 0
+    while stalled.poll(0):
+        stalled.recv_multipart()
+        stalled_got += 1
+    stalled.close(0)
+    seqs = [m["seq"] for _, m in healthy.messages]
+    print(f"healthy {len(seqs)}, stalled {stalled_got} of {MESSAGES}, slowest call "
+          f"{slowest_call_s * 1000:.2f} ms")
+    assert seqs == list(range(MESSAGES)), "the healthy subscriber got every message, in order"
+    assert slowest_call_s < 0.05, "publish() never waited for the stalled subscriber"
+    assert stalled_got < MESSAGES // 2, "the stalled subscriber was cut off at its high-water mark"
+    assert stats.published == MESSAGES
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking():
+    stats = PipelineStats()
+    from streams.publisher import Publisher
+
+    publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=1,
+                                        join_grace_ms=0), stats)
+    try:
+        started = time.monotonic()
+        results = [publisher.publish("det/a/", {"seq": i, "pad": "x" * 10_000}) for i in range(2000)]
+        assert time.monotonic() - started < 2.0
+    finally:
+        publisher.close()
+    assert results.count(False) == stats.publish_dropped > 0
+
+
+def test_address_in_use_is_a_publish_error():
+    import pytest
+
+    from streams.errors import PublishError
+    from streams.publisher import Publisher
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), PipelineStats())
+    try:
+        with pytest.raises(PublishError, match="publish.endpoint: cannot bind"):
+            Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), PipelineStats())
+    finally:
+        first.close()
