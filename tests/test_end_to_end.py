@@ -1,6 +1,7 @@
 """The whole pipeline on the sample videos, published to a real ZeroMQ subscriber."""
 
 import signal
+import time
 import urllib.request
 
 import pytest
@@ -91,38 +92,71 @@ def test_per_stream_subscription_is_exact(assets, tmp_path):
     assert {m["stream"] for m in only_cam1.of("status")} == {"cam1"}
 
 
-def test_broken_stream_fails_alone_and_sigterm_drains(assets, tmp_path):
-    """Garbage bytes named .mp4 fail with a status; the good looping stream keeps flowing."""
+def test_broken_streams_fail_alone_and_sigterm_drains(assets, tmp_path, http_page):
+    """Garbage bytes named .mp4, a zero-byte file and a web page that is not a stream each
+    report their own status; the good looping stream keeps flowing; SIGTERM drains fast."""
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(bytes(range(256)) * 64)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
     port, metrics_port = free_port(), free_port()
-    config = write_config(
-        tmp_path / "c.yaml",
-        [
-            {"id": "good", "url": str(assets.videos["bikes.mp4"]), "loop": True, "fps": 5},
-            {"id": "broken", "url": str(garbage)},
-        ],
-        port,
-        metrics={"port": metrics_port},
-    )
+    config = write_config(tmp_path / "c.yaml", [
+        {"id": "good", "url": str(assets.videos["bikes.mp4"]), "loop": True, "fps": 5},
+        {"id": "garbage", "url": str(garbage)},
+        {"id": "empty", "url": str(empty)},
+        {"id": "webpage", "url": http_page},
+    ], port, metrics={"port": metrics_port},
+        capture={"open_timeout_s": 2, "reconnect_initial_s": 0.2, "reconnect_max_s": 1})
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
-        assert collector.wait_for(lambda c: len(c.of("det", "good")) >= 10, 60), (
+        assert collector.wait_for(lambda c: len(c.of("det", "good")) >= 10
+                                  and len(c.of("status", "webpage")) >= 3, 60), \
             process.stderr.read() if process.poll() is not None else "no detections"
-        )
-        failed = [m for m in collector.of("status", "broken") if m["state"] == "failed"]
-        assert failed and "garbage.mp4" in failed[0]["reason"]
+        for stream, name in (("garbage", "garbage.mp4"), ("empty", "empty.mp4")):
+            failed = [m for m in collector.of("status", stream) if m["state"] == "failed"]
+            assert failed and name in failed[0]["reason"], collector.of("status", stream)
+        retries = [m for m in collector.of("status", "webpage") if m["state"] == "reconnecting"]
+        assert [m["attempt"] for m in retries[:2]] == [1, 2]
+        assert "cannot open stream" in retries[0]["reason"]
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
         assert 'streams_frames_processed_total{stream="good"}' in metrics
+        signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+        assert time.monotonic() - signalled < 5.0
     finally:
         if process.poll() is None:
             process.kill()
         collector.close()
-    assert collector.of("status", "good")[-1]["state"] == "ended"
-    assert not collector.of("det", "broken")
+    for stream in ("good", "webpage"):
+        assert collector.of("status", stream)[-1]["state"] == "ended"
+    assert not collector.of("det", "garbage") and not collector.of("det", "empty")
+
+
+@pytest.fixture
+def http_page():
+    """A real web server whose page is HTML, not video."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body>not a video</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server.shutdown()
 
 
 @pytest.mark.parametrize(
