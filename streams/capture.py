@@ -53,6 +53,7 @@ class CaptureWorker:
         self._ctx = context
         self._seq = 0
         self._pts_base_s = 0.0
+        self.stalls = 0
         self.thread = threading.Thread(target=self._run, name=f"capture-{stream.id}", daemon=True)
 
     def start(self) -> None:
@@ -106,7 +107,7 @@ class CaptureWorker:
     def _run_network(self) -> None:
         policy = self._ctx.capture
         backoff_s = policy.reconnect_initial_s
-        attempt = 0
+        attempt = seen_stalls = 0
         self._status("connecting")
         while not self._ctx.stop.is_set():
             try:
@@ -115,7 +116,10 @@ class CaptureWorker:
                     count, _ = self._pump(cap, announce=True)
                 finally:
                     cap.release()
-                reason = f"no frame for {policy.read_timeout_s:g} s or the stream ended"
+                stalls = self.stalls
+                reason = (f"no frame for {policy.read_timeout_s:g} s (stalled)" if stalls > seen_stalls
+                          else "the stream ended or the connection dropped")
+                seen_stalls = stalls
                 if count:
                     backoff_s, attempt = policy.reconnect_initial_s, 0
             except CaptureError as err:
@@ -153,6 +157,7 @@ class CaptureWorker:
         paced = self.stream.is_file and self.stream.pace == "realtime"
         lossless = self.stream.is_file and self.stream.pace == "none"
         keep_interval_s = 1.0 / self.stream.fps if self.stream.fps else 0.0
+        stall_s = self._ctx.capture.read_timeout_s * 0.9
         next_keep_s = float("-inf")
         start_mono_s = time.monotonic()
         first_pts_s: float | None = None
@@ -160,6 +165,12 @@ class CaptureWorker:
         while not self._ctx.stop.is_set():
             began_s = time.monotonic()
             if not cap.grab():
+                break
+            if not self.stream.is_file and time.monotonic() - began_s >= stall_s:
+                # A frozen camera: OpenCV's read timeout fires, yet the first timed-out reads
+                # still return frames buffered in the decoder. A read that took the whole
+                # timeout means silence: reconnect now instead of after several timeouts.
+                self.stalls += 1
                 break
             pts_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
             pts_s = self._pts_base_s + (pts_ms / 1000.0 if pts_ms > 0 else began_s - start_mono_s)

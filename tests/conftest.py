@@ -2,6 +2,8 @@
 
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]  # rtsp_server, rtsp_clip
+
 
 @pytest.fixture(scope="session")
 def assets():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -90,14 +91,23 @@ def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
     )
 
 
-def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class CliProcess(subprocess.Popen):
+    """A background ``python -m streams`` whose output goes to a file (a pipe nobody reads
+    would fill up and block the process's logging)."""
+
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_cli(*args: str) -> CliProcess:
+    log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)
+    process = CliProcess([sys.executable, "-m", "streams", *args], cwd=REPO,
+                         stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log_path = Path(log.name)
+    log.close()
+    return process
 
 
 def iou(a, b) -> float:

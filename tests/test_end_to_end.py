@@ -112,7 +112,7 @@ def test_broken_streams_fail_alone_and_sigterm_drains(assets, tmp_path, http_pag
     try:
         assert collector.wait_for(lambda c: len(c.of("det", "good")) >= 10
                                   and len(c.of("status", "webpage")) >= 3, 60), \
-            process.stderr.read() if process.poll() is not None else "no detections"
+            process.output() if process.poll() is not None else "no detections"
         for stream, name in (("garbage", "garbage.mp4"), ("empty", "empty.mp4")):
             failed = [m for m in collector.of("status", stream) if m["state"] == "failed"]
             assert failed and name in failed[0]["reason"], collector.of("status", stream)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what the RTSP test server (tests/support/rtsp_server.py) and the test clips need, from
+# Debian/Ubuntu packages. Idempotent: installs only what is missing, runs `apt-get update` only
+# then, and does nothing (no root needed) when everything is there. Root, or sudo otherwise.
+#
+#   python3-gi                   gi for the SYSTEM /usr/bin/python3 (not pip-installable here)
+#   gir1.2-gst-rtsp-server-1.0   GstRtspServer (pulls libgstrtspserver and the Gst typelibs)
+#   gstreamer1.0-plugins-base    appsrc, appsink
+#   gstreamer1.0-plugins-good   qtdemux, rtph264pay, rtpbin, udp
+#   gstreamer1.0-plugins-bad     h264parse
+#   ffmpeg                       make_test_clip() (libx264 re-encode)
+set -euo pipefail
+
+PACKAGES=(
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  ffmpeg
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install_rtsp_deps: all present (${PACKAGES[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install_rtsp_deps: missing ${missing[*]}; run as root (no sudo here)" >&2
+  exit 1
+fi
+
+echo "install_rtsp_deps: installing ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+  --no-install-recommends "${missing[@]}"
