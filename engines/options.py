@@ -33,7 +33,7 @@ class EngineOptions:
     max_batch: int = 8
     opt_batch: int | None = None
     precision: str = "fp16"
-    contexts: int = 2
+    contexts: int = 3
     workspace_mb: int = 1024
     builder_optimization_level: int = 3
     cache_dir: Path = Path.home() / ".cache" / "streams" / "engines"

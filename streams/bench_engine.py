@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT builder optimization level 0..5 (0 builds fastest)")
     parser.add_argument("--workspace-mb", type=int, default=defaults.workspace_mb)
     parser.add_argument("--cuda-graphs", action="store_true", help="TensorRT: CUDA graphs")
+    parser.add_argument("--input-on-device", action="store_true",
+                        help="TensorRT: skip the host-to-device input copy, as when frames are "
+                        "preprocessed on the GPU straight into the engine's input buffer")
     parser.add_argument("--device", default=defaults.device, help="cuda:N")
     parser.add_argument("--cache-dir", type=Path, default=defaults.cache_dir)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
@@ -70,13 +73,21 @@ def _make_engine(args: argparse.Namespace, options: EngineOptions) -> Any:
     return OnnxRuntimeEngine(args.model, options)
 
 
-def measure_latency(engine: Any, batch: int, iters: int, warmup: int) -> list[float]:
+def _submit(slot: Any, batch: int, on_device: bool) -> None:
+    if on_device:
+        slot.submit(batch, input_on_device=True)
+    else:
+        slot.submit(batch)
+
+
+def measure_latency(engine: Any, batch: int, iters: int, warmup: int,
+                    on_device: bool = False) -> list[float]:
     """Milliseconds per batch, one batch at a time."""
     times = []
     for i in range(warmup + iters):
         slot = engine.acquire()
         start = time.perf_counter()
-        slot.submit(batch)
+        _submit(slot, batch, on_device)
         slot.wait()
         elapsed = time.perf_counter() - start
         engine.release(slot)
@@ -85,19 +96,20 @@ def measure_latency(engine: Any, batch: int, iters: int, warmup: int) -> list[fl
     return times
 
 
-def measure_throughput(engine: Any, batch: int, iters: int, warmup: int) -> float:
+def measure_throughput(engine: Any, batch: int, iters: int, warmup: int,
+                       on_device: bool = False) -> float:
     """Images per second with every slot in flight."""
     slots = [engine.acquire() for _ in range(engine.num_slots)]
     try:
         for slot in slots:
-            slot.submit(batch)
+            _submit(slot, batch, on_device)
         start = 0.0
         for i in range(warmup + iters):
             if i == warmup:
                 start = time.perf_counter()
             slot = slots[i % len(slots)]
             slot.wait()
-            slot.submit(batch)
+            _submit(slot, batch, on_device)
         for slot in slots:  # count the batches still in flight once they finish
             slot.wait()
         elapsed = time.perf_counter() - start
@@ -118,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         print("--batch: batch sizes must be >= 1", file=sys.stderr)
         return 2
     max_batch = args.max_batch or batches[-1]
+    on_device = bool(args.input_on_device)
+    if on_device and args.backend != "tensorrt":
+        print("--input-on-device needs --backend tensorrt", file=sys.stderr)
+        return 2
     options = EngineOptions(
         backend=args.backend, device=args.device if args.backend == "tensorrt" else "cpu",
         max_batch=max_batch, opt_batch=args.opt_batch or None, precision=args.precision,
@@ -137,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "max_batch": engine.max_batch, "slots": engine.num_slots, "iters": args.iters,
         "warmup": args.warmup, "setup_s": round(setup_s, 2),
         "built": getattr(engine, "built", None), "cuda_graphs": bool(args.cuda_graphs),
-        "opt_level": args.opt_level, "host": platform.node(),
+        "opt_level": args.opt_level, "input_on_device": on_device, "host": platform.node(),
     }
     if engine.backend == "tensorrt":
         import tensorrt as trt
@@ -155,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         slots = [engine.acquire() for _ in range(engine.num_slots)]
         for slot in slots:
             slot.input[...] = rng.random(slot.input.shape, dtype=np.float32)
+            slot.submit(engine.max_batch)  # also fills the device input buffers
+            slot.wait()
         for slot in slots:
             engine.release(slot)
         for batch in batches:
@@ -162,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"skipping batch {batch}: engine max batch is {engine.max_batch}",
                       file=sys.stderr)
                 continue
-            lat = measure_latency(engine, batch, args.iters, args.warmup)
-            img_s = measure_throughput(engine, batch, args.iters, args.warmup)
+            lat = measure_latency(engine, batch, args.iters, args.warmup, on_device)
+            img_s = measure_throughput(engine, batch, args.iters, args.warmup, on_device)
             median = statistics.median(lat)
             results.append({
                 "batch": batch, "latency_median_ms": round(median, 3),
@@ -175,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
     title = (f"{Path(args.model).name}  {info['backend']} {info['precision']}  "
              f"{info.get('device', '')}  slots={info['slots']}"
-             f"{'  cuda-graphs' if args.cuda_graphs else ''}  "
+             f"{'  cuda-graphs' if args.cuda_graphs else ''}"
+             f"{'  input-on-device' if on_device else ''}  "
              f"setup {setup_s:.1f} s ({'built' if info['built'] else 'loaded'})")
     print(title)
     print(f"{'batch':>5}  {'median ms':>9}  {'p99 ms':>8}  {'img/s 1-at-a-time':>17}  "

@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("config", type=Path)
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     bench.add_argument("--streams", type=int, help="streams to run (default: engine.max_batch)")
+    bench.add_argument("--paced", action="store_true",
+                       help="play files in real time like cameras (overload latency and drops)")
     bench.add_argument("--json", type=Path, help="also write the results here")
     bench.set_defaults(handler=_cmd_bench)
 

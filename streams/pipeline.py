@@ -200,25 +200,29 @@ class Pipeline:
                 self.engine.release(batch.slot)
                 continue
             done_mono_s = time.monotonic()
-            primary = outputs[0]
+            inference_ms = (done_mono_s - batch.submitted_mono_s) * 1000.0
+            preprocess_ms = (batch.submitted_mono_s - batch.started_mono_s) * 1000.0
+            # Outputs may be views of the slot's buffers: decode every frame before the slot
+            # goes back to the batcher, publish after.
+            decoded = []
+            for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
+                post_began_s = time.monotonic()
+                detections = decode_yolo(outputs[0][i], self.head_format, box, frame.source_hw,
+                                         model.conf_threshold, model.iou_threshold,
+                                         model.max_detections)
+                decoded.append((frame, detections, (time.monotonic() - post_began_s) * 1000.0))
             self.engine.release(batch.slot)
             self.stats.batches += 1
             self.stats.batch_frames += len(batch.frames)
-            inference_ms = (done_mono_s - batch.submitted_mono_s) * 1000.0
             self.stats.inference_ms.add(inference_ms, done_mono_s)
-            preprocess_ms = (batch.submitted_mono_s - batch.started_mono_s) * 1000.0
-            for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
-                post_began_s = time.monotonic()
-                detections = decode_yolo(primary[i], self.head_format, box, frame.source_hw,
-                                         model.conf_threshold, model.iou_threshold,
-                                         model.max_detections)
+            for frame, detections, postprocess_ms in decoded:
                 now_s = time.monotonic()
                 latency_ms = {
                     "decode": frame.decode_ms,
                     "queue": (batch.started_mono_s - frame.ready_mono_s) * 1000.0,
                     "preprocess": preprocess_ms,
                     "inference": inference_ms,
-                    "postprocess": (now_s - post_began_s) * 1000.0,
+                    "postprocess": postprocess_ms,
                     "total": frame.decode_ms + (now_s - frame.ready_mono_s) * 1000.0,
                 }
                 stream_stats = self.stream_stats[frame.stream_id]

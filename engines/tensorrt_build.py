@@ -1,0 +1,557 @@
+"""Build TensorRT engines from ONNX and keep them in an on-disk cache.
+
+Building an engine takes from tens of seconds to many minutes, so a built engine is kept
+under ``options.cache_dir`` and reused while nothing that shaped it has changed. The cache key
+covers the ONNX file's sha256, the TensorRT version, the GPU (name and compute capability),
+the precision, the batch profile (min/opt/max and how many copies), the builder optimization
+level and the workspace limit. Layout::
+
+    <cache_dir>/<model-stem>-<key16>.engine   serialized engine
+    <cache_dir>/<model-stem>-<key16>.json     sidecar: the key fields, the engine's size and sha256
+    <cache_dir>/timing-<trt>-<gpu>.cache       TensorRT timing cache, shared by all builds
+
+A cached file is used only when its sidecar matches the key and its size and sha256 match the
+sidecar; anything else (truncated, corrupted, built elsewhere, interrupted) is logged at
+WARNING with the reason and rebuilt. Files are written atomically (temp file, then rename).
+
+TensorRT versions: 8.6 (explicit-batch networks, ``BuilderFlag.FP16``), 10.x (networks
+created with flags 0, ``BuilderFlag.FP16``) and 11.x (no weak typing: for fp16 the ONNX is
+first converted to FP16 by :mod:`engines.fp16` and the network is created strongly typed).
+The cuBLAS/cuDNN tactic sources are switched off on every version: TensorRT's own kernels
+are as fast for these models, and some deployments (the project's GPU test kit) ship stub
+cuBLAS/cuDNN libraries that abort if called.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engines import cuda
+from engines.options import EngineOptions
+from streams.errors import EngineError
+
+logger = logging.getLogger(__name__)
+
+MIN_TENSORRT = (8, 6)
+KEY_FORMAT = 1  # bump when the build recipe changes in a way the other fields do not capture
+HEARTBEAT_S = 10.0
+
+Progress = Callable[[str], None]
+
+
+def import_tensorrt() -> Any:
+    """Import ``tensorrt``, or raise EngineError saying how to get a usable one."""
+    try:
+        import tensorrt as trt
+    except ImportError as err:
+        raise EngineError(
+            f"TensorRT is not installed ({err}); install it (pip install 'tensorrt>=8.6', or "
+            "JetPack 6 on Jetson) or use engine.backend: onnxruntime"
+        ) from err
+    except OSError as err:  # the wheel imports but a shared library (libnvinfer, cudart) is missing
+        raise EngineError(
+            f"TensorRT is installed but cannot load its libraries ({err}); check LD_LIBRARY_PATH "
+            "and the CUDA runtime it was built for, or use engine.backend: onnxruntime"
+        ) from err
+    if version_tuple(trt) < MIN_TENSORRT:
+        raise EngineError(
+            f"TensorRT {trt.__version__} is too old: streams needs >= 8.6 (name-based tensor "
+            "API, builder optimization levels); upgrade TensorRT or use engine.backend: onnxruntime"
+        )
+    return trt
+
+
+def version_tuple(trt: Any) -> tuple[int, int]:
+    """(major, minor) of the imported TensorRT."""
+    parts = re.findall(r"\d+", trt.__version__)
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
+def fp16_mode(trt: Any) -> str:
+    """How this TensorRT does fp16: ``builder_flag`` (8.6, 10.x) or ``strongly_typed`` (11.x)."""
+    return "builder_flag" if hasattr(trt.BuilderFlag, "FP16") else "strongly_typed"
+
+
+def profile_copies(trt: Any, options: EngineOptions) -> int:
+    """How many identical optimization profiles to build: one per execution context.
+
+    TensorRT 8.6 lets only one execution context at a time use a profile of a dynamic-shape
+    engine: a second context asking for profile 0 gets "Profile 0 has been chosen by another
+    IExecutionContext" (checked on an H100 with benchmarks/trt_shared_profile_probe.py, where
+    the process then crashed). So each context of the slot ring gets its own copy; the timing
+    cache makes the copies cheap to build.
+    """
+    return max(1, options.contexts)
+
+
+# -- logging bridge -------------------------------------------------------------------------
+
+_trt_logger: Any = None
+
+
+def trt_logger() -> Any:
+    """One TensorRT logger for the process, forwarding to :mod:`logging` and keeping the last
+    errors so an EngineError can quote them."""
+    global _trt_logger
+    if _trt_logger is None:
+        trt = import_tensorrt()
+
+        class _Logger(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.errors: collections.deque[str] = collections.deque(maxlen=20)
+
+            def log(self, severity: Any, msg: str) -> None:
+                sev = trt.ILogger.Severity
+                if severity in (sev.INTERNAL_ERROR, sev.ERROR):
+                    self.errors.append(msg)
+                    logger.error("TensorRT: %s", msg)
+                elif severity == sev.WARNING:
+                    logger.warning("TensorRT: %s", msg)
+                elif severity == sev.INFO:
+                    logger.debug("TensorRT: %s", msg)
+
+        _trt_logger = _Logger()
+    return _trt_logger
+
+
+# -- cache keys and files -------------------------------------------------------------------
+
+_sha_memo: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so big models are hashed once."""
+    stat = path.stat()
+    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _sha_memo:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _sha_memo[memo_key] = digest.hexdigest()
+    return _sha_memo[memo_key]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where one (model, options, TensorRT, GPU) engine lives, and the key that names it."""
+
+    key: dict[str, Any]
+    digest: str
+    engine_path: Path
+    sidecar_path: Path
+
+
+def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
+    """Compute the cache key of ``model_path`` built with ``options`` on this GPU."""
+    trt = import_tensorrt()
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise EngineError(f"{model_path}: no such ONNX file")
+    device = cuda.device_info(options.device_index)
+    opt_batch = options.opt_batch or options.max_batch
+    key = {
+        "format": KEY_FORMAT,
+        "onnx_sha256": file_sha256(model_path),
+        "tensorrt": trt.__version__,
+        "gpu": device.name,
+        "compute_capability": f"{device.compute_capability[0]}.{device.compute_capability[1]}",
+        "precision": options.precision,
+        "fp16_mode": fp16_mode(trt) if options.precision == "fp16" else None,
+        "profile": [1, opt_batch, options.max_batch],
+        "profile_copies": profile_copies(trt, options),
+        "builder_optimization_level": options.builder_optimization_level,
+        "workspace_mb": options.workspace_mb,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    base = Path(options.cache_dir).expanduser() / f"{model_path.stem}-{digest[:16]}"
+    return CacheEntry(key, digest, base.with_suffix(".engine"), base.with_suffix(".json"))
+
+
+def engine_path(model_path: Path, options: EngineOptions) -> Path:
+    """Where the engine for ``model_path`` and ``options`` is (or would be) cached."""
+    return cache_entry(model_path, options).engine_path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _key_diff(cached: dict[str, Any], wanted: dict[str, Any]) -> str:
+    fields = sorted(set(cached) | set(wanted))
+    diffs = [f"{k}: cached {cached.get(k)!r}, now {wanted.get(k)!r}"
+             for k in fields if cached.get(k) != wanted.get(k)]
+    return "; ".join(diffs)
+
+
+def _load_verified(entry: CacheEntry) -> bytes | None:
+    """The cached engine bytes when the sidecar, size and sha256 all match; else None (logged)."""
+    path = entry.engine_path
+    if not path.exists():
+        others = sorted(p.name for p in path.parent.glob(f"{path.stem.rsplit('-', 1)[0]}-*.engine"))
+        if others:
+            logger.info("no cached engine for this model with these settings (key %s); other "
+                        "builds of it in %s: %s", entry.digest[:16], path.parent, ", ".join(others))
+        return None
+    reason = None
+    try:
+        sidecar = json.loads(entry.sidecar_path.read_text())
+    except FileNotFoundError:
+        sidecar, reason = None, f"its sidecar {entry.sidecar_path.name} is missing (interrupted build?)"
+    except (OSError, ValueError) as err:
+        sidecar, reason = None, f"its sidecar {entry.sidecar_path.name} is unreadable ({err})"
+    data = b""
+    if sidecar is not None:
+        if sidecar.get("key") != entry.key:
+            reason = ("it was built for something else (another GPU, TensorRT or model?): "
+                      + _key_diff(sidecar.get("key") or {}, entry.key))
+        else:
+            data = path.read_bytes()
+            if len(data) != sidecar.get("engine_bytes"):
+                reason = (f"it is truncated or padded: {len(data)} bytes, the sidecar says "
+                          f"{sidecar.get('engine_bytes')}")
+            elif hashlib.sha256(data).hexdigest() != sidecar.get("engine_sha256"):
+                reason = "it is corrupted: its sha256 does not match the sidecar"
+    if reason is not None:
+        logger.warning("cached TensorRT engine %s is not usable and will be rebuilt: %s",
+                       path, reason)
+        return None
+    return data
+
+
+def invalidate(model_path: Path, options: EngineOptions, reason: str) -> None:
+    """Delete a cached engine that TensorRT refused to load, logging why at WARNING."""
+    entry = cache_entry(model_path, options)
+    logger.warning("cached TensorRT engine %s is not usable and will be rebuilt: %s",
+                   entry.engine_path, reason)
+    entry.engine_path.unlink(missing_ok=True)
+    entry.sidecar_path.unlink(missing_ok=True)
+
+
+def build_or_load(
+    model_path: Path, options: EngineOptions, progress: Progress | None = None
+) -> tuple[bytes, bool]:
+    """Return the serialized engine for ``model_path`` and whether it was built just now.
+
+    A verified cached engine is returned as is; otherwise the engine is built from the ONNX
+    file, written to the cache (engine, then sidecar, each atomically) and returned.
+
+    Args:
+        model_path: ONNX file with one input shaped (N, 3, H, W).
+        options: precision, batch profile, workspace, optimization level, cache_dir.
+        progress: called with short human-readable lines while a build runs.
+
+    Example:
+        data, built = build_or_load(Path("yolov3-tiny.onnx"), EngineOptions(max_batch=32))
+    """
+    cuda.set_device(options.device_index)
+    entry = cache_entry(model_path, options)
+    data = _load_verified(entry)
+    if data is not None:
+        logger.info("using cached TensorRT engine %s", entry.engine_path)
+        return data, False
+    started = time.perf_counter()
+    data = _build(Path(model_path), options, progress)
+    build_s = time.perf_counter() - started
+    _atomic_write(entry.engine_path, data)
+    sidecar = {
+        "key": entry.key,
+        "key_sha256": entry.digest,
+        "engine_bytes": len(data),
+        "engine_sha256": hashlib.sha256(data).hexdigest(),
+        "model": str(Path(model_path).resolve()),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_s": round(build_s, 1),
+    }
+    _atomic_write(entry.sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
+    logger.info("built TensorRT engine %s in %.1f s (%.1f MiB)", entry.engine_path, build_s,
+                len(data) / 2**20)
+    return data, True
+
+
+def load_cuda_engine(
+    model_path: Path, options: EngineOptions, runtime: Any, progress: Progress | None = None
+) -> tuple[Any, bool]:
+    """Deserialize the cached (or freshly built) engine; a file TensorRT refuses is rebuilt once.
+
+    Returns:
+        (ICudaEngine, built) where ``built`` says whether a build happened.
+    """
+    data, built = build_or_load(model_path, options, progress)
+    engine = _deserialize(runtime, data)
+    if engine is None and not built:
+        errors = "; ".join(trt_logger().errors) or "no reason given"
+        invalidate(model_path, options, f"TensorRT could not deserialize it ({errors})")
+        data, built = build_or_load(model_path, options, progress)
+        engine = _deserialize(runtime, data)
+    if engine is None:
+        errors = "; ".join(trt_logger().errors) or "no reason given"
+        raise EngineError(f"{model_path}: TensorRT could not deserialize the engine it just "
+                          f"built ({errors})")
+    return engine, built
+
+
+def _deserialize(runtime: Any, data: bytes) -> Any:
+    trt_logger().errors.clear()
+    try:
+        return runtime.deserialize_cuda_engine(data)
+    except Exception as err:  # noqa: BLE001 - some versions raise instead of returning None
+        logger.warning("TensorRT raised while deserializing an engine: %s", err)
+        return None
+
+
+def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
+    """``python -m streams build-engine``: build (or verify) the cached engine, print progress.
+
+    Returns:
+        The path of the cached engine.
+    """
+    trt = import_tensorrt()
+
+    def show(line: str) -> None:
+        print(line, flush=True)
+
+    entry = cache_entry(model_path, options)
+    show(f"TensorRT {trt.__version__}, {cuda.device_info(options.device_index).name}: "
+         f"{Path(model_path).name} {options.precision}, batch 1..{options.max_batch}, "
+         f"optimization level {options.builder_optimization_level}")
+    runtime = trt.Runtime(trt_logger())
+    started = time.perf_counter()
+    engine, built = load_cuda_engine(Path(model_path), options, runtime, show)
+    elapsed = time.perf_counter() - started
+    del engine
+    verb = "built" if built else "loaded from the cache"
+    show(f"engine {verb} in {elapsed:.1f} s: {entry.engine_path}")
+    logger.info("build-engine: %s %s in %.1f s", entry.engine_path, verb, elapsed)
+    return entry.engine_path
+
+
+# -- the build itself -----------------------------------------------------------------------
+
+
+def _build(model_path: Path, options: EngineOptions, progress: Progress | None) -> bytes:
+    trt = import_tensorrt()
+    log = trt_logger()
+    log.errors.clear()
+    major = version_tuple(trt)[0]
+    emit = progress or (lambda line: logger.info("%s", line))
+    builder = trt.Builder(log)
+    flags = 0
+    if major < 10:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    onnx_path = model_path
+    if options.precision == "fp16" and fp16_mode(trt) == "strongly_typed":
+        onnx_path = _fp16_onnx(model_path, Path(options.cache_dir).expanduser())
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, log)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise EngineError(_parser_errors(parser, onnx_path))
+    if network.num_inputs != 1:
+        raise EngineError(f"{model_path}: expected one input tensor, found {network.num_inputs}")
+    tensor = network.get_input(0)
+    shape = tuple(tensor.shape)
+    if len(shape) != 4 or shape[1] != 3 or min(shape[2:]) <= 0:
+        raise EngineError(f"{model_path}: input {tensor.name!r} has shape {shape}; expected "
+                          "(N, 3, H, W) with fixed H and W")
+
+    config = builder.create_builder_config()
+    workspace = options.workspace_mb * 2**20
+    if hasattr(config, "set_memory_pool_limit"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    else:
+        config.max_workspace_size = workspace
+    if options.precision == "fp16" and fp16_mode(trt) == "builder_flag":
+        if hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
+            logger.warning("this GPU has no fast fp16; building fp16 anyway as configured "
+                           "(engine.precision: fp32 may be as fast here)")
+        config.set_flag(trt.BuilderFlag.FP16)
+    _own_tactics_only(trt, config)
+    if hasattr(config, "builder_optimization_level"):
+        config.builder_optimization_level = options.builder_optimization_level
+
+    if shape[0] == -1:
+        opt = options.opt_batch or options.max_batch
+        for _ in range(profile_copies(trt, options)):
+            profile = builder.create_optimization_profile()
+            profile.set_shape(tensor.name, (1, *shape[1:]), (opt, *shape[1:]),
+                              (options.max_batch, *shape[1:]))
+            config.add_optimization_profile(profile)
+    elif shape[0] != options.max_batch:
+        logger.warning("%s has a fixed batch of %d; building for it instead of max_batch=%d",
+                       model_path.name, shape[0], options.max_batch)
+
+    cache_path = _timing_cache_path(trt, options)
+    timing_cache = _load_timing_cache(config, cache_path)
+    monitor = _progress_monitor(trt, emit)
+    if monitor is not None and hasattr(config, "progress_monitor"):
+        config.progress_monitor = monitor
+
+    emit(f"building {model_path.name} ({options.precision}, batch 1..{options.max_batch}, "
+         f"optimization level {options.builder_optimization_level}); this takes a while")
+    done = threading.Event()
+    started = time.perf_counter()
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            emit(f"  still building {model_path.name}: {time.perf_counter() - started:.0f} s")
+
+    beat = threading.Thread(target=heartbeat, name="trt-build-heartbeat", daemon=True)
+    beat.start()
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        done.set()
+        beat.join()
+    if serialized is None:
+        raise EngineError(_build_failure(model_path, options, list(log.errors)))
+    emit(f"built {model_path.name} in {time.perf_counter() - started:.1f} s")
+    if timing_cache is not None:
+        try:
+            _atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
+        except Exception as err:  # noqa: BLE001 - a timing cache only speeds up later builds
+            logger.warning("could not save the TensorRT timing cache %s: %s", cache_path, err)
+    return bytes(serialized)
+
+
+def _own_tactics_only(trt: Any, config: Any) -> None:
+    """Clear the cuBLAS, cuBLASLt and cuDNN tactic sources, keeping TensorRT's own kernels."""
+    if not hasattr(config, "get_tactic_sources"):
+        return
+    mask = int(config.get_tactic_sources())
+    for name in ("CUBLAS", "CUBLAS_LT", "CUDNN"):
+        source = getattr(trt.TacticSource, name, None)
+        if source is not None:
+            mask &= ~(1 << int(source))
+    if not config.set_tactic_sources(mask):
+        logger.warning("TensorRT refused tactic sources mask %#x; keeping its defaults", mask)
+
+
+def _timing_cache_path(trt: Any, options: EngineOptions) -> Path:
+    device = cuda.device_info(options.device_index)
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower()
+    return (Path(options.cache_dir).expanduser()
+            / f"timing-trt{trt.__version__}-{gpu}-{device.sm}.cache")
+
+
+def _load_timing_cache(config: Any, path: Path) -> Any:
+    if not hasattr(config, "create_timing_cache"):
+        return None
+    data = b""
+    if path.exists():
+        data = path.read_bytes()
+    try:
+        cache = config.create_timing_cache(data)
+    except Exception as err:  # noqa: BLE001 - any failure means: start empty
+        logger.warning("TensorRT timing cache %s is unusable (%s); starting an empty one",
+                       path, err)
+        cache = None
+    if cache is None and data:
+        logger.warning("TensorRT timing cache %s is unusable; starting an empty one", path)
+        cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        logger.warning("TensorRT did not accept timing cache %s; building without it", path)
+        return None
+    if data:
+        logger.debug("loaded TensorRT timing cache %s (%d bytes)", path, len(data))
+    return cache
+
+
+def _progress_monitor(trt: Any, emit: Progress) -> Any:
+    """A TensorRT IProgressMonitor (10.x; absent on 8.6) that reports top-level phases."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class _Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if parent_phase is None:
+                with contextlib.suppress(Exception):  # never let a print break the build
+                    emit(f"  {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            pass
+
+    return _Monitor()
+
+
+def _parser_errors(parser: Any, onnx_path: Path) -> str:
+    """Every ONNX parser error with the node it concerns."""
+    nodes: list[Any] = []
+    try:
+        import onnx
+
+        nodes = list(onnx.load(str(onnx_path), load_external_data=False).graph.node)
+    except Exception as err:  # noqa: BLE001 - the parser has the real error; names are a bonus
+        logger.debug("cannot read node names from %s: %s", onnx_path, err)
+    lines = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        index = error.node()
+        name = error.node_name() if hasattr(error, "node_name") else ""
+        op = error.node_operator() if hasattr(error, "node_operator") else ""
+        if (not name or not op) and 0 <= index < len(nodes):
+            name = name or nodes[index].name
+            op = op or nodes[index].op_type
+        where = f"node {index} ({op} {name!r})" if index >= 0 else "graph"
+        lines.append(f"  {where}: {error.code().name}: {error.desc()}")
+    return (f"{onnx_path}: TensorRT's ONNX parser failed with {parser.num_errors} error(s):\n"
+            + "\n".join(lines)
+            + "\nCheck the opset (TensorRT 8.6 reads opsets 7-17), simplify the model "
+            "(onnxsim), or use engine.backend: onnxruntime")
+
+
+def _build_failure(model_path: Path, options: EngineOptions, errors: list[str]) -> str:
+    text = " | ".join(errors) or "TensorRT gave no reason"
+    lowered = text.lower()
+    if any(s in lowered for s in ("out of memory", "outofmemory", "memoryallocation",
+                                  "requested amount of gpu memory", "cudamalloc")):
+        try:
+            free, total = cuda.mem_get_info()
+            memory = f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free now)"
+        except EngineError:
+            memory = ""
+        return (f"{model_path}: out of GPU memory while building the TensorRT engine{memory}: "
+                f"lower engine.max_batch ({options.max_batch}) or engine.workspace_mb "
+                f"({options.workspace_mb}), or free the GPU. TensorRT said: {text}")
+    return f"{model_path}: TensorRT could not build an engine: {text}"
+
+
+def _fp16_onnx(model_path: Path, cache_dir: Path) -> Path:
+    """The FP16 copy of ``model_path`` a strongly typed fp16 build needs, converted once."""
+    from engines import fp16
+
+    out = cache_dir / f"{model_path.stem}-{file_sha256(model_path)[:16]}-fp16.onnx"
+    if not out.exists():
+        logger.info("converting %s to FP16 for a strongly typed TensorRT build", model_path.name)
+        fp16.convert_file(model_path, out)
+    return out
