@@ -42,8 +42,8 @@ class OnnxRuntimeSlot:
 class OnnxRuntimeEngine:
     """Runs an ONNX model with ONNX Runtime on the CPU.
 
-    Inference runs on one worker thread (ONNX Runtime releases the GIL), so the pipeline
-    prepares batch k+1 while batch k runs, exactly as with the GPU engines.
+    Inference runs on a worker thread (ONNX Runtime releases the GIL) behind the same slot API
+    as the GPU engines; there is one slot, because the CPU runs one batch at a time anyway.
     """
 
     backend = "onnxruntime"
@@ -87,7 +87,10 @@ class OnnxRuntimeEngine:
             )
         self._output_names = [o.name for o in self.output_specs]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
-        self.num_slots = 2
+        # One slot: ONNX Runtime runs batches one after another on the CPU, so a second slot
+        # would only queue a whole batch ahead of each new frame (measured: p99 latency under
+        # overload 510 -> 209 ms, throughput unchanged; docs/benchmarks.md).
+        self.num_slots = 1
         shape = (self.max_batch, *self.input_spec.shape[1:])
         self._free: queue.Queue[OnnxRuntimeSlot] = queue.Queue()
         for _ in range(self.num_slots):
