@@ -82,15 +82,9 @@ class CaptureWorker:
         self._status("connecting")
         announced = False
         while not self._ctx.stop.is_set():
-            try:
-                cap = self._open()
-            except CaptureError as err:
-                self._status("failed", reason=str(err))
-                return
-            try:
-                count, last_pts_s = self._pump(cap, announce=not announced)
-            finally:
-                cap.release()
+            count, end_pts_s = self._play_file_once(announce=not announced)
+            if count < 0:
+                return  # could not open: already reported as failed
             if count == 0 and not announced:
                 self._status("failed", reason=f"{self._name()}: no decodable frame "
                              "(not a video file, or an unsupported codec)")
@@ -98,9 +92,47 @@ class CaptureWorker:
             announced = True
             if not self.stream.loop or count == 0:
                 break
-            self._pts_base_s = last_pts_s + 1e-3  # keep pts increasing across loops
+            self._pts_base_s = end_pts_s + 1e-3  # keep pts increasing across loops
         if not self._ctx.stop.is_set():
             self._status("ended")
+
+    def _play_file_once(self, announce: bool) -> tuple[int, float]:
+        """Play the file to its end; returns (frames, last pts), frames -1 if it cannot open.
+
+        A damaged stretch stops OpenCV's reader for good, so the file is reopened a second
+        further on (then two, ...) until frames decode again or the end is passed.
+        """
+        try:
+            cap = self._open()
+        except CaptureError as err:
+            self._status("failed", reason=str(err))
+            return -1, self._pts_base_s
+        frames, rate = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+        duration_s = frames / rate if frames > 0 and rate > 0 else 0.0
+        frame_s = 1.0 / rate if rate > 0 else 0.04
+        total, pts_s, resume_s = 0, self._pts_base_s, 0.0
+        try:
+            while True:
+                count, pts_s = self._pump(cap, announce=announce and total == 0)
+                total += count
+                position_s = pts_s - self._pts_base_s
+                if (self._ctx.stop.is_set() or duration_s == 0
+                        or position_s >= duration_s - 2 * frame_s):
+                    break  # the real end of the file
+                resume_s = max(resume_s, position_s) + 1.0
+                if resume_s >= duration_s:
+                    break
+                logger.warning("%s: undecodable data after %.2f s; skipping to %.2f s",
+                               self._name(), position_s, resume_s)
+                self.stats.skips += 1
+                cap.release()
+                cap = self._open()
+                cap.set(cv2.CAP_PROP_POS_MSEC, resume_s * 1000.0)
+        except CaptureError as err:
+            logger.warning("%s: cannot reopen after damaged data: %s", self._name(), err)
+        finally:
+            cap.release()
+        return total, pts_s
 
     # --- network cameras ----------------------------------------------------------------------
 

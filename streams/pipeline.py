@@ -118,7 +118,7 @@ class Pipeline:
                 return "duration reached"
             time.sleep(0.05)
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 4.0) -> None:
         """Stop capture, drain queued frames and batches in flight, publish ``ended``.
 
         The engine and publisher belong to the caller and stay open.

@@ -55,6 +55,7 @@ class StreamStats:
     processed: int = 0
     dropped: int = 0  # replaced in the latest-frame slot before the batcher took it
     reconnects: int = 0
+    skips: int = 0  # damaged stretches of a file skipped over
     latency_ms: LatencyWindow = field(default_factory=LatencyWindow)
     all_latency_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
 

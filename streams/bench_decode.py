@@ -1,0 +1,240 @@
+"""NVDEC decode-only throughput with N concurrent sessions: the ceiling of the GPU pipeline.
+
+Each session is one thread with its own :class:`~streams.nvdec.NvdecReader` decoding the clip
+in a loop (the demuxer reopens the file, the decoder carries on) and releasing every surface
+at once. Readers are opened first and the timed window starts when all are ready, so decoder
+creation is not counted. ``--raw`` measures bare PyNvVideoCodec (demux + ``Decode``, no copy
+into the reader's surfaces) for comparison.
+
+Usage:
+    python -m streams.bench_decode --clip clip1080.mp4 --sessions 1,8,32 --seconds 10
+    python -m streams.bench_decode --make-clip clip1080.mp4   # 1080p30 H.264 4 Mbit/s, 20 s
+
+``--make-clip`` encodes ``bikes.mp4`` (the sample asset) scaled to 1920x1080, looped to 20 s,
+one IDR every 30 frames and no B-frames, with the static ffmpeg of ``imageio-ffmpeg`` (GPU
+hosts often have no system ffmpeg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from streams.errors import StreamsError
+
+logger = logging.getLogger(__name__)
+
+
+def make_clip(out: Path, source: Path | None = None, seconds: float = 20.0,
+              size_wh: tuple[int, int] = (1920, 1080), fps: int = 30,
+              bitrate: str = "4M") -> Path:
+    """Encode the benchmark clip with imageio-ffmpeg's static ffmpeg (libx264)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as err:
+        raise StreamsError("--make-clip needs imageio-ffmpeg: pip install imageio-ffmpeg") from err
+    if source is None:
+        from streams.assets import fetch_assets
+
+        source = fetch_assets().videos["bikes.mp4"]
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    width, height = size_wh
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "-1",
+           "-i", str(source), "-t", f"{seconds:g}", "-an",
+           "-vf", f"scale={width}:{height}:flags=bicubic,fps={fps}",
+           "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+           "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", "8M", "-g", str(fps), "-bf", "0",
+           "-movflags", "+faststart", str(out)]
+    logger.info("encoding %s: %s", out, " ".join(cmd))
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise StreamsError(f"ffmpeg failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    return out
+
+
+class _Session(threading.Thread):
+    """One decoder decoding the clip in a loop until told to stop."""
+
+    def __init__(self, clip: Path, gpu_id: int, raw: bool, ready: threading.Barrier,
+                 start: threading.Event, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.clip, self.gpu_id, self.raw = clip, gpu_id, raw
+        self._ready_barrier, self._go, self._halt = ready, start, stop
+        self.frames = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            opened = self._open()
+        except Exception as err:  # noqa: BLE001 - reported in the results, not raised
+            self.error = f"{type(err).__name__}: {err}"
+            self._ready_barrier.abort()
+            return
+        try:
+            self._ready_barrier.wait()
+            self._go.wait()
+            self._decode(opened)
+        except threading.BrokenBarrierError:
+            pass
+        except Exception as err:  # noqa: BLE001
+            self.error = f"{type(err).__name__}: {err}"
+        finally:
+            closer = getattr(opened, "close", None)
+            if closer is not None:
+                closer()
+
+    def _open(self) -> Any:
+        if not self.raw:
+            from streams.nvdec import NvdecReader
+
+            return NvdecReader(self.clip, gpu_id=self.gpu_id, loop=True)
+        import PyNvVideoCodec as nvc
+
+        demuxer = nvc.CreateDemuxer(filename=str(self.clip))
+        decoder = nvc.CreateDecoder(gpuid=self.gpu_id, codec=demuxer.GetNvCodecId(),
+                                    usedevicememory=True)
+        return [demuxer, decoder]
+
+    def _decode(self, opened: Any) -> None:
+        if not self.raw:
+            while not self._halt.is_set():
+                surface = opened.read()
+                if surface is None:
+                    break
+                surface.release()
+                self.frames += 1
+            return
+        import PyNvVideoCodec as nvc
+
+        demuxer, decoder = opened
+        while not self._halt.is_set():
+            for packet in demuxer:
+                self.frames += len(decoder.Decode(packet))
+                if self._halt.is_set():
+                    return
+            demuxer = nvc.CreateDemuxer(filename=str(self.clip))
+
+
+def run_sessions(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
+                 raw: bool = False) -> dict[str, Any]:
+    """Decode ``clip`` with ``sessions`` threads for ``seconds``; return the figures."""
+    from engines import cuda
+
+    cuda.set_device(gpu_id)
+    free_before, total = cuda.mem_get_info()
+    ready = threading.Barrier(sessions + 1)
+    start, stop = threading.Event(), threading.Event()
+    threads = [_Session(clip, gpu_id, raw, ready, start, stop) for _ in range(sessions)]
+    opened_s = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        stop.set()
+        start.set()
+        for thread in threads:
+            thread.join()
+        errors = sorted({t.error for t in threads if t.error})
+        raise StreamsError(f"{sessions} NVDEC sessions could not all open: {errors}") from None
+    setup_s = time.perf_counter() - opened_s
+    began = time.perf_counter()
+    start.set()
+    time.sleep(seconds)
+    counts = [t.frames for t in threads]
+    elapsed = time.perf_counter() - began
+    free_during, _ = cuda.mem_get_info()  # decoders allocate their surfaces on first frames
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    errors = sorted({t.error for t in threads if t.error})
+    per_session = [c / elapsed for c in counts]
+    return {
+        "sessions": sessions, "mode": "raw" if raw else "reader", "seconds": round(elapsed, 3),
+        "frames": sum(counts), "total_fps": round(sum(counts) / elapsed, 1),
+        "session_fps_min": round(min(per_session), 1),
+        "session_fps_mean": round(sum(per_session) / sessions, 1),
+        "setup_s": round(setup_s, 2),
+        "gpu_mem_mib": round((free_before - free_during) / 2**20, 1),
+        "gpu_mem_total_mib": round(total / 2**20),
+        "errors": errors,
+    }
+
+
+def _clip_info(clip: Path) -> dict[str, Any]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    try:
+        return {"clip": str(clip), "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                "fps": round(cap.get(cv2.CAP_PROP_FPS), 3),
+                "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+                "bytes": clip.stat().st_size}
+    finally:
+        cap.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams.bench_decode",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clip", type=Path, help="video to decode (H.264/HEVC in MP4/MKV)")
+    parser.add_argument("--sessions", default="1,8,32", help="comma-separated session counts")
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed window per count")
+    parser.add_argument("--gpu", type=int, default=0, help="GPU index (cuda:N)")
+    parser.add_argument("--raw", action="store_true",
+                        help="bare PyNvVideoCodec decode, without the reader's surface copy")
+    parser.add_argument("--make-clip", type=Path, metavar="OUT.mp4",
+                        help="write the 1080p30 H.264 benchmark clip and exit")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="--make-clip input (default: the bikes.mp4 sample)")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if args.make_clip:
+            out = make_clip(args.make_clip, args.source)
+            print(json.dumps(_clip_info(out)))
+            return 0
+        if args.clip is None:
+            parser.error("--clip is required (or --make-clip)")
+        if not args.clip.is_file():
+            parser.error(f"--clip {args.clip}: file not found")
+        from streams.nvdec import nvdec_available
+
+        ok, reason = nvdec_available(args.gpu)
+        logger.info("%s", reason)
+        if not ok:
+            print(f"error: {reason}", file=sys.stderr)
+            return 2
+        counts = [int(c) for c in args.sessions.split(",") if c.strip()]
+        info = _clip_info(args.clip)
+        print(f"clip {info['clip']}: {info['width']}x{info['height']} @ {info['fps']} fps, "
+              f"{info['frames']} frames")
+        print(f"{'sessions':>8} {'total fps':>10} {'min/session':>12} {'mean/session':>13} "
+              f"{'GPU MiB':>8} {'setup s':>8}")
+        results = []
+        for sessions in counts:
+            row = run_sessions(args.clip, sessions, args.seconds, args.gpu, args.raw)
+            results.append(row)
+            print(f"{sessions:>8} {row['total_fps']:>10.1f} {row['session_fps_min']:>12.1f} "
+                  f"{row['session_fps_mean']:>13.1f} {row['gpu_mem_mib']:>8.0f} "
+                  f"{row['setup_s']:>8.2f}" + (f"  errors: {row['errors']}"
+                                               if row["errors"] else ""), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"clip": info, "results": results}, indent=2))
+    except StreamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
