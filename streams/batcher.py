@@ -43,10 +43,32 @@ class FrameBoard:
             if wait:
                 while frame.stream_id in self._frames and not self._closed:
                     self._cond.wait(0.5)
-            dropped = frame.stream_id in self._frames
+            replaced = self._frames.get(frame.stream_id)
+            if replaced is not None:
+                replaced.release()  # a dropped GPU frame gives its surface back at once
             self._frames[frame.stream_id] = frame
             self._cond.notify_all()
-            return dropped
+            return replaced is not None
+
+    def wait_taken(self, stream_id: str, timeout_s: float) -> None:
+        """Block until the batcher has taken this stream's frame (or the board closes)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while stream_id in self._frames and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        if self._closed:
+            self.discard(stream_id)
+
+    def discard(self, stream_id: str) -> None:
+        """Drop a stream's unread frame (its decoder is closing: surfaces must go back)."""
+        with self._cond:
+            frame = self._frames.pop(stream_id, None)
+            if frame is not None:
+                frame.release()
+            self._cond.notify_all()
 
     def take_batch(self, max_batch: int, max_wait_s: float, timeout_s: float) -> list[Frame]:
         """Wait up to ``timeout_s`` for a first frame, then form one batch (oldest first)."""
@@ -79,3 +101,10 @@ class FrameBoard:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def release_all(self) -> None:
+        """Give back every unread frame's surface (after the batcher has stopped)."""
+        with self._cond:
+            for frame in self._frames.values():
+                frame.release()
+            self._frames.clear()

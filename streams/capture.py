@@ -40,6 +40,7 @@ class CaptureContext:
     board: FrameBoard
     on_status: StatusCallback
     stop: threading.Event
+    nvdec_gpu: int | None = None  # NVDEC usable on this GPU (decided once by the pipeline)
 
 
 class CaptureWorker:
@@ -78,7 +79,24 @@ class CaptureWorker:
 
     # --- files ----------------------------------------------------------------------------
 
+    def _use_nvdec(self) -> bool:
+        """NVDEC for files when the pipeline runs on a GPU, unless the stream says opencv."""
+        if self._ctx.nvdec_gpu is None or self.stream.decoder == "opencv":
+            if self.stream.decoder == "nvdec":
+                logger.warning("stream %s: decoder nvdec requested but NVDEC is not usable "
+                               "here (see the log above); decoding with OpenCV",
+                               self.stream.id)
+            return False
+        return True
+
     def _run_file(self) -> None:
+        if self._use_nvdec():
+            try:
+                if self._run_file_nvdec():
+                    return
+            except CaptureError as err:
+                logger.warning("stream %s: NVDEC cannot decode this file (%s); decoding with "
+                               "OpenCV instead", self.stream.id, err)
         self._status("connecting")
         announced = False
         while not self._ctx.stop.is_set():
@@ -133,6 +151,66 @@ class CaptureWorker:
         finally:
             cap.release()
         return total, pts_s
+
+    def _run_file_nvdec(self) -> bool:
+        """Decode on the GPU; frames stay in device memory as NV12 surfaces.
+
+        Returns False (nothing sent yet) if NVDEC cannot open the file, so the caller can
+        fall back to OpenCV.
+        """
+        from streams.nvdec import NvdecReader
+
+        reader = NvdecReader(self.source, self._ctx.nvdec_gpu, loop=self.stream.loop)
+        try:
+            self._status("connecting")
+            paced = self.stream.pace == "realtime"
+            keep_interval_s = 1.0 / self.stream.fps if self.stream.fps else 0.0
+            next_keep_s = float("-inf")
+            start_mono_s, first_pts_s, count = time.monotonic(), None, 0
+            while not self._ctx.stop.is_set():
+                began_s = time.monotonic()
+                surface = reader.read()
+                if surface is None:
+                    break
+                self.stats.decoded += 1
+                pts_s = surface.pts_s
+                if keep_interval_s:
+                    if pts_s < next_keep_s - 1e-6:
+                        surface.release()
+                        continue
+                    next_keep_s += keep_interval_s
+                    if next_keep_s <= pts_s:
+                        next_keep_s = pts_s + keep_interval_s
+                decode_ms = (time.monotonic() - began_s) * 1000.0
+                if paced:
+                    first_pts_s = pts_s if first_pts_s is None else first_pts_s
+                    delay_s = start_mono_s + (pts_s - first_pts_s) - time.monotonic()
+                    if delay_s > 0 and self._ctx.stop.wait(delay_s):
+                        surface.release()
+                        break
+                if count == 0:
+                    self._status("live", width=surface.width, height=surface.height,
+                                 decoder="nvdec")
+                frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),
+                              decode_ms, None, surface)
+                self._seq += 1
+                count += 1
+                if self._ctx.board.put(frame, wait=not paced):
+                    self.stats.dropped += 1
+            if count == 0:
+                return False
+        finally:
+            if self._ctx.stop.is_set():
+                self._ctx.board.discard(self.stream.id)
+            else:  # let the batcher take the last frame before its surface is freed
+                self._ctx.board.wait_taken(self.stream.id, timeout_s=5.0)
+            deadline = time.monotonic() + 5.0
+            while reader.surfaces_held and time.monotonic() < deadline:
+                time.sleep(0.005)  # frames in a batch being preprocessed right now
+            reader.close()
+        if not self._ctx.stop.is_set():
+            self._status("ended")
+        return True
 
     # --- network cameras ----------------------------------------------------------------------
 

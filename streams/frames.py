@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,9 @@ class Frame:
         capture_wall_s: wall-clock time (``time.time()``) when decoding finished.
         ready_mono_s: ``time.monotonic()`` when decoding finished (latency base).
         decode_ms: time spent reading and decoding this frame.
-        image_bgr: host BGR uint8 array ``(H, W, 3)``.
+        image_bgr: host BGR uint8 array ``(H, W, 3)``, or None for a GPU-decoded frame.
+        surface: a ``streams.nvdec.DecodedSurface`` (device NV12) when NVDEC decoded it; it
+            must be released once the preprocessing kernel has read it.
     """
 
     stream_id: str
@@ -28,8 +31,17 @@ class Frame:
     capture_wall_s: float
     ready_mono_s: float
     decode_ms: float
-    image_bgr: np.ndarray
+    image_bgr: np.ndarray | None
+    surface: Any = None
 
     @property
     def source_hw(self) -> tuple[int, int]:
+        if self.surface is not None:
+            return int(self.surface.height), int(self.surface.width)
         return int(self.image_bgr.shape[0]), int(self.image_bgr.shape[1])
+
+    def release(self, stream: Any = None) -> None:
+        """Return a device surface to its decoder once the work queued on ``stream`` has
+        read it (no-op for host frames)."""
+        if self.surface is not None:
+            self.surface.release(stream)

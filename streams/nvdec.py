@@ -394,6 +394,8 @@ class NvdecReader:
         self._stream.synchronize()
         self._decoder = self._demuxer = self._packets = None
         for surface in list(self._pool):
+            if surface.free_pending:  # a consumer's kernel may still be reading it
+                surface.free.synchronize()
             self._drop(surface)
         self._free.clear()
         self._stream.destroy()

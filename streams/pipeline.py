@@ -68,8 +68,9 @@ class Pipeline:
         self._stop_capture = threading.Event()
         self._stop_batching = threading.Event()
         self._in_flight: queue.Queue[_Batch | None] = queue.Queue()
+        self._gpu_preprocessor = self._make_gpu_preprocessor()
         capture_context = CaptureContext(config.capture, self._board, self._on_status,
-                                         self._stop_capture)
+                                         self._stop_capture, self._nvdec_gpu())
         self._workers = [CaptureWorker(s, sources[s.id], self.stream_stats[s.id], capture_context)
                          for s in config.streams]
         self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
@@ -78,6 +79,33 @@ class Pipeline:
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self._started_mono_s = 0.0
         self._done = threading.Event()
+
+    def _make_gpu_preprocessor(self):
+        """On a GPU engine, letterbox + colour + normalise in one CUDA kernel per batch,
+        written straight into the engine's device input buffer."""
+        if self.engine.backend != "tensorrt":
+            return None
+        from processors.gpu_preprocess import GpuPreprocessor
+
+        return GpuPreprocessor(self.engine.input_hw, self.engine.input_spec.dtype,
+                               self.engine.max_batch, device_index=self.engine.device.index)
+
+    def _nvdec_gpu(self) -> int | None:
+        """The GPU whose NVDEC decodes files, or None (logged once, with the reason)."""
+        wanted = [s for s in self.config.streams if s.is_file and s.decoder != "opencv"]
+        if not wanted:
+            return None
+        if self._gpu_preprocessor is None:
+            if any(s.decoder == "nvdec" for s in wanted):
+                logger.warning("decoder nvdec needs the TensorRT backend (frames stay on the "
+                               "GPU); decoding with OpenCV")
+            return None
+        from streams.nvdec import nvdec_available
+
+        gpu = self.engine.device.index
+        usable, reason = nvdec_available(gpu)
+        logger.info("decoder auto -> %s for files: %s", "nvdec" if usable else "opencv", reason)
+        return gpu if usable else None
 
     def _head_format(self) -> str:
         head = self.config.model.head
@@ -130,8 +158,11 @@ class Pipeline:
         self._stop_batching.set()
         self._board.close()
         self._batcher.join(max(0.0, deadline - time.monotonic()))
+        self._board.release_all()
         self._in_flight.put(None)
         self._completer.join(max(0.0, deadline - time.monotonic()))
+        if self._gpu_preprocessor is not None and not self._completer.is_alive():
+            self._gpu_preprocessor.close()
         self._done.set()
         self._stats_thread.join(1.0)
         for stream_stats in self.stream_stats.values():
@@ -181,14 +212,31 @@ class Pipeline:
                         break  # stopped and drained
                     continue
                 started_mono_s = time.monotonic()
-                boxes = [preprocess_into(slot.input[i], frame.image_bgr)
-                         for i, frame in enumerate(frames)]
-                submitted_mono_s = time.monotonic()
-                slot.submit(len(frames))
+                if self._gpu_preprocessor is not None:
+                    boxes = self._preprocess_on_gpu(slot, frames)
+                    submitted_mono_s = time.monotonic()
+                    slot.submit(len(frames), input_on_device=True)
+                else:
+                    boxes = [preprocess_into(slot.input[i], frame.image_bgr)
+                             for i, frame in enumerate(frames)]
+                    submitted_mono_s = time.monotonic()
+                    slot.submit(len(frames))
                 self._in_flight.put(_Batch(frames, boxes, slot, started_mono_s, submitted_mono_s))
         except Exception:
             logger.exception("batcher crashed; stopping the pipeline")
             self._stop_capture.set()
+
+    def _preprocess_on_gpu(self, slot, frames: list[Frame]) -> list[Letterbox]:
+        """One kernel launch for the batch on the slot's CUDA stream; NVDEC surfaces are
+        released right after (the decoder waits on an event before reusing them)."""
+        gpu = self._gpu_preprocessor
+        try:
+            sources = [frame.surface.nv12() if frame.surface is not None
+                       else gpu.upload_bgr(slot.stream, frame.image_bgr) for frame in frames]
+            return gpu.preprocess(slot.stream, slot.device_input_ptr, sources)
+        finally:
+            for frame in frames:
+                frame.release(slot.stream)
 
     def _complete_loop(self) -> None:
         model = self.config.model
