@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,7 +34,8 @@ logger = logging.getLogger(__name__)
 WARMUP_S = 3.0
 
 
-def bench_config(config: Config, streams: int, paced: bool = False) -> Config:
+def bench_config(config: Config, streams: int, paced: bool = False,
+                 clip: str | None = None) -> Config:
     """``streams`` looping copies of the configured streams, publishing on a free port.
 
     Unpaced (``pace: none``) measures throughput; paced (``realtime``, like cameras) measures
@@ -39,7 +43,8 @@ def bench_config(config: Config, streams: int, paced: bool = False) -> Config:
     """
     copies = tuple(
         replace(config.streams[i % len(config.streams)],
-                id=f"{config.streams[i % len(config.streams)].id}-{i}",
+                id=f"{'cam' if clip else config.streams[i % len(config.streams)].id}-{i}",
+                url=clip or config.streams[i % len(config.streams)].url,
                 pace="realtime" if paced else "none", loop=True, fps=None)
         for i in range(streams))
     return replace(config, streams=copies,
@@ -113,8 +118,32 @@ def bench_engine_loop(engine, images: list[np.ndarray], duration_s: float) -> di
             "batch_time_ms": statistics.median(alone_ms)}
 
 
+class GpuSampler:
+    """Mean GPU and NVDEC utilisation from ``nvidia-smi`` while a measurement runs."""
+
+    def __init__(self) -> None:
+        self._process = None
+        if shutil.which("nvidia-smi"):
+            self._process = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu,utilization.decoder",
+                 "--format=csv,noheader,nounits", "-lms", "500"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def stop(self) -> dict:
+        if self._process is None:
+            return {}
+        self._process.terminate()
+        out, _ = self._process.communicate(timeout=5)
+        rows = [[float(v) for v in line.split(",")] for line in out.splitlines()
+                if line.count(",") == 1 and "N/A" not in line]
+        if not rows:
+            return {}
+        return {"gpu_util_pct": round(float(np.mean([r[0] for r in rows])), 1),
+                "nvdec_util_pct": round(float(np.mean([r[1] for r in rows])), 1)}
+
+
 def bench_pipeline(config: Config, engine, labels, model_name: str, duration_s: float) -> dict:
-    """Run the whole pipeline on unpaced looping files; frames published per second."""
+    """Run the whole pipeline on looping files; frames published per second."""
     stats = PipelineStats()
     publisher = Publisher(config.publish, stats)
     pipeline = Pipeline(config, engine, publisher, resolve_sources(config), labels, model_name,
@@ -129,8 +158,10 @@ def bench_pipeline(config: Config, engine, labels, model_name: str, duration_s: 
             s.all_latency_ms.clear()
         batches_before, frames_before = stats.batches, stats.batch_frames
         start = time.perf_counter()
+        sampler = GpuSampler()
         time.sleep(duration_s)
         elapsed = time.perf_counter() - start
+        utilisation = sampler.stop()
         processed = sum(s.processed for s in pipeline.stream_stats.values()) - processed_before
         decoded = sum(s.decoded for s in pipeline.stream_stats.values()) - decoded_before
         dropped = sum(s.dropped for s in pipeline.stream_stats.values()) - dropped_before
@@ -145,13 +176,16 @@ def bench_pipeline(config: Config, engine, labels, model_name: str, duration_s: 
     return {"streams": len(config.streams), "fps": processed / elapsed,
             "offered_fps": decoded / elapsed, "dropped": dropped, "mean_batch": mean_batch,
             "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
-            "published": stats.published, "publish_dropped": stats.publish_dropped}
+            "published": stats.published, "publish_dropped": stats.publish_dropped,
+            **utilisation}
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.sweep:
+        return run_sweep(args)
     config = load_config(args.config)
     streams = args.streams or config.engine.max_batch
-    config = bench_config(config, streams, paced=args.paced)
+    config = bench_config(config, streams, paced=args.paced, clip=args.clip)
     labels = load_labels(config.model.labels)
     engine, model_name = open_engine(config)
     try:
@@ -184,6 +218,53 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"bound       : p99 {pipeline_result['latency_p99_ms']:.1f} ms vs max_wait_ms + 2 "
               f"batch times = {bound_ms:.1f} ms: "
               f"{'within' if pipeline_result['latency_p99_ms'] <= bound_ms else 'EXCEEDED'}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """The GPU curve: N camera streams from one clip, paced and unpaced, against the two
+    ceilings measured in the same run (NVDEC decode-only and the bare engine)."""
+    config = load_config(args.config)
+    counts = [int(n) for n in args.sweep.split(",")]
+    if not args.clip:
+        raise SystemExit("--sweep needs --clip (e.g. a 1080p30 H.264 clip from "
+                         "python -m streams.bench_decode --make-clip clip.mp4)")
+    labels = load_labels(config.model.labels)
+    engine, model_name = open_engine(config)
+    rows, result = [], {"backend": engine.backend, "model": model_name, "clip": args.clip}
+    try:
+        images = first_frames([args.clip], engine.max_batch)
+        result["engine"] = bench_engine_loop(engine, images, min(args.duration, 10.0))
+        print(f"ceiling, bare engine : {result['engine']['img_per_s']:8.0f} img/s at batch "
+              f"{engine.max_batch}", flush=True)
+        if engine.backend == "tensorrt":
+            from streams.bench_decode import run_sessions
+
+            result["nvdec"] = run_sessions(Path(args.clip), 16, min(args.duration, 10.0),
+                                           engine.device.index)
+            print(f"ceiling, NVDEC decode: {result['nvdec']['total_fps']:8.0f} frames/s "
+                  f"(16 sessions)", flush=True)
+        ceiling = min(result["engine"]["img_per_s"],
+                      result.get("nvdec", {}).get("total_fps", float("inf")))
+        print(f"{'streams':>7} {'paced':>6} {'offered':>8} {'inferred':>9} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'drops':>7} {'GPU %':>6} {'NVDEC %':>7} {'of ceiling':>10}",
+              flush=True)
+        for paced in (True, False):
+            for n in counts:
+                cfg = bench_config(config, n, paced=paced, clip=args.clip)
+                row = bench_pipeline(cfg, engine, labels, model_name, args.duration)
+                row.update(paced=paced, of_ceiling=row["fps"] / ceiling)
+                rows.append(row)
+                print(f"{n:>7} {str(paced):>6} {row['offered_fps']:>8.0f} {row['fps']:>9.0f} "
+                      f"{row['latency_p50_ms']:>7.1f} {row['latency_p99_ms']:>7.1f} "
+                      f"{row['dropped']:>7} {row.get('gpu_util_pct', float('nan')):>6.0f} "
+                      f"{row.get('nvdec_util_pct', float('nan')):>7.0f} "
+                      f"{row['of_ceiling']:>10.1%}", flush=True)
+    finally:
+        engine.close()
+    result["rows"] = rows
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--streams", type=int, help="streams to run (default: engine.max_batch)")
     bench.add_argument("--paced", action="store_true",
                        help="play files in real time like cameras (overload latency and drops)")
+    bench.add_argument("--clip", help="read every stream from this video file instead")
+    bench.add_argument("--sweep", help="GPU curve: comma-separated stream counts, e.g. "
+                       "1,8,32,64,100,128 (needs --clip), paced and unpaced")
     bench.add_argument("--json", type=Path, help="also write the results here")
     bench.set_defaults(handler=_cmd_bench)
 
