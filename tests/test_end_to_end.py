@@ -206,3 +206,28 @@ def test_subscribe_command_prints_validated_results(assets, tmp_path):
     assert all(line.startswith("det cam #") for line in lines)
     assert "person" in result.stdout  # the man in the car
     assert "INVALID" not in result.stderr
+
+
+def test_subscribe_reports_sequence_gaps(tmp_path):
+    """A consumer can tell lost frames from seq: `streams subscribe` prints each gap."""
+    from streams.config import PublishConfig
+    from streams.publisher import Publisher
+    from streams.stats import PipelineStats
+
+    port = free_port()
+    publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{port}", join_grace_ms=0),
+                          PipelineStats())
+    subscriber = start_cli("subscribe", f"tcp://127.0.0.1:{port}", "--kinds", "det",
+                           "--count", "4")
+    try:
+        time.sleep(1.5)  # the subscriber process starts and subscribes
+        for seq in (0, 1, 4, 5):  # 2 and 3 never arrive
+            publisher.publish("det/cam/", {"v": 1, "type": "det", "stream": "cam", "seq": seq,
+                                           "pts": seq / 25, "latency_ms": {"total": 1.0},
+                                           "detections": []})
+        assert subscriber.wait(timeout=20) == 0
+    finally:
+        if subscriber.poll() is None:
+            subscriber.kill()
+        publisher.close()
+    assert "GAP cam: 2 frames missing (seq 1 -> 4)" in subscriber.output()
