@@ -21,13 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from processors.labels import load_labels
+from processors.letterbox import preprocess_into
 from streams.app import open_engine, resolve_sources
 from streams.config import Config, load_config
 from streams.pipeline import Pipeline
 from streams.publisher import Publisher
 from streams.stats import PipelineStats
-from processors.labels import load_labels
-from processors.letterbox import preprocess_into
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                 row = bench_pipeline(cfg, engine, labels, model_name, args.duration)
                 row.update(paced=paced, of_ceiling=row["fps"] / ceiling)
                 rows.append(row)
-                print(f"{n:>7} {str(paced):>6} {row['offered_fps']:>8.0f} {row['fps']:>9.0f} "
+                print(f"{n:>7} {paced!s:>6} {row['offered_fps']:>8.0f} {row['fps']:>9.0f} "
                       f"{row['latency_p50_ms']:>7.1f} {row['latency_p99_ms']:>7.1f} "
                       f"{row['dropped']:>7} {row.get('gpu_util_pct', float('nan')):>6.0f} "
                       f"{row.get('nvdec_util_pct', float('nan')):>7.0f} "

@@ -12,8 +12,8 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 
@@ -41,6 +41,39 @@ class CaptureContext:
     on_status: StatusCallback
     stop: threading.Event
     nvdec_gpu: int | None = None  # NVDEC usable on this GPU (decided once by the pipeline)
+
+
+class FrameClock:
+    """The ``fps`` cap (by presentation time) and real-time pacing of files, shared by the
+    OpenCV and NVDEC readers."""
+
+    def __init__(self, fps: float | None, paced: bool, stop: threading.Event) -> None:
+        self._interval_s = 1.0 / fps if fps else 0.0
+        self._next_keep_s = float("-inf")
+        self._paced = paced
+        self._stop = stop
+        self.started_mono_s = time.monotonic()
+        self._first_pts_s: float | None = None
+
+    def keep(self, pts_s: float) -> bool:
+        """False for a frame over the fps cap (skip it)."""
+        if not self._interval_s:
+            return True
+        if pts_s < self._next_keep_s - 1e-6:
+            return False
+        self._next_keep_s += self._interval_s
+        if self._next_keep_s <= pts_s:  # first frame, or after a gap
+            self._next_keep_s = pts_s + self._interval_s
+        return True
+
+    def wait_until_due(self, pts_s: float) -> bool:
+        """Paced files: sleep until this frame's time comes; False if stopped meanwhile."""
+        if not self._paced:
+            return True
+        if self._first_pts_s is None:
+            self._first_pts_s = pts_s
+        delay_s = self.started_mono_s + (pts_s - self._first_pts_s) - time.monotonic()
+        return not (delay_s > 0 and self._stop.wait(delay_s))
 
 
 class CaptureWorker:
@@ -155,7 +188,7 @@ class CaptureWorker:
     def _run_file_nvdec(self) -> bool:
         """Decode on the GPU; frames stay in device memory as NV12 surfaces.
 
-        Returns False (nothing sent yet) if NVDEC cannot open the file, so the caller can
+        Returns False if NVDEC decodes nothing from the file, so the caller can
         fall back to OpenCV.
         """
         from streams.nvdec import NvdecReader
@@ -164,9 +197,8 @@ class CaptureWorker:
         try:
             self._status("connecting")
             paced = self.stream.pace == "realtime"
-            keep_interval_s = 1.0 / self.stream.fps if self.stream.fps else 0.0
-            next_keep_s = float("-inf")
-            start_mono_s, first_pts_s, count = time.monotonic(), None, 0
+            clock = FrameClock(self.stream.fps, paced, self._ctx.stop)
+            count = 0
             while not self._ctx.stop.is_set():
                 began_s = time.monotonic()
                 surface = reader.read()
@@ -174,20 +206,13 @@ class CaptureWorker:
                     break
                 self.stats.decoded += 1
                 pts_s = surface.pts_s
-                if keep_interval_s:
-                    if pts_s < next_keep_s - 1e-6:
-                        surface.release()
-                        continue
-                    next_keep_s += keep_interval_s
-                    if next_keep_s <= pts_s:
-                        next_keep_s = pts_s + keep_interval_s
+                if not clock.keep(pts_s):
+                    surface.release()
+                    continue
                 decode_ms = (time.monotonic() - began_s) * 1000.0
-                if paced:
-                    first_pts_s = pts_s if first_pts_s is None else first_pts_s
-                    delay_s = start_mono_s + (pts_s - first_pts_s) - time.monotonic()
-                    if delay_s > 0 and self._ctx.stop.wait(delay_s):
-                        surface.release()
-                        break
+                if not clock.wait_until_due(pts_s):
+                    surface.release()
+                    break
                 if count == 0:
                     self._status("live", width=surface.width, height=surface.height,
                                  decoder="nvdec")
@@ -266,11 +291,8 @@ class CaptureWorker:
         """Read frames until the source ends, fails or ``stop``; returns (count, last pts)."""
         paced = self.stream.is_file and self.stream.pace == "realtime"
         lossless = self.stream.is_file and self.stream.pace == "none"
-        keep_interval_s = 1.0 / self.stream.fps if self.stream.fps else 0.0
         stall_s = self._ctx.capture.read_timeout_s * 0.9
-        next_keep_s = float("-inf")
-        start_mono_s = time.monotonic()
-        first_pts_s: float | None = None
+        clock = FrameClock(self.stream.fps, paced, self._ctx.stop)
         count, pts_s = 0, self._pts_base_s
         while not self._ctx.stop.is_set():
             began_s = time.monotonic()
@@ -283,23 +305,17 @@ class CaptureWorker:
                 self.stalls += 1
                 break
             pts_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-            pts_s = self._pts_base_s + (pts_ms / 1000.0 if pts_ms > 0 else began_s - start_mono_s)
+            pts_s = self._pts_base_s + (pts_ms / 1000.0 if pts_ms > 0
+                                        else began_s - clock.started_mono_s)
             self.stats.decoded += 1
-            if keep_interval_s:
-                if pts_s < next_keep_s - 1e-6:
-                    continue  # over the fps cap: skip the colour conversion too
-                next_keep_s += keep_interval_s
-                if next_keep_s <= pts_s:  # first frame, or after a gap
-                    next_keep_s = pts_s + keep_interval_s
+            if not clock.keep(pts_s):
+                continue  # over the fps cap: skip the colour conversion too
             ok, image = cap.retrieve()
             if not ok or image is None:
                 break
             decode_ms = (time.monotonic() - began_s) * 1000.0
-            if paced:
-                first_pts_s = pts_s if first_pts_s is None else first_pts_s
-                delay_s = start_mono_s + (pts_s - first_pts_s) - time.monotonic()
-                if delay_s > 0 and self._ctx.stop.wait(delay_s):
-                    break
+            if not clock.wait_until_due(pts_s):
+                break
             if count == 0 and announce:
                 self._status("live", width=int(image.shape[1]), height=int(image.shape[0]))
             frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),

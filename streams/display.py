@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 HEADER = f"{'stream':<16} {'state':<12} {'fps':>7} {'p50 ms':>8} {'p99 ms':>8} {'drops':>7} {'done':>8}"
 

@@ -6,6 +6,7 @@ A custom collector avoids keeping a second set of counters in step with StreamSt
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -40,7 +41,7 @@ class PipelineCollector:
                 family.add_metric([sid], getattr(stats, key))
             fps.add_metric([sid], stats.latency_ms.rate())
             for quantile, value in zip(("0.5", "0.99"), stats.latency_ms.percentiles((50, 99))):
-                if value == value:
+                if not math.isnan(value):
                     latency.add_metric([sid, quantile], value)
             up.add_metric([sid], 1.0 if stats.state == "live" else 0.0)
         yield from counters.values()

@@ -12,8 +12,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from engines.base import Engine, EngineSlot
 from processors.letterbox import Letterbox, preprocess_into

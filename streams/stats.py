@@ -6,6 +6,7 @@ display); windows are bounded deques, so nothing grows with uptime.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -89,4 +90,4 @@ class PipelineStats:
 
 
 def _round(value: float) -> float | None:
-    return None if value != value else round(value, 2)  # NaN -> None (JSON null)
+    return None if math.isnan(value) else round(value, 2)  # NaN -> None (JSON null)

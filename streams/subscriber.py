@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import zmq
 
@@ -67,7 +68,7 @@ class Subscriber:
     def close(self) -> None:
         self._socket.close(0)
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Subscriber:  # noqa: PYI034 (typing.Self needs 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:
