@@ -102,7 +102,7 @@ def convert_model(model, *, keep_io_types: bool = True):
 
     for node in graph.node:
         out = node.output[0] if node.output else ""
-        if node.op_type == "Constant":
+        if node.op_type in ("Constant", "ConstantOfShape"):
             for attr in node.attribute:
                 if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
                     if only_fp32_consumers(out):
@@ -119,14 +119,6 @@ def convert_model(model, *, keep_io_types: bool = True):
                         float32_names.add(out)
                     else:
                         attr.i = TensorProto.FLOAT16
-        elif node.op_type == "ConstantOfShape":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                    if only_fp32_consumers(out):
-                        float32_names.add(out)
-                    else:
-                        attr.t.CopyFrom(numpy_helper.from_array(
-                            numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
         else:
             for attr in node.attribute:
                 if attr.name == "dtype" and attr.i == TensorProto.FLOAT:

