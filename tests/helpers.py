@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,14 +12,9 @@ from pathlib import Path
 import yaml
 
 from streams.subscriber import Subscriber
+from tests.support.rtsp import free_port  # noqa: F401  (one helper for every test)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(path: Path, streams: list[dict], port: int, **sections) -> Path:
@@ -108,6 +102,15 @@ def start_cli(*args: str) -> CliProcess:
     process.log_path = Path(log.name)
     log.close()
     return process
+
+
+def cleanup(process: subprocess.Popen, *collectors: Collector) -> None:
+    """Kill a background CLI that is still running; close the test's subscribers."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(5)
+    for collector in collectors:
+        collector.close()
 
 
 def iou(a, b) -> float:

@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from streams.messages import validate
-from tests.helpers import Collector, free_port, iou, run_cli, start_cli, write_config
+from tests.helpers import Collector, cleanup, free_port, iou, run_cli, start_cli, write_config
 
 # Hand-checked ground truth in bikes.mp4 (640x272, 25 fps): a cyclist in a black shirt rides
 # through the middle of the frame around 4.9 s; a white car is parked on the left around 6.6 s.
@@ -126,9 +126,7 @@ def test_broken_streams_fail_alone_and_sigterm_drains(assets, tmp_path, http_pag
         assert process.wait(timeout=10) == 0
         assert time.monotonic() - signalled < 5.0
     finally:
-        if process.poll() is None:
-            process.kill()
-        collector.close()
+        cleanup(process, collector)
     for stream in ("good", "webpage"):
         assert collector.of("status", stream)[-1]["state"] == "ended"
     assert not collector.of("det", "garbage") and not collector.of("det", "empty")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Collector, free_port, run_cli, start_cli, write_config
+from tests.helpers import Collector, cleanup, free_port, run_cli, start_cli, write_config
 from tests.support.rtsp import make_test_clip
 
 
@@ -165,7 +165,5 @@ def test_one_signal_drains_within_five_seconds_even_with_a_stuck_camera(rtsp_ser
         assert process.wait(timeout=10) == 0
         assert time.monotonic() - began < 5.0
     finally:
-        if process.poll() is None:
-            process.kill()
-        collector.close()
+        cleanup(process, collector)
     assert collector.of("status", "cam")[-1]["state"] == "ended"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.helpers import Collector, free_port, start_cli, write_config
+from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
 from tests.support.rtsp import make_test_clip
 
 pytestmark = pytest.mark.rtsp
@@ -44,9 +44,7 @@ def stop(process, collector):
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=10) == 0, process.output()[-2000:]
     finally:
-        if process.poll() is None:
-            process.kill()
-        collector.close()
+        cleanup(process, collector)
 
 
 def test_camera_killed_and_restarted_while_other_stream_flows(assets, rtsp_server, street_clip,

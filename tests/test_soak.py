@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import Collector, free_port, start_cli, write_config
+from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
 
 SOAK_S = float(os.environ.get("STREAMS_SOAK_S", "120"))
 
@@ -60,9 +60,7 @@ def test_source_churn_keeps_memory_and_descriptors_bounded(tmp_path):
             print(process.output()[-3000:])
             raise
     finally:
-        if process.poll() is None:
-            process.kill()
-        collector.close()
+        cleanup(process, collector)
     retries = [m for m in collector.of("status", "refused") if m["state"] == "reconnecting"]
     assert len(retries) >= SOAK_S / 0.5, "the refused stream kept reconnecting"
     third = max(1, len(samples) // 3)

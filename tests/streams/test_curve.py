@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import CurveConfig, PublishConfig
+from streams.config import CurveConfig, PublishConfig, parse_config
 from streams.errors import ConfigError
-from streams.config import parse_config
 from streams.publisher import Publisher
 from streams.stats import PipelineStats
 from streams.subscriber import Subscriber

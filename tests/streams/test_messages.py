@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 
 from processors.detections import Detections
-from streams.messages import (SchemaError, decode, detection_message, encode, stats_message,
-                              status_message, topic, validate)
+from streams.messages import (
+    SchemaError,
+    decode,
+    detection_message,
+    encode,
+    stats_message,
+    status_message,
+    topic,
+    validate,
+)
 from streams.redact import redact_url
 
 
