@@ -31,22 +31,53 @@ def topic(kind: str, stream_id: str | None = None) -> str:
 
 def detection_message(
     *, stream_id: str, seq: int, pts_s: float, capture_wall_s: float, source_hw: tuple[int, int],
-    model: str, latency_ms: dict[str, float], detections: Detections, labels: Sequence[str],
+    model: str, latency_ms: dict[str, float], detections: Detections | None = None,
+    labels: Sequence[str] = (), items: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    boxes = np.round(detections.xyxy.astype(np.float64), 1).tolist()
-    scores = np.round(detections.scores.astype(np.float64), 4).tolist()
-    class_ids = detections.class_ids.tolist()
+    """One frame's ``det`` message.
+
+    Give ``detections`` and ``labels``, or ``items``: that frame's entry of
+    ``detection_items`` over its whole batch (the same message, built without per-frame NumPy).
+    """
+    if items is None:
+        if detections is None:
+            raise TypeError("detection_message needs detections (and labels) or items")
+        items = detection_items((detections,), labels)[0]
     return {
         "v": SCHEMA_VERSION, "type": "det", "stream": stream_id, "seq": seq,
         "pts": round(pts_s, 4), "capture_time": capture_wall_s,
         "width": source_hw[1], "height": source_hw[0], "model": model,
         "latency_ms": {key: round(latency_ms[key], 3) for key in LATENCY_KEYS},
-        "detections": [
-            {"label": labels[c] if 0 <= c < len(labels) else str(c), "class_id": c,
-             "score": s, "box": b}
-            for b, s, c in zip(boxes, scores, class_ids)
-        ],
+        "detections": items,
     }
+
+
+def detection_items(batch: Sequence[Detections],
+                    labels: Sequence[str]) -> list[list[dict[str, Any]]]:
+    """The ``detections`` list of each frame's message, for a whole batch at once.
+
+    Boxes (rounded to 0.1 px) and scores (to 4 decimals) are rounded and turned into Python
+    numbers once per batch, not once per frame; each frame gets its own list of new dicts.
+    """
+    counts = [len(detections) for detections in batch]
+    if not any(counts):
+        return [[] for _ in counts]
+    found = [detections for detections in batch if len(detections)]
+    boxes = np.round(np.concatenate([d.xyxy for d in found]).astype(np.float64), 1).tolist()
+    scores = np.round(np.concatenate([d.scores for d in found]).astype(np.float64), 4).tolist()
+    class_ids = np.concatenate([d.class_ids for d in found]).tolist()
+    num_labels = len(labels)
+    entries = [
+        {"label": labels[c] if 0 <= c < num_labels else str(c), "class_id": c,
+         "score": s, "box": b}
+        for b, s, c in zip(boxes, scores, class_ids)
+    ]
+    items = []
+    start = 0
+    for count in counts:
+        items.append(entries[start:start + count])
+        start += count
+    return items
 
 
 def status_message(stream_id: str, state: str, *, reason: str | None = None,
