@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,19 +62,25 @@ def open_engine(config: Config) -> tuple[Engine, str]:
     return create_engine(path, config.engine), path.stem
 
 
-def build_runtime(config: Config) -> Runtime:
-    """Resolve assets, open the engine, bind the publisher and wire the pipeline (not started)."""
+def build_runtime(config: Config, publisher_connect: bool = False,
+                  stats_sink: Callable[[dict], None] | None = None) -> Runtime:
+    """Resolve assets, open the engine, bind the publisher and wire the pipeline (not started).
+
+    A worker process connects its publisher to the supervisor's relay and hands its
+    snapshots to ``stats_sink`` instead of publishing ``stats`` itself.
+    """
     sources = resolve_sources(config)
     labels = load_labels(config.model.labels)
     engine, model_name = open_engine(config)
     try:
         stats = PipelineStats()
-        publisher = Publisher(config.publish, stats)
+        publisher = Publisher(config.publish, stats, connect=publisher_connect)
     except Exception:
         engine.close()
         raise
     try:
-        pipeline = Pipeline(config, engine, publisher, sources, labels, model_name, stats)
+        pipeline = Pipeline(config, engine, publisher, sources, labels, model_name, stats,
+                            stats_sink)
     except Exception:
         publisher.close()
         engine.close()

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--clip", help="read every stream from this video file instead")
     bench.add_argument("--sweep", help="GPU curve: comma-separated stream counts, e.g. "
                        "1,8,32,64,100,128 (needs --clip), paced and unpaced")
+    bench.add_argument("--processes", default="1",
+                       help="worker processes for the pipeline: a number, or auto (one per "
+                       "workers.streams_per_process streams); default 1")
     bench.add_argument("--json", type=Path, help="also write the results here")
     bench.set_defaults(handler=_cmd_bench)
 
@@ -121,20 +124,55 @@ class _Signals:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from streams.app import build_runtime
     from streams.config import load_config
-    from streams.display import LiveView, format_table
-    from streams.metrics import serve_metrics
+    from streams.supervisor import resolve_processes
 
     config = load_config(args.config)
     signals = _Signals()
     signals.install()
+    processes, why = resolve_processes(config)
+    if processes > 1:
+        logger.info("workers.processes -> %d (%s)", processes, why)
+        return _run_supervised(args, config, processes, signals)
+    from streams.app import build_runtime
+
     runtime = build_runtime(config)
-    pipeline = runtime.pipeline
-    metrics_server = serve_metrics(pipeline, config.metrics.host, config.metrics.port)
+    try:
+        _drive(args, config, runtime.pipeline, signals)
+    finally:
+        runtime.close()
+    return 0
+
+
+def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _Signals) -> int:
+    """The streams split over worker processes, behind one relay (streams/supervisor.py)."""
+    from streams.supervisor import Supervisor
+
+    supervisor = Supervisor(config, processes, logging.getLogger().level)
+    try:
+        _drive(args, config, supervisor, signals)
+    finally:
+        supervisor.close()
+    return 0
+
+
+def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> None:
+    """Start, show the live table and serve /metrics until done, then drain and summarise.
+
+    ``pipeline`` is a Pipeline or a Supervisor: both start, wait, stop and snapshot.
+    """
+    from streams.display import LiveView, format_table
+    from streams.metrics import serve_metrics
+
+    metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     view = None if args.no_live else LiveView(pipeline.snapshot)
     try:
-        pipeline.start()
+        from streams.supervisor import Supervisor
+
+        if isinstance(pipeline, Supervisor):  # may wait minutes for worker 0's engine build
+            pipeline.start(cancel=signals.stop)
+        else:
+            pipeline.start()
         if view:
             view.start()
         reason = pipeline.wait(args.duration, signals.stop)
@@ -145,9 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pipeline.stop()
         if metrics_server is not None:
             metrics_server.shutdown()
-        runtime.close()
     print("\n".join(["summary:"] + format_table(pipeline.snapshot())), file=sys.stderr)
-    return 0
 
 
 # --- subscribe -------------------------------------------------------------------------------------

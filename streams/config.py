@@ -107,6 +107,20 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WorkersConfig:
+    """How many processes share the streams (see streams/supervisor.py).
+
+    One Python process tops out near 1,500 GPU-decoded frames/s: every frame costs some
+    Python, and the GIL is one. ``processes: auto`` runs one process on the CPU backend (ONNX
+    Runtime already uses every core) and one per ``streams_per_process`` streams on a GPU;
+    each process has its own engine and publishes through one relay at ``publish.endpoint``.
+    """
+
+    processes: int | str = "auto"
+    streams_per_process: int = 24
+
+
+@dataclass(frozen=True)
 class Config:
     streams: tuple[StreamConfig, ...]
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -115,6 +129,7 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -142,7 +157,7 @@ def parse_config(
     raw = _interpolate(raw, "", env)
     top = _mapping(raw, "config")
     _reject_unknown(top, "", {"streams", "model", "engine", "batch", "capture", "publish",
-                              "metrics"})
+                              "metrics", "workers"})
     streams = _parse_streams(top.get("streams"), base_dir)
     model = _parse_model(top.get("model", {}), base_dir)
     return Config(
@@ -162,6 +177,10 @@ def parse_config(
         }),
         metrics=_dataclass_section(MetricsConfig, top.get("metrics", {}), "metrics", {
             "host": _string, "port": _integer(0, 65535),
+        }),
+        workers=_dataclass_section(WorkersConfig, top.get("workers", {}), "workers", {
+            "processes": _auto_or(_integer(1, 256)),
+            "streams_per_process": _integer(1, 10_000),
         }),
     )
 
@@ -294,6 +313,17 @@ def _integer(low: int, high: int) -> Validator:
 
 def _optional(inner: Validator) -> Validator:
     return lambda value, where: None if value is None else inner(value, where)
+
+
+def _auto_or(inner: Validator) -> Validator:
+    def check(value: Any, where: str) -> Any:
+        if value == "auto":
+            return "auto"
+        if isinstance(value, str):
+            raise ConfigError(f"{where}: expected 'auto' or a number, got {_describe(value)}")
+        return inner(value, where)
+
+    return check
 
 
 def _choice(options: tuple[str, ...]) -> Validator:

@@ -1,31 +1,30 @@
-"""Prometheus metrics on ``/metrics``, read from the pipeline's own counters at scrape time.
+"""Prometheus metrics on ``/metrics``, read from the pipeline's snapshot at scrape time.
 
-A custom collector avoids keeping a second set of counters in step with StreamStats.
+A custom collector avoids keeping a second set of counters in step with StreamStats, and
+works the same for one process (``Pipeline.snapshot``) and many (``Supervisor.snapshot``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-if TYPE_CHECKING:
-    from streams.pipeline import Pipeline
-
 logger = logging.getLogger(__name__)
+
+Snapshot = Callable[[], dict]
 
 
 class PipelineCollector:
-    """Exposes per-stream and pipeline figures of one Pipeline."""
+    """Exposes per-stream and pipeline figures of one snapshot source."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
 
     def collect(self):
-        pipeline = self._pipeline
+        snapshot = self._snapshot()
         counters = {
             "decoded": CounterMetricFamily("streams_frames_decoded", "Frames decoded", labels=["stream"]),
             "processed": CounterMetricFamily("streams_frames_processed", "Frames inferred and published", labels=["stream"]),
@@ -35,31 +34,30 @@ class PipelineCollector:
         fps = GaugeMetricFamily("streams_fps", "Processed frames per second (5 s window)", labels=["stream"])
         latency = GaugeMetricFamily("streams_latency_ms", "Frame-to-publish latency percentile (5 s window)", labels=["stream", "quantile"])
         up = GaugeMetricFamily("streams_stream_live", "1 while the stream is live", labels=["stream"])
-        for stats in pipeline.stream_stats.values():
-            sid = stats.stream_id
+        for stream in snapshot["streams"]:
+            sid = stream["stream"]
             for key, family in counters.items():
-                family.add_metric([sid], getattr(stats, key))
-            fps.add_metric([sid], stats.latency_ms.rate())
-            for quantile, value in zip(("0.5", "0.99"), stats.latency_ms.percentiles((50, 99))):
-                if not math.isnan(value):
-                    latency.add_metric([sid, quantile], value)
-            up.add_metric([sid], 1.0 if stats.state == "live" else 0.0)
+                family.add_metric([sid], stream[key])
+            fps.add_metric([sid], stream["fps"])
+            for quantile, key in (("0.5", "p50_ms"), ("0.99", "p99_ms")):
+                if stream[key] is not None:
+                    latency.add_metric([sid, quantile], stream[key])
+            up.add_metric([sid], 1.0 if stream["state"] == "live" else 0.0)
         yield from counters.values()
         yield from (fps, latency, up)
-        totals = pipeline.stats
-        yield CounterMetricFamily("streams_batches", "Batches inferred", value=totals.batches)
-        yield CounterMetricFamily("streams_published_messages", "Messages sent", value=totals.published)
-        yield CounterMetricFamily("streams_publish_dropped", "Messages dropped by the publisher queue", value=totals.publish_dropped)
-        mean = totals.batch_frames / totals.batches if totals.batches else 0.0
-        yield GaugeMetricFamily("streams_mean_batch_size", "Mean frames per batch", value=mean)
+        totals = snapshot["pipeline"]
+        yield CounterMetricFamily("streams_batches", "Batches inferred", value=totals["batches"])
+        yield CounterMetricFamily("streams_published_messages", "Messages sent", value=totals["published"])
+        yield CounterMetricFamily("streams_publish_dropped", "Messages dropped by the publisher queue", value=totals["publish_dropped"])
+        yield GaugeMetricFamily("streams_mean_batch_size", "Mean frames per batch", value=totals["mean_batch"])
 
 
-def serve_metrics(pipeline: Pipeline, host: str, port: int):
+def serve_metrics(snapshot: Snapshot, host: str, port: int):
     """Start the ``/metrics`` HTTP server; returns the server (call ``shutdown()``) or None."""
     if port == 0:
         return None
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(pipeline))
+    registry.register(PipelineCollector(snapshot))
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as err:

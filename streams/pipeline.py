@@ -12,18 +12,24 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engines.base import Engine, EngineSlot
 from processors.letterbox import Letterbox, preprocess_into
-from processors.yolo import decode_yolo, detect_head_format
+from processors.yolo import decode_yolo_batch, detect_head_format
 from streams.batcher import FrameBoard
 from streams.capture import CaptureContext, CaptureWorker
 from streams.config import Config
 from streams.errors import EngineError
 from streams.frames import Frame
-from streams.messages import detection_message, stats_message, status_message, topic
+from streams.messages import (
+    detection_items,
+    detection_message,
+    stats_message,
+    status_message,
+    topic,
+)
 from streams.publisher import Publisher
 from streams.stats import PipelineStats, StreamStats
 
@@ -55,13 +61,17 @@ class Pipeline:
 
     def __init__(self, config: Config, engine: Engine, publisher: Publisher,
                  sources: dict[str, str], labels: Sequence[str], model_name: str,
-                 stats: PipelineStats | None = None) -> None:
+                 stats: PipelineStats | None = None,
+                 stats_sink: Callable[[dict], None] | None = None) -> None:
         self.config = config
         self.engine = engine
         self.publisher = publisher
         self.labels = tuple(labels)
         self.model_name = model_name
         self.stats = stats or publisher.stats
+        # Where snapshots go every stats interval: a ``stats`` message, or (in a worker
+        # process) the supervisor, which publishes one merged message for all workers.
+        self._stats_sink = stats_sink or self._publish_snapshot
         self.stream_stats = {s.id: StreamStats(s.id) for s in config.streams}
         self.head_format = self._head_format()
         self._board = FrameBoard()
@@ -187,7 +197,9 @@ class Pipeline:
                 "pipeline": self.stats.snapshot()}
 
     def _publish_stats(self) -> None:
-        snap = self.snapshot()
+        self._stats_sink(self.snapshot())
+
+    def _publish_snapshot(self, snap: dict) -> None:
         self.publisher.publish(topic("stats"),
                                stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"]))
 
@@ -250,20 +262,26 @@ class Pipeline:
             done_mono_s = time.monotonic()
             inference_ms = (done_mono_s - batch.submitted_mono_s) * 1000.0
             preprocess_ms = (batch.submitted_mono_s - batch.started_mono_s) * 1000.0
-            # Outputs may be views of the slot's buffers: decode every frame before the slot
-            # goes back to the batcher, publish after.
-            decoded = []
-            for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
-                post_began_s = time.monotonic()
-                detections = decode_yolo(outputs[0][i], self.head_format, box, frame.source_hw,
-                                         model.conf_threshold, model.iou_threshold,
-                                         model.max_detections)
-                decoded.append((frame, detections, (time.monotonic() - post_began_s) * 1000.0))
+            # Outputs may be views of the slot's buffers: decode the whole batch (one call; what
+            # it returns owns its memory) before the slot goes back to the batcher, publish after.
+            post_began_s = time.monotonic()
+            try:
+                decoded = decode_yolo_batch(outputs[0], self.head_format, batch.boxes,
+                                            [frame.source_hw for frame in batch.frames],
+                                            model.conf_threshold, model.iou_threshold,
+                                            model.max_detections)
+            except Exception:  # a bad output must cost this batch, not the pipeline
+                logger.exception("postprocessing failed for a batch of %d frames",
+                                 len(batch.frames))
+                self.engine.release(batch.slot)
+                continue
+            postprocess_ms = (time.monotonic() - post_began_s) * 1000.0 / len(batch.frames)
             self.engine.release(batch.slot)
             self.stats.batches += 1
             self.stats.batch_frames += len(batch.frames)
             self.stats.inference_ms.add(inference_ms, done_mono_s)
-            for frame, detections, postprocess_ms in decoded:
+            items = detection_items(decoded, self.labels)  # to Python once per batch
+            for frame, frame_items in zip(batch.frames, items):
                 now_s = time.monotonic()
                 latency_ms = {
                     "decode": frame.decode_ms,
@@ -281,5 +299,4 @@ class Pipeline:
                 self.publisher.publish(topic("det", frame.stream_id), detection_message(
                     stream_id=frame.stream_id, seq=frame.seq, pts_s=frame.pts_s,
                     capture_wall_s=frame.capture_wall_s, source_hw=frame.source_hw,
-                    model=self.model_name, latency_ms=latency_ms, detections=detections,
-                    labels=self.labels))
+                    model=self.model_name, latency_ms=latency_ms, items=frame_items))

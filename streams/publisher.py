@@ -30,35 +30,31 @@ class Publisher:
     """Binds a PUB socket at ``config.endpoint`` and publishes ``(topic, message)`` pairs."""
 
     def __init__(self, config: PublishConfig, stats: PipelineStats,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, connect: bool = False) -> None:
+        """``connect``: a worker process connecting to the supervisor's relay (``config`` then
+        names the relay's internal endpoint; CURVE is the relay's job)."""
         self.config = config
         self.stats = stats
         self._authenticator = None
-        if config.curve is not None:
+        if config.curve is not None and not connect:
             # The ZAP authenticator is per context: a CURVE publisher gets its own.
             context = zmq.Context()
-            self._authenticator = _start_authenticator(context, config.curve)
+            self._authenticator = start_authenticator(context, config.curve)
         self._context = context or zmq.Context.instance()
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self._socket = self._context.socket(zmq.PUB)
-        if config.curve is not None:
-            public, secret = load_keypair(config.curve.server_secret_key)
-            self._socket.curve_secretkey = secret
-            self._socket.curve_publickey = public
-            self._socket.curve_server = True
-        self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
-        self._socket.setsockopt(zmq.LINGER, 500)
-        try:
-            self._socket.bind(config.endpoint)
-        except zmq.ZMQError as err:
-            self._socket.close(0)
-            raise PublishError(f"publish.endpoint: cannot bind {config.endpoint}: {err} "
-                               "(is another streams process using it?)") from err
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        if connect:
+            self._socket = self._context.socket(zmq.PUB)
+            self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+            self._socket.setsockopt(zmq.LINGER, 500)
+            self._socket.connect(config.endpoint)
+            self.endpoint = config.endpoint
+        else:
+            self._socket = bind_public_socket(self._context, zmq.PUB, config)
+            self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         time.sleep(config.join_grace_ms / 1000.0)
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
-        logger.info("publishing on %s", self.endpoint)
+        logger.info("publishing %s %s", "via" if connect else "on", self.endpoint)
 
     def publish(self, topic: str, message: dict[str, Any]) -> bool:
         """Queue a message; returns False (and counts a drop) if the queue is full."""
@@ -111,7 +107,26 @@ def load_keypair(path: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def _start_authenticator(context: zmq.Context, curve):
+def bind_public_socket(context: zmq.Context, socket_type: int, config: PublishConfig) -> zmq.Socket:
+    """The socket subscribers connect to (PUB, or the relay's XPUB): CURVE, HWM, bound."""
+    sock = context.socket(socket_type)
+    if config.curve is not None:
+        public, secret = load_keypair(config.curve.server_secret_key)
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+    sock.setsockopt(zmq.SNDHWM, config.sndhwm)
+    sock.setsockopt(zmq.LINGER, 500)
+    try:
+        sock.bind(config.endpoint)
+    except zmq.ZMQError as err:
+        sock.close(0)
+        raise PublishError(f"publish.endpoint: cannot bind {config.endpoint}: {err} "
+                           "(is another streams process using it?)") from err
+    return sock
+
+
+def start_authenticator(context: zmq.Context, curve):
     """Allow only clients whose public keys are in ``curve.authorized_clients``."""
     from zmq.auth.thread import ThreadAuthenticator
 

@@ -64,3 +64,45 @@ def test_tensorrt_pipeline_matches_cpu_pipeline(assets, tmp_path):
     print(f"CPU detections (score >= 0.5) found again on the GPU path: {matched} of "
           f"{matched + missed}")
     assert matched >= 100 and missed <= 0.1 * (matched + missed)
+
+
+def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(assets,
+                                                                              tmp_path):
+    """Two worker processes, each with its own TensorRT engine and NVDEC decoders, behind one
+    relay: every frame of every file arrives, and the same file decoded and inferred in the
+    two processes gives the same detections."""
+    port = free_port()
+    bikes, carphone = assets.videos["bikes.mp4"], assets.videos["carphone_pristine.mp4"]
+    config = write_config(tmp_path / "workers.yaml", [
+        {"id": "bikes-0", "url": str(bikes), "pace": "none"},
+        {"id": "carphone-0", "url": str(carphone), "pace": "none"},
+        {"id": "bikes-1", "url": str(bikes), "pace": "none"},
+        {"id": "carphone-1", "url": str(carphone), "pace": "none"},
+    ], port, engine={"backend": "tensorrt", "precision": "fp16",
+                     "builder_optimization_level": 0, "cache_dir": str(tmp_path / "engines")},
+        workers={"processes": 2})
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    try:
+        result = run_cli("run", str(config), "--no-live", timeout=600)
+    finally:
+        collector.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "w1 " in result.stderr and "decoder auto -> nvdec" in result.stderr
+    frames = {}
+    for m in collector.of("det"):
+        frames.setdefault(m["stream"], {})[round(m["pts"], 3)] = m["detections"]
+    assert {k: len(v) for k, v in frames.items()} == {
+        "bikes-0": 250, "bikes-1": 250, "carphone-0": 120, "carphone-1": 120}, \
+        {k: len(v) for k, v in frames.items()}
+    for name in ("bikes", "carphone"):
+        first, second = frames[f"{name}-0"], frames[f"{name}-1"]
+        assert first.keys() == second.keys()
+        for pts, dets in first.items():
+            # Same engine file, same frames; batches may differ in size between processes,
+            # so allow fp16 noise, not a different answer.
+            strong = [d for d in dets if d["score"] >= 0.3]
+            for det in strong:
+                assert any(o["label"] == det["label"] and iou(o["box"], det["box"]) > 0.9
+                           and abs(o["score"] - det["score"]) < 0.02 for o in second[pts]), \
+                    f"{name} at {pts}: {det} not found in the other process"
+    assert sum(len(d) for d in frames["bikes-0"].values()) > 100

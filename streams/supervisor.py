@@ -1,0 +1,294 @@
+"""Several worker processes, one product: shards the streams, relays, merges, restarts.
+
+Why: a Python process tops out near 1,500 GPU-decoded frames/s (every frame costs some
+Python and there is one GIL; measured on an H100, docs/benchmarks.md), while one GPU decodes
+and infers several times that. So the streams are split over ``workers.processes``
+processes, each a whole :class:`~streams.pipeline.Pipeline` with its own engine. To
+subscribers nothing changes: one endpoint (the :class:`~streams.relay.Relay`), the same
+``det``/``status`` messages, one merged ``stats`` message, one ``/metrics`` and one live table.
+
+A worker that dies (a driver fault, the OOM killer) takes only its own streams down: they are
+reported ``reconnecting`` with the reason, and the worker is restarted with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import zmq
+
+from streams.config import Config
+from streams.errors import StreamsError
+from streams.messages import stats_message, status_message, topic
+from streams.publisher import Publisher
+from streams.relay import Relay
+from streams.stats import PipelineStats
+from streams.worker import worker_main
+
+logger = logging.getLogger(__name__)
+
+RESTART_INITIAL_S = 1.0
+RESTART_MAX_S = 30.0
+STOP_GRACE_S = 8.0  # a worker drains its pipeline in 4 s; then its engine and publisher close
+
+
+def resolve_processes(config: Config) -> tuple[int, str]:
+    """How many worker processes ``workers.processes`` means here, and why."""
+    streams = len(config.streams)
+    wanted = config.workers.processes
+    if wanted != "auto":
+        return max(1, min(int(wanted), streams)), "workers.processes in the configuration"
+    from engines.doctor import choose_backend
+
+    backend, _ = choose_backend(config.engine.backend)
+    if backend != "tensorrt":
+        return 1, "ONNX Runtime uses every CPU core from one process"
+    per = config.workers.streams_per_process
+    count = max(1, min(math.ceil(streams / per), (os.cpu_count() or 2) // 2))
+    return count, f"{streams} streams, workers.streams_per_process {per}"
+
+
+def split_streams(config: Config, processes: int) -> list[list[str]]:
+    """Contiguous, near-equal shards of stream ids, in config order."""
+    ids = [s.id for s in config.streams]
+    size, extra = divmod(len(ids), processes)
+    shards, start = [], 0
+    for index in range(processes):
+        end = start + size + (1 if index < extra else 0)
+        shards.append(ids[start:end])
+        start = end
+    return shards
+
+
+@dataclass
+class _Worker:
+    index: int
+    stream_ids: list[str]
+    process: Any = None
+    ready: bool = False
+    finished: bool = False  # exited after reporting its final snapshot
+    error: str | None = None
+    restarts: int = 0
+    restart_at_s: float | None = None
+    backoff_s: float = RESTART_INITIAL_S
+    snapshot: dict = field(default_factory=dict)
+
+
+class Supervisor:
+    """Runs ``config`` over ``processes`` worker processes; the CLI drives it like a Pipeline."""
+
+    def __init__(self, config: Config, processes: int, log_level: int = logging.INFO) -> None:
+        self.config = config
+        self._log_level = log_level
+        self._spawn = multiprocessing.get_context("spawn")
+        self._stop = self._spawn.Event()
+        self._stopping = threading.Event()  # no more restarts
+        self._closing = threading.Event()   # no more reports to wait for
+        self._lock = threading.Lock()
+        self._tmp = tempfile.mkdtemp(prefix="streams-")
+        self.stats = PipelineStats()
+        self._relay = Relay(config.publish, f"ipc://{self._tmp}/bus")
+        self.endpoint = self._relay.endpoint
+        self._context = zmq.Context()
+        self._reports = self._context.socket(zmq.PULL)
+        self._reports.bind(f"ipc://{self._tmp}/reports")
+        self._report_endpoint = f"ipc://{self._tmp}/reports"
+        self.publisher = Publisher(replace(config.publish, endpoint=self._relay.bus_endpoint,
+                                           curve=None), self.stats, connect=True)
+        self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config,
+                                                                               processes))]
+        self._states = {s.id: "starting" for s in config.streams}
+        self._started_mono_s = 0.0
+        self._threads = [threading.Thread(target=self._receive_loop, name="reports", daemon=True),
+                         threading.Thread(target=self._watch_loop, name="supervise", daemon=True)]
+        self._failure: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, cancel: threading.Event | None = None) -> None:
+        """Start worker 0 and wait until its engine is ready (it builds the engine cache the
+        others then load), then the rest. Raises StreamsError if worker 0 cannot start."""
+        self._started_mono_s = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        first = self._workers[0]
+        self._launch(first)
+        while not first.ready:
+            if cancel is not None and cancel.is_set():
+                return
+            if first.error or (first.process.exitcode is not None and not first.ready):
+                raise StreamsError(first.error or f"worker 0 exited with code "
+                                   f"{first.process.exitcode} before its engine was ready")
+            time.sleep(0.05)
+        for worker in self._workers[1:]:
+            self._launch(worker)
+        logger.info("supervisor: %d worker processes, %s streams", len(self._workers),
+                    ", ".join(str(len(w.stream_ids)) for w in self._workers))
+
+    def _launch(self, worker: _Worker) -> None:
+        worker.ready = worker.finished = False
+        worker.error = None
+        worker.process = self._spawn.Process(
+            target=worker_main, name=f"streams-worker-{worker.index}", daemon=True,
+            args=(worker.index, self.config, worker.stream_ids, self._relay.bus_endpoint,
+                  self._report_endpoint, self._stop, self._log_level))
+        worker.process.start()
+        logger.info("worker %d (pid %d): streams %s", worker.index, worker.process.pid,
+                    ", ".join(worker.stream_ids))
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process is not None]
+
+    def all_streams_finished(self) -> bool:
+        return all(w.finished or w.error for w in self._workers)
+
+    def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while True:
+            if stop is not None and stop.is_set():
+                return "signal"
+            if self.all_streams_finished():
+                return "all streams finished"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "duration reached"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Workers drain and report their last snapshot; the merged ``stats`` goes out last."""
+        self._stopping.set()
+        self._stop.set()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for worker in self._workers:
+            if worker.process is not None:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            if worker.process is not None and worker.process.is_alive():
+                logger.warning("worker %d did not stop in %.0f s; killing it", worker.index,
+                               STOP_GRACE_S)
+                worker.process.kill()
+                worker.process.join(2.0)
+        time.sleep(0.2)  # the last reports are in flight on the PULL socket
+        self._publish_stats()
+
+    def close(self) -> None:
+        """After ``stop()``: close the publisher, the relay and the report socket."""
+        self._stopping.set()
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(2.0)
+        self.publisher.close()
+        self._relay.close()
+        self._reports.close(0)
+        self._context.term()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # --- reports and supervision -----------------------------------------------------------
+
+    def _receive_loop(self) -> None:
+        interval_s = self.config.publish.stats_interval_s
+        next_stats_s = time.monotonic() + interval_s
+        poller = zmq.Poller()
+        poller.register(self._reports, zmq.POLLIN)
+        while not self._closing.is_set() or poller.poll(0):
+            if poller.poll(100):
+                self._on_report(self._reports.recv_json())
+            if not self._stopping.is_set() and time.monotonic() >= next_stats_s:
+                next_stats_s += interval_s
+                self._publish_stats()
+
+    def _on_report(self, report: dict) -> None:
+        worker = self._workers[report["worker"]]
+        kind = report["type"]
+        with self._lock:
+            if kind == "ready":
+                worker.ready = True
+                worker.backoff_s = RESTART_INITIAL_S
+            elif kind == "error":
+                worker.error = report["reason"]
+                for sid in worker.stream_ids:
+                    self._states[sid] = "failed"
+            elif kind in ("snapshot", "final"):
+                worker.snapshot = report["snapshot"]
+                for stream in worker.snapshot["streams"]:
+                    self._states[stream["stream"]] = stream["state"]
+                if kind == "final":
+                    worker.finished = True
+
+    def _watch_loop(self) -> None:
+        """Restart a worker that died without being asked to."""
+        while not self._stopping.wait(0.25):
+            for worker in self._workers:
+                process = worker.process
+                if process is None or process.exitcode is None or worker.finished:
+                    continue
+                if worker.error:  # it could not start (bad model, no GPU): no point retrying
+                    continue
+                now = time.monotonic()
+                if worker.restart_at_s is None:
+                    self._on_worker_death(worker, process.exitcode)
+                elif now >= worker.restart_at_s:
+                    worker.restart_at_s = None
+                    worker.restarts += 1
+                    self._launch(worker)
+
+    def _on_worker_death(self, worker: _Worker, exitcode: int) -> None:
+        delay_s = worker.backoff_s
+        worker.backoff_s = min(worker.backoff_s * 2, RESTART_MAX_S)
+        worker.restart_at_s = time.monotonic() + delay_s
+        reason = (f"worker process {worker.index} exited with code {exitcode}; restarting it "
+                  f"in {delay_s:.1f} s")
+        logger.error("%s (streams %s)", reason, ", ".join(worker.stream_ids))
+        for sid in worker.stream_ids:
+            self._states[sid] = "reconnecting"
+            self.publisher.publish(topic("status", sid), status_message(
+                sid, "reconnecting", reason=reason, attempt=worker.restarts + 1))
+
+    # --- the merged view -----------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Every worker's streams (config order) and pipeline figures, summed."""
+        with self._lock:
+            latest = {s["stream"]: s for w in self._workers
+                      for s in w.snapshot.get("streams", [])}
+            pipelines = [w.snapshot["pipeline"] for w in self._workers if w.snapshot]
+            states = dict(self._states)
+        streams = []
+        for stream in self.config.streams:
+            row = dict(latest.get(stream.id) or _empty_stream(stream.id))
+            row["state"] = states.get(stream.id, row["state"])
+            streams.append(row)
+        batches = sum(p["batches"] for p in pipelines)
+        frames = sum(p["mean_batch"] * p["batches"] for p in pipelines)
+        inference = [p["inference_p50_ms"] for p in pipelines if p["inference_p50_ms"]]
+        pipeline = {
+            "batches": batches,
+            "mean_batch": round(frames / batches, 2) if batches else 0.0,
+            "inference_p50_ms": round(sorted(inference)[len(inference) // 2], 2)
+            if inference else None,
+            "published": sum(p["published"] for p in pipelines) + self.stats.published,
+            "publish_dropped": sum(p["publish_dropped"] for p in pipelines)
+            + self.stats.publish_dropped,
+            "processes": len(self._workers),
+            "restarts": sum(w.restarts for w in self._workers),
+        }
+        return {"uptime_s": time.monotonic() - self._started_mono_s, "streams": streams,
+                "pipeline": pipeline}
+
+    def _publish_stats(self) -> None:
+        snap = self.snapshot()
+        self.publisher.publish(topic("stats"),
+                               stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"]))
+
+
+def _empty_stream(stream_id: str) -> dict:
+    return {"stream": stream_id, "state": "starting", "fps": 0.0, "p50_ms": None,
+            "p99_ms": None, "decoded": 0, "processed": 0, "dropped": 0, "reconnects": 0}

@@ -1,0 +1,107 @@
+"""One worker process: a whole pipeline (capture, engine, publisher) over a share of the streams.
+
+Started by :class:`streams.supervisor.Supervisor` with the ``spawn`` method (CUDA does not
+survive ``fork``). It publishes ``det`` and ``status`` through the supervisor's relay and
+reports its snapshot to the supervisor, which merges them into the one ``stats`` message.
+Signals are the supervisor's business: a worker ignores SIGINT/SIGTERM (a Ctrl-C reaches the
+whole process group) and drains when ``stop`` is set, or exits when its parent is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import Any
+
+import zmq
+
+from streams.config import Config
+
+logger = logging.getLogger(__name__)
+
+REPORT_INTERVAL_S = 0.5
+
+
+class Reporter:
+    """PUSHes this worker's messages to the supervisor; never blocks (drops if it is gone)."""
+
+    def __init__(self, endpoint: str, index: int) -> None:
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PUSH)
+        self._socket.setsockopt(zmq.SNDHWM, 100)
+        self._socket.setsockopt(zmq.LINGER, 1000)
+        self._socket.connect(endpoint)
+        self.index = index
+
+    def send(self, kind: str, **fields: Any) -> None:
+        try:
+            self._socket.send_json({"worker": self.index, "pid": os.getpid(), "type": kind,
+                                    **fields}, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def close(self) -> None:
+        self._socket.close()
+        self._context.term()
+
+
+def shard_config(config: Config, stream_ids: list[str], bus_endpoint: str) -> Config:
+    """The worker's view: its streams only, publishing into the relay (CURVE is the relay's)."""
+    wanted = set(stream_ids)
+    return replace(config, streams=tuple(s for s in config.streams if s.id in wanted),
+                   publish=replace(config.publish, endpoint=bus_endpoint, curve=None),
+                   metrics=replace(config.metrics, port=0))
+
+
+def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
+                report_endpoint: str, stop: Any, log_level: int) -> None:
+    """Process entry point (must be importable: ``spawn`` pickles a reference to it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level,
+                        format=f"%(asctime)s %(levelname)-7s w{index} %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    reporter = Reporter(report_endpoint, index)
+    try:
+        raise SystemExit(_serve(index, config, stream_ids, bus_endpoint, reporter, stop))
+    finally:
+        reporter.close()
+
+
+def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
+           reporter: Reporter, stop: Any) -> int:
+    from streams.app import build_runtime
+    from streams.errors import StreamsError
+
+    config = shard_config(config, stream_ids, bus_endpoint)
+    try:
+        runtime = build_runtime(config, publisher_connect=True,
+                                stats_sink=lambda snapshot: reporter.send("snapshot",
+                                                                          snapshot=snapshot))
+    except StreamsError as err:
+        reporter.send("error", reason=str(err))
+        logger.error("%s", err)
+        return 1
+    except Exception as err:  # a bug: still tell the supervisor why this worker is gone
+        reporter.send("error", reason=f"internal error: {err}")
+        logger.exception("worker %d could not start", index)
+        return 1
+    pipeline = runtime.pipeline
+    parent = multiprocessing.parent_process()
+    try:
+        reporter.send("ready", backend=runtime.engine.backend)
+        pipeline.start()
+        while not stop.is_set() and not pipeline.all_streams_finished():
+            if parent is not None and not parent.is_alive():
+                logger.warning("the supervisor is gone; stopping")
+                break
+            time.sleep(0.1)
+    finally:
+        pipeline.stop()
+        reporter.send("final", snapshot=pipeline.snapshot())
+        runtime.close()
+    return 0

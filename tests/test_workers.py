@@ -1,0 +1,146 @@
+"""Streams split over worker processes (streams/supervisor.py), with real processes and sockets.
+
+What a subscriber sees must not change: one endpoint, every stream's ``det`` and ``status``,
+one merged ``stats``; a worker killed with SIGKILL takes down only its own streams, which
+come back when it is restarted; SIGTERM drains every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streams.config import parse_config
+from streams.messages import validate
+from streams.supervisor import resolve_processes, split_streams
+from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
+
+
+def _streams(assets) -> list[dict]:
+    bikes, carphone = assets.videos["bikes.mp4"], assets.videos["carphone_pristine.mp4"]
+    return [{"id": "a", "url": str(bikes), "loop": True, "fps": 4},
+            {"id": "b", "url": str(carphone), "loop": True, "fps": 4},
+            {"id": "c", "url": str(bikes), "loop": True, "fps": 4}]
+
+
+def _children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (the worker processes of a supervisor)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
+    """The supervisor's ``count`` worker processes (spawn also starts a resource tracker,
+    which runs ``multiprocessing.resource_tracker``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        workers = [c for c in _children(pid)
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if len(workers) >= count:
+            return sorted(workers)
+        time.sleep(0.2)
+    raise AssertionError(f"expected {count} worker processes under {pid}")
+
+
+def test_two_workers_publish_through_one_endpoint_and_drain_on_sigterm(assets, tmp_path):
+    port, metrics_port = free_port(), free_port()
+    config = write_config(tmp_path / "c.yaml", _streams(assets), port,
+                          engine={"threads": 1}, workers={"processes": 2},
+                          metrics={"port": metrics_port})
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(config), "--no-live")
+    try:
+        assert collector.wait_for(
+            lambda c: all(len(c.of("det", s)) >= 5 for s in "abc")
+            and any({r["stream"] for r in m["streams"] if r["processed"]} == set("abc")
+                    for m in c.of("stats")), 90), process.output()
+        assert len(_worker_pids(process.pid, 2)) == 2
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
+        for stream in "abc":
+            assert f'streams_frames_processed_total{{stream="{stream}"}}'.encode() in metrics
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, process.output()
+        drain_s = time.monotonic() - signalled
+        time.sleep(0.5)
+    finally:
+        cleanup(process, collector)
+    for topic, message in collector.messages:
+        validate(topic, message)
+    stats = collector.of("stats")
+    assert {r["stream"] for r in stats[-1]["streams"]} == set("abc")
+    assert stats[-1]["pipeline"]["processes"] == 2
+    for stream in "abc":
+        states = [m["state"] for m in collector.of("status", stream)]
+        assert "live" in states and states[-1] == "ended", (stream, states)
+        seqs = [m["seq"] for m in collector.of("det", stream)]
+        assert seqs == sorted(seqs), "one worker owns each stream: its frames stay in order"
+    assert drain_s < 10.0
+    # Real detections went through the relay: the cyclists of bikes.mp4.
+    labels = {d["label"] for m in collector.of("det", "a") for d in m["detections"]}
+    assert "person" in labels or "bicycle" in labels, labels
+
+
+def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", _streams(assets), port,
+                          engine={"threads": 1}, workers={"processes": 2})
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(config), "--no-live")
+    try:
+        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 90), \
+            process.output()
+        # Worker 1 owns stream c (shards are contiguous: [a, b], [c]); worker 0 starts first.
+        victim = _worker_pids(process.pid, 2)[1]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = len(collector.messages)
+        assert collector.wait_for(lambda c: any(
+            m["state"] == "reconnecting" for m in c.of("status", "c")), 20), process.output()
+        reason = [m for m in collector.of("status", "c") if m["state"] == "reconnecting"][0]
+        assert "worker process 1 exited with code -9" in reason["reason"]
+        # Stream a kept flowing during the outage and c comes back with a new worker.
+        assert collector.wait_for(lambda c: any(
+            m["state"] == "live" for _, m in c.messages[killed_at:]
+            if m["type"] == "status" and m.get("stream") == "c"), 60), process.output()
+        during = [m for _, m in collector.messages[killed_at:]
+                  if m["type"] == "det" and m["stream"] == "a"]
+        assert during, "stream a kept flowing while c's worker was down"
+        before = len(collector.of("det", "c"))
+        assert collector.wait_for(lambda c: len(c.of("det", "c")) >= before + 3, 30)
+        assert {m["state"] for m in collector.of("status", "a")} == {"connecting", "live"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        cleanup(process, collector)
+    assert collector.of("stats")[-1]["pipeline"]["restarts"] == 1
+
+
+def test_workers_config_and_shards():
+    base = {"streams": [{"id": f"s{i}", "url": "sample:bikes.mp4"} for i in range(5)]}
+    config = parse_config({**base, "workers": {"processes": 2}})
+    assert split_streams(config, 2) == [["s0", "s1", "s2"], ["s3", "s4"]]
+    assert resolve_processes(config)[0] == 2
+    assert resolve_processes(parse_config({**base, "workers": {"processes": 9}}))[0] == 5
+    cpu = parse_config({**base, "engine": {"backend": "onnxruntime"}})
+    assert cpu.workers.processes == "auto"
+    assert resolve_processes(cpu) == (1, "ONNX Runtime uses every CPU core from one process")
+    from streams.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"workers\.processes: expected 'auto' or a number"):
+        parse_config({**base, "workers": {"processes": "many"}})
+    with pytest.raises(ConfigError, match=r"workers\.streams_per_process: 0 is out of range"):
+        parse_config({**base, "workers": {"streams_per_process": 0}})
