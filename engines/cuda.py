@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +146,10 @@ def device_info(index: int = 0) -> DeviceInfo:
                       int(prop.totalGlobalMem))
 
 
+SYNC_MODES = {"spin": 1, "yield": 2, "blocking": 4}  # CU_CTX_SCHED_*
+_sync_applied: set[int] = set()
+
+
 def set_device(index: int) -> None:
     """Make GPU ``index`` current for the calling thread (TensorRT uses the current device)."""
     rt = cudart()
@@ -154,7 +159,38 @@ def set_device(index: int) -> None:
             f"cuda:{index} requested but {count} CUDA GPU(s) are visible; "
             "check engine.device against nvidia-smi and CUDA_VISIBLE_DEVICES"
         )
+    if index not in _sync_applied:
+        _sync_applied.add(index)
+        _apply_sync_mode(index)
     check(rt.cudaSetDevice(index), f"cudaSetDevice({index})")
+
+
+def _apply_sync_mode(index: int) -> None:
+    """``STREAMS_CUDA_SYNC=blocking|yield|spin``: how a thread waiting for the GPU waits.
+
+    CUDA's default spins while there are fewer contexts than cores. Set before the primary
+    context starts, so that it covers every wait in the process, PyNvVideoCodec's included.
+    """
+    mode = os.environ.get("STREAMS_CUDA_SYNC", "").strip().lower()
+    if not mode:
+        return
+    if mode not in SYNC_MODES:
+        logger.warning("STREAMS_CUDA_SYNC=%s ignored; expected one of %s", mode,
+                       ", ".join(SYNC_MODES))
+        return
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        from cuda import cuda as driver  # cuda-python < 12.6
+    try:
+        check(driver.cuInit(0), "cuInit")
+        device = check(driver.cuDeviceGet(index), "cuDeviceGet")
+        check(driver.cuDevicePrimaryCtxSetFlags(device, SYNC_MODES[mode]),
+              "cuDevicePrimaryCtxSetFlags")
+        logger.info("cuda:%d: threads waiting for the GPU %s (STREAMS_CUDA_SYNC)", index,
+                    {"spin": "spin", "yield": "yield", "blocking": "block"}[mode])
+    except EngineError as err:
+        logger.warning("STREAMS_CUDA_SYNC=%s not applied: %s", mode, err)
 
 
 def mem_get_info() -> tuple[int, int]:

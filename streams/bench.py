@@ -27,6 +27,7 @@ from processors.labels import load_labels
 from processors.letterbox import preprocess_into
 from streams.app import open_engine, resolve_sources
 from streams.config import Config, load_config
+from streams.messages import LATENCY_KEYS
 from streams.pipeline import Pipeline
 from streams.profiling import ThreadCpu
 from streams.publisher import Publisher
@@ -171,7 +172,7 @@ class DetRecorder:
         self._socket.setsockopt(zmq.SUBSCRIBE, b"det/")
         self._socket.connect(endpoint)
         self.recording = False
-        self.latencies_ms: list[float] = []
+        self.breakdowns: list[dict[str, float]] = []  # each message's latency_ms
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="det-recorder", daemon=True)
         self._thread.start()
@@ -182,7 +183,7 @@ class DetRecorder:
                 continue
             _topic, payload = self._socket.recv_multipart()
             if self.recording:
-                self.latencies_ms.append(json.loads(payload)["latency_ms"]["total"])
+                self.breakdowns.append(json.loads(payload)["latency_ms"])
 
     def close(self) -> None:
         self._done.set()
@@ -208,10 +209,13 @@ def bench_supervised(config: Config, processes: int, duration_s: float) -> dict:
     recorder = DetRecorder(supervisor.endpoint)
     try:
         supervisor.start()
+        if not supervisor.wait_running():
+            raise RuntimeError(f"not every one of {processes} worker processes started")
         time.sleep(WARMUP_S)
         before = supervisor.snapshot()
         pids = supervisor.worker_pids()
         cpu_before = {pid: _process_cpu_s(pid) for pid in pids}
+        threads_before = supervisor.threads_cpu_s()
         recorder.recording = True
         start = time.perf_counter()
         sampler = GpuSampler()
@@ -222,6 +226,7 @@ def bench_supervised(config: Config, processes: int, duration_s: float) -> dict:
         cpu = [round(100 * (_process_cpu_s(pid) - cpu_before[pid]) / elapsed, 1) for pid in pids]
         time.sleep(config.publish.stats_interval_s + 0.1)  # snapshots lag by one interval
         after = supervisor.snapshot()
+        threads_after = supervisor.threads_cpu_s()
     finally:
         supervisor.stop()
         recorder.close()
@@ -230,8 +235,11 @@ def bench_supervised(config: Config, processes: int, duration_s: float) -> dict:
     def total(snapshot: dict, key: str) -> int:
         return sum(s[key] for s in snapshot["streams"])
 
-    latencies = np.asarray(recorder.latencies_ms, dtype=np.float64)
+    latencies = np.asarray([b["total"] for b in recorder.breakdowns], dtype=np.float64)
     p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan))
+    parts = {key: [round(float(v), 2) for v in np.percentile(
+        [b[key] for b in recorder.breakdowns], [50, 99])] for key in LATENCY_KEYS} \
+        if recorder.breakdowns else {}
     batches = after["pipeline"]["batches"] - before["pipeline"]["batches"]
     return {"streams": len(config.streams), "processes": processes,
             "fps": latencies.size / elapsed,
@@ -241,9 +249,12 @@ def bench_supervised(config: Config, processes: int, duration_s: float) -> dict:
             "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
             "published": after["pipeline"]["published"],
             "publish_dropped": after["pipeline"]["publish_dropped"],
-            "restarts": after["pipeline"]["restarts"],
+            "restarts": after["pipeline"]["restarts"], "latency_parts_p50_p99_ms": parts,
             **utilisation, "process_cpu_pct": round(sum(cpu), 1),
-            "threads_cpu_pct": {f"worker-{i}": pct for i, pct in enumerate(cpu)}}
+            "workers_cpu_pct": cpu,
+            "threads_cpu_pct": dict(sorted(
+                ((group, round(100 * (seconds - threads_before.get(group, 0.0)) / elapsed, 1))
+                 for group, seconds in threads_after.items()), key=lambda item: -item[1]))}
 
 
 def processes_for(config: Config, streams: int, wanted: str) -> int:

@@ -37,6 +37,15 @@ def _group(name: str) -> str:
     return re.sub(r"^(capture|nvdec|decode)-.*$", r"\1-*", name)
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process's live threads, grouped by name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    groups: dict[str, float] = defaultdict(float)
+    for tid, ticks in _thread_ticks().items():
+        groups[_group(names.get(tid, "other (native)"))] += ticks / _TICKS_PER_S
+    return dict(groups)
+
+
 class ThreadCpu:
     """CPU seconds per thread (grouped by name) between ``__init__`` and ``stop()``."""
 

@@ -81,6 +81,7 @@ class _Worker:
     restart_at_s: float | None = None
     backoff_s: float = RESTART_INITIAL_S
     snapshot: dict = field(default_factory=dict)
+    threads_cpu_s: dict = field(default_factory=dict)  # CPU seconds per thread group so far
 
 
 class Supervisor:
@@ -144,6 +145,26 @@ class Supervisor:
         worker.process.start()
         logger.info("worker %d (pid %d): streams %s", worker.index, worker.process.pid,
                     ", ".join(worker.stream_ids))
+
+    def threads_cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far per thread group, summed over the workers (for benchmarks)."""
+        total: dict[str, float] = {}
+        with self._lock:
+            for worker in self._workers:
+                for group, seconds in worker.threads_cpu_s.items():
+                    total[group] = total.get(group, 0.0) + seconds
+        return total
+
+    def wait_running(self, timeout_s: float = 120.0) -> bool:
+        """Block until every worker has its engine and has reported a running pipeline
+        (benchmarks time only what runs at full strength)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(w.ready and w.snapshot for w in self._workers):
+                    return True
+            time.sleep(0.05)
+        return False
 
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process is not None]
@@ -218,6 +239,7 @@ class Supervisor:
                     self._states[sid] = "failed"
             elif kind in ("snapshot", "final"):
                 worker.snapshot = report["snapshot"]
+                worker.threads_cpu_s = report.get("threads_cpu_s", {})
                 for stream in worker.snapshot["streams"]:
                     self._states[stream["stream"]] = stream["state"]
                 if kind == "final":

@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from streams.config import Config
+from streams.profiling import thread_cpu_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
     config = shard_config(config, stream_ids, bus_endpoint)
     try:
         runtime = build_runtime(config, publisher_connect=True,
-                                stats_sink=lambda snapshot: reporter.send("snapshot",
-                                                                          snapshot=snapshot))
+                                stats_sink=lambda snapshot: reporter.send(
+                                    "snapshot", snapshot=snapshot,
+                                    threads_cpu_s=thread_cpu_seconds()))
     except StreamsError as err:
         reporter.send("error", reason=str(err))
         logger.error("%s", err)
