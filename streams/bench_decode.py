@@ -32,6 +32,8 @@ from streams.errors import StreamsError
 
 logger = logging.getLogger(__name__)
 
+WARMUP_S = 2.0  # decoding before the timed window starts
+
 
 def make_clip(out: Path, source: Path | None = None, seconds: float = 20.0,
               size_wh: tuple[int, int] = (1920, 1080), fps: int = 30,
@@ -152,10 +154,12 @@ def run_sessions(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
     setup_s = time.perf_counter() - opened_s
     if sync is not None:
         sync()
-    began = time.perf_counter()
     start.set()
+    time.sleep(WARMUP_S)  # decoders allocate their surfaces on their first frames
+    first = [t.frames for t in threads]
+    began = time.perf_counter()
     time.sleep(seconds)
-    counts = [t.frames for t in threads]
+    counts = [t.frames - f for t, f in zip(threads, first)]
     elapsed = time.perf_counter() - began
     free_during, _ = cuda.mem_get_info()  # decoders allocate their surfaces on first frames
     stop.set()

@@ -54,6 +54,7 @@ class FrameClock:
         self._stop = stop
         self.started_mono_s = time.monotonic()
         self._first_pts_s: float | None = None
+        self._first_due_mono_s = 0.0
 
     def keep(self, pts_s: float) -> bool:
         """False for a frame over the fps cap (skip it)."""
@@ -67,12 +68,18 @@ class FrameClock:
         return True
 
     def wait_until_due(self, pts_s: float) -> bool:
-        """Paced files: sleep until this frame's time comes; False if stopped meanwhile."""
+        """Paced files: sleep until this frame's time comes; False if stopped meanwhile.
+
+        The schedule starts when the first frame is ready, not when the reader was created:
+        opening a hundred decoders at once can take seconds, and a schedule that started
+        before that would replay the backlog as fast as it decodes.
+        """
         if not self._paced:
             return True
         if self._first_pts_s is None:
             self._first_pts_s = pts_s
-        due_mono_s = self.started_mono_s + (pts_s - self._first_pts_s)
+            self._first_due_mono_s = time.monotonic()
+        due_mono_s = self._first_due_mono_s + (pts_s - self._first_pts_s)
         # Plain sleeps, not stop.wait(): a hundred cameras waiting on one Event all queue on
         # its lock 30 times a second. Short enough to notice ``stop`` within 50 ms.
         while (delay_s := due_mono_s - time.monotonic()) > 0:

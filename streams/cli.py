@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--processes", default="1",
                        help="worker processes for the pipeline: a number, or auto (one per "
                        "workers.streams_per_process streams); default 1")
+    bench.add_argument("--warmup", type=float, default=3.0,
+                       help="seconds the pipeline runs before the timed window (default 3)")
     bench.add_argument("--json", type=Path, help="also write the results here")
     bench.set_defaults(handler=_cmd_bench)
 

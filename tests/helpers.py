@@ -77,6 +77,7 @@ class Collector:
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "streams", *args],
+        check=False,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -96,7 +97,8 @@ class CliProcess(subprocess.Popen):
 
 
 def start_cli(*args: str) -> CliProcess:
-    log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)
+    # Not a context manager: the file must outlive this call (the process writes to it).
+    log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)  # noqa: SIM115
     process = CliProcess([sys.executable, "-m", "streams", *args], cwd=REPO,
                          stdout=log, stderr=subprocess.STDOUT, text=True)
     process.log_path = Path(log.name)

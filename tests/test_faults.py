@@ -1,5 +1,6 @@
 """Faults injected for real: damaged files, refused and frozen cameras, signals, secrets."""
 
+import itertools
 import os
 import shutil
 import signal
@@ -97,7 +98,7 @@ def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(tmp_path):
         collector.close()
     retries = [m for m in collector.of("status", "cam") if m["state"] == "reconnecting"]
     assert [m["attempt"] for m in retries[:8]] == list(range(1, 9))
-    gaps = [b["time"] - a["time"] for a, b in zip(retries, retries[1:])][:7]
+    gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(retries)][:7]
     expected = [min(0.1 * 2 ** k, 0.8) for k in range(len(gaps))]
     for gap, planned in zip(gaps, expected):
         # delay +-20 % jitter, plus the (refused at once) connection attempt itself

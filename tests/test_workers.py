@@ -110,7 +110,7 @@ def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tm
         killed_at = len(collector.messages)
         assert collector.wait_for(lambda c: any(
             m["state"] == "reconnecting" for m in c.of("status", "c")), 20), process.output()
-        reason = [m for m in collector.of("status", "c") if m["state"] == "reconnecting"][0]
+        reason = next(m for m in collector.of("status", "c") if m["state"] == "reconnecting")
         assert "worker process 1 exited with code -9" in reason["reason"]
         # Stream a kept flowing during the outage and c comes back with a new worker.
         assert collector.wait_for(lambda c: any(

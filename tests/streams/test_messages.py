@@ -26,10 +26,11 @@ def test_topics_end_with_a_separator_so_prefixes_are_exact():
 def make_det(**overrides):
     dets = Detections(np.array([[1, 2, 30, 40]], np.float32), np.array([0.9], np.float32),
                       np.array([0], np.int32))
-    kwargs = dict(stream_id="cam1", seq=3, pts_s=0.12, capture_wall_s=1.7e9, source_hw=(272, 640),
-                  model="yolov3-tiny", detections=dets, labels=("person",),
-                  latency_ms={k: 1.0 for k in ("decode", "queue", "preprocess", "inference",
-                                               "postprocess", "total")})
+    kwargs = {"stream_id": "cam1", "seq": 3, "pts_s": 0.12, "capture_wall_s": 1.7e9,
+              "source_hw": (272, 640), "model": "yolov3-tiny", "detections": dets,
+              "labels": ("person",),
+              "latency_ms": dict.fromkeys(("decode", "queue", "preprocess", "inference",
+                                           "postprocess", "total"), 1.0)}
     kwargs.update(overrides)
     return detection_message(**kwargs)
 
