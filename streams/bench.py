@@ -284,7 +284,42 @@ def measure_pipeline(config: Config, engine, labels, model_name: str, duration_s
             "processes": 1}
 
 
+GPU_SWEEP = "1,8,32,64,100,128"
+
+
+def apply_gpu_defaults(args: argparse.Namespace) -> None:
+    """``bench --gpu``: the 1080p30 camera curve on TensorRT + NVDEC, ready to run.
+
+    Sweeps 1..128 streams with worker processes (``auto``) over a 1080p30 H.264 clip made
+    once from the bikes sample (``clip1080.mp4`` in the asset cache) unless ``--clip`` says
+    otherwise. Refuses clearly where there is no TensorRT or GPU.
+    """
+    from engines.doctor import choose_backend
+    from streams.errors import StreamsError
+
+    backend, reason = choose_backend("auto")
+    if backend != "tensorrt":
+        raise StreamsError(f"bench --gpu needs TensorRT and an NVIDIA GPU: {reason} "
+                           "(python -m streams doctor says more)")
+    args.sweep = args.sweep or GPU_SWEEP
+    args.processes = args.processes or "auto"
+    if not args.clip:
+        from streams.assets import default_cache_dir
+        from streams.bench_decode import make_clip
+
+        clip = default_cache_dir() / "videos" / "clip1080.mp4"
+        if not clip.is_file():
+            clip.parent.mkdir(parents=True, exist_ok=True)
+            print(f"bench --gpu: encoding the 1080p30 benchmark clip {clip} (once)",
+                  file=sys.stderr)
+            make_clip(clip)
+        args.clip = str(clip)
+
+
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "gpu", False):
+        apply_gpu_defaults(args)
+    args.processes = args.processes or "1"
     if args.sweep:
         return run_sweep(args)
     config = load_config(args.config)
@@ -336,6 +371,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     """The GPU curve: N camera streams from one clip, paced and unpaced, against the two
     ceilings measured in the same run (NVDEC decode-only and the bare engine)."""
     config = load_config(args.config)
+    if getattr(args, "gpu", False):
+        config = replace(config, engine=replace(config.engine, backend="tensorrt"))
     counts = [int(n) for n in args.sweep.split(",")]
     if not args.clip:
         raise SystemExit("--sweep needs --clip (e.g. a 1080p30 H.264 clip from "

@@ -70,9 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--clip", help="read every stream from this video file instead")
     bench.add_argument("--sweep", help="GPU curve: comma-separated stream counts, e.g. "
                        "1,8,32,64,100,128 (needs --clip), paced and unpaced")
-    bench.add_argument("--processes", default="1",
+    bench.add_argument("--processes", default=None,
                        help="worker processes for the pipeline: a number, or auto (one per "
-                       "workers.streams_per_process streams); default 1")
+                       "workers.streams_per_process streams); default 1 (auto with --gpu)")
+    bench.add_argument("--gpu", action="store_true",
+                       help="the 1080p30 camera curve on TensorRT + NVDEC: --sweep "
+                       "1,8,32,64,100,128 over a 1080p30 clip made from the bikes sample, "
+                       "worker processes auto")
     bench.add_argument("--warmup", type=float, default=3.0,
                        help="seconds the pipeline runs before the timed window (default 3)")
     bench.add_argument("--json", type=Path, help="also write the results here")
