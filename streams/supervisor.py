@@ -237,6 +237,8 @@ class Supervisor:
                 worker.error = report["reason"]
                 for sid in worker.stream_ids:
                     self._states[sid] = "failed"
+                    self.publisher.publish(topic("status", sid), status_message(
+                        sid, "failed", reason=f"worker process {worker.index}: {worker.error}"))
             elif kind in ("snapshot", "final"):
                 worker.snapshot = report["snapshot"]
                 worker.threads_cpu_s = report.get("threads_cpu_s", {})

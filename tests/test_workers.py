@@ -144,3 +144,18 @@ def test_workers_config_and_shards():
         parse_config({**base, "workers": {"processes": "many"}})
     with pytest.raises(ConfigError, match=r"workers\.streams_per_process: 0 is out of range"):
         parse_config({**base, "workers": {"streams_per_process": 0}})
+
+
+def test_a_model_that_cannot_load_fails_the_run_with_the_workers_reason(assets, tmp_path):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not an onnx model" * 10)
+    config = write_config(tmp_path / "c.yaml", _streams(assets), free_port(),
+                          workers={"processes": 2}, model={"path": str(bogus)})
+    process = start_cli("run", str(config), "--no-live")
+    try:
+        assert process.wait(timeout=60) == 1, process.output()
+    finally:
+        cleanup(process)
+    output = process.output()
+    assert "error: " in output and "model.onnx" in output, output[-2000:]
+    assert "Traceback" not in output.split("error: ")[-1]
