@@ -222,10 +222,9 @@ def bench_supervised(config: Config, processes: int, duration_s: float,
         if not supervisor.wait_running():
             raise RuntimeError(f"not every one of {processes} worker processes started")
         time.sleep(warmup_s)
-        before = supervisor.snapshot()
+        before = supervisor.worker_reports()
         pids = supervisor.worker_pids()
         cpu_before = {pid: _process_cpu_s(pid) for pid in pids}
-        threads_before = supervisor.threads_cpu_s()
         recorder.recording = True
         start = time.perf_counter()
         sampler = GpuSampler()
@@ -234,39 +233,62 @@ def bench_supervised(config: Config, processes: int, duration_s: float,
         elapsed = time.perf_counter() - start
         utilisation = sampler.stop()
         cpu = [round(100 * (_process_cpu_s(pid) - cpu_before[pid]) / elapsed, 1) for pid in pids]
-        time.sleep(config.publish.stats_interval_s + 0.1)  # snapshots lag by one interval
-        after = supervisor.snapshot()
-        threads_after = supervisor.threads_cpu_s()
+        time.sleep(config.publish.stats_interval_s + 0.1)  # a report from after the window
+        after = supervisor.worker_reports()
+        merged = supervisor.snapshot()
     finally:
         supervisor.stop()
         recorder.close()
         supervisor.close()
 
-    def total(snapshot: dict, key: str) -> int:
-        return sum(s[key] for s in snapshot["streams"])
-
+    rates = worker_rates(before, after)
     latencies = np.asarray([b["total"] for b in recorder.breakdowns], dtype=np.float64)
     p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan))
     parts = {key: [round(float(v), 2) for v in np.percentile(
         [b[key] for b in recorder.breakdowns], [50, 99])] for key in LATENCY_KEYS} \
         if recorder.breakdowns else {}
-    batches = after["pipeline"]["batches"] - before["pipeline"]["batches"]
     return {"streams": len(config.streams), "processes": processes,
             "fps": latencies.size / elapsed,
             "offered_fps": (latencies.size + recorder.missing) / elapsed,
-            "decoded_fps": (total(after, "decoded") - total(before, "decoded")) / elapsed,
+            "decoded_fps": rates["decoded_per_s"],
             "dropped": recorder.missing,  # exact: seq gaps at the subscriber
-            "dropped_at_board": total(after, "dropped") - total(before, "dropped"),
-            "mean_batch": after["pipeline"]["mean_batch"], "batches": batches,
+            "dropped_at_board": round(rates["dropped_per_s"] * elapsed),
+            "mean_batch": rates["mean_batch"], "batches": round(rates["batches_per_s"] * elapsed),
             "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
-            "published": after["pipeline"]["published"],
-            "publish_dropped": after["pipeline"]["publish_dropped"],
-            "restarts": after["pipeline"]["restarts"], "latency_parts_p50_p99_ms": parts,
+            "published": merged["pipeline"]["published"],
+            "publish_dropped": merged["pipeline"]["publish_dropped"],
+            "restarts": merged["pipeline"]["restarts"], "latency_parts_p50_p99_ms": parts,
             **utilisation, "process_cpu_pct": round(sum(cpu), 1),
-            "workers_cpu_pct": cpu,
-            "threads_cpu_pct": dict(sorted(
-                ((group, round(100 * (seconds - threads_before.get(group, 0.0)) / elapsed, 1))
-                 for group, seconds in threads_after.items()), key=lambda item: -item[1]))}
+            "workers_cpu_pct": cpu, "threads_cpu_pct": rates["threads_cpu_pct"]}
+
+
+def worker_rates(before: list[tuple[dict, dict]], after: list[tuple[dict, dict]]) -> dict:
+    """Per-second rates between two sets of worker reports.
+
+    Each worker's counters are divided by the time between its own two reports (its
+    ``uptime_s``), not by the benchmark's window: reports arrive every half second, so the
+    window's edges and the reports' never line up.
+    """
+    totals = {"decoded_per_s": 0.0, "dropped_per_s": 0.0, "batches_per_s": 0.0}
+    frames_per_s = 0.0
+    threads: dict[str, float] = {}
+    for (first, first_cpu), (last, last_cpu) in zip(before, after):
+        if not first or not last or last["uptime_s"] <= first["uptime_s"]:
+            continue
+        span_s = last["uptime_s"] - first["uptime_s"]
+        for key in ("decoded", "dropped"):
+            grown = (sum(s[key] for s in last["streams"])
+                     - sum(s[key] for s in first["streams"]))
+            totals[f"{key}_per_s"] += grown / span_s
+        a, b = first["pipeline"], last["pipeline"]
+        totals["batches_per_s"] += (b["batches"] - a["batches"]) / span_s
+        frames_per_s += (b["mean_batch"] * b["batches"] - a["mean_batch"] * a["batches"]) / span_s
+        for group, seconds in last_cpu.items():
+            threads[group] = threads.get(group, 0.0) + (seconds - first_cpu.get(group, 0.0)) / span_s
+    totals["mean_batch"] = frames_per_s / totals["batches_per_s"] if totals["batches_per_s"] else 0.0
+    totals["threads_cpu_pct"] = {group: round(100 * value, 1) for group, value in
+                                 sorted(threads.items(), key=lambda item: -item[1])}
+    return totals
 
 
 def processes_for(config: Config, streams: int, wanted: str) -> int:

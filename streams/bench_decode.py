@@ -153,7 +153,14 @@ def run_sessions(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
         raise StreamsError(f"{sessions} NVDEC sessions could not all open: {errors}") from None
     setup_s = time.perf_counter() - opened_s
     if sync is not None:
-        sync()
+        try:
+            sync()
+        except Exception:
+            stop.set()
+            start.set()
+            for thread in threads:
+                thread.join(30)
+            raise
     start.set()
     time.sleep(WARMUP_S)  # decoders allocate their surfaces on their first frames
     first = [t.frames for t in threads]
@@ -200,17 +207,30 @@ def run_sessions_in_processes(clip: Path, sessions: int, seconds: float, gpu_id:
     if processes <= 1:
         return {**run_sessions(clip, sessions, seconds, gpu_id, raw), "processes": 1}
     import multiprocessing
+    import queue
 
     spawn = multiprocessing.get_context("spawn")
-    barrier, results = spawn.Barrier(processes), spawn.Queue()
     shares = [sessions // processes + (1 if i < sessions % processes else 0)
               for i in range(processes)]
+    shares = [share for share in shares if share]  # fewer sessions than processes
+    barrier, results = spawn.Barrier(len(shares)), spawn.Queue()
     workers = [spawn.Process(target=_sessions_process, daemon=True,
                              args=(clip, share, seconds, gpu_id, raw, barrier, results))
-               for share in shares if share]
+               for share in shares]
     for worker in workers:
         worker.start()
-    rows = [results.get(timeout=seconds + 300) for _ in workers]
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds + WARMUP_S + 300
+    while len(rows) < len(workers) and time.monotonic() < deadline:
+        try:
+            rows.append(results.get(timeout=1.0))
+        except queue.Empty:
+            dead = [w for w in workers if w.exitcode not in (None, 0)]
+            if dead:  # died without a word (a crash in the driver): do not wait for it
+                barrier.abort()
+                rows.extend({"error": f"decoding process exited with code {w.exitcode}"}
+                            for w in dead if len(rows) < len(workers))
+                break
     for worker in workers:
         worker.join(30)
     errors = sorted({r["error"] for r in rows if "error" in r}
@@ -227,7 +247,8 @@ def run_sessions_in_processes(clip: Path, sessions: int, seconds: float, gpu_id:
         "session_fps_min": min(r["session_fps_min"] for r in rows),
         "session_fps_mean": round(total_fps / sum(r["sessions"] for r in rows), 1),
         "setup_s": max(r["setup_s"] for r in rows),
-        "gpu_mem_mib": round(sum(r["gpu_mem_mib"] for r in rows), 1),
+        # Every process sees the whole GPU's free memory, the others' decoders included.
+        "gpu_mem_mib": max(r["gpu_mem_mib"] for r in rows),
         "gpu_mem_total_mib": rows[0]["gpu_mem_total_mib"], "errors": errors,
     }
 

@@ -184,12 +184,17 @@ def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> Non
         reason = pipeline.wait(args.duration, signals.stop)
         logger.info("stopping: %s", reason)
     finally:
-        if view:
-            view.stop()
-        pipeline.stop()
-        if metrics_server is not None:
-            metrics_server.shutdown()
+        try:
+            if view:
+                view.stop()
+        finally:
+            pipeline.stop()
+            if metrics_server is not None:
+                metrics_server.shutdown()
     print("\n".join(["summary:"] + format_table(pipeline.snapshot())), file=sys.stderr)
+    fatal = getattr(pipeline, "fatal", None)
+    if fatal is not None:
+        raise StreamsError(f"the pipeline gave up: {fatal}")
 
 
 # --- subscribe -------------------------------------------------------------------------------------

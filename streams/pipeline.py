@@ -36,6 +36,9 @@ from streams.stats import PipelineStats, StreamStats
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATES = ("ended", "failed")
+# Consecutive batches that fail (inference or decode) before the pipeline gives up: one bad
+# batch is skipped, a GPU that fails every batch (a sticky CUDA error) is not a pipeline.
+MAX_FAILED_BATCHES = 20
 
 
 @dataclass
@@ -89,6 +92,8 @@ class Pipeline:
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self._started_mono_s = 0.0
         self._done = threading.Event()
+        self._failed_batches = 0
+        self.fatal: str | None = None  # why the pipeline gave up, if it did
 
     def _make_gpu_preprocessor(self):
         """On a GPU engine, letterbox + colour + normalise in one CUDA kernel per batch,
@@ -152,6 +157,8 @@ class Pipeline:
                 return "signal"
             if self.all_streams_finished():
                 return "all streams finished"
+            if self.fatal is not None:
+                return f"failed: {self.fatal}"
             if deadline is not None and time.monotonic() >= deadline:
                 return "duration reached"
             time.sleep(0.05)
@@ -250,14 +257,22 @@ class Pipeline:
             for frame in frames:
                 frame.release(slot.stream)
 
+    def _batch_failed(self, reason: str) -> None:
+        self._failed_batches += 1
+        if self._failed_batches >= MAX_FAILED_BATCHES and self.fatal is None:
+            self.fatal = f"{self._failed_batches} batches in a row failed, the last: {reason}"
+            logger.error("giving up: %s", self.fatal)
+            self._stop_capture.set()
+
     def _complete_loop(self) -> None:
         model = self.config.model
         while (batch := self._in_flight.get()) is not None:
             try:
                 outputs = batch.slot.wait()
-            except Exception:
+            except Exception as err:
                 logger.exception("inference failed for a batch of %d frames", len(batch.frames))
                 self.engine.release(batch.slot)
+                self._batch_failed(f"inference failed: {err}")
                 continue
             done_mono_s = time.monotonic()
             inference_ms = (done_mono_s - batch.submitted_mono_s) * 1000.0
@@ -270,11 +285,13 @@ class Pipeline:
                                             [frame.source_hw for frame in batch.frames],
                                             model.conf_threshold, model.iou_threshold,
                                             model.max_detections)
-            except Exception:  # a bad output must cost this batch, not the pipeline
+            except Exception as err:  # a bad output must cost this batch, not the pipeline
                 logger.exception("postprocessing failed for a batch of %d frames",
                                  len(batch.frames))
                 self.engine.release(batch.slot)
+                self._batch_failed(f"postprocessing failed: {err}")
                 continue
+            self._failed_batches = 0
             postprocess_ms = (time.monotonic() - post_began_s) * 1000.0 / len(batch.frames)
             self.engine.release(batch.slot)
             self.stats.batches += 1

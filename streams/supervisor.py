@@ -36,6 +36,7 @@ from streams.worker import worker_main
 
 logger = logging.getLogger(__name__)
 
+COUNTERS = ("decoded", "processed", "dropped", "reconnects")
 RESTART_INITIAL_S = 1.0
 RESTART_MAX_S = 30.0
 STOP_GRACE_S = 8.0  # a worker drains its pipeline in 4 s; then its engine and publisher close
@@ -97,21 +98,30 @@ class Supervisor:
         self._lock = threading.Lock()
         self._tmp = tempfile.mkdtemp(prefix="streams-")
         self.stats = PipelineStats()
-        self._relay = Relay(config.publish, f"ipc://{self._tmp}/bus")
-        self.endpoint = self._relay.endpoint
-        self._context = zmq.Context()
-        self._reports = self._context.socket(zmq.PULL)
-        self._reports.bind(f"ipc://{self._tmp}/reports")
-        self._report_endpoint = f"ipc://{self._tmp}/reports"
-        self.publisher = Publisher(replace(config.publish, endpoint=self._relay.bus_endpoint,
-                                           curve=None), self.stats, connect=True)
+        self._relay = self._context = self._reports = self.publisher = None
+        try:
+            self._relay = Relay(config.publish, f"ipc://{self._tmp}/bus")
+            self.endpoint = self._relay.endpoint
+            self._context = zmq.Context()
+            self._reports = self._context.socket(zmq.PULL)
+            self._report_endpoint = f"ipc://{self._tmp}/reports"
+            self._reports.bind(self._report_endpoint)
+            self.publisher = Publisher(replace(config.publish,
+                                               endpoint=self._relay.bus_endpoint, curve=None),
+                                       self.stats, connect=True)
+        except Exception:
+            self._release()
+            raise
         self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config,
                                                                                processes))]
         self._states = {s.id: "starting" for s in config.streams}
+        # Counters of streams whose worker died, so merged counters never go backwards.
+        self._counter_base: dict[str, dict[str, int]] = {}
         self._started_mono_s = 0.0
         self._threads = [threading.Thread(target=self._receive_loop, name="reports", daemon=True),
                          threading.Thread(target=self._watch_loop, name="supervise", daemon=True)]
-        self._failure: str | None = None
+        self._stopped = False
+        self._starting = True  # worker 0 is start()'s business until it is ready
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -127,9 +137,13 @@ class Supervisor:
             if cancel is not None and cancel.is_set():
                 return
             if first.error or (first.process.exitcode is not None and not first.ready):
+                deadline = time.monotonic() + 1.0  # its "error" report may still be in flight
+                while first.error is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 raise StreamsError(first.error or f"worker 0 exited with code "
                                    f"{first.process.exitcode} before its engine was ready")
             time.sleep(0.05)
+        self._starting = False
         for worker in self._workers[1:]:
             self._launch(worker)
         logger.info("supervisor: %d worker processes, %s streams", len(self._workers),
@@ -146,14 +160,12 @@ class Supervisor:
         logger.info("worker %d (pid %d): streams %s", worker.index, worker.process.pid,
                     ", ".join(worker.stream_ids))
 
-    def threads_cpu_s(self) -> dict[str, float]:
-        """CPU seconds so far per thread group, summed over the workers (for benchmarks)."""
-        total: dict[str, float] = {}
+    def worker_reports(self) -> list[tuple[dict, dict]]:
+        """Each worker's latest (snapshot, CPU seconds per thread group), for benchmarks:
+        a snapshot's counters and its ``uptime_s`` were taken together, so rates computed
+        between two of them are exact whenever the reports arrived."""
         with self._lock:
-            for worker in self._workers:
-                for group, seconds in worker.threads_cpu_s.items():
-                    total[group] = total.get(group, 0.0) + seconds
-        return total
+            return [(dict(w.snapshot), dict(w.threads_cpu_s)) for w in self._workers]
 
     def wait_running(self, timeout_s: float = 120.0) -> bool:
         """Block until every worker has its engine and has reported a running pipeline
@@ -185,6 +197,9 @@ class Supervisor:
 
     def stop(self) -> None:
         """Workers drain and report their last snapshot; the merged ``stats`` goes out last."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping.set()
         self._stop.set()
         deadline = time.monotonic() + STOP_GRACE_S
@@ -201,15 +216,24 @@ class Supervisor:
         self._publish_stats()
 
     def close(self) -> None:
-        """After ``stop()``: close the publisher, the relay and the report socket."""
-        self._stopping.set()
+        """Stop (if not yet), then close the publisher, the relay and the report socket."""
+        self.stop()
         self._closing.set()
         for thread in self._threads:
-            thread.join(2.0)
-        self.publisher.close()
-        self._relay.close()
-        self._reports.close(0)
-        self._context.term()
+            if thread.is_alive():
+                thread.join(2.0)
+        self._release()
+
+    def _release(self) -> None:
+        if self.publisher is not None:
+            self.publisher.close()
+            time.sleep(0.1)  # the relay forwards what the publisher just flushed
+        if self._relay is not None:
+            self._relay.close()
+        if self._reports is not None:
+            self._reports.close(0)
+        if self._context is not None:
+            self._context.term()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # --- reports and supervision -----------------------------------------------------------
@@ -220,11 +244,14 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self._reports, zmq.POLLIN)
         while not self._closing.is_set() or poller.poll(0):
-            if poller.poll(100):
-                self._on_report(self._reports.recv_json())
-            if not self._stopping.is_set() and time.monotonic() >= next_stats_s:
-                next_stats_s += interval_s
-                self._publish_stats()
+            try:
+                if poller.poll(100):
+                    self._on_report(self._reports.recv_json())
+                if not self._stopping.is_set() and time.monotonic() >= next_stats_s:
+                    next_stats_s += interval_s
+                    self._publish_stats()
+            except Exception:  # one bad report must not end the supervision
+                logger.exception("supervisor: cannot handle a worker report")
 
     def _on_report(self, report: dict) -> None:
         worker = self._workers[report["worker"]]
@@ -251,18 +278,25 @@ class Supervisor:
         """Restart a worker that died without being asked to."""
         while not self._stopping.wait(0.25):
             for worker in self._workers:
-                process = worker.process
-                if process is None or process.exitcode is None or worker.finished:
-                    continue
-                if worker.error:  # it could not start (bad model, no GPU): no point retrying
-                    continue
-                now = time.monotonic()
-                if worker.restart_at_s is None:
-                    self._on_worker_death(worker, process.exitcode)
-                elif now >= worker.restart_at_s:
-                    worker.restart_at_s = None
-                    worker.restarts += 1
-                    self._launch(worker)
+                try:
+                    self._watch(worker)
+                except Exception:  # a failed spawn (EMFILE...): try again on the next round
+                    logger.exception("supervisor: cannot restart worker %d", worker.index)
+
+    def _watch(self, worker: _Worker) -> None:
+        process = worker.process
+        if process is None or process.exitcode is None or worker.finished:
+            return
+        if worker.error:  # it could not start (bad model, no GPU): no point retrying
+            return
+        if worker.index == 0 and self._starting:
+            return  # start() reports worker 0's failure to start itself
+        if worker.restart_at_s is None:
+            self._on_worker_death(worker, process.exitcode)
+        elif time.monotonic() >= worker.restart_at_s:
+            worker.restart_at_s = None
+            worker.restarts += 1
+            self._launch(worker)
 
     def _on_worker_death(self, worker: _Worker, exitcode: int) -> None:
         delay_s = worker.backoff_s
@@ -271,6 +305,12 @@ class Supervisor:
         reason = (f"worker process {worker.index} exited with code {exitcode}; restarting it "
                   f"in {delay_s:.1f} s")
         logger.error("%s (streams %s)", reason, ", ".join(worker.stream_ids))
+        with self._lock:  # its counters carry on from here; its rates are gone with it
+            for row in worker.snapshot.get("streams", []):
+                base = self._counter_base.setdefault(row["stream"], dict.fromkeys(COUNTERS, 0))
+                for key in COUNTERS:
+                    base[key] += row[key]
+            worker.snapshot = {}
         for sid in worker.stream_ids:
             self._states[sid] = "reconnecting"
             self.publisher.publish(topic("status", sid), status_message(
@@ -285,10 +325,13 @@ class Supervisor:
                       for s in w.snapshot.get("streams", [])}
             pipelines = [w.snapshot["pipeline"] for w in self._workers if w.snapshot]
             states = dict(self._states)
+            bases = {sid: dict(base) for sid, base in self._counter_base.items()}
         streams = []
         for stream in self.config.streams:
             row = dict(latest.get(stream.id) or _empty_stream(stream.id))
             row["state"] = states.get(stream.id, row["state"])
+            for key, value in bases.get(stream.id, {}).items():
+                row[key] += value
             streams.append(row)
         batches = sum(p["batches"] for p in pipelines)
         frames = sum(p["mean_batch"] * p["batches"] for p in pipelines)

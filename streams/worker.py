@@ -13,7 +13,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -60,21 +62,27 @@ def shard_config(config: Config, stream_ids: list[str], bus_endpoint: str) -> Co
 
 def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
                 report_endpoint: str, stop: Any, log_level: int) -> None:
-    """Process entry point (must be importable: ``spawn`` pickles a reference to it)."""
+    """Process entry point (must be importable: ``spawn`` pickles a reference to it).
+
+    SIGINT (a Ctrl-C reaches the whole process group) is the supervisor's to handle; SIGTERM
+    (the supervisor's ``terminate()``, or an operator) drains this worker like ``stop``.
+    """
+    terminated = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     logging.basicConfig(level=log_level,
                         format=f"%(asctime)s %(levelname)-7s w{index} %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     reporter = Reporter(report_endpoint, index)
     try:
-        raise SystemExit(_serve(index, config, stream_ids, bus_endpoint, reporter, stop))
+        raise SystemExit(_serve(index, config, stream_ids, bus_endpoint, reporter,
+                                lambda: stop.is_set() or terminated.is_set()))
     finally:
         reporter.close()
 
 
 def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
-           reporter: Reporter, stop: Any) -> int:
+           reporter: Reporter, stopped: Callable[[], bool]) -> int:
     from streams.app import build_runtime
     from streams.errors import StreamsError
 
@@ -94,16 +102,22 @@ def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
         return 1
     pipeline = runtime.pipeline
     parent = multiprocessing.parent_process()
+    clean = False
     try:
         reporter.send("ready", backend=runtime.engine.backend)
         pipeline.start()
-        while not stop.is_set() and not pipeline.all_streams_finished():
+        while not stopped() and not pipeline.all_streams_finished():
             if parent is not None and not parent.is_alive():
                 logger.warning("the supervisor is gone; stopping")
                 break
+            if pipeline.fatal is not None:
+                logger.error("worker %d gives up: %s", index, pipeline.fatal)
+                break
             time.sleep(0.1)
+        clean = pipeline.fatal is None
     finally:
         pipeline.stop()
-        reporter.send("final", snapshot=pipeline.snapshot())
+        if clean:  # "final" means: done on purpose, do not restart me
+            reporter.send("final", snapshot=pipeline.snapshot())
         runtime.close()
-    return 0
+    return 0 if clean else 3

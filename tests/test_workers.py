@@ -122,6 +122,9 @@ def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tm
         before = len(collector.of("det", "c"))
         assert collector.wait_for(lambda c: len(c.of("det", "c")) >= before + 3, 30)
         assert {m["state"] for m in collector.of("status", "a")} == {"connecting", "live"}
+        processed_c = [next(r["processed"] for r in m["streams"] if r["stream"] == "c")
+                       for m in collector.of("stats")]
+        assert processed_c == sorted(processed_c), "merged counters never go backwards"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:
