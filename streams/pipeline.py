@@ -155,10 +155,10 @@ class Pipeline:
         while True:
             if stop is not None and stop.is_set():
                 return "signal"
+            if self.fatal is not None:  # before "finished": giving up also ends the streams
+                return f"failed: {self.fatal}"
             if self.all_streams_finished():
                 return "all streams finished"
-            if self.fatal is not None:
-                return f"failed: {self.fatal}"
             if deadline is not None and time.monotonic() >= deadline:
                 return "duration reached"
             time.sleep(0.05)

@@ -1,0 +1,57 @@
+"""A pipeline whose every batch fails gives up, instead of publishing nothing forever."""
+
+from __future__ import annotations
+
+import pytest
+
+import streams.pipeline
+from streams.app import build_runtime
+from streams.config import load_config
+from tests.helpers import free_port, write_config
+
+
+def test_twenty_failed_batches_in_a_row_stop_the_pipeline(assets, tmp_path, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("an illegal memory access was encountered")  # a sticky CUDA error
+
+    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", broken)
+    config = load_config(write_config(tmp_path / "c.yaml", [
+        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "loop": True, "pace": "none"},
+    ], free_port(), engine={"max_batch": 1, "threads": 1}))
+    runtime = build_runtime(config)
+    try:
+        runtime.pipeline.start()
+        reason = runtime.pipeline.wait(duration_s=120)
+        runtime.pipeline.stop()
+    finally:
+        runtime.close()
+    assert reason.startswith("failed: 20 batches in a row failed"), reason
+    assert "illegal memory access" in runtime.pipeline.fatal
+    assert runtime.pipeline.stream_stats["bikes"].processed == 0
+
+
+@pytest.mark.parametrize("failures", [5])
+def test_a_few_failed_batches_are_skipped(assets, tmp_path, monkeypatch, failures):
+    real = streams.pipeline.decode_yolo_batch
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise RuntimeError("one bad batch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", flaky)
+    config = load_config(write_config(tmp_path / "c.yaml", [
+        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "pace": "none"},
+    ], free_port(), engine={"max_batch": 1, "threads": 1}))
+    runtime = build_runtime(config)
+    try:
+        runtime.pipeline.start()
+        reason = runtime.pipeline.wait(duration_s=300)
+        runtime.pipeline.stop()
+    finally:
+        runtime.close()
+    assert reason == "all streams finished"
+    assert runtime.pipeline.fatal is None
+    assert runtime.pipeline.stream_stats["bikes"].processed == 250 - failures
