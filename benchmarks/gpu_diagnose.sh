@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # Where does the GPU pipeline's time go at 100 streams? One burst on the GPU host:
 # decode-only scaling, one process with 100 paced streams, and 4 processes x 25 streams.
-set -u
-source /tmp/gpu-kit/py310/env.sh
-export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-CLIP=/tmp/clip1080.mp4
-[ -f $CLIP ] || python -m streams.bench_decode --make-clip $CLIP
-python -m streams --log-level warning build-engine benchmarks/gpu.yaml 2>&1 | tail -2
+source benchmarks/gpu_setup.sh
 python -m streams.bench_decode --clip $CLIP --sessions 16,64,100,128 --seconds 5 --json $OUT/decode.json 2>&1 | tail -6
 python -m streams --log-level warning bench benchmarks/gpu.yaml --duration 8 --streams 100 --paced --clip $CLIP --json $OUT/p100.json 2>&1 | tail -8
 for i in 0 1 2 3; do

@@ -2,13 +2,7 @@
 # 100 paced 1080p30 cameras on the GPU host: worker processes x CUDA wait mode.
 # (/tmp/gpu-wait20.yaml, max_wait_ms 20, was tried once in an earlier version of this matrix:
 #  100 streams over 3 processes, 1,948 frames/s and p99 93 ms against 2,215 and 48 at 10 ms.)
-set -u
-source /tmp/gpu-kit/py310/env.sh
-export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-CLIP=/tmp/clip1080.mp4
-[ -f $CLIP ] || python -m streams.bench_decode --make-clip $CLIP | tail -1
-python -m streams --log-level warning build-engine benchmarks/gpu.yaml 2>&1 | tail -1
+source benchmarks/gpu_setup.sh
 sed 's/^  cache_dir:.*/  cache_dir: \/tmp\/streams-engines\nbatch:\n  max_wait_ms: 20/' benchmarks/gpu.yaml > /tmp/gpu-wait20.yaml
 run() {  # name, env, config, extra args
   local name=$1 env=$2 cfg=$3; shift 3
