@@ -38,6 +38,7 @@ from processors.gpu_preprocess import (
 )
 from processors.letterbox import PAD_VALUE, Letterbox, preprocess_into
 from streams.errors import EngineError
+from tests.support.gpu import download_nv12
 
 INPUT_HW = (416, 416)
 LSB = 1 / 255
@@ -385,19 +386,6 @@ def nvdec(gpu):
     return NvdecReader
 
 
-def download_nv12(cuda, surface) -> np.ndarray:
-    rt = cuda.cudart()
-    h, w = surface.height, surface.width
-    host = np.empty((h * 3 // 2, w), np.uint8)
-    kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-    cuda.check(rt.cudaEventSynchronize(surface.ready_event), "cudaEventSynchronize")
-    cuda.check(rt.cudaMemcpy2D(host.ctypes.data, w, surface.y_ptr, surface.pitch, w, h, kind),
-               "cudaMemcpy2D(Y)")
-    cuda.check(rt.cudaMemcpy2D(host[h:].ctypes.data, w, surface.uv_ptr, surface.pitch, w, h // 2,
-                               kind), "cudaMemcpy2D(UV)")
-    return host
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp16", "fp32"])
 @pytest.mark.parametrize("video", ["bikes.mp4", "carphone_pristine.mp4"])
@@ -412,7 +400,7 @@ def test_nvdec_nv12_matches_opencv_decoded_frames(gpu, nvdec, assets, video, dty
         while (surface := reader.read()) is not None:
             if surface.index in indices:
                 surfaces.append(surface)
-                planes.append(download_nv12(cuda, surface))
+                planes.append(download_nv12(surface))
                 if len(surfaces) == len(indices):
                     break
             else:

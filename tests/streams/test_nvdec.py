@@ -14,6 +14,7 @@ import pytest
 
 from streams.errors import CaptureError
 from streams.nvdec import NvdecReader, nvdec_available
+from tests.support.gpu import download_nv12
 
 LEAK_BOUND_MIB = 16  # three full decodes may not grow device memory use by more than this
 
@@ -46,24 +47,9 @@ def read_all(reader: NvdecReader, keep=()) -> tuple[list[float], list[tuple[int,
         pts.append(surface.pts_s)
         sizes.append((surface.width, surface.height))
         if surface.index in keep:
-            kept[surface.index] = download(surface)
+            kept[surface.index] = download_nv12(surface)
         surface.release()
     return pts, sizes, kept
-
-
-def download(surface) -> np.ndarray:
-    from engines import cuda
-
-    rt = cuda.cudart()
-    h, w = surface.height, surface.width
-    host = np.empty((h * 3 // 2, w), np.uint8)
-    kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-    cuda.check(rt.cudaEventSynchronize(surface.ready_event), "cudaEventSynchronize")
-    cuda.check(rt.cudaMemcpy2D(host.ctypes.data, w, surface.y_ptr, surface.pitch, w, h, kind),
-               "cudaMemcpy2D(Y)")
-    cuda.check(rt.cudaMemcpy2D(host[h:].ctypes.data, w, surface.uv_ptr, surface.pitch, w,
-                               h // 2, kind), "cudaMemcpy2D(UV)")
-    return host
 
 
 @pytest.mark.gpu
