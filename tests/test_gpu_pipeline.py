@@ -23,12 +23,17 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready()))]
 
 
-def run_pipeline(assets, tmp_path, engine: dict) -> dict:
+def run_pipeline(assets, tmp_path, engine: dict, copies: int = 1,
+                 **sections) -> tuple[dict, str]:
+    """Both sample videos (``copies`` times each, ids ``bikes-0``... when more than one),
+    lossless, through ``python -m streams run``; returns the det messages and the log."""
     port = free_port()
-    config = write_config(tmp_path / f"{engine['backend']}.yaml", [
-        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "pace": "none"},
-        {"id": "carphone", "url": str(assets.videos["carphone_pristine.mp4"]), "pace": "none"},
-    ], port, engine=engine)
+    videos = (("bikes", "bikes.mp4"), ("carphone", "carphone_pristine.mp4"))
+    config = write_config(tmp_path / f"{engine['backend']}-{copies}.yaml", [
+        {"id": name if copies == 1 else f"{name}-{k}", "url": str(assets.videos[video]),
+         "pace": "none"}
+        for k in range(copies) for name, video in videos
+    ], port, engine=engine, **sections)
     collector = Collector(f"tcp://127.0.0.1:{port}")
     try:
         result = run_cli("run", str(config), "--no-live", timeout=600)
@@ -71,26 +76,13 @@ def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(as
     """Two worker processes, each with its own TensorRT engine and NVDEC decoders, behind one
     relay: every frame of every file arrives, and the same file decoded and inferred in the
     two processes gives the same detections."""
-    port = free_port()
-    bikes, carphone = assets.videos["bikes.mp4"], assets.videos["carphone_pristine.mp4"]
-    config = write_config(tmp_path / "workers.yaml", [
-        {"id": "bikes-0", "url": str(bikes), "pace": "none"},
-        {"id": "carphone-0", "url": str(carphone), "pace": "none"},
-        {"id": "bikes-1", "url": str(bikes), "pace": "none"},
-        {"id": "carphone-1", "url": str(carphone), "pace": "none"},
-    ], port, engine={"backend": "tensorrt", "precision": "fp16",
-                     "builder_optimization_level": 0, "cache_dir": str(tmp_path / "engines")},
-        workers={"processes": 2})
-    collector = Collector(f"tcp://127.0.0.1:{port}")
-    try:
-        result = run_cli("run", str(config), "--no-live", timeout=600)
-    finally:
-        collector.close()
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "w1 " in result.stderr and "decoder auto -> nvdec" in result.stderr
+    dets, log = run_pipeline(assets, tmp_path, {
+        "backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
+        "cache_dir": str(tmp_path / "engines")}, copies=2, workers={"processes": 2})
+    assert "w1 " in log and "decoder auto -> nvdec" in log
     frames = {}
-    for m in collector.of("det"):
-        frames.setdefault(m["stream"], {})[round(m["pts"], 3)] = m["detections"]
+    for (stream, pts), m in dets.items():
+        frames.setdefault(stream, {})[pts] = m["detections"]
     assert {k: len(v) for k, v in frames.items()} == {
         "bikes-0": 250, "bikes-1": 250, "carphone-0": 120, "carphone-1": 120}, \
         {k: len(v) for k, v in frames.items()}
