@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 import streams.pipeline
 from streams.app import build_runtime
 from streams.config import load_config
 from tests.helpers import free_port, write_config
 
 
-def test_twenty_failed_batches_in_a_row_stop_the_pipeline(assets, tmp_path, monkeypatch):
-    def broken(*_args, **_kwargs):
-        raise RuntimeError("an illegal memory access was encountered")  # a sticky CUDA error
-
-    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", broken)
+def run_bikes(assets, tmp_path, loop: bool):
+    """bikes.mp4 through a real ONNX Runtime pipeline until it ends or gives up."""
     config = load_config(write_config(tmp_path / "c.yaml", [
-        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "loop": True, "pace": "none"},
-    ], free_port(), engine={"max_batch": 1, "threads": 1}))
-    runtime = build_runtime(config)
-    try:
-        runtime.pipeline.start()
-        reason = runtime.pipeline.wait(duration_s=120)
-        runtime.pipeline.stop()
-    finally:
-        runtime.close()
-    assert reason.startswith("failed: 20 batches in a row failed"), reason
-    assert "illegal memory access" in runtime.pipeline.fatal
-    assert runtime.pipeline.stream_stats["bikes"].processed == 0
-
-
-@pytest.mark.parametrize("failures", [5])
-def test_a_few_failed_batches_are_skipped(assets, tmp_path, monkeypatch, failures):
-    real = streams.pipeline.decode_yolo_batch
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] <= failures:
-            raise RuntimeError("one bad batch")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", flaky)
-    config = load_config(write_config(tmp_path / "c.yaml", [
-        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "pace": "none"},
+        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "loop": loop, "pace": "none"},
     ], free_port(), engine={"max_batch": 1, "threads": 1}))
     runtime = build_runtime(config)
     try:
@@ -52,6 +20,31 @@ def test_a_few_failed_batches_are_skipped(assets, tmp_path, monkeypatch, failure
         runtime.pipeline.stop()
     finally:
         runtime.close()
+    return reason, runtime.pipeline
+
+
+def test_twenty_failed_batches_in_a_row_stop_the_pipeline(assets, tmp_path, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("an illegal memory access was encountered")  # a sticky CUDA error
+
+    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", broken)
+    reason, pipeline = run_bikes(assets, tmp_path, loop=True)
+    assert reason.startswith("failed: 20 batches in a row failed"), reason
+    assert "illegal memory access" in pipeline.fatal
+    assert pipeline.stream_stats["bikes"].processed == 0
+
+
+def test_a_few_failed_batches_are_skipped(assets, tmp_path, monkeypatch):
+    real, failures, calls = streams.pipeline.decode_yolo_batch, 5, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise RuntimeError("one bad batch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", flaky)
+    reason, pipeline = run_bikes(assets, tmp_path, loop=False)
     assert reason == "all streams finished"
-    assert runtime.pipeline.fatal is None
-    assert runtime.pipeline.stream_stats["bikes"].processed == 250 - failures
+    assert pipeline.fatal is None
+    assert pipeline.stream_stats["bikes"].processed == 250 - failures
