@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,13 @@ class CliProcess(subprocess.Popen):
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def drain(self, timeout_s: float = 10.0) -> tuple[int, float]:
+        """SIGTERM, then wait: (exit code, seconds the drain took)."""
+        began = time.monotonic()
+        self.send_signal(signal.SIGTERM)
+        code = self.wait(timeout=timeout_s)
+        return code, time.monotonic() - began
 
 
 def start_cli(*args: str) -> CliProcess:

@@ -72,10 +72,8 @@ def test_two_workers_publish_through_one_endpoint_and_drain_on_sigterm(assets, t
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
         for stream in "abc":
             assert f'streams_frames_processed_total{{stream="{stream}"}}'.encode() in metrics
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0, process.output()
-        drain_s = time.monotonic() - signalled
+        code, drain_s = process.drain(timeout_s=15)
+        assert code == 0, process.output()
         time.sleep(0.5)
     finally:
         cleanup(process, collector)
@@ -125,8 +123,7 @@ def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tm
         processed_c = [next(r["processed"] for r in m["streams"] if r["stream"] == "c")
                        for m in collector.of("stats")]
         assert processed_c == sorted(processed_c), "merged counters never go backwards"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        assert process.drain(timeout_s=15)[0] == 0
     finally:
         cleanup(process, collector)
     assert collector.of("stats")[-1]["pipeline"]["restarts"] == 1
@@ -190,8 +187,7 @@ def test_restarting_workers_leaks_no_descriptors_in_the_supervisor(assets, tmp_p
         count = len(collector.of("det", "c"))
         assert collector.wait_for(lambda c: len(c.of("det", "c")) >= count + 3, 30)
         after = len(list(fds.iterdir()))
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        assert process.drain(timeout_s=15)[0] == 0
     finally:
         cleanup(process, collector)
     print(f"supervisor fds: {before} before, {after} after 3 worker restarts")
