@@ -37,13 +37,18 @@ def _group(name: str) -> str:
     return re.sub(r"^(capture|nvdec|decode)-.*$", r"\1-*", name)
 
 
-def thread_cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of this process's live threads, grouped by name."""
+def _grouped(ticks_by_tid: dict[int, int]) -> dict[str, float]:
+    """Native thread id -> ticks, as CPU seconds per thread-name group."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     groups: dict[str, float] = defaultdict(float)
-    for tid, ticks in _thread_ticks().items():
+    for tid, ticks in ticks_by_tid.items():
         groups[_group(names.get(tid, "other (native)"))] += ticks / _TICKS_PER_S
     return dict(groups)
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process's live threads, grouped by name."""
+    return _grouped(_thread_ticks())
 
 
 class ThreadCpu:
@@ -56,13 +61,7 @@ class ThreadCpu:
     def stop(self) -> dict:
         """``{"process_cpu_pct": ..., "threads_cpu_pct": {group: pct, ...}}`` (100 = a core)."""
         elapsed_s = max(time.monotonic() - self._start_s, 1e-6)
-        end = _thread_ticks()
-        names = {t.native_id: t.name for t in threading.enumerate()}
-        groups: dict[str, float] = defaultdict(float)
-        for tid, ticks in end.items():
-            used = (ticks - self._start.get(tid, 0)) / _TICKS_PER_S
-            if used > 0:
-                groups[_group(names.get(tid, "other (native)"))] += used
+        used = {tid: ticks - self._start.get(tid, 0) for tid, ticks in _thread_ticks().items()}
         pct = {name: round(100.0 * s / elapsed_s, 1) for name, s in
-               sorted(groups.items(), key=lambda item: -item[1])}
+               sorted(_grouped(used).items(), key=lambda item: -item[1]) if s > 0}
         return {"process_cpu_pct": round(sum(pct.values()), 1), "threads_cpu_pct": pct}

@@ -43,9 +43,7 @@ class Publisher:
         self._context = context or zmq.Context.instance()
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
         if connect:
-            self._socket = self._context.socket(zmq.PUB)
-            self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
-            self._socket.setsockopt(zmq.LINGER, 500)
+            self._socket = _sending_socket(self._context, zmq.PUB, config)
             self._socket.connect(config.endpoint)
             self.endpoint = config.endpoint
         else:
@@ -109,20 +107,26 @@ def load_keypair(path: str) -> tuple[bytes, bytes]:
 
 def bind_public_socket(context: zmq.Context, socket_type: int, config: PublishConfig) -> zmq.Socket:
     """The socket subscribers connect to (PUB, or the relay's XPUB): CURVE, HWM, bound."""
-    sock = context.socket(socket_type)
+    sock = _sending_socket(context, socket_type, config)
     if config.curve is not None:
         public, secret = load_keypair(config.curve.server_secret_key)
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.curve_server = True
-    sock.setsockopt(zmq.SNDHWM, config.sndhwm)
-    sock.setsockopt(zmq.LINGER, 500)
     try:
         sock.bind(config.endpoint)
     except zmq.ZMQError as err:
         sock.close(0)
         raise PublishError(f"publish.endpoint: cannot bind {config.endpoint}: {err} "
                            "(is another streams process using it?)") from err
+    return sock
+
+
+def _sending_socket(context: zmq.Context, socket_type: int, config: PublishConfig) -> zmq.Socket:
+    """A PUB/XPUB with the configured per-subscriber high-water mark and a short linger."""
+    sock = context.socket(socket_type)
+    sock.setsockopt(zmq.SNDHWM, config.sndhwm)
+    sock.setsockopt(zmq.LINGER, 500)
     return sock
 
 
