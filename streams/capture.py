@@ -1,4 +1,7 @@
-"""Capture workers: one thread per stream, reading a file or a network camera with OpenCV.
+"""Capture workers: one thread per stream, reading a file or a network camera.
+
+Decoding is NVDEC's (frames stay on the GPU, :mod:`streams.nvdec`) when the pipeline runs on a
+GPU, else OpenCV's; network streams are demuxed on the CPU either way.
 
 A worker never raises into the pipeline: every failure becomes a ``status`` event, and a
 network stream reconnects with exponential back-off (with jitter, capped) for as long as the
@@ -14,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 
@@ -23,6 +27,9 @@ from streams.errors import CaptureError
 from streams.frames import Frame
 from streams.redact import redact_url
 from streams.stats import StreamStats
+
+if TYPE_CHECKING:
+    from streams.nvdec import NvdecReader
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ class CaptureWorker:
         self._seq = 0
         self._pts_base_s = 0.0
         self.stalls = 0
+        self._nvdec_refused: str | None = None  # why NVDEC cannot decode this network stream
         self.thread = threading.Thread(target=self._run, name=f"capture-{stream.id}", daemon=True)
 
     def start(self) -> None:
@@ -125,7 +133,7 @@ class CaptureWorker:
     # --- files ----------------------------------------------------------------------------
 
     def _use_nvdec(self) -> bool:
-        """NVDEC for files when the pipeline runs on a GPU, unless the stream says opencv."""
+        """NVDEC when the pipeline runs on a GPU, unless the stream says opencv."""
         if self._ctx.nvdec_gpu is None or self.stream.decoder == "opencv":
             if self.stream.decoder == "nvdec":
                 logger.warning("stream %s: decoder nvdec requested but NVDEC is not usable "
@@ -139,9 +147,11 @@ class CaptureWorker:
             try:
                 if self._run_file_nvdec():
                     return
+                reason = "it decoded no frame"
             except CaptureError as err:
-                logger.warning("stream %s: NVDEC cannot decode this file (%s); decoding with "
-                               "OpenCV instead", self.stream.id, err)
+                reason = str(err)
+            logger.warning("stream %s: NVDEC cannot decode this file (%s); decoding with "
+                           "OpenCV instead", self.stream.id, reason)
         self._status("connecting")
         announced = False
         while not self._ctx.stop.is_set():
@@ -206,11 +216,22 @@ class CaptureWorker:
         from streams.nvdec import NvdecReader
 
         reader = NvdecReader(self.source, self._ctx.nvdec_gpu, loop=self.stream.loop)
+        self._status("connecting")
+        if self._pump_nvdec(reader, announce=True) == 0:
+            return False
+        if not self._ctx.stop.is_set():
+            self._status("ended")
+        return True
+
+    def _pump_nvdec(self, reader: NvdecReader, announce: bool) -> int:
+        """Read NVDEC surfaces into the board until the source ends, fails or ``stop``; then
+        close the reader once the batcher is done with its surfaces. Returns the frame count.
+        """
+        paced = self.stream.is_file and self.stream.pace == "realtime"
+        lossless = self.stream.is_file and self.stream.pace == "none"
+        clock = FrameClock(self.stream.fps, paced, self._ctx.stop)
+        count = 0
         try:
-            self._status("connecting")
-            paced = self.stream.pace == "realtime"
-            clock = FrameClock(self.stream.fps, paced, self._ctx.stop)
-            count = 0
             while not self._ctx.stop.is_set():
                 began_s = time.monotonic()
                 surface = reader.read()
@@ -225,17 +246,15 @@ class CaptureWorker:
                 if not clock.wait_until_due(pts_s):
                     surface.release()
                     break
-                if count == 0:
+                if count == 0 and announce:
                     self._status("live", width=surface.width, height=surface.height,
                                  decoder="nvdec")
                 frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),
                               decode_ms, None, surface)
                 self._seq += 1
                 count += 1
-                if self._ctx.board.put(frame, wait=not paced):
+                if self._ctx.board.put(frame, wait=lossless):
                     self.stats.dropped += 1
-            if count == 0:
-                return False
         finally:
             if self._ctx.stop.is_set():
                 self._ctx.board.discard(self.stream.id)
@@ -245,9 +264,7 @@ class CaptureWorker:
             while reader.surfaces_held and time.monotonic() < deadline:
                 time.sleep(0.005)  # frames in a batch being preprocessed right now
             reader.close()
-        if not self._ctx.stop.is_set():
-            self._status("ended")
-        return True
+        return count
 
     # --- network cameras ----------------------------------------------------------------------
 
@@ -258,11 +275,7 @@ class CaptureWorker:
         self._status("connecting")
         while not self._ctx.stop.is_set():
             try:
-                cap = self._open()
-                try:
-                    count, _ = self._pump(cap, announce=True)
-                finally:
-                    cap.release()
+                count = self._play_network_once()
                 stalls = self.stalls
                 reason = (f"no frame for {policy.read_timeout_s:g} s (stalled)" if stalls > seen_stalls
                           else "the stream ended or the connection dropped")
@@ -281,6 +294,38 @@ class CaptureWorker:
                            self.stream.id, reason, attempt, delay_s)
             self._ctx.stop.wait(delay_s)
             backoff_s = min(backoff_s * 2, policy.reconnect_max_s)
+
+    def _play_network_once(self) -> int:
+        """Connect once and read until the stream ends, drops or stalls; returns the frames.
+
+        NVDEC decodes when the pipeline runs on a GPU (packets demuxed on the CPU); a codec
+        NVDEC does not take switches this stream to OpenCV decoding for good, with the reason
+        logged once.
+        """
+        if self._use_nvdec() and self._nvdec_refused is None:
+            from streams.nvdec import NvdecReader
+            from streams.packets import UnsupportedCodec
+
+            policy = self._ctx.capture
+            try:
+                reader = NvdecReader(self.source, self._ctx.nvdec_gpu,
+                                     open_timeout_s=policy.open_timeout_s,
+                                     read_timeout_s=policy.read_timeout_s)
+            except UnsupportedCodec as err:
+                self._nvdec_refused = str(err)
+                logger.warning("stream %s: %s; decoding with OpenCV instead", self.stream.id,
+                               err)
+            else:
+                count = self._pump_nvdec(reader, announce=True)
+                if reader.stalled:
+                    self.stalls += 1
+                return count
+        cap = self._open()
+        try:
+            count, _ = self._pump(cap, announce=True)
+        finally:
+            cap.release()
+        return count
 
     # --- shared -----------------------------------------------------------------------------
 
@@ -329,7 +374,8 @@ class CaptureWorker:
             if not clock.wait_until_due(pts_s):
                 break
             if count == 0 and announce:
-                self._status("live", width=int(image.shape[1]), height=int(image.shape[0]))
+                self._status("live", width=int(image.shape[1]), height=int(image.shape[0]),
+                             decoder="opencv")
             frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),
                           decode_ms, image)
             self._seq += 1

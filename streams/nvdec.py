@@ -18,10 +18,12 @@ surface again. Nothing here synchronises the host with the GPU per frame. (PyNvV
 internal pool size; the copy costs nothing measurable: 8 sessions decode 1080p H.264 at the
 same ~4,950 fps with or without it on an H100.)
 
-Files are demuxed by PyNvVideoCodec's own FFmpeg demuxer (``CreateDemuxer``); its bundled
-libavformat has the RTSP demuxer, but ``CreateDemuxer`` takes no options (no TCP transport, no
-timeouts) and was not tried against a camera, so network streams stay on OpenCV for now. The
-caller falls back to OpenCV when :func:`nvdec_available` says no or the reader cannot open.
+Files are demuxed by PyNvVideoCodec's own FFmpeg demuxer (``CreateDemuxer``). Network streams
+(RTSP and the like) are demuxed on the CPU by OpenCV's FFmpeg in raw-packet mode
+(:mod:`streams.packets`), which has the TCP transport and the open/read timeouts that
+``CreateDemuxer`` lacks, and their packets are fed to the same NVDEC decoder. The caller falls
+back to OpenCV decoding when :func:`nvdec_available` says no or the reader cannot open (for
+a network stream whose codec NVDEC does not take, :class:`streams.packets.UnsupportedCodec`).
 
 Example:
     ok, reason = nvdec_available()
@@ -44,6 +46,7 @@ from typing import Any
 from engines import cuda
 from processors.gpu_preprocess import DeviceNV12
 from streams.errors import CaptureError, EngineError
+from streams.packets import PacketReader
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -165,31 +168,35 @@ class NvdecReader:
     """Decodes one file or URL with NVDEC into a small pool of device NV12 surfaces.
 
     Args:
-        path_or_url: a video file (or an ``rtsp://`` URL PyNvVideoCodec's demuxer can open).
+        path_or_url: a video file, or a network stream's URL (``rtsp://``, ...).
         gpu_id: the GPU to decode on (``cuda:N``).
         pool_size: surfaces handed out at once at most (latest-frame slot + batch in flight
             + the one being filled; 4 by default). ``read`` blocks while all are held.
         acquire_timeout_s: how long ``read`` waits for a released surface before raising.
         loop: for files: at the end, demux the file again and keep feeding the same decoder
             (no decoder re-creation); ``pts_s`` keeps increasing across loops.
+        open_timeout_s, read_timeout_s: for network streams: give up opening, or end the
+            stream when nothing arrives, after this long (``capture.*_timeout_s``).
 
     Attributes:
         width, height: picture size. fps: the container's frame rate (0 when unknown).
-        codec: PyNvVideoCodec's codec id.
+        codec: PyNvVideoCodec's codec id. network: a network stream (demuxed by OpenCV).
     """
 
     def __init__(self, path_or_url: str | Path, gpu_id: int = 0, pool_size: int = 4,
-                 acquire_timeout_s: float = 10.0, loop: bool = False) -> None:
+                 acquire_timeout_s: float = 10.0, loop: bool = False,
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0) -> None:
         self.source = str(path_or_url)
         self._name = redact_url(self.source)
-        if "://" not in self.source and not Path(self.source).is_file():
+        self.network = "://" in self.source
+        if not self.network and not Path(self.source).is_file():
             raise CaptureError(f"{self._name}: file not found")
         nvc = _import_nvc()
         self._nvc = nvc
         self.gpu_id = int(gpu_id)
         self.pool_size = max(1, int(pool_size))
         self.acquire_timeout_s = float(acquire_timeout_s)
-        self.loop = bool(loop) and "://" not in self.source
+        self.loop = bool(loop) and not self.network
         self.loops = 0  # completed passes over the file
         self._pts_offset_s = 0.0
         self._last_pts_s = self._last_raw_s = 0.0
@@ -206,29 +213,51 @@ class NvdecReader:
         self._cond = threading.Condition()
         self._pending: collections.deque[Any] = collections.deque()
         self._packets: Any = None
+        self._network: PacketReader | None = None
+        self._held_packet: Any = None  # the bytes NVDEC is parsing; alive until Decode returns
         self._ended = False
         self._closed = False
         self._index = 0
         try:
-            self._demuxer = nvc.CreateDemuxer(filename=self.source)
-            self.codec = self._demuxer.GetNvCodecId()
+            if self.network:
+                self._network = PacketReader(self.source, open_timeout_s, read_timeout_s)
+                self.codec = getattr(nvc.cudaVideoCodec, self._network.codec)
+                self._demuxer = None
+            else:
+                self._demuxer = nvc.CreateDemuxer(filename=self.source)
+                self.codec = self._demuxer.GetNvCodecId()
             self._decoder = nvc.CreateDecoder(
                 gpuid=self.gpu_id, codec=self.codec, cudacontext=self._context_handle(),
                 cudastream=self._stream.handle, usedevicememory=True)
         except Exception as err:
             self._stream.destroy()
+            if self._network is not None:
+                self._network.close()
+            if isinstance(err, CaptureError):
+                raise
             raise CaptureError(f"{self._name}: NVDEC cannot open it ({err}); not a video, "
                                "an unsupported codec, or unreachable") from err
-        self.width = int(_call(self._demuxer, "Width", 0))
-        self.height = int(_call(self._demuxer, "Height", 0))
-        self.fps = float(_call(self._demuxer, "FrameRate", 0.0) or 0.0)
-        num, den = _call(self._demuxer, "GetTimebaseNum", 0), _call(self._demuxer,
-                                                                    "GetTimebaseDen", 0)
-        self._timebase_s = float(num) / float(den) if num and den else 0.0
-        self._packets = iter(self._demuxer)
+        if self._network is not None:
+            self.width, self.height = self._network.width, self._network.height
+            self.fps = self._network.fps
+            # Packet times go to NVDEC in microseconds and come back on the decoded frames.
+            self._timebase_s = 1e-6 if _pts_settable(nvc) else 0.0
+        else:
+            self.width = int(_call(self._demuxer, "Width", 0))
+            self.height = int(_call(self._demuxer, "Height", 0))
+            self.fps = float(_call(self._demuxer, "FrameRate", 0.0) or 0.0)
+            num = _call(self._demuxer, "GetTimebaseNum", 0)
+            den = _call(self._demuxer, "GetTimebaseDen", 0)
+            self._timebase_s = float(num) / float(den) if num and den else 0.0
+            self._packets = iter(self._demuxer)
         self._flush_packet_sent = False
         logger.debug("%s: NVDEC %sx%s at %.3g fps, codec %s", self._name, self.width,
                      self.height, self.fps, self.codec)
+
+    @property
+    def stalled(self) -> bool:
+        """A network stream ended because nothing arrived for the read timeout."""
+        return self._network is not None and self._network.stalled
 
     def _context_handle(self) -> int:
         """The primary context cudart made current, so pointers are shared with our kernels."""
@@ -251,7 +280,7 @@ class NvdecReader:
         while not self._pending:
             if self._ended:
                 return None
-            packet = next(self._packets, None)
+            packet = self._next_packet()
             if packet is None and self.loop:
                 self._rewind()
                 continue
@@ -271,6 +300,20 @@ class NvdecReader:
                 raise CaptureError(f"{self._name}: NVDEC decode failed: {err}") from err
             self._pending.extend(frames)
         return self._pending.popleft()
+
+    def _next_packet(self) -> Any | None:
+        """The next PyNvVideoCodec packet from the file's demuxer or the network stream."""
+        if self._network is None:
+            return next(self._packets, None)
+        packet = self._network.read()
+        if packet is None:
+            return None
+        data = self._nvc.PacketData()
+        data.bsl_data, data.bsl = packet.data.ctypes.data, packet.data.size
+        if self._timebase_s and packet.pts_s >= 0:
+            data.pts = round(packet.pts_s * 1e6)
+        self._held_packet = packet  # NVDEC reads the bytes during Decode, not after
+        return data
 
     def _rewind(self) -> None:
         """Demux the file again from the start; the decoder carries on (next GOP is an IDR)."""
@@ -392,7 +435,9 @@ class NvdecReader:
             self._cond.notify_all()
         self._pending.clear()
         self._stream.synchronize()
-        self._decoder = self._demuxer = self._packets = None
+        self._decoder = self._demuxer = self._packets = self._held_packet = None
+        if self._network is not None:
+            self._network.close()
         for surface in list(self._pool):
             if surface.free_pending:  # a consumer's kernel may still be reading it
                 surface.free.synchronize()
@@ -405,6 +450,15 @@ class NvdecReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pts_settable(nvc: Any) -> bool:
+    """Whether this PyNvVideoCodec lets us set a packet's ``pts`` (echoed on its frame)."""
+    try:
+        nvc.PacketData().pts = 0
+    except (AttributeError, TypeError):
+        return False
+    return True
 
 
 def _call(obj: Any, name: str, default: Any) -> Any:

@@ -106,8 +106,8 @@ class Pipeline:
                                self.engine.max_batch, device_index=self.engine.device.index)
 
     def _nvdec_gpu(self) -> int | None:
-        """The GPU whose NVDEC decodes files, or None (logged once, with the reason)."""
-        wanted = [s for s in self.config.streams if s.is_file and s.decoder != "opencv"]
+        """The GPU whose NVDEC decodes the streams, or None (logged once, with the reason)."""
+        wanted = [s for s in self.config.streams if s.decoder != "opencv"]
         if not wanted:
             return None
         if self._gpu_preprocessor is None:
@@ -119,7 +119,7 @@ class Pipeline:
 
         gpu = self.engine.device.index
         usable, reason = nvdec_available(gpu)
-        logger.info("decoder auto -> %s for files: %s", "nvdec" if usable else "opencv", reason)
+        logger.info("decoder auto -> %s: %s", "nvdec" if usable else "opencv", reason)
         return gpu if usable else None
 
     def _head_format(self) -> str:

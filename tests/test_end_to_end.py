@@ -65,6 +65,8 @@ def test_sample_videos_flow_to_a_real_subscriber(assets, tmp_path):
     for stream in ("bikes", "carphone"):
         states = [m["state"] for m in collector.of("status", stream)]
         assert states == ["connecting", "live", "ended"], (stream, states)
+        live = next(m for m in collector.of("status", stream) if m["state"] == "live")
+        assert live["decoder"] == "opencv"  # the CPU backend never hands frames to NVDEC
     assert collector.of("stats"), "periodic stats were published"
 
 

@@ -1,0 +1,111 @@
+"""The compressed packets NVDEC is fed from a network stream: real RTSP server, real FFmpeg.
+
+The GPU half (NVDEC decoding these packets) is in ``tests/streams/test_nvdec_rtsp.py``; here
+the packets are checked the way a decoder will see them: written back to back as an H.264
+elementary stream, FFmpeg must decode one picture per packet.
+"""
+
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streams.errors import CaptureError
+from streams.packets import PacketReader, UnsupportedCodec
+from tests.helpers import free_port
+from tests.support.rtsp import ffmpeg_exe
+
+
+def nal_types(data: np.ndarray) -> list[int]:
+    """H.264 NAL unit types in an Annex B buffer, in order."""
+    raw = data.tobytes()
+    types, at = [], raw.find(b"\x00\x00\x01")
+    while at >= 0:
+        types.append(raw[at + 3] & 0x1F)
+        at = raw.find(b"\x00\x00\x01", at + 3)
+    return types
+
+
+def decoded_frames(stream: Path) -> int:
+    """Pictures FFmpeg (through OpenCV) decodes from a raw H.264 elementary stream."""
+    cap = cv2.VideoCapture(str(stream), cv2.CAP_FFMPEG)
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    return count
+
+
+def read_packets(reader: PacketReader, n: int) -> list:
+    packets = []
+    while len(packets) < n and (packet := reader.read()) is not None:
+        packets.append(packet)
+    return packets
+
+
+def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_server, rtsp_clip,
+                                                                    tmp_path):
+    clip = cv2.VideoCapture(str(rtsp_clip))
+    size = (int(clip.get(cv2.CAP_PROP_FRAME_WIDTH)), int(clip.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    clip.release()
+    server = rtsp_server(path="cam1")
+    with PacketReader(server.url, open_timeout_s=10, read_timeout_s=5) as reader:
+        assert (reader.codec, reader.width, reader.height) == ("H264", *size)
+        assert reader.parameter_sets  # the SDP's sprop-parameter-sets, in Annex B form
+        packets = read_packets(reader, 60)
+    assert len(packets) == 60
+    # The server's clients join at a keyframe; its packet carries SPS (7) and PPS (8) in front
+    # of the IDR slice (5), so a decoder can start right there.
+    first = nal_types(packets[0].data)
+    assert packets[0].key and 7 in first and 8 in first and 5 in first
+    assert first.index(7) < first.index(5) and first.index(8) < first.index(5)
+    assert all(p.data.tobytes().startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
+               for p in packets)
+    assert sum(p.key for p in packets) >= 2  # a keyframe every second at 25 fps
+    times = [p.pts_s for p in packets]
+    assert times[-1] - times[0] == pytest.approx(59 / 25, abs=0.1)
+    stream = tmp_path / "cam1.h264"
+    stream.write_bytes(b"".join(p.data.tobytes() for p in packets))
+    assert decoded_frames(stream) == 60  # one picture per packet, none undecodable
+
+
+def test_mp4_packets_are_converted_to_annex_b(assets, tmp_path):
+    with PacketReader(str(assets.videos["bikes.mp4"])) as reader:
+        assert (reader.codec, reader.width, reader.height, reader.fps) == ("H264", 640, 272, 25)
+        packets = read_packets(reader, 1000)
+    assert len(packets) == 250 and packets[0].key
+    stream = tmp_path / "bikes.h264"
+    stream.write_bytes(b"".join(p.data.tobytes() for p in packets))
+    assert decoded_frames(stream) == 250
+
+
+def test_a_codec_nvdec_does_not_take_is_named(tmp_path):
+    clip = tmp_path / "mjpeg.avi"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
+                    "-t", "1", "-c:v", "mjpeg", str(clip)], check=True)
+    with pytest.raises(UnsupportedCodec, match=r"codec mjpg is not one NVDEC decodes"):
+        PacketReader(str(clip))
+
+
+def test_unreachable_camera_fails_within_the_open_timeout_and_hides_the_password():
+    url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/nothing"
+    began = time.monotonic()
+    with pytest.raises(CaptureError, match="cannot open stream") as err:
+        PacketReader(url, open_timeout_s=2, read_timeout_s=2)
+    assert time.monotonic() - began < 10
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_frozen_camera_ends_the_read_as_stalled(rtsp_server):
+    server = rtsp_server(path="frozen")
+    with PacketReader(server.url, open_timeout_s=10, read_timeout_s=2) as reader:
+        assert len(read_packets(reader, 10)) == 10 and not reader.stalled
+        server.freeze()
+        began = time.monotonic()
+        while reader.read() is not None:  # what was already on the wire
+            assert time.monotonic() - began < 10
+        assert reader.stalled
+        assert time.monotonic() - began < 10
