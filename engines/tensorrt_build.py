@@ -303,6 +303,12 @@ def load_cuda_engine(
     """
     data, built = build_or_load(model_path, options, progress)
     engine = _deserialize(runtime, data)
+    if engine is None and _out_of_memory(trt_logger().errors):
+        # A full GPU is no reason to throw a good engine file away and rebuild it.
+        raise EngineError(f"{model_path}: out of GPU memory loading the TensorRT engine"
+                          f"{_free_memory()}: free the GPU (nvidia-smi lists what holds it) "
+                          f"or lower engine.max_batch. TensorRT said: "
+                          f"{'; '.join(trt_logger().errors)}")
     if engine is None and not built:
         errors = "; ".join(trt_logger().errors) or "no reason given"
         invalidate(model_path, options, f"TensorRT could not deserialize it ({errors})")
@@ -530,19 +536,29 @@ def _parser_errors(parser: Any, onnx_path: Path) -> str:
             "(onnxsim), or use engine.backend: onnxruntime")
 
 
+def _out_of_memory(errors: list[str]) -> bool:
+    """Whether TensorRT's errors say it ran out of GPU memory."""
+    lowered = " | ".join(errors).lower()
+    return any(s in lowered for s in ("out of memory", "outofmemory", "memoryallocation",
+                                      "requested amount of gpu memory", "cudamalloc"))
+
+
+def _free_memory() -> str:
+    """`` (X of Y GiB free now)`` for an out-of-memory message, or nothing if unknown."""
+    try:
+        free, total = cuda.mem_get_info()
+    except EngineError:
+        return ""
+    return f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free now)"
+
+
 def _build_failure(model_path: Path, options: EngineOptions, errors: list[str]) -> str:
     text = " | ".join(errors) or "TensorRT gave no reason"
-    lowered = text.lower()
-    if any(s in lowered for s in ("out of memory", "outofmemory", "memoryallocation",
-                                  "requested amount of gpu memory", "cudamalloc")):
-        try:
-            free, total = cuda.mem_get_info()
-            memory = f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free now)"
-        except EngineError:
-            memory = ""
-        return (f"{model_path}: out of GPU memory while building the TensorRT engine{memory}: "
-                f"lower engine.max_batch ({options.max_batch}) or engine.workspace_mb "
-                f"({options.workspace_mb}), or free the GPU. TensorRT said: {text}")
+    if _out_of_memory(errors):
+        return (f"{model_path}: out of GPU memory while building the TensorRT engine"
+                f"{_free_memory()}: lower engine.max_batch ({options.max_batch}) or "
+                f"engine.workspace_mb ({options.workspace_mb}), or free the GPU. "
+                f"TensorRT said: {text}")
     return f"{model_path}: TensorRT could not build an engine: {text}"
 
 
