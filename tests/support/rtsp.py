@@ -5,6 +5,10 @@ The server (``rtsp_server.py``) is GStreamer's RTSP server driven by the SYSTEM 
 ones. It serves one H.264 MP4 as a live camera: looped forever, paced in real time, shared by all
 clients, who join at the live point (the next keyframe).
 
+Where those packages cannot be installed, ``STREAMS_RTSP_PYTHON`` names the Python to use instead:
+``.rtsp-kit/run``, a self-contained bundle of Debian's python3.11, gi and GStreamer built by
+``tests/support/pack_rtsp_server.sh``. ``ffmpeg`` is taken from PATH, else from ``imageio_ffmpeg``.
+
 Example:
     >>> if (reason := rtsp_available()) is not None:
     ...     pytest.skip(reason)
@@ -28,10 +32,12 @@ import time
 from pathlib import Path
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
+PYTHON_ENV = "STREAMS_RTSP_PYTHON"  # another Python to run the server with, e.g. .rtsp-kit/run
 SERVER_SCRIPT = Path(__file__).resolve().with_name("rtsp_server.py")
 INSTALL_HINT = "run tests/support/install_rtsp_deps.sh (as root or with sudo)"
+KIT_HINT = f"build it with tests/support/pack_rtsp_server.sh, or unset {PYTHON_ENV}"
 
-# Run by the system Python: prints nothing and exits 0 when everything the server needs is there.
+# Run by the server's Python: prints nothing and exits 0 when everything the server needs is there.
 _PROBE = """
 import sys
 try:
@@ -49,17 +55,40 @@ if missing:
 """
 
 
+def server_python() -> tuple[Path, str]:
+    """The Python that runs the server (``$STREAMS_RTSP_PYTHON``, else the system one), and
+    what to do when it does not work."""
+    if custom := os.environ.get(PYTHON_ENV):
+        return Path(custom), KIT_HINT
+    return SYSTEM_PYTHON, INSTALL_HINT
+
+
+def ffmpeg_exe() -> str | None:
+    """The ``ffmpeg`` binary: the one on PATH, else imageio-ffmpeg's static build, else None."""
+    if (exe := shutil.which("ffmpeg")) is not None:
+        return exe
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:  # the package without its binary
+        return None
+
+
 @functools.cache
 def rtsp_available(ffmpeg: bool = True) -> str | None:
     """None if the RTSP server can run here, else why not (for ``pytest.skip``).
 
     ``ffmpeg``: also require the ``ffmpeg`` binary that ``make_test_clip`` uses.
     """
-    if not SYSTEM_PYTHON.exists():
-        return f"{SYSTEM_PYTHON} not found; {INSTALL_HINT}"
+    python, hint = server_python()
+    if not python.exists():
+        return f"{python} not found; {hint}"
     try:
         probe = subprocess.run(
-            [str(SYSTEM_PYTHON), "-c", _PROBE],
+            [str(python), "-c", _PROBE],
             check=False,
             capture_output=True,
             text=True,
@@ -67,11 +96,11 @@ def rtsp_available(ffmpeg: bool = True) -> str | None:
             env=_server_env(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"cannot run {SYSTEM_PYTHON}: {exc}"
+        return f"cannot run {python}: {exc}"
     if probe.returncode != 0:
         detail = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return f"GStreamer RTSP server unusable from {SYSTEM_PYTHON}: {detail}; {INSTALL_HINT}"
-    if ffmpeg and shutil.which("ffmpeg") is None:
+        return f"GStreamer RTSP server unusable from {python}: {detail}; {hint}"
+    if ffmpeg and ffmpeg_exe() is None:
         return f"ffmpeg not found; {INSTALL_HINT}"
     return None
 
@@ -87,7 +116,7 @@ def make_test_clip(src: Path | None, dst: Path, seconds: float = 10, fps: int = 
     """Re-encode ``src`` (looped if shorter) for RTSP tests: H.264 baseline, yuv420p, constant
     ``fps``, no B-frames, a keyframe every second (so clients join and recover within 1 s),
     ``seconds`` long, no audio. ``src=None`` uses FFmpeg's synthetic ``testsrc2`` pattern."""
-    if shutil.which("ffmpeg") is None:
+    if (ffmpeg := ffmpeg_exe()) is None:
         raise RuntimeError(f"ffmpeg not found; {INSTALL_HINT}")
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +125,7 @@ def make_test_clip(src: Path | None, dst: Path, seconds: float = 10, fps: int = 
     else:
         source = ["-stream_loop", "-1", "-i", str(src)]
     cmd = [
-        "ffmpeg",
+        ffmpeg,
         "-hide_banner",
         "-loglevel",
         "error",
@@ -137,7 +166,7 @@ def make_test_clip(src: Path | None, dst: Path, seconds: float = 10, fps: int = 
 
 
 def _server_env() -> dict[str, str]:
-    # The system Python must not pick up the venv's packages or a PYTHONHOME meant for it.
+    # The server's Python must not pick up the venv's packages or a PYTHONHOME meant for it.
     env = {
         k: v
         for k, v in os.environ.items()
@@ -224,7 +253,7 @@ class RtspServer:
         self._log = tempfile.TemporaryFile(prefix="rtsp-server-")  # noqa: SIM115 (closed in stop)
         # stdin is the server's lifeline: it exits when the pipe closes (this process died).
         cmd = [
-            str(SYSTEM_PYTHON),
+            str(server_python()[0]),
             str(SERVER_SCRIPT),
             "--port",
             str(self.port),
