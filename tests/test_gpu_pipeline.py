@@ -1,12 +1,17 @@
 """The whole pipeline on TensorRT gives the CPU pipeline's detections (GPU host only)."""
 
+import functools
+import http.server
 import json
 import os
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Collector, free_port, iou, run_cli, write_config
+from tests.helpers import Collector, free_port, iou, run_cli, start_cli, write_config
+from tests.support.rtsp import ffmpeg_exe
 
 
 def tensorrt_ready() -> str | None:
@@ -98,3 +103,63 @@ def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(as
                            and abs(o["score"] - det["score"]) < 0.02 for o in second[pts]), \
                     f"{name} at {pts}: {det} not found in the other process"
     assert sum(len(d) for d in frames["bikes-0"].values()) > 100
+
+
+def test_cuda_graphs_with_gpu_preprocessing_give_the_same_detections(assets, tmp_path):
+    """NVDEC -> preprocessing kernel -> TensorRT replayed from CUDA graphs (the kernel writes
+    the engine's input buffer on the engine's stream, then the graph runs): the same frames
+    and detections as without graphs."""
+    engine = {"backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
+              "cache_dir": str(tmp_path / "engines")}
+    plain, _ = run_pipeline(assets, tmp_path, engine)
+    (tmp_path / "graphs").mkdir()
+    graphs, log = run_pipeline(assets, tmp_path / "graphs", {**engine, "cuda_graphs": True})
+    assert "CUDA graphs" in log and "switched off" not in log, log[-3000:]
+    assert "decoder auto -> nvdec" in log
+    assert plain.keys() == graphs.keys() and len(plain) == 370
+    boxes = 0
+    for key, message in plain.items():
+        for det in message["detections"]:
+            boxes += 1
+            assert any(g["label"] == det["label"] and iou(g["box"], det["box"]) > 0.9
+                       and abs(g["score"] - det["score"]) < 0.02
+                       for g in graphs[key]["detections"]), f"{key}: {det} lost with graphs"
+    assert boxes > 100
+
+
+def test_codecs_nvdec_does_not_take_fall_back_to_opencv_with_the_reason(assets, tmp_path):
+    """An FFV1 file, and the same file from a real HTTP server (the network path, demuxed for
+    NVDEC), decode with OpenCV and say why; the H.264 file beside them stays on NVDEC."""
+    from tests.test_rtsp_pipeline import stop
+
+    ffv1 = tmp_path / "street-ffv1.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(assets.videos["bikes.mp4"]), "-t",
+                    "2", "-c:v", "ffv1", str(ffv1)], check=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", [
+        {"id": "ffv1-file", "url": str(ffv1), "pace": "none"},
+        {"id": "ffv1-http", "url": f"http://127.0.0.1:{server.server_port}/{ffv1.name}"},
+        {"id": "h264-file", "url": str(assets.videos["bikes.mp4"]), "pace": "none"},
+    ], port, capture={"reconnect_initial_s": 5}, engine={
+        "backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
+        "cache_dir": str(tmp_path / "engines")})
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(config), "--no-live")
+    try:
+        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 20 for s in (
+            "ffv1-file", "ffv1-http", "h264-file")), 180), process.output()[-3000:]
+    finally:
+        stop(process, collector)
+        server.shutdown()
+    log = process.output()
+    decoders = {s: [m.get("decoder") for m in collector.of("status", s) if m["state"] == "live"]
+                for s in ("ffv1-file", "ffv1-http", "h264-file")}
+    assert decoders["h264-file"] == ["nvdec"], decoders
+    assert decoders["ffv1-file"] == ["opencv"] and decoders["ffv1-http"][0] == "opencv", decoders
+    assert "stream ffv1-file: NVDEC cannot decode this file" in log, log[-3000:]
+    assert "stream ffv1-http:" in log and "codec ffv1 is not one NVDEC decodes" in log, log[-3000:]
+    labels = {d["label"] for m in collector.of("det", "ffv1-http") for d in m["detections"]}
+    assert labels & {"person", "bicycle", "car"}, labels

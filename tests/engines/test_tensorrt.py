@@ -395,3 +395,52 @@ def test_build_engine_command_prints_progress(tiny_onnx, cache_dir, capsys):
     assert path.exists() and "engine built" in out
     tensorrt_build.build_engine_command(tiny_onnx, options(cache_dir / "cli", max_batch=2))
     assert "loaded from the cache" in capsys.readouterr().out
+
+
+def test_build_heartbeat_shows_a_long_build_is_alive(tiny_onnx, cache_dir, capsys, monkeypatch):
+    """A build prints "still building" every HEARTBEAT_S (10 s; shortened here) until done."""
+    monkeypatch.setattr(tensorrt_build, "HEARTBEAT_S", 0.05)
+    path = tensorrt_build.build_engine_command(
+        tiny_onnx, options(cache_dir / "heartbeat", max_batch=16, precision="fp16"))
+    out = capsys.readouterr().out
+    print(out)
+    assert path.exists() and "engine built" in out
+    assert "still building tiny.onnx:" in out
+
+
+def test_out_of_gpu_memory_is_named_and_keeps_the_cached_engine(yolo_reference, cache_dir):
+    """With the GPU full, engine creation fails with a message that says so; the cached
+    engine file is not taken for damaged (no rebuild) and loads once memory is back."""
+    model, _, _ = yolo_reference
+    opts = options(cache_dir / "oom", max_batch=32, precision="fp16", contexts=2)
+    engine = TensorRTEngine(model, opts)
+    engine_file = engine.engine_path
+    engine.close()
+    before = (engine_file.stat().st_mtime_ns, hashlib.sha256(engine_file.read_bytes()).digest())
+    hog: list[cuda.DeviceBuffer] = []
+    try:
+        for chunk in (1 << 30, 1 << 26, 1 << 22, 1 << 20):  # fill the GPU to the last MiB
+            while True:
+                try:
+                    hog.append(cuda.DeviceBuffer(chunk))
+                except EngineError:
+                    break
+        cuda.cudart().cudaGetLastError()  # the failed cudaMalloc is not sticky: clear it
+        print(f"holding {sum(b.nbytes for b in hog) / 2**30:.1f} GiB; "
+              f"{cuda.mem_get_info()[0] / 2**20:.0f} MiB free")
+        with pytest.raises(EngineError, match="GPU memory") as failure:
+            TensorRTEngine(model, opts)
+        print(f"the error: {failure.value}")
+    finally:
+        for buffer in hog:
+            buffer.free()
+        cuda.cudart().cudaGetLastError()
+    after = (engine_file.stat().st_mtime_ns, hashlib.sha256(engine_file.read_bytes()).digest())
+    assert after == before, "a full GPU must not invalidate the cached engine"
+    engine = TensorRTEngine(model, opts)
+    try:
+        assert not engine.built
+        (out,) = engine.infer(yolo_reference[1])
+        assert out.shape[0] == 4
+    finally:
+        engine.close()

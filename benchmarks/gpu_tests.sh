@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The GPU tests in one burst on the GPU host, after the gpu-kit is unpacked (DEVELOPERS.md).
+# The RTSP ones need GStreamer's RTSP server: where the host has none, unpack the bundle made by
+# tests/support/pack_rtsp_server.sh at /tmp/rtsp-kit first; they then must run, not skip.
+#   bash benchmarks/gpu_tests.sh                      # every test marked gpu
+#   bash benchmarks/gpu_tests.sh tests/test_gpu_rtsp.py -x
+set -u
+source /tmp/gpu-kit/py310/env.sh
+export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+if [ -x /tmp/rtsp-kit/run ]; then
+  export STREAMS_RTSP_PYTHON=/tmp/rtsp-kit/run STREAMS_REQUIRE_RTSP=1
+fi
+[ $# -gt 0 ] || set -- tests
+python -m pytest -m gpu -q -s -p no:cacheprovider --durations=20 "$@" > "$OUT/gpu-tests.log" 2>&1
+rc=$?
+grep -E "passed|failed|error|PASSED|FAILED|ERROR|SKIPPED|skipped" "$OUT/gpu-tests.log" | tail -40
+exit $rc
