@@ -1,7 +1,8 @@
 """Capture workers: one thread per stream, reading a file or a network camera.
 
 Decoding is NVDEC's (frames stay on the GPU, :mod:`streams.nvdec`) when the pipeline runs on a
-GPU, else OpenCV's; network streams are demuxed on the CPU either way.
+GPU, else on the CPU: OpenCV for files, PyAV (FFmpeg) for network streams, which are demuxed on
+the CPU either way (:mod:`streams.network`).
 
 A worker never raises into the pipeline: every failure becomes a ``status`` event, and a
 network stream reconnects with exponential back-off (with jitter, capped) for as long as the
@@ -11,7 +12,6 @@ pipeline runs. Frames go into the stream's latest-frame slot on the FrameBoard.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -29,12 +29,10 @@ from streams.redact import redact_url
 from streams.stats import StreamStats
 
 if TYPE_CHECKING:
+    from streams.network import FrameReader
     from streams.nvdec import NvdecReader
 
 logger = logging.getLogger(__name__)
-
-# RTSP over TCP survives lossy links and NAT; users can override through the environment.
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 
 StatusCallback = Callable[..., None]  # (stream_id, state, *, reason=None, attempt=None)
 
@@ -298,33 +296,57 @@ class CaptureWorker:
     def _play_network_once(self) -> int:
         """Connect once and read until the stream ends, drops or stalls; returns the frames.
 
-        NVDEC decodes when the pipeline runs on a GPU (packets demuxed on the CPU); a codec
-        NVDEC does not take switches this stream to OpenCV decoding for good, with the reason
-        logged once.
+        NVDEC decodes when the pipeline runs on a GPU (packets demuxed on the CPU), else FFmpeg
+        on the CPU; a codec NVDEC does not take switches this stream to the CPU for good, with
+        the reason logged once.
         """
+        from streams.network import FrameReader, UnsupportedCodec
+
+        policy = self._ctx.capture
         if self._use_nvdec() and self._nvdec_refused is None:
             from streams.nvdec import NvdecReader
-            from streams.packets import UnsupportedCodec
 
-            policy = self._ctx.capture
             try:
                 reader = NvdecReader(self.source, self._ctx.nvdec_gpu,
                                      open_timeout_s=policy.open_timeout_s,
                                      read_timeout_s=policy.read_timeout_s)
             except UnsupportedCodec as err:
                 self._nvdec_refused = str(err)
-                logger.warning("stream %s: %s; decoding with OpenCV instead", self.stream.id,
-                               err)
+                logger.warning("stream %s: %s; decoding on the CPU instead", self.stream.id, err)
             else:
                 count = self._pump_nvdec(reader, announce=True)
-                if reader.stalled:
-                    self.stalls += 1
+                self.stalls += reader.stalled
                 return count
-        cap = self._open()
+        frames = FrameReader(self.source, policy.open_timeout_s, policy.read_timeout_s)
         try:
-            count, _ = self._pump(cap, announce=True)
+            count = self._pump_network(frames)
         finally:
-            cap.release()
+            frames.close()
+        self.stalls += frames.stalled
+        return count
+
+    def _pump_network(self, frames: FrameReader) -> int:
+        """Frames decoded on the CPU into the board until the stream ends, drops or stalls."""
+        clock = FrameClock(self.stream.fps, False, self._ctx.stop)
+        count = 0
+        while not self._ctx.stop.is_set():
+            began_s = time.monotonic()
+            got = frames.read()
+            if got is None:
+                break
+            image, pts_s = got
+            self.stats.decoded += 1
+            if not clock.keep(pts_s):
+                continue
+            if count == 0:
+                self._status("live", width=int(image.shape[1]), height=int(image.shape[0]),
+                             decoder="opencv")
+            frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),
+                          (time.monotonic() - began_s) * 1000.0, image)
+            self._seq += 1
+            count += 1
+            if self._ctx.board.put(frame, wait=False):
+                self.stats.dropped += 1
         return count
 
     # --- shared -----------------------------------------------------------------------------
@@ -333,33 +355,23 @@ class CaptureWorker:
         return f"stream {self.stream.id} ({redact_url(self.source)})"
 
     def _open(self) -> cv2.VideoCapture:
-        policy = self._ctx.capture
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(policy.open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(policy.read_timeout_s * 1000)]
-        cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
+        """The file, opened by OpenCV (network streams go through :mod:`streams.network`)."""
+        cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            what = "file" if self.stream.is_file else "stream"
-            raise CaptureError(f"{self._name()}: cannot open {what} (unreachable, not a video, "
-                               "or an unsupported codec)")
+            raise CaptureError(f"{self._name()}: cannot open file (not a video, or an "
+                               "unsupported codec)")
         return cap
 
     def _pump(self, cap: cv2.VideoCapture, announce: bool) -> tuple[int, float]:
-        """Read frames until the source ends, fails or ``stop``; returns (count, last pts)."""
-        paced = self.stream.is_file and self.stream.pace == "realtime"
-        lossless = self.stream.is_file and self.stream.pace == "none"
-        stall_s = self._ctx.capture.read_timeout_s * 0.9
+        """Read the file's frames until it ends, fails or ``stop``; returns (count, last pts)."""
+        paced = self.stream.pace == "realtime"
+        lossless = self.stream.pace == "none"
         clock = FrameClock(self.stream.fps, paced, self._ctx.stop)
         count, pts_s = 0, self._pts_base_s
         while not self._ctx.stop.is_set():
             began_s = time.monotonic()
             if not cap.grab():
-                break
-            if not self.stream.is_file and time.monotonic() - began_s >= stall_s:
-                # A frozen camera: OpenCV's read timeout fires, yet the first timed-out reads
-                # still return frames buffered in the decoder. A read that took the whole
-                # timeout means silence: reconnect now instead of after several timeouts.
-                self.stalls += 1
                 break
             pts_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
             pts_s = self._pts_base_s + (pts_ms / 1000.0 if pts_ms > 0

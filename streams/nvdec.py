@@ -19,11 +19,11 @@ internal pool size; the copy costs nothing measurable: 8 sessions decode 1080p H
 same ~4,950 fps with or without it on an H100.)
 
 Files are demuxed by PyNvVideoCodec's own FFmpeg demuxer (``CreateDemuxer``). Network streams
-(RTSP and the like) are demuxed on the CPU by OpenCV's FFmpeg in raw-packet mode
-(:mod:`streams.packets`), which has the TCP transport and the open/read timeouts that
-``CreateDemuxer`` lacks, and their packets are fed to the same NVDEC decoder. The caller falls
-back to OpenCV decoding when :func:`nvdec_available` says no or the reader cannot open (for
-a network stream whose codec NVDEC does not take, :class:`streams.packets.UnsupportedCodec`).
+(RTSP and the like) are demuxed on the CPU by PyAV (:mod:`streams.network`), which has the TCP
+transport and the open/read timeouts that ``CreateDemuxer`` lacks, and their packets are fed to
+the same NVDEC decoder. The caller falls back to OpenCV/FFmpeg decoding on the CPU when
+:func:`nvdec_available` says no or the reader cannot open (for a network stream whose codec
+NVDEC does not take, :class:`streams.network.UnsupportedCodec`).
 
 Example:
     ok, reason = nvdec_available()
@@ -46,7 +46,7 @@ from typing import Any
 from engines import cuda
 from processors.gpu_preprocess import DeviceNV12
 from streams.errors import CaptureError, EngineError
-from streams.packets import PacketReader
+from streams.network import PacketReader
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class NvdecReader:
 
     Attributes:
         width, height: picture size. fps: the container's frame rate (0 when unknown).
-        codec: PyNvVideoCodec's codec id. network: a network stream (demuxed by OpenCV).
+        codec: PyNvVideoCodec's codec id. network: a network stream (demuxed by PyAV).
     """
 
     def __init__(self, path_or_url: str | Path, gpu_id: int = 0, pool_size: int = 4,
@@ -221,7 +221,7 @@ class NvdecReader:
         try:
             if self.network:
                 self._network = PacketReader(self.source, open_timeout_s, read_timeout_s)
-                self.codec = getattr(nvc.cudaVideoCodec, self._network.codec)
+                self.codec = getattr(nvc.cudaVideoCodec, self._network.nvdec_codec)
                 self._demuxer = None
             else:
                 self._demuxer = nvc.CreateDemuxer(filename=self.source)
@@ -310,7 +310,7 @@ class NvdecReader:
             return None
         data = self._nvc.PacketData()
         data.bsl_data, data.bsl = packet.data.ctypes.data, packet.data.size
-        if self._timebase_s and packet.pts_s >= 0:
+        if self._timebase_s:
             data.pts = round(packet.pts_s * 1e6)
         self._held_packet = packet  # NVDEC reads the bytes during Decode, not after
         return data
@@ -365,7 +365,7 @@ class NvdecReader:
         if stamp is None or not self._timebase_s:
             return index / self.fps if self.fps else 0.0
         raw_s = float(stamp) * self._timebase_s
-        if index and raw_s < self._last_raw_s:  # the file looped: keep pts increasing
+        if self.loop and index and raw_s < self._last_raw_s:  # looped: keep pts increasing
             frame_s = 1.0 / self.fps if self.fps else 1e-3
             self._pts_offset_s = self._last_pts_s + frame_s - raw_s
         self._last_raw_s = raw_s

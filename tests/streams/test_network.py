@@ -1,8 +1,8 @@
-"""The compressed packets NVDEC is fed from a network stream: real RTSP server, real FFmpeg.
+"""Network cameras through PyAV: the real GStreamer RTSP server, real FFmpeg.
 
-The GPU half (NVDEC decoding these packets) is in ``tests/streams/test_nvdec_rtsp.py``; here
-the packets are checked the way a decoder will see them: written back to back as an H.264
-elementary stream, FFmpeg must decode one picture per packet.
+The packets NVDEC is fed are checked the way a decoder sees them: written back to back as an
+H.264 elementary stream, FFmpeg must decode one picture per packet. (NVDEC decoding them is in
+``tests/streams/test_nvdec_rtsp.py``, GPU host only.)
 """
 
 import subprocess
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streams.errors import CaptureError
-from streams.packets import PacketReader, UnsupportedCodec
+from streams.network import FrameReader, PacketReader, UnsupportedCodec
 from tests.helpers import free_port
 from tests.support.rtsp import ffmpeg_exe
 
@@ -53,7 +53,7 @@ def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_serve
     clip.release()
     server = rtsp_server(path="cam1")
     with PacketReader(server.url, open_timeout_s=10, read_timeout_s=5) as reader:
-        assert (reader.codec, reader.width, reader.height) == ("H264", *size)
+        assert (reader.nvdec_codec, reader.width, reader.height) == ("H264", *size)
         assert reader.parameter_sets  # the SDP's sprop-parameter-sets, in Annex B form
         packets = read_packets(reader, 60)
     assert len(packets) == 60
@@ -74,7 +74,9 @@ def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_serve
 
 def test_mp4_packets_are_converted_to_annex_b(assets, tmp_path):
     with PacketReader(str(assets.videos["bikes.mp4"])) as reader:
-        assert (reader.codec, reader.width, reader.height, reader.fps) == ("H264", 640, 272, 25)
+        assert (reader.nvdec_codec, reader.width, reader.height, reader.fps) == (
+            "H264", 640, 272, 25)
+        assert not reader.parameter_sets  # MP4 extradata: the filter puts them in band
         packets = read_packets(reader, 1000)
     assert len(packets) == 250 and packets[0].key
     stream = tmp_path / "bikes.h264"
@@ -86,7 +88,7 @@ def test_a_codec_nvdec_does_not_take_is_named(tmp_path):
     clip = tmp_path / "mjpeg.avi"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
                     "-t", "1", "-c:v", "mjpeg", str(clip)], check=True)
-    with pytest.raises(UnsupportedCodec, match=r"codec mjpg is not one NVDEC decodes"):
+    with pytest.raises(UnsupportedCodec, match=r"codec mjpeg is not one NVDEC decodes"):
         PacketReader(str(clip))
 
 
@@ -109,3 +111,46 @@ def test_a_frozen_camera_ends_the_read_as_stalled(rtsp_server):
             assert time.monotonic() - began < 10
         assert reader.stalled
         assert time.monotonic() - began < 10
+
+
+def test_cameras_connect_at_once_not_one_after_another(rtsp_server):
+    """Opening a camera waits for its next keyframe (about 1 s here). OpenCV's FFmpeg backend
+    holds one process-wide lock while opening, so six cameras took 2, 4, ... 12 s to come up;
+    every one of them must be up about as fast as one alone."""
+    import threading
+
+    server = rtsp_server(path="many")
+    began, opened = time.monotonic(), []
+
+    def connect() -> None:
+        with FrameReader(server.url, open_timeout_s=20, read_timeout_s=5) as reader:
+            assert reader.read() is not None
+            opened.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=connect) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    print(f"first pictures after (s): {sorted(round(t, 2) for t in opened)}")
+    assert len(opened) == 6 and max(opened) < 5.0, opened
+
+
+def test_frames_decoded_on_the_cpu_are_the_clips_pictures(rtsp_server, rtsp_clip):
+    server = rtsp_server(path="cpu")
+    clip = cv2.VideoCapture(str(rtsp_clip))
+    pictures = []
+    while (got := clip.read())[0]:
+        pictures.append(got[1].astype(np.int16))
+    clip.release()
+    with FrameReader(server.url, open_timeout_s=10, read_timeout_s=5) as reader:
+        got = [reader.read() for _ in range(30)]
+    assert all(g is not None for g in got)
+    times = [t for _, t in got]
+    assert times == sorted(times) and times[-1] - times[0] == pytest.approx(29 / 25, abs=0.1)
+    for image, _ in got[::10]:
+        assert image.shape == pictures[0].shape
+        # FFmpeg decoded both (PyAV here, OpenCV for the file): the same picture exactly,
+        # but for the YUV->BGR conversion's rounding.
+        best = min(float(np.abs(image.astype(np.int16) - p).mean()) for p in pictures)
+        assert best < 1.5, best

@@ -1,0 +1,252 @@
+"""Reading network cameras (RTSP, RTMP, HTTP, ...) with PyAV: compressed packets for NVDEC,
+or pictures decoded on the CPU.
+
+Why PyAV and not OpenCV: OpenCV's FFmpeg backend opens every stream under one process-wide
+lock, and opening an RTSP camera takes one to several seconds (it waits for a keyframe), so a
+process with 24 cameras brought them up one after another: about 2 s each against our test
+server, 48 s for all, and again after every network outage. PyAV opens with the GIL released
+and no shared lock: every camera connects at once. It also has the TCP transport and the
+open/read timeouts a bad network needs.
+
+NVDEC decodes but does not demux, and PyNvVideoCodec's own demuxer takes no options (no TCP,
+no timeouts: a silent camera would block its thread for ever), so for NVDEC the packets come
+from here, in Annex B form (parameter sets in front of every keyframe) as NVDEC's parser reads
+them. Without a GPU the same connection decodes on the CPU (:class:`FrameReader`).
+
+Example:
+    with PacketReader("rtsp://cam/1", open_timeout_s=10, read_timeout_s=10) as packets:
+        while (packet := packets.read()) is not None:
+            decoder.feed(packet.data, packet.pts_s)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from streams.errors import CaptureError
+from streams.redact import redact_url
+
+logger = logging.getLogger(__name__)
+
+# FFmpeg codec names -> NVDEC's, for the codecs whose packets go to NVDEC from here.
+NVDEC_CODECS = {"h264": "H264", "hevc": "HEVC"}
+ANNEX_B_START = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
+
+
+class UnsupportedCodec(CaptureError):
+    """The stream opened, but NVDEC cannot take its packets (decode it on the CPU instead)."""
+
+
+@dataclass
+class Packet:
+    """One compressed access unit.
+
+    Attributes:
+        data: the Annex B bytes (uint8, 1-D; may view memory ``owner`` keeps alive).
+        pts_s: presentation time in seconds on the stream's clock, never decreasing.
+        key: it starts a GOP (a decoder can begin here).
+        owner: what holds ``data``'s memory (keep the packet until the decoder has read it).
+    """
+
+    data: np.ndarray
+    pts_s: float
+    key: bool
+    owner: Any = None
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as err:  # a core dependency; only a broken install gets here
+        raise CaptureError(f"PyAV is not installed ({err}): pip install av") from err
+    return av
+
+
+class NetworkReader:
+    """One connection to a network stream: its video track, packet by packet.
+
+    Args:
+        url: what FFmpeg can open (credentials are redacted from every message and log).
+        open_timeout_s, read_timeout_s: give up opening, or on a read that gets nothing,
+            after this long (``capture.open_timeout_s`` / ``read_timeout_s``).
+
+    Attributes:
+        name: the URL with its password hidden. codec: FFmpeg's codec name (``h264``...).
+        width, height: picture size. fps: the stream's frame rate (0 when unknown).
+        stalled: the last read ended because nothing came for the read timeout.
+
+    Raises:
+        CaptureError: the stream cannot be opened or has no video track.
+    """
+
+    def __init__(self, url: str, open_timeout_s: float = 10.0,
+                 read_timeout_s: float = 10.0) -> None:
+        av = _av()
+        self.name = redact_url(url)
+        self.read_timeout_s = float(read_timeout_s)
+        self.stalled = False
+        options = {"rtsp_transport": "tcp"} if urlsplit(url).scheme.lower() in (
+            "rtsp", "rtsps") else {}  # TCP survives lossy links and NAT
+        try:
+            self._container = av.open(url, options=options,
+                                      timeout=(float(open_timeout_s), self.read_timeout_s))
+        except (av.FFmpegError, OSError) as err:
+            raise CaptureError(f"{self.name}: cannot open stream ({_reason(err, url)}): "
+                               "unreachable, refused, or not a video") from err
+        if not self._container.streams.video:
+            self._container.close()
+            raise CaptureError(f"{self.name}: the stream has no video track")
+        self._stream = self._container.streams.video[0]
+        context = self._stream.codec_context
+        self.codec = context.name or "?"
+        self.width, self.height = int(context.width or 0), int(context.height or 0)
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        self._packets = self._container.demux(self._stream)
+        self._last_pts_s: float | None = None
+        self._opened_mono_s = time.monotonic()
+
+    def _next_packet(self) -> Any | None:
+        """The next demuxed packet with data; None at the end, on a drop or a stall."""
+        av = _av()
+        began_s = time.monotonic()
+        try:
+            packet = next(self._packets, None)
+        except (av.FFmpegError, OSError) as err:
+            self.stalled = time.monotonic() - began_s >= 0.9 * self.read_timeout_s
+            logger.debug("%s: read ended: %s", self.name, err)
+            return None
+        if packet is None or packet.size == 0:  # the flush packet FFmpeg ends a stream with
+            return None
+        return packet
+
+    def _seconds(self, pts: int | None, time_base: Any) -> float:
+        """Seconds on the stream's clock, never decreasing; the first packets of an RTSP
+        stream have no time yet: they count on from the last one (or from 0)."""
+        if pts is not None and time_base:
+            seconds = float(pts * time_base)
+        elif self._last_pts_s is None:
+            seconds = 0.0
+        else:
+            seconds = self._last_pts_s + (1.0 / self.fps if self.fps else 0.04)
+        if self._last_pts_s is not None and seconds < self._last_pts_s:
+            seconds = self._last_pts_s  # a camera's clock stepped back: hold, never reverse
+        self._last_pts_s = seconds
+        return seconds
+
+    def close(self) -> None:
+        container, self._container = getattr(self, "_container", None), None
+        self._packets = None
+        if container is not None:
+            container.close()
+
+    def __enter__(self) -> NetworkReader:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PacketReader(NetworkReader):
+    """The stream's packets for NVDEC: Annex B, starting at a keyframe.
+
+    Attributes:
+        nvdec_codec: NVDEC's name for the codec (``"H264"`` or ``"HEVC"``).
+        parameter_sets: SPS/PPS (and VPS) in Annex B form, put in front of every keyframe.
+
+    Raises:
+        UnsupportedCodec: the stream opened but its codec is not one NVDEC takes from here.
+    """
+
+    def __init__(self, url: str, open_timeout_s: float = 10.0,
+                 read_timeout_s: float = 10.0) -> None:
+        super().__init__(url, open_timeout_s, read_timeout_s)
+        self.nvdec_codec = NVDEC_CODECS.get(self.codec, "")
+        if not self.nvdec_codec:
+            self.close()
+            raise UnsupportedCodec(f"{self.name}: codec {self.codec} is not one NVDEC decodes "
+                                   f"from a network stream here "
+                                   f"({', '.join(sorted(NVDEC_CODECS))})")
+        extradata = bytes(self._stream.codec_context.extradata or b"")
+        self._filter = None
+        if extradata and not extradata.startswith(ANNEX_B_START):
+            # MP4-style (length-prefixed) packets, as RTMP and HTTP-MP4 carry them: FFmpeg's
+            # filter rewrites them as Annex B and puts the parameter sets in band itself.
+            from av.bitstream import BitStreamFilterContext
+
+            self._filter = BitStreamFilterContext(f"{self.codec}_mp4toannexb", self._stream)
+            extradata = b""
+        # RTSP cameras often send the parameter sets only in the SDP (sprop-parameter-sets),
+        # never in band; a decoder needs them in front of the first keyframe.
+        self.parameter_sets = extradata
+        self._started = False
+        self._queue: list[Any] = []
+
+    def read(self) -> Packet | None:
+        """The next packet; None when the stream ended, dropped or stalled (see ``stalled``).
+
+        Packets before the first keyframe are skipped: nothing can decode them.
+        """
+        while True:
+            packet = self._filtered()
+            if packet is None:
+                return None
+            key = bool(packet.is_keyframe)
+            if not self._started and not key:
+                continue
+            self._started = True
+            pts_s = self._seconds(packet.pts, packet.time_base)
+            data = np.frombuffer(packet, np.uint8)
+            if key and self.parameter_sets:
+                data = np.concatenate([np.frombuffer(self.parameter_sets, np.uint8), data])
+            return Packet(data, pts_s, key, packet)
+
+    def _filtered(self) -> Any | None:
+        if self._filter is None:
+            return self._next_packet()
+        while not self._queue:
+            packet = self._next_packet()
+            if packet is None:
+                return None
+            self._queue.extend(self._filter.filter(packet))
+        return self._queue.pop(0)
+
+
+class FrameReader(NetworkReader):
+    """The stream decoded on the CPU by FFmpeg: BGR pictures, starting at a keyframe."""
+
+    def __init__(self, url: str, open_timeout_s: float = 10.0,
+                 read_timeout_s: float = 10.0) -> None:
+        super().__init__(url, open_timeout_s, read_timeout_s)
+        self._pending: list[Any] = []
+        self._started = False
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        """(BGR image, pts in seconds) of the next picture; None when the stream ended,
+        dropped or stalled (see ``stalled``)."""
+        av = _av()
+        while not self._pending:
+            packet = self._next_packet()
+            if packet is None:
+                return None
+            if not self._started and not packet.is_keyframe:
+                continue  # joined mid-GOP: these would decode to grey smears
+            self._started = True
+            try:
+                self._pending.extend(self._stream.codec_context.decode(packet))
+            except av.FFmpegError as err:  # a damaged picture: skip it, as a player would
+                logger.debug("%s: undecodable packet skipped: %s", self.name, err)
+        frame = self._pending.pop(0)
+        return frame.to_ndarray(format="bgr24"), self._seconds(frame.pts, frame.time_base)
+
+
+def _reason(err: Exception, url: str) -> str:
+    """FFmpeg's error text without the URL it often repeats (which may hold a password)."""
+    text = str(err).replace(url, redact_url(url))
+    return text.split(": '")[0] if ": '" in text else text
