@@ -240,7 +240,10 @@ class CaptureWorker:
                 if not clock.keep(pts_s):
                     surface.release()
                     continue
-                decode_ms = (time.monotonic() - began_s) * 1000.0
+                # A camera's frame counts from when its packet arrived, not from when this
+                # thread started waiting for the camera.
+                since_s = surface.arrived_mono_s if reader.network else began_s
+                decode_ms = (time.monotonic() - since_s) * 1000.0
                 if not clock.wait_until_due(pts_s):
                     surface.release()
                     break
@@ -330,11 +333,10 @@ class CaptureWorker:
         clock = FrameClock(self.stream.fps, False, self._ctx.stop)
         count = 0
         while not self._ctx.stop.is_set():
-            began_s = time.monotonic()
             got = frames.read()
             if got is None:
                 break
-            image, pts_s = got
+            image, pts_s, arrived_mono_s = got  # latency counts from the packet's arrival
             self.stats.decoded += 1
             if not clock.keep(pts_s):
                 continue
@@ -342,7 +344,7 @@ class CaptureWorker:
                 self._status("live", width=int(image.shape[1]), height=int(image.shape[0]),
                              decoder="opencv")
             frame = Frame(self.stream.id, self._seq, pts_s, time.time(), time.monotonic(),
-                          (time.monotonic() - began_s) * 1000.0, image)
+                          (time.monotonic() - arrived_mono_s) * 1000.0, image)
             self._seq += 1
             count += 1
             if self._ctx.board.put(frame, wait=False):

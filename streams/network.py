@@ -51,12 +51,14 @@ class Packet:
         data: the Annex B bytes (uint8, 1-D; may view memory ``owner`` keeps alive).
         pts_s: presentation time in seconds on the stream's clock, never decreasing.
         key: it starts a GOP (a decoder can begin here).
+        arrived_mono_s: ``time.monotonic()`` when it came off the network (latency base).
         owner: what holds ``data``'s memory (keep the packet until the decoder has read it).
     """
 
     data: np.ndarray
     pts_s: float
     key: bool
+    arrived_mono_s: float
     owner: Any = None
 
 
@@ -79,7 +81,10 @@ class NetworkReader:
     Attributes:
         name: the URL with its password hidden. codec: FFmpeg's codec name (``h264``...).
         width, height: picture size. fps: the stream's frame rate (0 when unknown).
+        reorders: the stream may have B-frames (pictures are shown in another order than
+            sent), so a decoder must hold pictures back; cameras seldom do.
         stalled: the last read ended because nothing came for the read timeout.
+        arrived_mono_s: ``time.monotonic()`` when the last packet came off the network.
 
     Raises:
         CaptureError: the stream cannot be opened or has no video track.
@@ -108,6 +113,8 @@ class NetworkReader:
         self.width, self.height = int(context.width or 0), int(context.height or 0)
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
+        self.reorders = bool(getattr(context, "has_b_frames", 0))
+        self.arrived_mono_s = time.monotonic()
         self._packets = self._container.demux(self._stream)
         self._last_pts_s: float | None = None
         self._opened_mono_s = time.monotonic()
@@ -124,6 +131,7 @@ class NetworkReader:
             return None
         if packet is None or packet.size == 0:  # the flush packet FFmpeg ends a stream with
             return None
+        self.arrived_mono_s = time.monotonic()
         return packet
 
     def _seconds(self, pts: int | None, time_base: Any) -> float:
@@ -205,7 +213,7 @@ class PacketReader(NetworkReader):
             data = np.frombuffer(packet, np.uint8)
             if key and self.parameter_sets:
                 data = np.concatenate([np.frombuffer(self.parameter_sets, np.uint8), data])
-            return Packet(data, pts_s, key, packet)
+            return Packet(data, pts_s, key, self.arrived_mono_s, packet)
 
     def _filtered(self) -> Any | None:
         if self._filter is None:
@@ -227,9 +235,10 @@ class FrameReader(NetworkReader):
         self._pending: list[Any] = []
         self._started = False
 
-    def read(self) -> tuple[np.ndarray, float] | None:
-        """(BGR image, pts in seconds) of the next picture; None when the stream ended,
-        dropped or stalled (see ``stalled``)."""
+    def read(self) -> tuple[np.ndarray, float, float] | None:
+        """(BGR image, pts in seconds, arrival) of the next picture; None when the stream
+        ended, dropped or stalled (see ``stalled``). ``arrival`` is when the packet that
+        completed the picture came off the network (``time.monotonic()``)."""
         av = _av()
         while not self._pending:
             packet = self._next_packet()
@@ -243,7 +252,8 @@ class FrameReader(NetworkReader):
             except av.FFmpegError as err:  # a damaged picture: skip it, as a player would
                 logger.debug("%s: undecodable packet skipped: %s", self.name, err)
         frame = self._pending.pop(0)
-        return frame.to_ndarray(format="bgr24"), self._seconds(frame.pts, frame.time_base)
+        return (frame.to_ndarray(format="bgr24"), self._seconds(frame.pts, frame.time_base),
+                self.arrived_mono_s)
 
 
 def _reason(err: Exception, url: str) -> str:

@@ -146,9 +146,11 @@ def test_frames_decoded_on_the_cpu_are_the_clips_pictures(rtsp_server, rtsp_clip
     with FrameReader(server.url, open_timeout_s=10, read_timeout_s=5) as reader:
         got = [reader.read() for _ in range(30)]
     assert all(g is not None for g in got)
-    times = [t for _, t in got]
+    times = [t for _, t, _ in got]
     assert times == sorted(times) and times[-1] - times[0] == pytest.approx(29 / 25, abs=0.1)
-    for image, _ in got[::10]:
+    arrivals = [a for _, _, a in got]
+    assert arrivals == sorted(arrivals) and arrivals[-1] <= time.monotonic()
+    for image, _, _ in got[::10]:
         assert image.shape == pictures[0].shape
         # FFmpeg decoded both (PyAV here, OpenCV for the file): the same picture exactly,
         # but for the YUV->BGR conversion's rounding.

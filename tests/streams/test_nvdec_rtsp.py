@@ -56,6 +56,7 @@ def test_every_picture_from_a_live_camera_equals_ffmpegs_decode_of_the_file(
     indices, pts = [], []
     with NvdecReader(server.url, open_timeout_s=10, read_timeout_s=5) as reader:
         assert reader.network and (reader.width, reader.height) == size
+        assert reader.low_latency  # no B-frames: NVDEC hands each picture out at once
         for _ in range(60):
             surface = reader.read()
             assert surface is not None, "the camera ended early"
