@@ -1,3 +1,4 @@
 from streams.cli import main
+from streams.shutdown import exit_process
 
-raise SystemExit(main())
+raise SystemExit(exit_process(main()))

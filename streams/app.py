@@ -42,7 +42,8 @@ def model_path(config: Config) -> Path:
 
 
 def resolve_sources(config: Config) -> dict[str, str]:
-    """Stream id -> what OpenCV opens; ``sample:NAME`` becomes the cached video's path."""
+    """Stream id -> the path or URL a reader opens; ``sample:NAME`` becomes the cached video's
+    path."""
     sources = {}
     for stream in config.streams:
         if stream.url.startswith("sample:"):

@@ -50,7 +50,7 @@ class CaptureContext:
 
 class FrameClock:
     """The ``fps`` cap (by presentation time) and real-time pacing of files, shared by the
-    OpenCV and NVDEC readers."""
+    OpenCV, PyAV and NVDEC paths."""
 
     def __init__(self, fps: float | None, paced: bool, stop: threading.Event) -> None:
         self._interval_s = 1.0 / fps if fps else 0.0
@@ -133,9 +133,10 @@ class CaptureWorker:
     def _use_nvdec(self) -> bool:
         """NVDEC when the pipeline runs on a GPU, unless the stream says opencv."""
         if self._ctx.nvdec_gpu is None or self.stream.decoder == "opencv":
-            if self.stream.decoder == "nvdec":
+            if self.stream.decoder == "nvdec" and self._nvdec_refused is None:
+                self._nvdec_refused = "NVDEC is not usable here"  # say it once, not per retry
                 logger.warning("stream %s: decoder nvdec requested but NVDEC is not usable "
-                               "here (see the log above); decoding with OpenCV",
+                               "here (see the log above); decoding on the CPU",
                                self.stream.id)
             return False
         return True
@@ -306,18 +307,19 @@ class CaptureWorker:
         from streams.network import FrameReader, UnsupportedCodec
 
         policy = self._ctx.capture
-        if self._use_nvdec() and self._nvdec_refused is None:
-            from streams.nvdec import NvdecReader
+        if self._nvdec_refused is None and self._use_nvdec():
+            from streams.nvdec import NvdecReader, NvdecRefused
 
             try:
                 reader = NvdecReader(self.source, self._ctx.nvdec_gpu,
                                      open_timeout_s=policy.open_timeout_s,
                                      read_timeout_s=policy.read_timeout_s)
-            except UnsupportedCodec as err:
+                count = self._pump_nvdec(reader, announce=True)
+            except (UnsupportedCodec, NvdecRefused) as err:
+                # The camera is fine, NVDEC is not: every later connection decodes on the CPU.
                 self._nvdec_refused = str(err)
                 logger.warning("stream %s: %s; decoding on the CPU instead", self.stream.id, err)
             else:
-                count = self._pump_nvdec(reader, announce=True)
                 self.stalls += reader.stalled
                 return count
         frames = FrameReader(self.source, policy.open_timeout_s, policy.read_timeout_s)

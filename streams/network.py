@@ -49,7 +49,7 @@ class Packet:
 
     Attributes:
         data: the Annex B bytes (uint8, 1-D; may view memory ``owner`` keeps alive).
-        pts_s: presentation time in seconds on the stream's clock, never decreasing.
+        pts_s: the packet's time in seconds on the stream's clock (decode order).
         key: it starts a GOP (a decoder can begin here).
         arrived_mono_s: ``time.monotonic()`` when it came off the network (latency base).
         owner: what holds ``data``'s memory (keep the packet until the decoder has read it).
@@ -60,6 +60,28 @@ class Packet:
     key: bool
     arrived_mono_s: float
     owner: Any = None
+
+
+class DisplayClock:
+    """Presentation times of pictures in display order, made never to decrease.
+
+    A camera's clock can step back (it rebooted, or the first packets had no time and counted
+    up from 0); from then on times are shifted so that they carry on from the last one, a
+    frame later, instead of repeating old values (which an ``fps`` cap would drop).
+    """
+
+    def __init__(self, fps: float) -> None:
+        self._frame_s = 1.0 / fps if fps else 0.04
+        self._offset_s = 0.0
+        self._last_raw_s: float | None = None
+        self._last_s = 0.0
+
+    def __call__(self, raw_s: float) -> float:
+        if self._last_raw_s is not None and raw_s < self._last_raw_s:
+            self._offset_s = self._last_s + self._frame_s - raw_s
+        self._last_raw_s = raw_s
+        self._last_s = raw_s + self._offset_s
+        return self._last_s
 
 
 def _av() -> Any:
@@ -94,6 +116,7 @@ class NetworkReader:
                  read_timeout_s: float = 10.0) -> None:
         av = _av()
         self.name = redact_url(url)
+        self._url = url
         self.read_timeout_s = float(read_timeout_s)
         self.stalled = False
         options = {"rtsp_transport": "tcp"} if urlsplit(url).scheme.lower() in (
@@ -104,53 +127,71 @@ class NetworkReader:
         except (av.FFmpegError, OSError) as err:
             raise CaptureError(f"{self.name}: cannot open stream ({_reason(err, url)}): "
                                "unreachable, refused, or not a video") from err
+        try:
+            self._describe()
+        except BaseException:
+            self.close()
+            raise
+        # Every track is read, so that audio still flowing cannot hide a frozen picture: the
+        # read timeout alone restarts with each packet of any track.
+        self._packets = self._container.demux()
+        self._last_pts_s: float | None = None
+        self.arrived_mono_s = time.monotonic()
+        self._clock = DisplayClock(self.fps)
+
+    def _describe(self) -> None:
         if not self._container.streams.video:
-            self._container.close()
             raise CaptureError(f"{self.name}: the stream has no video track")
         self._stream = self._container.streams.video[0]
         context = self._stream.codec_context
+        if context is None:
+            raise CaptureError(f"{self.name}: FFmpeg has no decoder for its video codec")
         self.codec = context.name or "?"
         self.width, self.height = int(context.width or 0), int(context.height or 0)
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
         self.reorders = bool(getattr(context, "has_b_frames", 0))
-        self.arrived_mono_s = time.monotonic()
-        self._packets = self._container.demux(self._stream)
-        self._last_pts_s: float | None = None
-        self._opened_mono_s = time.monotonic()
 
     def _next_packet(self) -> Any | None:
-        """The next demuxed packet with data; None at the end, on a drop or a stall."""
+        """The next video packet with data; None at the end, on a drop or a stall (no video
+        for the read timeout)."""
         av = _av()
         began_s = time.monotonic()
-        try:
-            packet = next(self._packets, None)
-        except (av.FFmpegError, OSError) as err:
-            self.stalled = time.monotonic() - began_s >= 0.9 * self.read_timeout_s
-            logger.debug("%s: read ended: %s", self.name, err)
-            return None
-        if packet is None or packet.size == 0:  # the flush packet FFmpeg ends a stream with
-            return None
-        self.arrived_mono_s = time.monotonic()
-        return packet
+        while True:
+            try:
+                packet = next(self._packets, None)
+            except (av.FFmpegError, OSError) as err:
+                self.stalled = time.monotonic() - began_s >= 0.9 * self.read_timeout_s
+                logger.debug("%s: read ended: %s", self.name, _reason(err, self._url))
+                return None
+            if packet is None:
+                return None
+            if packet.stream_index != self._stream.index:
+                if time.monotonic() - began_s >= self.read_timeout_s:
+                    self.stalled = True  # other tracks flow, the picture does not
+                    return None
+                continue
+            if packet.size == 0:  # the flush packet FFmpeg ends a stream with
+                return None
+            self.arrived_mono_s = time.monotonic()
+            return packet
 
-    def _seconds(self, pts: int | None, time_base: Any) -> float:
-        """Seconds on the stream's clock, never decreasing; the first packets of an RTSP
-        stream have no time yet: they count on from the last one (or from 0)."""
+    def _packet_seconds(self, pts: int | None, time_base: Any) -> float:
+        """A packet's time in seconds, as sent (decode order: it may step back with
+        B-frames); the first packets of an RTSP stream have none yet and count on from the
+        last one (or from 0)."""
         if pts is not None and time_base:
             seconds = float(pts * time_base)
         elif self._last_pts_s is None:
             seconds = 0.0
         else:
             seconds = self._last_pts_s + (1.0 / self.fps if self.fps else 0.04)
-        if self._last_pts_s is not None and seconds < self._last_pts_s:
-            seconds = self._last_pts_s  # a camera's clock stepped back: hold, never reverse
         self._last_pts_s = seconds
         return seconds
 
     def close(self) -> None:
         container, self._container = getattr(self, "_container", None), None
-        self._packets = None
+        self._packets = self._stream = None
         if container is not None:
             container.close()
 
@@ -175,9 +216,17 @@ class PacketReader(NetworkReader):
     def __init__(self, url: str, open_timeout_s: float = 10.0,
                  read_timeout_s: float = 10.0) -> None:
         super().__init__(url, open_timeout_s, read_timeout_s)
+        self._queue: list[Any] = []
+        self._started = False
+        try:
+            self._set_up_for_nvdec()
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up_for_nvdec(self) -> None:
         self.nvdec_codec = NVDEC_CODECS.get(self.codec, "")
         if not self.nvdec_codec:
-            self.close()
             raise UnsupportedCodec(f"{self.name}: codec {self.codec} is not one NVDEC decodes "
                                    f"from a network stream here "
                                    f"({', '.join(sorted(NVDEC_CODECS))})")
@@ -193,13 +242,12 @@ class PacketReader(NetworkReader):
         # RTSP cameras often send the parameter sets only in the SDP (sprop-parameter-sets),
         # never in band; a decoder needs them in front of the first keyframe.
         self.parameter_sets = extradata
-        self._started = False
-        self._queue: list[Any] = []
 
     def read(self) -> Packet | None:
         """The next packet; None when the stream ended, dropped or stalled (see ``stalled``).
 
-        Packets before the first keyframe are skipped: nothing can decode them.
+        Packets before the first keyframe are skipped: nothing can decode them. ``pts_s`` is
+        the packet's own time (decode order), for the decoder to hand back in display order.
         """
         while True:
             packet = self._filtered()
@@ -209,7 +257,7 @@ class PacketReader(NetworkReader):
             if not self._started and not key:
                 continue
             self._started = True
-            pts_s = self._seconds(packet.pts, packet.time_base)
+            pts_s = self._packet_seconds(packet.pts, packet.time_base)
             data = np.frombuffer(packet, np.uint8)
             if key and self.parameter_sets:
                 data = np.concatenate([np.frombuffer(self.parameter_sets, np.uint8), data])
@@ -218,12 +266,21 @@ class PacketReader(NetworkReader):
     def _filtered(self) -> Any | None:
         if self._filter is None:
             return self._next_packet()
+        av = _av()
         while not self._queue:
             packet = self._next_packet()
             if packet is None:
                 return None
-            self._queue.extend(self._filter.filter(packet))
+            try:
+                self._queue.extend(self._filter.filter(packet))
+            except av.FFmpegError as err:  # a damaged packet: skip it, the next GOP heals
+                logger.debug("%s: unfilterable packet skipped: %s", self.name,
+                             _reason(err, self._url))
         return self._queue.pop(0)
+
+    def close(self) -> None:
+        self._filter, self._queue = None, []
+        super().close()
 
 
 class FrameReader(NetworkReader):
@@ -250,13 +307,18 @@ class FrameReader(NetworkReader):
             try:
                 self._pending.extend(self._stream.codec_context.decode(packet))
             except av.FFmpegError as err:  # a damaged picture: skip it, as a player would
-                logger.debug("%s: undecodable packet skipped: %s", self.name, err)
+                logger.debug("%s: undecodable packet skipped: %s", self.name,
+                             _reason(err, self._url))
         frame = self._pending.pop(0)
-        return (frame.to_ndarray(format="bgr24"), self._seconds(frame.pts, frame.time_base),
-                self.arrived_mono_s)
+        pts_s = self._clock(self._packet_seconds(frame.pts, frame.time_base))
+        return frame.to_ndarray(format="bgr24"), pts_s, self.arrived_mono_s
+
+    def close(self) -> None:
+        self._pending = []
+        super().close()
 
 
 def _reason(err: Exception, url: str) -> str:
     """FFmpeg's error text without the URL it often repeats (which may hold a password)."""
     text = str(err).replace(url, redact_url(url))
-    return text.split(": '")[0] if ": '" in text else text
+    return redact_url(text.split(": '")[0] if ": '" in text else text)

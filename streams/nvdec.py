@@ -52,6 +52,11 @@ from streams.redact import redact_url
 logger = logging.getLogger(__name__)
 
 
+class NvdecRefused(CaptureError):
+    """The source opened, but NVDEC would not create a decoder for it or decode it (a profile,
+    size or chroma format it lacks, or no decoder session left): decode on the CPU instead."""
+
+
 def _import_nvc() -> Any:
     """PyNvVideoCodec, or CaptureError saying why it is unusable."""
     try:
@@ -234,7 +239,8 @@ class NvdecReader:
             # packet is in, instead of NVDEC's default hold-back of a few pictures (at 30 fps,
             # up to 4 x 33 ms more from camera to result).
             self.low_latency = (self._network is not None and not self._network.reorders
-                                and hasattr(nvc, "DisplayDecodeLatencyType"))
+                                and hasattr(nvc, "DisplayDecodeLatencyType")
+                                and hasattr(nvc, "VideoPacketFlag"))
             extra = {"latency": nvc.DisplayDecodeLatencyType.LOW} if self.low_latency else {}
             self._decoder = nvc.CreateDecoder(
                 gpuid=self.gpu_id, codec=self.codec, cudacontext=self._context_handle(),
@@ -245,6 +251,9 @@ class NvdecReader:
                 self._network.close()
             if isinstance(err, CaptureError):
                 raise
+            if self._network is not None:  # the camera answered; NVDEC is what said no
+                raise NvdecRefused(f"{self._name}: NVDEC cannot decode this stream "
+                                   f"({redact_url(str(err))})") from err
             raise CaptureError(f"{self._name}: NVDEC cannot open it ({err}); not a video, "
                                "an unsupported codec, or unreachable") from err
         if self._network is not None:
@@ -307,7 +316,8 @@ class NvdecReader:
                 if self._flush_packet_sent:
                     self._ended = True
                     continue
-                raise CaptureError(f"{self._name}: NVDEC decode failed: {err}") from err
+                raise NvdecRefused(f"{self._name}: NVDEC decode failed: "
+                                   f"{redact_url(str(err))}") from err
             self._pending.extend(frames)
         return self._pending.popleft()
 
@@ -378,7 +388,8 @@ class NvdecReader:
         if stamp is None or not self._timebase_s:
             return index / self.fps if self.fps else 0.0
         raw_s = float(stamp) * self._timebase_s
-        if self.loop and index and raw_s < self._last_raw_s:  # looped: keep pts increasing
+        # A file looped, or a camera's clock stepped back: carry on from the last time.
+        if (self.loop or self.network) and index and raw_s < self._last_raw_s:
             frame_s = 1.0 / self.fps if self.fps else 1e-3
             self._pts_offset_s = self._last_pts_s + frame_s - raw_s
         self._last_raw_s = raw_s

@@ -23,6 +23,7 @@ import zmq
 
 from streams.config import Config
 from streams.profiling import thread_cpu_seconds
+from streams.shutdown import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,11 @@ def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint:
                         datefmt="%H:%M:%S")
     reporter = Reporter(report_endpoint, index)
     try:
-        raise SystemExit(_serve(index, config, stream_ids, bus_endpoint, reporter,
-                                lambda: stop.is_set() or terminated.is_set()))
+        code = _serve(index, config, stream_ids, bus_endpoint, reporter,
+                      lambda: stop.is_set() or terminated.is_set())
     finally:
         reporter.close()
+    raise SystemExit(exit_process(code))
 
 
 def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,

@@ -135,7 +135,7 @@ def test_codecs_nvdec_does_not_take_fall_back_to_opencv_with_the_reason(assets, 
 
     ffv1 = tmp_path / "street-ffv1.mkv"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(assets.videos["bikes.mp4"]), "-t",
-                    "2", "-c:v", "ffv1", str(ffv1)], check=True)
+                    "6", "-c:v", "ffv1", str(ffv1)], check=True)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -60,7 +60,7 @@ def test_camera_on_nvdec_survives_kill_restart_and_freeze(assets, rtsp_server, t
     # From the packet's arrival to the decoded picture, with NVDEC's low-latency mode: a few
     # milliseconds, not the frame interval (40 ms) the reader used to wait for the camera.
     decode_ms = sorted(m["latency_ms"]["decode"] for m in collector.of("det", "cam1"))
-    assert decode_ms[len(decode_ms) // 2] < 15, decode_ms[::50]
+    assert decode_ms[len(decode_ms) // 2] < 25, decode_ms[::50]
     seqs = [m["seq"] for m in collector.of("det", "cam1")]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert states(collector, "cam1")[-1] == "ended"

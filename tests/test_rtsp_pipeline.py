@@ -74,7 +74,7 @@ def test_camera_killed_and_restarted_while_other_stream_flows(assets, rtsp_serve
     # A camera frame's latency counts from when its packet arrived, not from when the capture
     # thread began waiting for the camera (that wait, up to a frame interval, is no latency).
     decode_ms = sorted(m["latency_ms"]["decode"] for m in collector.of("det", "cam1"))
-    assert decode_ms[len(decode_ms) // 2] < 15, decode_ms
+    assert decode_ms[len(decode_ms) // 2] < 25, decode_ms  # the frame interval is 40 ms
     assert states(collector, "cam1")[:2] == ["connecting", "live"]
     assert states(collector, "cam1")[-1] == "ended"
 

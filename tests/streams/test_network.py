@@ -79,6 +79,9 @@ def test_mp4_packets_are_converted_to_annex_b(assets, tmp_path):
         assert not reader.parameter_sets  # MP4 extradata: the filter puts them in band
         packets = read_packets(reader, 1000)
     assert len(packets) == 250 and packets[0].key
+    # Decode order with B-frames: times step back and forth, but each picture has its own
+    # (NVDEC hands them back in display order).
+    assert len({p.pts_s for p in packets}) == 250
     stream = tmp_path / "bikes.h264"
     stream.write_bytes(b"".join(p.data.tobytes() for p in packets))
     assert decoded_frames(stream) == 250
@@ -92,7 +95,7 @@ def test_a_codec_nvdec_does_not_take_is_named(tmp_path):
         PacketReader(str(clip))
 
 
-def test_unreachable_camera_fails_within_the_open_timeout_and_hides_the_password():
+def test_a_refused_camera_fails_at_once_and_hides_the_password():
     url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/nothing"
     began = time.monotonic()
     with pytest.raises(CaptureError, match="cannot open stream") as err:
@@ -156,3 +159,12 @@ def test_frames_decoded_on_the_cpu_are_the_clips_pictures(rtsp_server, rtsp_clip
         # but for the YUV->BGR conversion's rounding.
         best = min(float(np.abs(image.astype(np.int16) - p).mean()) for p in pictures)
         assert best < 1.5, best
+
+
+def test_display_clock_carries_on_when_a_camera_clock_steps_back():
+    from streams.network import DisplayClock
+
+    clock = DisplayClock(25)
+    times = [clock(t) for t in (0.0, 0.04, 0.08, 100.0, 100.04, 0.0, 0.04)]
+    assert times[:5] == [0.0, 0.04, 0.08, 100.0, 100.04]
+    assert times[5] == pytest.approx(100.08) and times[6] == pytest.approx(100.12)
