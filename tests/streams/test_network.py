@@ -55,6 +55,7 @@ def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_serve
     with PacketReader(server.url, open_timeout_s=10, read_timeout_s=5) as reader:
         assert (reader.nvdec_codec, reader.width, reader.height) == ("H264", *size)
         assert reader.parameter_sets  # the SDP's sprop-parameter-sets, in Annex B form
+        assert not reader.reorders  # no B-frames, like a camera: NVDEC may run low-latency
         packets = read_packets(reader, 60)
     assert len(packets) == 60
     # The server's clients join at a keyframe; its packet carries SPS (7) and PPS (8) in front
@@ -77,6 +78,7 @@ def test_mp4_packets_are_converted_to_annex_b(assets, tmp_path):
         assert (reader.nvdec_codec, reader.width, reader.height, reader.fps) == (
             "H264", 640, 272, 25)
         assert not reader.parameter_sets  # MP4 extradata: the filter puts them in band
+        assert reader.reorders  # High profile with B-frames: NVDEC must keep its hold-back
         packets = read_packets(reader, 1000)
     assert len(packets) == 250 and packets[0].key
     # Decode order with B-frames: times step back and forth, but each picture has its own
