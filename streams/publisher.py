@@ -36,11 +36,15 @@ class Publisher:
         self.config = config
         self.stats = stats
         self._authenticator = None
+        # Its own context unless given one: close() terminates it, which is what waits (up to
+        # the linger) until the last messages, such as each stream's "ended", are on the wire.
+        self._owns_context = context is None
+        self._context = context or zmq.Context()
         if config.curve is not None and not connect:
             # The ZAP authenticator is per context: a CURVE publisher gets its own.
-            context = zmq.Context()
-            self._authenticator = start_authenticator(context, config.curve)
-        self._context = context or zmq.Context.instance()
+            if not self._owns_context:
+                self._context, self._owns_context = zmq.Context(), True
+            self._authenticator = start_authenticator(self._context, config.curve)
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
         if connect:
             self._socket = _sending_socket(self._context, zmq.PUB, config)
@@ -89,6 +93,7 @@ class Publisher:
         self._socket.close(linger=500)
         if self._authenticator is not None:
             self._authenticator.stop()
+        if self._owns_context:
             self._context.term()
 
 
