@@ -15,6 +15,7 @@ from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.options import EngineOptions
 from processors.detections import Detections
 from processors.letterbox import Letterbox, preprocess_into
+from processors.nms import box_iou
 from processors.yolo import decode_yolo, decode_yolo_batch
 
 # Bikes (640x272, letterboxed top/bottom) and carphone (176x144, left/right) interleaved, so
@@ -24,19 +25,7 @@ FRAMES = [("bikes.mp4", 0), ("carphone_pristine.mp4", 0), ("bikes.mp4", 60),
           ("bikes.mp4", 200), ("carphone_pristine.mp4", 90)]
 
 
-# --- the previous per-frame implementation (reference) ------------------------------------------
-
-
-def ref_box_iou(box_xyxy, boxes_xyxy):
-    x1 = np.maximum(box_xyxy[0], boxes_xyxy[:, 0])
-    y1 = np.maximum(box_xyxy[1], boxes_xyxy[:, 1])
-    x2 = np.minimum(box_xyxy[2], boxes_xyxy[:, 2])
-    y2 = np.minimum(box_xyxy[3], boxes_xyxy[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box_xyxy[2] - box_xyxy[0]) * (box_xyxy[3] - box_xyxy[1])
-    areas = (boxes_xyxy[:, 2] - boxes_xyxy[:, 0]) * (boxes_xyxy[:, 3] - boxes_xyxy[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+# --- the previous per-frame implementation (reference; box_iou is unchanged) ------------------
 
 
 def ref_nms(xyxy, scores, class_ids, iou_threshold, max_detections=300):
@@ -50,7 +39,7 @@ def ref_nms(xyxy, scores, class_ids, iou_threshold, max_detections=300):
         best = order[0]
         keep.append(int(best))
         rest = order[1:]
-        order = rest[ref_box_iou(shifted[best], shifted[rest]) <= iou_threshold]
+        order = rest[box_iou(shifted[best], shifted[rest]) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
