@@ -29,17 +29,6 @@ def test_nvdec_available_always_answers_with_a_reason():
     assert isinstance(ok, bool) and reason
 
 
-@pytest.fixture(scope="module")
-def cuda_helpers():
-    ok, reason = nvdec_available()
-    if not ok:
-        pytest.skip(reason)
-    from engines import cuda
-
-    cuda.set_device(0)
-    return cuda
-
-
 def read_all(reader: NvdecReader, keep=()) -> tuple[list[float], list[tuple[int, int]], dict]:
     """Decode to the end, releasing every surface; returns pts, sizes, kept host planes."""
     pts, sizes, kept = [], [], {}

@@ -15,24 +15,13 @@ import subprocess
 import cv2
 import pytest
 
-from streams.nvdec import NvdecReader, nvdec_available
+from streams.nvdec import NvdecReader
 from tests.support.gpu import download_nv12
 from tests.support.rtsp import ffmpeg_exe
 
 pytestmark = pytest.mark.gpu
 
 LEAK_BOUND_MIB = 16
-
-
-@pytest.fixture(scope="module")
-def cuda_helpers():
-    ok, reason = nvdec_available()
-    if not ok:
-        pytest.skip(reason)
-    from engines import cuda
-
-    cuda.set_device(0)
-    return cuda
 
 
 def ffmpeg_frames(clip) -> tuple[dict[str, int], int, tuple[int, int]]:
