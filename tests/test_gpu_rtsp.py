@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import Collector, free_port, start_cli, write_config
 from tests.support.rtsp import make_test_clip
 from tests.test_gpu_pipeline import tensorrt_ready
-from tests.test_rtsp_pipeline import CAPTURE, count, states, stop
+from tests.test_rtsp_pipeline import CAPTURE, count, restart_and_expect_detections, states, stop
 
 pytestmark = [pytest.mark.gpu, pytest.mark.rtsp,
               pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready()))]
@@ -48,10 +48,7 @@ def test_camera_on_nvdec_survives_kill_restart_and_freeze(assets, rtsp_server, t
         assert collector.wait_for(lambda c: any(
             "stalled" in (m.get("reason") or "") for m in c.of("status", "cam1")), 15), \
             collector.of("status", "cam1")
-        server.kill()
-        server.restart()
-        cam_before = count(collector, "det", "cam1")
-        assert collector.wait_for(lambda c: count(c, "det", "cam1") >= cam_before + 25, 30)
+        restart_and_expect_detections(server, collector, "cam1", 25)
     finally:
         stop(process, collector)
     assert set(live_decoders(collector, "cam1")) == {"nvdec"}

@@ -38,6 +38,16 @@ def run_with_camera(tmp_path, assets, camera_url):
     return collector, start_cli("run", str(config), "--no-live")
 
 
+def restart_and_expect_detections(server, collector, stream: str, more: int) -> None:
+    """Kill the (possibly frozen) camera, bring it back on the same URL, and wait until
+    ``more`` new detections arrive from it."""
+    server.kill()
+    server.restart()
+    before = count(collector, "det", stream)
+    assert collector.wait_for(lambda c: count(c, "det", stream) >= before + more, 30), \
+        states(collector, stream)
+
+
 def stop(process, collector):
     try:
         if process.poll() is None:
@@ -94,9 +104,6 @@ def test_frozen_camera_is_noticed_by_the_stall_watchdog(assets, rtsp_server, str
         assert "stalled" in retry["reason"], retry
         # read_timeout_s is 2: the stall is noticed within about one timeout, not three.
         assert noticed_s < 2 * CAPTURE["read_timeout_s"] + 1.5, noticed_s
-        server.kill()
-        server.restart()
-        cam_before = count(collector, "det", "cam1")
-        assert collector.wait_for(lambda c: count(c, "det", "cam1") >= cam_before + 10, 30)
+        restart_and_expect_detections(server, collector, "cam1", 10)
     finally:
         stop(process, collector)
