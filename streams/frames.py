@@ -45,3 +45,26 @@ class Frame:
         read it (no-op for host frames)."""
         if self.surface is not None:
             self.surface.release(stream)
+
+
+class DisplayClock:
+    """Presentation times of pictures in display order, made never to decrease.
+
+    A looping file starts its times again, and a camera's clock can step back (it rebooted, or
+    the first packets had no time and counted up from 0); from then on times are shifted so
+    that they carry on from the last one, a frame later, instead of repeating old values (which
+    an ``fps`` cap would drop).
+    """
+
+    def __init__(self, fps: float) -> None:
+        self._frame_s = 1.0 / fps if fps else 0.04
+        self._offset_s = 0.0
+        self._last_raw_s: float | None = None
+        self._last_s = 0.0
+
+    def __call__(self, raw_s: float) -> float:
+        if self._last_raw_s is not None and raw_s < self._last_raw_s:
+            self._offset_s = self._last_s + self._frame_s - raw_s
+        self._last_raw_s = raw_s
+        self._last_s = raw_s + self._offset_s
+        return self._last_s

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from streams.errors import CaptureError
+from streams.frames import DisplayClock
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -60,28 +61,6 @@ class Packet:
     key: bool
     arrived_mono_s: float
     owner: Any = None
-
-
-class DisplayClock:
-    """Presentation times of pictures in display order, made never to decrease.
-
-    A camera's clock can step back (it rebooted, or the first packets had no time and counted
-    up from 0); from then on times are shifted so that they carry on from the last one, a
-    frame later, instead of repeating old values (which an ``fps`` cap would drop).
-    """
-
-    def __init__(self, fps: float) -> None:
-        self._frame_s = 1.0 / fps if fps else 0.04
-        self._offset_s = 0.0
-        self._last_raw_s: float | None = None
-        self._last_s = 0.0
-
-    def __call__(self, raw_s: float) -> float:
-        if self._last_raw_s is not None and raw_s < self._last_raw_s:
-            self._offset_s = self._last_s + self._frame_s - raw_s
-        self._last_raw_s = raw_s
-        self._last_s = raw_s + self._offset_s
-        return self._last_s
 
 
 def _av() -> Any:
@@ -135,6 +114,7 @@ class NetworkReader:
         # Every track is read, so that audio still flowing cannot hide a frozen picture: the
         # read timeout alone restarts with each packet of any track.
         self._packets = self._container.demux()
+        self._started = False  # a keyframe has been read
         self._last_pts_s: float | None = None
         self.arrived_mono_s = time.monotonic()
         self._clock = DisplayClock(self.fps)
@@ -153,8 +133,8 @@ class NetworkReader:
         self.reorders = bool(getattr(context, "has_b_frames", 0))
 
     def _next_packet(self) -> Any | None:
-        """The next video packet with data; None at the end, on a drop or a stall (no video
-        for the read timeout)."""
+        """The next video packet with data, from the first keyframe on; None at the end, on a
+        drop or a stall (no video for the read timeout)."""
         av = _av()
         began_s = time.monotonic()
         while True:
@@ -173,6 +153,9 @@ class NetworkReader:
                 continue
             if packet.size == 0:  # the flush packet FFmpeg ends a stream with
                 return None
+            if not self._started and not packet.is_keyframe:
+                continue  # joined mid-GOP: nothing can decode these
+            self._started = True
             self.arrived_mono_s = time.monotonic()
             return packet
 
@@ -217,7 +200,6 @@ class PacketReader(NetworkReader):
                  read_timeout_s: float = 10.0) -> None:
         super().__init__(url, open_timeout_s, read_timeout_s)
         self._queue: list[Any] = []
-        self._started = False
         try:
             self._set_up_for_nvdec()
         except BaseException:
@@ -249,19 +231,15 @@ class PacketReader(NetworkReader):
         Packets before the first keyframe are skipped: nothing can decode them. ``pts_s`` is
         the packet's own time (decode order), for the decoder to hand back in display order.
         """
-        while True:
-            packet = self._filtered()
-            if packet is None:
-                return None
-            key = bool(packet.is_keyframe)
-            if not self._started and not key:
-                continue
-            self._started = True
-            pts_s = self._packet_seconds(packet.pts, packet.time_base)
-            data = np.frombuffer(packet, np.uint8)
-            if key and self.parameter_sets:
-                data = np.concatenate([np.frombuffer(self.parameter_sets, np.uint8), data])
-            return Packet(data, pts_s, key, self.arrived_mono_s, packet)
+        packet = self._filtered()
+        if packet is None:
+            return None
+        key = bool(packet.is_keyframe)
+        pts_s = self._packet_seconds(packet.pts, packet.time_base)
+        data = np.frombuffer(packet, np.uint8)
+        if key and self.parameter_sets:
+            data = np.concatenate([np.frombuffer(self.parameter_sets, np.uint8), data])
+        return Packet(data, pts_s, key, self.arrived_mono_s, packet)
 
     def _filtered(self) -> Any | None:
         if self._filter is None:
@@ -290,7 +268,6 @@ class FrameReader(NetworkReader):
                  read_timeout_s: float = 10.0) -> None:
         super().__init__(url, open_timeout_s, read_timeout_s)
         self._pending: list[Any] = []
-        self._started = False
 
     def read(self) -> tuple[np.ndarray, float, float] | None:
         """(BGR image, pts in seconds, arrival) of the next picture; None when the stream
@@ -301,9 +278,6 @@ class FrameReader(NetworkReader):
             packet = self._next_packet()
             if packet is None:
                 return None
-            if not self._started and not packet.is_keyframe:
-                continue  # joined mid-GOP: these would decode to grey smears
-            self._started = True
             try:
                 self._pending.extend(self._stream.codec_context.decode(packet))
             except av.FFmpegError as err:  # a damaged picture: skip it, as a player would

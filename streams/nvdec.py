@@ -46,6 +46,7 @@ from typing import Any
 from engines import cuda
 from processors.gpu_preprocess import DeviceNV12
 from streams.errors import CaptureError, EngineError
+from streams.frames import DisplayClock
 from streams.network import PacketReader
 from streams.redact import redact_url
 
@@ -206,8 +207,6 @@ class NvdecReader:
         self.acquire_timeout_s = float(acquire_timeout_s)
         self.loop = bool(loop) and not self.network
         self.loops = 0  # completed passes over the file
-        self._pts_offset_s = 0.0
-        self._last_pts_s = self._last_raw_s = 0.0
         try:
             cuda.set_device(self.gpu_id)
         except EngineError as err:
@@ -269,6 +268,7 @@ class NvdecReader:
             den = _call(self._demuxer, "GetTimebaseDen", 0)
             self._timebase_s = float(num) / float(den) if num and den else 0.0
             self._packets = iter(self._demuxer)
+        self._clock = DisplayClock(self.fps)
         self._flush_packet_sent = False
         logger.debug("%s: NVDEC %sx%s at %.3g fps, codec %s", self._name, self.width,
                      self.height, self.fps, self.codec)
@@ -387,14 +387,8 @@ class NvdecReader:
         stamp = getattr(frame, "timestamp", None)
         if stamp is None or not self._timebase_s:
             return index / self.fps if self.fps else 0.0
-        raw_s = float(stamp) * self._timebase_s
-        # A file looped, or a camera's clock stepped back: carry on from the last time.
-        if (self.loop or self.network) and index and raw_s < self._last_raw_s:
-            frame_s = 1.0 / self.fps if self.fps else 1e-3
-            self._pts_offset_s = self._last_pts_s + frame_s - raw_s
-        self._last_raw_s = raw_s
-        self._last_pts_s = raw_s + self._pts_offset_s
-        return self._last_pts_s
+        # A file looped, or a camera's clock stepped back: the clock carries on from the last.
+        return self._clock(float(stamp) * self._timebase_s)
 
     # --- the surface pool ------------------------------------------------------------------
 

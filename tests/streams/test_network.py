@@ -164,7 +164,7 @@ def test_frames_decoded_on_the_cpu_are_the_clips_pictures(rtsp_server, rtsp_clip
 
 
 def test_display_clock_carries_on_when_a_camera_clock_steps_back():
-    from streams.network import DisplayClock
+    from streams.frames import DisplayClock
 
     clock = DisplayClock(25)
     times = [clock(t) for t in (0.0, 0.04, 0.08, 100.0, 100.04, 0.0, 0.04)]
