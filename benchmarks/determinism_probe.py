@@ -25,7 +25,7 @@ def main() -> int:
     from engines.options import EngineOptions
     from engines.tensorrt_engine import TensorRTEngine, TensorRTSlot
     from streams.assets import fetch_assets
-    from streams.nvdec import NvdecReader
+    from streams.capture.nvdec import NvdecReader
     from tests.support.chain import run_chain
 
     assets = fetch_assets()

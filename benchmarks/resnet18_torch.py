@@ -8,7 +8,7 @@ and opset 17 (the newest TensorRT 8.6 reads).
 Two timings per precision and batch size, both with ``torch.backends.cudnn.benchmark``:
   device:  input already on the GPU, one forward, synchronize (what articles usually time);
   host:    pinned host input -> GPU, forward, output -> host, synchronize (what the
-           streams slot API does per batch, so it compares with ``streams.bench_engine``).
+           streams slot API does per batch, so it compares with ``streams.bench.engine``).
 
 usage: python3 benchmarks/resnet18_torch.py --onnx /tmp/resnet18.onnx --batch 1,8,32 \
            --json torch.json

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ResNet-18 (torchvision, random weights) side by side on one GPU, in one run:
 #   1. PyTorch eager (fp32, fp16) under a Python with torch, which also exports the ONNX;
-#   2. TensorRT through streams.bench_engine (fp32, fp16; with and without CUDA graphs),
+#   2. TensorRT through streams.bench.engine (fp32, fp16; with and without CUDA graphs),
 #      engines built at optimization level 0, plus the bare TensorRT loop;
 #   3. a side-by-side table (benchmarks/resnet18_report.py).
 #
@@ -32,9 +32,9 @@ echo "== TensorRT"
   common=(--model "$work/resnet18.onnx" --backend tensorrt --batch "$batches"
           --max-batch "$max_batch" --opt-level 0 --iters "$iters" --cache-dir "$work/engines")
   for precision in fp32 fp16; do
-    python3 -m streams.bench_engine "${common[@]}" --precision "$precision" \
+    python3 -m streams.bench.engine "${common[@]}" --precision "$precision" \
       --json "$work/trt_${precision}.json"
-    python3 -m streams.bench_engine "${common[@]}" --precision "$precision" --cuda-graphs \
+    python3 -m streams.bench.engine "${common[@]}" --precision "$precision" --cuda-graphs \
       --json "$work/trt_${precision}_graphs.json"
     python3 benchmarks/trt_bare_loop.py --model "$work/resnet18.onnx" --precision "$precision" \
       --batch "$batches" --max-batch "$max_batch" --opt-level 0 --iters "$iters" \

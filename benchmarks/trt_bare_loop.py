@@ -1,8 +1,8 @@
-"""Bare TensorRT loop: the reference that ``streams.bench_engine`` is compared against.
+"""Bare TensorRT loop: the reference that ``streams.bench.engine`` is compared against.
 
 One execution context, one CUDA stream, device buffers only: ``execute_async_v3`` in a loop,
 without the slot API, host copies or Python bookkeeping. It loads the same cached engine as
-``python -m streams.bench_engine`` given the same options, so the two measure one engine.
+``python -m streams.bench.engine`` given the same options, so the two measure one engine.
 
 Per batch size it reports:
   exec latency   one execute, then a stream sync (median ms);

@@ -1,4 +1,4 @@
-from streams.cli import main
-from streams.shutdown import exit_process
+from streams.cli.main import main
+from streams.runtime.shutdown import exit_process
 
 raise SystemExit(exit_process(main()))

@@ -108,7 +108,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class WorkersConfig:
-    """How many processes share the streams (see streams/supervisor.py).
+    """How many processes share the streams (see streams/scale/supervisor.py).
 
     One Python process tops out near 1,500 GPU-decoded frames/s: every frame costs some
     Python, and the GIL is one. ``processes: auto`` runs one process on the CPU backend (ONNX

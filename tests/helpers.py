@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.subscriber import Subscriber
+from streams.bus.subscriber import Subscriber
 from tests.support.rtsp import free_port  # noqa: F401  (one helper for every test)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from streams.messages import validate
+from streams.bus.messages import validate
 from tests.helpers import Collector, cleanup, free_port, iou, run_cli, start_cli, write_config
 
 # Hand-checked ground truth in bikes.mp4 (640x272, 25 fps): a cyclist in a black shirt rides
@@ -210,8 +210,8 @@ def test_subscribe_command_prints_validated_results(assets, tmp_path):
 def test_subscribe_reports_sequence_gaps(tmp_path):
     """A consumer can tell lost frames from seq: `streams subscribe` prints each gap."""
     from streams.config import PublishConfig
-    from streams.publisher import Publisher
-    from streams.stats import PipelineStats
+    from streams.bus.publisher import Publisher
+    from streams.runtime.stats import PipelineStats
 
     port = free_port()
     publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{port}", join_grace_ms=0),

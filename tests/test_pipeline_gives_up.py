@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import streams.pipeline
-from streams.app import build_runtime
+import streams.runtime.pipeline
+from streams.runtime.wiring import build_runtime
 from streams.config import load_config
 from tests.helpers import free_port, write_config
 
@@ -27,7 +27,7 @@ def test_twenty_failed_batches_in_a_row_stop_the_pipeline(assets, tmp_path, monk
     def broken(*_args, **_kwargs):
         raise RuntimeError("an illegal memory access was encountered")  # a sticky CUDA error
 
-    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", broken)
+    monkeypatch.setattr(streams.runtime.pipeline, "decode_yolo_batch", broken)
     reason, pipeline = run_bikes(assets, tmp_path, loop=True)
     assert reason.startswith("failed: 20 batches in a row failed"), reason
     assert "illegal memory access" in pipeline.fatal
@@ -35,7 +35,7 @@ def test_twenty_failed_batches_in_a_row_stop_the_pipeline(assets, tmp_path, monk
 
 
 def test_a_few_failed_batches_are_skipped(assets, tmp_path, monkeypatch):
-    real, failures, calls = streams.pipeline.decode_yolo_batch, 5, {"n": 0}
+    real, failures, calls = streams.runtime.pipeline.decode_yolo_batch, 5, {"n": 0}
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -43,7 +43,7 @@ def test_a_few_failed_batches_are_skipped(assets, tmp_path, monkeypatch):
             raise RuntimeError("one bad batch")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(streams.pipeline, "decode_yolo_batch", flaky)
+    monkeypatch.setattr(streams.runtime.pipeline, "decode_yolo_batch", flaky)
     reason, pipeline = run_bikes(assets, tmp_path, loop=False)
     assert reason == "all streams finished"
     assert pipeline.fatal is None

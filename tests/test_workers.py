@@ -1,4 +1,4 @@
-"""Streams split over worker processes (streams/supervisor.py), with real processes and sockets.
+"""Streams split over worker processes (streams/scale/supervisor.py), with real processes and sockets.
 
 What a subscriber sees must not change: one endpoint, every stream's ``det`` and ``status``,
 one merged ``stats``; a worker killed with SIGKILL takes down only its own streams, which
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from streams.config import parse_config
-from streams.messages import validate
-from streams.supervisor import resolve_processes, split_streams
+from streams.bus.messages import validate
+from streams.scale.supervisor import resolve_processes, split_streams
 from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
 
 

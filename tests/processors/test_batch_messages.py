@@ -1,4 +1,4 @@
-"""Per-batch message building (streams.messages.detection_items) gives byte-for-byte the JSON
+"""Per-batch message building (streams.bus.messages.detection_items) gives byte-for-byte the JSON
 that the per-frame builder gave, on real decoded detections and on rounding edge cases."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from processors.detections import Detections
 from processors.yolo import decode_yolo_batch
-from streams.messages import (
+from streams.bus.messages import (
     LATENCY_KEYS,
     SCHEMA_VERSION,
     decode,

@@ -14,7 +14,7 @@ OpenCV 5.0 of the GPU kit), plus one FP16 step near 1.0 on FP16 outputs:
   0.04-0.13): the conversion rounds (1) and then the resize rounds (1).
 - NV12 decoded by NVDEC against the frame OpenCV decoded itself: max 5, mean 1.5 (measured max
   4.0, mean 0.53 on bikes and 1.05 on carphone). H.264 decoding is bit-exact (NVDEC's planes
-  equal FFmpeg's, see tests/streams/test_nvdec.py), but OpenCV's frames come out of FFmpeg's
+  equal FFmpeg's, see tests/streams/capture/test_nvdec.py), but OpenCV's frames come out of FFmpeg's
   swscale table converter, which is on average 1.3 levels darker than exact BT.601 limited
   range (max 3 at full resolution, measured here too); the bilinear letterbox mixes such
   errors into at most 4. The kernel does the exact conversion, which ``cvtColor`` matches
@@ -376,12 +376,12 @@ def test_batch_size_is_checked(gpu):
 
 @pytest.fixture(scope="module")
 def nvdec(gpu):
-    from streams.nvdec import nvdec_available
+    from streams.capture.nvdec import nvdec_available
 
     ok, reason = nvdec_available()
     if not ok:
         pytest.skip(reason)
-    from streams.nvdec import NvdecReader
+    from streams.capture.nvdec import NvdecReader
 
     return NvdecReader
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.nvdec import nvdec_available
+from streams.capture.nvdec import nvdec_available
 
 
 @pytest.fixture(scope="module")

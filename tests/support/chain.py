@@ -68,7 +68,7 @@ def run_chain(engine, videos: dict[str, Path], *, serial: bool = False) -> Chain
     """
     from engines import cuda
     from processors.gpu_preprocess import GpuPreprocessor
-    from streams.nvdec import NvdecReader
+    from streams.capture.nvdec import NvdecReader
 
     rt = cuda.cudart()
     pre = GpuPreprocessor(engine.input_hw, engine.input_spec.dtype, engine.max_batch,

@@ -8,7 +8,7 @@ Two measurements per batch size, both on random input written once into every sl
   the pipeline's steady state, in images per second.
 
 Usage:
-    python -m streams.bench_engine --model yolov3-tiny.onnx --backend tensorrt \\
+    python -m streams.bench.engine --model yolov3-tiny.onnx --backend tensorrt \\
         --precision fp16 --batch 1,8,32,64 --iters 500 --opt-level 0 --json out.json
 """
 
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m streams.bench_engine`` (also used by ``streams bench-engine``)."""
+    """Options of ``python -m streams.bench.engine`` (also used by ``streams bench-engine``)."""
     defaults = EngineOptions()
     parser.add_argument("--model", type=Path, required=True, help="ONNX model")
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt")
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench_engine",
+    parser = argparse.ArgumentParser(prog="python -m streams.bench.engine",
                                      description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")

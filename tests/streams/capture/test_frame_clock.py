@@ -1,9 +1,9 @@
-"""Pacing of files played like cameras (streams.capture.FrameClock)."""
+"""Pacing of files played like cameras (streams.capture.worker.FrameClock)."""
 
 import threading
 import time
 
-from streams.capture import FrameClock
+from streams.capture.worker import FrameClock
 
 
 def test_schedule_starts_at_the_first_frame_not_when_the_reader_opened():

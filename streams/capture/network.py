@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from streams.errors import CaptureError
-from streams.frames import DisplayClock
+from streams.capture.frames import DisplayClock
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)

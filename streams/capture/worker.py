@@ -1,8 +1,8 @@
 """Capture workers: one thread per stream, reading a file or a network camera.
 
-Decoding is NVDEC's (frames stay on the GPU, :mod:`streams.nvdec`) when the pipeline runs on a
+Decoding is NVDEC's (frames stay on the GPU, :mod:`streams.capture.nvdec`) when the pipeline runs on a
 GPU, else on the CPU: OpenCV for files, PyAV (FFmpeg) for network streams, which are demuxed on
-the CPU either way (:mod:`streams.network`).
+the CPU either way (:mod:`streams.capture.network`).
 
 A worker never raises into the pipeline: every failure becomes a ``status`` event, and a
 network stream reconnects with exponential back-off (with jitter, capped) for as long as the
@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from streams.batcher import FrameBoard
+from streams.runtime.board import FrameBoard
 from streams.config import CaptureConfig, StreamConfig
 from streams.errors import CaptureError
-from streams.frames import Frame
+from streams.capture.frames import Frame
 from streams.redact import redact_url
-from streams.stats import StreamStats
+from streams.runtime.stats import StreamStats
 
 if TYPE_CHECKING:
-    from streams.network import FrameReader
-    from streams.nvdec import NvdecReader
+    from streams.capture.network import FrameReader
+    from streams.capture.nvdec import NvdecReader
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class CaptureWorker:
         Returns False if NVDEC decodes nothing from the file, so the caller can
         fall back to OpenCV.
         """
-        from streams.nvdec import NvdecReader
+        from streams.capture.nvdec import NvdecReader
 
         reader = NvdecReader(self.source, self._ctx.nvdec_gpu, loop=self.stream.loop)
         self._status("connecting")
@@ -304,11 +304,11 @@ class CaptureWorker:
         on the CPU; a codec NVDEC does not take switches this stream to the CPU for good, with
         the reason logged once.
         """
-        from streams.network import FrameReader, UnsupportedCodec
+        from streams.capture.network import FrameReader, UnsupportedCodec
 
         policy = self._ctx.capture
         if self._nvdec_refused is None and self._use_nvdec():
-            from streams.nvdec import NvdecReader, NvdecRefused
+            from streams.capture.nvdec import NvdecReader, NvdecRefused
 
             try:
                 reader = NvdecReader(self.source, self._ctx.nvdec_gpu,
@@ -359,7 +359,7 @@ class CaptureWorker:
         return f"stream {self.stream.id} ({redact_url(self.source)})"
 
     def _open(self) -> cv2.VideoCapture:
-        """The file, opened by OpenCV (network streams go through :mod:`streams.network`)."""
+        """The file, opened by OpenCV (network streams go through :mod:`streams.capture.network`)."""
         cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()

@@ -5,8 +5,8 @@ import time
 import zmq
 
 from streams.config import PublishConfig
-from streams.messages import topic
-from streams.stats import PipelineStats
+from streams.bus.messages import topic
+from streams.runtime.stats import PipelineStats
 from tests.helpers import Collector, free_port
 
 MESSAGES = 20_000
@@ -16,7 +16,7 @@ def test_stalled_subscriber_does_not_block_publisher_or_other_subscribers():
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     stats = PipelineStats()
-    from streams.publisher import Publisher
+    from streams.bus.publisher import Publisher
 
     publisher = Publisher(PublishConfig(endpoint=endpoint, sndhwm=1000, queue_size=100_000,
                                         join_grace_ms=0), stats)
@@ -56,7 +56,7 @@ def test_stalled_subscriber_does_not_block_publisher_or_other_subscribers():
 
 def test_full_queue_drops_and_counts_instead_of_blocking():
     stats = PipelineStats()
-    from streams.publisher import Publisher
+    from streams.bus.publisher import Publisher
 
     publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=1,
                                         join_grace_ms=0), stats)
@@ -73,7 +73,7 @@ def test_address_in_use_is_a_publish_error():
     import pytest
 
     from streams.errors import PublishError
-    from streams.publisher import Publisher
+    from streams.bus.publisher import Publisher
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     first = Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), PipelineStats())

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from engines.base import Engine, EngineSlot
 from processors.letterbox import Letterbox, preprocess_into
 from processors.yolo import decode_yolo_batch, detect_head_format
-from streams.batcher import FrameBoard
-from streams.capture import CaptureContext, CaptureWorker
+from streams.runtime.board import FrameBoard
+from streams.capture.worker import CaptureContext, CaptureWorker
 from streams.config import Config
 from streams.errors import EngineError
-from streams.frames import Frame
-from streams.messages import (
+from streams.capture.frames import Frame
+from streams.bus.messages import (
     detection_items,
     detection_message,
     stats_message,
     status_message,
     topic,
 )
-from streams.publisher import Publisher
-from streams.stats import PipelineStats, StreamStats
+from streams.bus.publisher import Publisher
+from streams.runtime.stats import PipelineStats, StreamStats
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Pipeline:
                 logger.warning("decoder nvdec needs the TensorRT backend (frames stay on the "
                                "GPU); decoding with OpenCV")
             return None
-        from streams.nvdec import nvdec_available
+        from streams.capture.nvdec import nvdec_available
 
         gpu = self.engine.device.index
         usable, reason = nvdec_available(gpu)

@@ -19,11 +19,11 @@ internal pool size; the copy costs nothing measurable: 8 sessions decode 1080p H
 same ~4,950 fps with or without it on an H100.)
 
 Files are demuxed by PyNvVideoCodec's own FFmpeg demuxer (``CreateDemuxer``). Network streams
-(RTSP and the like) are demuxed on the CPU by PyAV (:mod:`streams.network`), which has the TCP
+(RTSP and the like) are demuxed on the CPU by PyAV (:mod:`streams.capture.network`), which has the TCP
 transport and the open/read timeouts that ``CreateDemuxer`` lacks, and their packets are fed to
 the same NVDEC decoder. The caller falls back to OpenCV/FFmpeg decoding on the CPU when
 :func:`nvdec_available` says no or the reader cannot open (for a network stream whose codec
-NVDEC does not take, :class:`streams.network.UnsupportedCodec`).
+NVDEC does not take, :class:`streams.capture.network.UnsupportedCodec`).
 
 Example:
     ok, reason = nvdec_available()
@@ -46,8 +46,8 @@ from typing import Any
 from engines import cuda
 from processors.gpu_preprocess import DeviceNV12
 from streams.errors import CaptureError, EngineError
-from streams.frames import DisplayClock
-from streams.network import PacketReader
+from streams.capture.frames import DisplayClock
+from streams.capture.network import PacketReader
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)

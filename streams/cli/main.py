@@ -131,7 +131,7 @@ class _Signals:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from streams.config import load_config
-    from streams.supervisor import resolve_processes
+    from streams.scale.supervisor import resolve_processes
 
     config = load_config(args.config)
     signals = _Signals()
@@ -140,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if processes > 1:
         logger.info("workers.processes -> %d (%s)", processes, why)
         return _run_supervised(args, config, processes, signals)
-    from streams.app import build_runtime
+    from streams.runtime.wiring import build_runtime
 
     runtime = build_runtime(config)
     try:
@@ -151,8 +151,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _Signals) -> int:
-    """The streams split over worker processes, behind one relay (streams/supervisor.py)."""
-    from streams.supervisor import Supervisor
+    """The streams split over worker processes, behind one relay (streams/scale/supervisor.py)."""
+    from streams.scale.supervisor import Supervisor
 
     supervisor = Supervisor(config, processes, logging.getLogger().level)
     try:
@@ -167,13 +167,13 @@ def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> Non
 
     ``pipeline`` is a Pipeline or a Supervisor: both start, wait, stop and snapshot.
     """
-    from streams.display import LiveView, format_table
-    from streams.metrics import serve_metrics
+    from streams.cli.display import LiveView, format_table
+    from streams.bus.metrics import serve_metrics
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     view = None if args.no_live else LiveView(pipeline.snapshot)
     try:
-        from streams.supervisor import Supervisor
+        from streams.scale.supervisor import Supervisor
 
         if isinstance(pipeline, Supervisor):  # may wait minutes for worker 0's engine build
             pipeline.start(cancel=signals.stop)
@@ -201,8 +201,8 @@ def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> Non
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
-    from streams.messages import SchemaError, validate
-    from streams.subscriber import Subscriber
+    from streams.bus.messages import SchemaError, validate
+    from streams.bus.subscriber import Subscriber
 
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     last_seq: dict[str, int] = {}
@@ -259,7 +259,7 @@ def _describe(message: dict) -> str:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from streams.bench import run_bench
+    from streams.bench.pipeline import run_bench
 
     return run_bench(args)
 
@@ -301,7 +301,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from engines.tensorrt_build import build_engine_command
-    from streams.app import model_path
+    from streams.runtime.wiring import model_path
     from streams.config import load_config
 
     config = load_config(args.config)

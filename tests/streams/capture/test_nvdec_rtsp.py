@@ -15,7 +15,7 @@ import subprocess
 import cv2
 import pytest
 
-from streams.nvdec import NvdecReader
+from streams.capture.nvdec import NvdecReader
 from tests.support.gpu import download_nv12
 from tests.support.rtsp import ffmpeg_exe
 

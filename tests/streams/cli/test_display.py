@@ -1,6 +1,6 @@
 import io
 
-from streams.display import LiveView, format_table
+from streams.cli.display import LiveView, format_table
 
 SNAPSHOT = {"uptime_s": 3.0,
             "streams": [{"stream": "cam1", "state": "live", "fps": 24.5, "p50_ms": 41.0,

@@ -3,8 +3,8 @@
 Why: a Python process tops out near 1,500 GPU-decoded frames/s (every frame costs some
 Python and there is one GIL; measured on an H100, docs/benchmarks.md), while one GPU decodes
 and infers several times that. So the streams are split over ``workers.processes``
-processes, each a whole :class:`~streams.pipeline.Pipeline` with its own engine. To
-subscribers nothing changes: one endpoint (the :class:`~streams.relay.Relay`), the same
+processes, each a whole :class:`~streams.runtime.pipeline.Pipeline` with its own engine. To
+subscribers nothing changes: one endpoint (the :class:`~streams.scale.relay.Relay`), the same
 ``det``/``status`` messages, one merged ``stats`` message, one ``/metrics`` and one live table.
 
 A worker that dies (a driver fault, the OOM killer) takes only its own streams down: they are
@@ -28,11 +28,11 @@ import zmq
 
 from streams.config import Config
 from streams.errors import StreamsError
-from streams.messages import stats_message, status_message, topic
-from streams.publisher import Publisher
-from streams.relay import Relay
-from streams.stats import PipelineStats
-from streams.worker import worker_main
+from streams.bus.messages import stats_message, status_message, topic
+from streams.bus.publisher import Publisher
+from streams.scale.relay import Relay
+from streams.runtime.stats import PipelineStats
+from streams.scale.worker_process import worker_main
 
 logger = logging.getLogger(__name__)
 

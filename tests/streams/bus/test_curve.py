@@ -7,9 +7,9 @@ import pytest
 
 from streams.config import CurveConfig, PublishConfig, parse_config
 from streams.errors import ConfigError
-from streams.publisher import Publisher
-from streams.stats import PipelineStats
-from streams.subscriber import Subscriber
+from streams.bus.publisher import Publisher
+from streams.runtime.stats import PipelineStats
+from streams.bus.subscriber import Subscriber
 from tests.helpers import free_port, run_cli
 
 

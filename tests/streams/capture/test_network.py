@@ -2,7 +2,7 @@
 
 The packets NVDEC is fed are checked the way a decoder sees them: written back to back as an
 H.264 elementary stream, FFmpeg must decode one picture per packet. (NVDEC decoding them is in
-``tests/streams/test_nvdec_rtsp.py``, GPU host only.)
+``tests/streams/capture/test_nvdec_rtsp.py``, GPU host only.)
 """
 
 import subprocess
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streams.errors import CaptureError
-from streams.network import FrameReader, PacketReader, UnsupportedCodec
+from streams.capture.network import FrameReader, PacketReader, UnsupportedCodec
 from tests.helpers import free_port
 from tests.support.rtsp import ffmpeg_exe
 
@@ -164,7 +164,7 @@ def test_frames_decoded_on_the_cpu_are_the_clips_pictures(rtsp_server, rtsp_clip
 
 
 def test_display_clock_carries_on_when_a_camera_clock_steps_back():
-    from streams.frames import DisplayClock
+    from streams.capture.frames import DisplayClock
 
     clock = DisplayClock(25)
     times = [clock(t) for t in (0.0, 0.04, 0.08, 100.0, 100.04, 0.0, 0.04)]

@@ -12,9 +12,9 @@ from engines.base import Engine
 from processors.labels import load_labels
 from streams.config import Config
 from streams.errors import EngineError
-from streams.pipeline import Pipeline
-from streams.publisher import Publisher
-from streams.stats import PipelineStats
+from streams.runtime.pipeline import Pipeline
+from streams.bus.publisher import Publisher
+from streams.runtime.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import zmq
 
-from streams.messages import KINDS, decode, topic
+from streams.bus.messages import KINDS, decode, topic
 
 
 class Subscriber:

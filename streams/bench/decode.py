@@ -1,15 +1,15 @@
 """NVDEC decode-only throughput with N concurrent sessions: the ceiling of the GPU pipeline.
 
-Each session is one thread with its own :class:`~streams.nvdec.NvdecReader` decoding the clip
+Each session is one thread with its own :class:`~streams.capture.nvdec.NvdecReader` decoding the clip
 in a loop (the demuxer reopens the file, the decoder carries on) and releasing every surface
 at once. Readers are opened first and the timed window starts when all are ready, so decoder
 creation is not counted. ``--raw`` measures bare PyNvVideoCodec (demux + ``Decode``, no copy
 into the reader's surfaces) for comparison.
 
 Usage:
-    python -m streams.bench_decode --clip clip1080.mp4 --sessions 1,8,32 --seconds 10
-    python -m streams.bench_decode --clip clip1080.mp4 --sessions 32,64 --processes 4
-    python -m streams.bench_decode --make-clip clip1080.mp4   # 1080p30 H.264 4 Mbit/s, 20 s
+    python -m streams.bench.decode --clip clip1080.mp4 --sessions 1,8,32 --seconds 10
+    python -m streams.bench.decode --clip clip1080.mp4 --sessions 32,64 --processes 4
+    python -m streams.bench.decode --make-clip clip1080.mp4   # 1080p30 H.264 4 Mbit/s, 20 s
 
 ``--make-clip`` encodes ``bikes.mp4`` (the sample asset) scaled to 1920x1080, looped to 20 s,
 one IDR every 30 frames and no B-frames, with the static ffmpeg of ``imageio-ffmpeg`` (GPU
@@ -95,7 +95,7 @@ class _Session(threading.Thread):
 
     def _open(self) -> Any:
         if not self.raw:
-            from streams.nvdec import NvdecReader
+            from streams.capture.nvdec import NvdecReader
 
             return NvdecReader(self.clip, gpu_id=self.gpu_id, loop=True)
         import PyNvVideoCodec as nvc
@@ -268,7 +268,7 @@ def _clip_info(clip: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench_decode",
+    parser = argparse.ArgumentParser(prog="python -m streams.bench.decode",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", type=Path, help="video to decode (H.264/HEVC in MP4/MKV)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated session counts")
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--clip is required (or --make-clip)")
         if not args.clip.is_file():
             parser.error(f"--clip {args.clip}: file not found")
-        from streams.nvdec import nvdec_available
+        from streams.capture.nvdec import nvdec_available
 
         ok, reason = nvdec_available(args.gpu)
         logger.info("%s", reason)

@@ -21,7 +21,7 @@ class Frame:
         ready_mono_s: ``time.monotonic()`` when decoding finished (latency base).
         decode_ms: time spent reading and decoding this frame.
         image_bgr: host BGR uint8 array ``(H, W, 3)``, or None for a GPU-decoded frame.
-        surface: a ``streams.nvdec.DecodedSurface`` (device NV12) when NVDEC decoded it; it
+        surface: a ``streams.capture.nvdec.DecodedSurface`` (device NV12) when NVDEC decoded it; it
             must be released once the preprocessing kernel has read it.
     """
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-from streams.frames import Frame
+from streams.capture.frames import Frame
 
 
 class FrameBoard:

@@ -25,13 +25,13 @@ import numpy as np
 
 from processors.labels import load_labels
 from processors.letterbox import preprocess_into
-from streams.app import open_engine, resolve_sources
+from streams.runtime.wiring import open_engine, resolve_sources
 from streams.config import Config, load_config
-from streams.messages import LATENCY_KEYS
-from streams.pipeline import Pipeline
-from streams.profiling import ThreadCpu
-from streams.publisher import Publisher
-from streams.stats import PipelineStats
+from streams.bus.messages import LATENCY_KEYS
+from streams.runtime.pipeline import Pipeline
+from streams.runtime.profiling import ThreadCpu
+from streams.bus.publisher import Publisher
+from streams.runtime.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def first_frames(sources: list[str], count: int) -> list[np.ndarray]:
 def bench_engine_loop(engine, images: list[np.ndarray], duration_s: float) -> dict:
     """The bare engine on a real preprocessed batch, through bench_engine's loops: images per
     second with every slot in flight, and the batch time one batch at a time."""
-    from streams.bench_engine import measure_latency, measure_throughput
+    from streams.bench.engine import measure_latency, measure_throughput
 
     batch = len(images)
     slots = [engine.acquire() for _ in range(engine.num_slots)]
@@ -212,7 +212,7 @@ def _process_cpu_s(pid: int) -> float:
 def bench_supervised(config: Config, processes: int, duration_s: float,
                      warmup_s: float = WARMUP_S) -> dict:
     """The pipeline over ``processes`` worker processes, measured at a real subscriber."""
-    from streams.supervisor import Supervisor
+    from streams.scale.supervisor import Supervisor
 
     config = replace(config, publish=replace(config.publish, stats_interval_s=0.5))
     supervisor = Supervisor(config, processes, logging.getLogger().level)
@@ -327,7 +327,7 @@ def apply_gpu_defaults(args: argparse.Namespace) -> None:
     args.processes = args.processes or "auto"
     if not args.clip:
         from streams.assets import default_cache_dir
-        from streams.bench_decode import make_clip
+        from streams.bench.decode import make_clip
 
         clip = default_cache_dir() / "videos" / "clip1080.mp4"
         if not clip.is_file():
@@ -398,7 +398,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     counts = [int(n) for n in args.sweep.split(",")]
     if not args.clip:
         raise SystemExit("--sweep needs --clip (e.g. a 1080p30 H.264 clip from "
-                         "python -m streams.bench_decode --make-clip clip.mp4)")
+                         "python -m streams.bench.decode --make-clip clip.mp4)")
     labels = load_labels(config.model.labels)
     engine, model_name = open_engine(config)
     rows, result = [], {"backend": engine.backend, "model": model_name, "clip": args.clip}
@@ -408,7 +408,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"ceiling, bare engine : {result['engine']['img_per_s']:8.0f} img/s at batch "
               f"{engine.max_batch}", flush=True)
         if engine.backend == "tensorrt":
-            from streams.bench_decode import run_sessions_in_processes
+            from streams.bench.decode import run_sessions_in_processes
 
             # The best of one process and several: a single process is GIL-bound well
             # below what NVDEC can do, and the pipeline runs several worker processes.

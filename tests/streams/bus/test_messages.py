@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from processors.detections import Detections
-from streams.messages import (
+from streams.bus.messages import (
     SchemaError,
     decode,
     detection_message,

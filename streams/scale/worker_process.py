@@ -1,6 +1,6 @@
 """One worker process: a whole pipeline (capture, engine, publisher) over a share of the streams.
 
-Started by :class:`streams.supervisor.Supervisor` with the ``spawn`` method (CUDA does not
+Started by :class:`streams.scale.supervisor.Supervisor` with the ``spawn`` method (CUDA does not
 survive ``fork``). It publishes ``det`` and ``status`` through the supervisor's relay and
 reports its snapshot to the supervisor, which merges them into the one ``stats`` message.
 Signals are the supervisor's business: a worker ignores SIGINT/SIGTERM (a Ctrl-C reaches the
@@ -22,8 +22,8 @@ from typing import Any
 import zmq
 
 from streams.config import Config
-from streams.profiling import thread_cpu_seconds
-from streams.shutdown import exit_process
+from streams.runtime.profiling import thread_cpu_seconds
+from streams.runtime.shutdown import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint:
 
 def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
            reporter: Reporter, stopped: Callable[[], bool]) -> int:
-    from streams.app import build_runtime
+    from streams.runtime.wiring import build_runtime
     from streams.errors import StreamsError
 
     config = shard_config(config, stream_ids, bus_endpoint)

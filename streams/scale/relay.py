@@ -16,7 +16,7 @@ import threading
 import zmq
 
 from streams.config import PublishConfig
-from streams.publisher import bind_public_socket, start_authenticator
+from streams.bus.publisher import bind_public_socket, start_authenticator
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import zmq
 
 from streams.config import PublishConfig
 from streams.errors import PublishError
-from streams.messages import encode
-from streams.stats import PipelineStats
+from streams.bus.messages import encode
+from streams.runtime.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
 
