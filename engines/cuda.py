@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.errors import EngineError
+from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

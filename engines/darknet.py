@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from streams.errors import EngineError
+from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.errors import EngineError
+from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from engines.base import TensorSpec
 from engines.options import EngineOptions
-from streams.errors import EngineError
+from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

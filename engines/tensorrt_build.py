@@ -41,7 +41,7 @@ from typing import Any
 
 from engines import cuda
 from engines.options import EngineOptions
-from streams.errors import EngineError
+from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from engines import cuda
 from engines.base import TensorSpec
 from engines.options import EngineOptions
 from engines.tensorrt_build import engine_path, import_tensorrt, load_cuda_engine, trt_logger
-from streams.errors import EngineError
+from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from engines import cuda
 from processors.letterbox import PAD_VALUE, Letterbox
-from streams.errors import EngineError
+from processors.errors import ProcessorError
 
 logger = logging.getLogger(__name__)
 
@@ -209,18 +209,18 @@ def describe(source: DeviceSource, input_hw: tuple[int, int]) -> tuple[tuple, Le
     Pure host code (no CUDA), so the packing and the geometry are testable anywhere.
     """
     if not isinstance(source, (DeviceNV12, DeviceBGR)):
-        raise EngineError(f"GPU preprocessing: expected DeviceNV12 or DeviceBGR, got "
+        raise ProcessorError(f"GPU preprocessing: expected DeviceNV12 or DeviceBGR, got "
                           f"{type(source).__name__}")
     width, height = int(source.width), int(source.height)
     if width <= 0 or height <= 0:
-        raise EngineError(f"GPU preprocessing: source size must be positive, got {width}x{height}")
+        raise ProcessorError(f"GPU preprocessing: source size must be positive, got {width}x{height}")
     if isinstance(source, DeviceNV12):
         if source.pitch < width:
-            raise EngineError(f"GPU preprocessing: NV12 pitch {source.pitch} < width {width}")
+            raise ProcessorError(f"GPU preprocessing: NV12 pitch {source.pitch} < width {width}")
         planes = (int(source.y_ptr), int(source.uv_ptr), KIND_NV12)
     else:
         if source.pitch < 3 * width:
-            raise EngineError(f"GPU preprocessing: BGR pitch {source.pitch} < 3 * width {width}")
+            raise ProcessorError(f"GPU preprocessing: BGR pitch {source.pitch} < 3 * width {width}")
         planes = (int(source.ptr), 0, KIND_BGR)
     box = Letterbox.fit((height, width), input_hw)
     new_w, new_h = box.resized_wh
@@ -242,7 +242,7 @@ def _bindings() -> tuple[Any, Any]:
             from cuda import cuda as driver  # cuda-python < 12.6
             from cuda import nvrtc
         except ImportError as err:
-            raise EngineError("GPU preprocessing needs cuda-python: pip install "
+            raise ProcessorError("GPU preprocessing needs cuda-python: pip install "
                               "'cuda-python>=12'") from err
     return driver, nvrtc
 
@@ -251,7 +251,7 @@ def _check_nvrtc(result: Any, what: str) -> Any:
     _, nvrtc = _bindings()
     err, *values = result if isinstance(result, tuple) else (result,)
     if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-        raise EngineError(f"{what} failed: {getattr(err, 'name', err)}")
+        raise ProcessorError(f"{what} failed: {getattr(err, 'name', err)}")
     return values[0] if len(values) == 1 else (tuple(values) or None)
 
 
@@ -296,7 +296,7 @@ def _compile(device_index: int) -> dict[str, Any]:
         finally:
             nvrtc.nvrtcDestroyProgram(prog)
         if image is None:
-            raise EngineError(f"NVRTC could not compile the preprocessing kernel for sm_{major}"
+            raise ProcessorError(f"NVRTC could not compile the preprocessing kernel for sm_{major}"
                               f"{minor}: {log or 'no log'}; is this NVRTC older than the GPU?")
         blob = np.frombuffer(image, np.uint8)  # kept alive across the call
         module = cuda.check(driver.cuModuleLoadData(blob.ctypes.data),
@@ -377,9 +377,9 @@ class GpuPreprocessor:
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float16), np.dtype(np.float32)):
-            raise EngineError(f"GPU preprocessing writes float16 or float32, not {self.dtype}")
+            raise ProcessorError(f"GPU preprocessing writes float16 or float32, not {self.dtype}")
         if max_batch < 1 or min(self.input_hw) < 1:
-            raise EngineError(f"GPU preprocessing: bad max_batch {max_batch} or input "
+            raise ProcessorError(f"GPU preprocessing: bad max_batch {max_batch} or input "
                               f"{self.input_hw}")
         self.max_batch = int(max_batch)
         self.device_index = int(device_index)
@@ -422,7 +422,7 @@ class GpuPreprocessor:
         always already complete, so no real wait). Use the same stream for ``preprocess``.
         """
         if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise EngineError(f"upload_bgr expects an (H, W, 3) uint8 BGR array, got "
+            raise ProcessorError(f"upload_bgr expects an (H, W, 3) uint8 BGR array, got "
                               f"{image_bgr.shape} {image_bgr.dtype}")
         self._ensure_thread()
         height, width = int(image_bgr.shape[0]), int(image_bgr.shape[1])
@@ -430,7 +430,7 @@ class GpuPreprocessor:
         with self._lock:
             slot = self._staging[self._next_staging]
             if slot in self._staged:
-                raise EngineError(f"upload_bgr: more than {len(self._staging)} frames uploaded "
+                raise ProcessorError(f"upload_bgr: more than {len(self._staging)} frames uploaded "
                                   "before preprocess(); raise staging_slots")
             self._next_staging = (self._next_staging + 1) % len(self._staging)
             self._staged.append(slot)
@@ -461,9 +461,9 @@ class GpuPreprocessor:
         """
         n = len(sources)
         if not 1 <= n <= self.max_batch:
-            raise EngineError(f"GPU preprocessing: batch of {n} outside 1..{self.max_batch}")
+            raise ProcessorError(f"GPU preprocessing: batch of {n} outside 1..{self.max_batch}")
         if self._closed:
-            raise EngineError("GPU preprocessing: preprocess() after close()")
+            raise ProcessorError("GPU preprocessing: preprocess() after close()")
         self._ensure_thread()
         rt, handle = self._rt, _handle(stream)
         with self._lock:

@@ -16,7 +16,6 @@ from processors.detections import Detections
 from processors.letterbox import Letterbox
 from processors.nms import batched_nms
 
-HEAD_FORMATS = ("auto", "yolov5", "yolov8")
 MAX_CANDIDATES = 3000  # per image, the best ones, before NMS
 NMS_CHUNK = 512  # candidates per NMS call at most, unless one image has more
 

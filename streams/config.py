@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from engines.options import BACKENDS, PRECISIONS, EngineOptions
-from processors.yolo import HEAD_FORMATS
+from processors.formats import HEAD_FORMATS
 from streams.errors import ConfigError
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

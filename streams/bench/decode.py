@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.errors import StreamsError
+from streams.errors import USER_ERRORS, StreamsError
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                                                if row["errors"] else ""), flush=True)
         if args.json:
             args.json.write_text(json.dumps({"clip": info, "results": results}, indent=2))
-    except StreamsError as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

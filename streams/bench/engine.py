@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engines.options import EngineOptions
-from streams.errors import StreamsError
+from streams.errors import USER_ERRORS, StreamsError
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         engine = _make_engine(args, options)
-    except StreamsError as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     setup_s = time.perf_counter() - started

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from streams.errors import ConfigError, StreamsError
+from streams.errors import USER_ERRORS, ConfigError, StreamsError
 
 logger = logging.getLogger("streams")
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    except StreamsError as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -86,7 +86,7 @@ def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint:
 def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
            reporter: Reporter, stopped: Callable[[], bool]) -> int:
     from streams.runtime.wiring import build_runtime
-    from streams.errors import StreamsError
+    from streams.errors import USER_ERRORS
 
     config = shard_config(config, stream_ids, bus_endpoint)
     try:
@@ -94,7 +94,7 @@ def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
                                 stats_sink=lambda snapshot: reporter.send(
                                     "snapshot", snapshot=snapshot,
                                     threads_cpu_s=thread_cpu_seconds()))
-    except StreamsError as err:
+    except USER_ERRORS as err:
         reporter.send("error", reason=str(err))
         logger.error("%s", err)
         return 1
