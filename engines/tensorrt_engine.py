@@ -113,6 +113,10 @@ class TensorRTSlot:
         copy_input = not input_on_device
         graph = self._graphs.get((batch_size, copy_input)) if engine.cuda_graphs else None
         if graph is not None:
+            # A graph holds the context state it was captured with: set the context back to
+            # this graph's shape first (an eager batch of another size may have changed it),
+            # so that what TensorRT reads at replay matches what it captured.
+            self._set_batch(batch_size)
             graph.launch(self.stream)
         else:
             self._enqueue(batch_size, copy_input)
