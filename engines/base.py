@@ -7,6 +7,12 @@ of the last run. The pipeline acquires a slot, fills ``slot.input[:n]``, calls
 ``slot.wait()`` for the outputs. With two or more slots, batch k+1 is prepared while
 batch k runs.
 
+What a slot offers decides how the pipeline preprocesses, never the backend's name: every
+slot has the host buffer ``input``; a slot whose ``device_input`` is set also takes its
+input straight in device memory (a GPU kernel writes ``device_input.ptr`` on
+``device_input.stream``, then ``submit(n, input_on_device=True)``). A new backend declares
+these and needs no change in the pipeline.
+
 Example:
     slot = engine.acquire()
     preprocess_into(slot.input, frames)
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,13 +39,31 @@ class TensorSpec:
     dtype: np.dtype
 
 
+@dataclass(frozen=True)
+class DeviceInput:
+    """A slot's input buffer in GPU memory, and the CUDA stream the slot runs on.
+
+    Attributes:
+        device_index: the GPU (``cuda:N``) the buffer is on; NVDEC decodes there too.
+        ptr: device address of ``(max_batch, 3, H, W)`` of ``engine.input_spec.dtype``.
+        stream: the slot's CUDA stream (an object with ``.handle``); work that writes the
+            buffer is enqueued there, so it is ordered before the inference.
+    """
+
+    device_index: int
+    ptr: int
+    stream: Any
+
+
 class EngineSlot(Protocol):
     """One batch in flight. ``input`` is written by preprocessing, then ``submit``/``wait``."""
 
     input: np.ndarray  # (max_batch, 3, H, W), dtype == engine.input_spec.dtype
+    device_input: DeviceInput | None  # set where the slot also takes its input on a GPU
 
-    def submit(self, batch_size: int) -> None:
-        """Start inference on ``input[:batch_size]``; must not block on the result."""
+    def submit(self, batch_size: int, *, input_on_device: bool = False) -> None:
+        """Start inference on ``input[:batch_size]`` (or, with ``input_on_device``, on what
+        was written to ``device_input``); must not block on the result."""
 
     def wait(self) -> list[np.ndarray]:
         """Block until the run finishes; return host outputs, each ``(batch_size, ...)``."""
@@ -48,7 +72,7 @@ class EngineSlot(Protocol):
 class Engine(Protocol):
     """An inference backend behind the pipeline (ONNX Runtime on CPU, TensorRT on GPU)."""
 
-    backend: str  # "onnxruntime" | "tensorrt"
+    backend: str  # "onnxruntime" | "tensorrt": for logs and reports, never for branching
     input_spec: TensorSpec
     output_specs: Sequence[TensorSpec]
     max_batch: int

@@ -24,10 +24,13 @@ class OnnxRuntimeSlot:
 
     def __init__(self, engine: OnnxRuntimeEngine, input_buffer: np.ndarray) -> None:
         self.input = input_buffer
+        self.device_input = None  # CPU only: preprocessing writes ``input``
         self._engine = engine
         self._future: Future[list[np.ndarray]] | None = None
 
-    def submit(self, batch_size: int) -> None:
+    def submit(self, batch_size: int, *, input_on_device: bool = False) -> None:
+        if input_on_device:
+            raise EngineError("ONNX Runtime takes its input from host memory only")
         if not 1 <= batch_size <= self._engine.max_batch:
             raise EngineError(f"batch size {batch_size} outside 1..{self._engine.max_batch}")
         self._future = self._engine._executor.submit(self._engine._run, self.input[:batch_size])

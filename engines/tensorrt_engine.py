@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from engines import cuda
-from engines.base import TensorSpec
+from engines.base import DeviceInput, TensorSpec
 from engines.options import EngineOptions
 from engines.tensorrt_build import engine_path, import_tensorrt, load_cuda_engine, trt_logger
 from engines.errors import EngineError
@@ -50,8 +50,9 @@ class TensorRTSlot:
 
     Attributes:
         input: pinned host array ``(max_batch, 3, H, W)`` preprocessing writes into.
-        device_input_ptr: the device input buffer, for a GPU preprocessing kernel that writes
-            there on ``stream`` and then calls ``submit(n, input_on_device=True)``.
+        device_input: the device input buffer and the slot's stream, for a GPU preprocessing
+            kernel that writes there on that stream and then calls
+            ``submit(n, input_on_device=True)`` (see ``engines.base.DeviceInput``).
         stream: the slot's CUDA stream.
     """
 
@@ -66,7 +67,7 @@ class TensorRTSlot:
         self.input = self._input_host.array
         self._input_row_bytes = self._input_host.nbytes // engine.max_batch
         self._input_device = cuda.DeviceBuffer(self._input_host.nbytes)
-        self.device_input_ptr = self._input_device.ptr
+        self.device_input = DeviceInput(engine.device.index, self._input_device.ptr, self.stream)
         self._outputs: list[tuple[cuda.DeviceBuffer, cuda.PinnedBuffer, int]] = []
         for out in engine.output_specs:
             host = cuda.PinnedBuffer((engine.max_batch, *out.shape[1:]), out.dtype)
@@ -101,7 +102,7 @@ class TensorRTSlot:
 
         Args:
             batch_size: 1..max_batch images.
-            input_on_device: the images are already in ``device_input_ptr`` (written on
+            input_on_device: the images are already in ``device_input.ptr`` (written on
                 ``stream``); skip the host-to-device copy.
         """
         engine = self._engine

@@ -24,7 +24,7 @@ descriptors a batch on another stream is still reading.
 Example:
     pre = GpuPreprocessor((416, 416), np.float16, max_batch=8)
     sources = [reader_surface.nv12(), pre.upload_bgr(slot.stream, frame.image_bgr)]
-    boxes = pre.preprocess(slot.stream.handle, slot.device_input_ptr, sources)
+    boxes = pre.preprocess(slot.device_input.stream, slot.device_input.ptr, sources)
     slot.submit(len(sources), input_on_device=True)
 """
 

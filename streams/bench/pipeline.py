@@ -29,6 +29,7 @@ from streams.runtime.wiring import open_engine, resolve_sources
 from streams.config import Config, load_config
 from streams.bus.messages import LATENCY_KEYS
 from streams.runtime.pipeline import Pipeline
+from streams.runtime.preprocess import device_input_of
 from streams.runtime.profiling import ThreadCpu
 from streams.bus.publisher import Publisher
 from streams.runtime.stats import PipelineStats
@@ -407,13 +408,14 @@ def run_sweep(args: argparse.Namespace) -> int:
         result["engine"] = bench_engine_loop(engine, images, min(args.duration, 10.0))
         print(f"ceiling, bare engine : {result['engine']['img_per_s']:8.0f} img/s at batch "
               f"{engine.max_batch}", flush=True)
-        if engine.backend == "tensorrt":
+        device_input = device_input_of(engine)
+        if device_input is not None:  # frames can stay on this GPU: NVDEC is the other ceiling
             from streams.bench.decode import run_sessions_in_processes
 
             # The best of one process and several: a single process is GIL-bound well
             # below what NVDEC can do, and the pipeline runs several worker processes.
             trials = [run_sessions_in_processes(Path(args.clip), sessions,
-                                                min(args.duration, 10.0), engine.device.index,
+                                                min(args.duration, 10.0), device_input.device_index,
                                                 processes)
                       for sessions, processes in NVDEC_CEILING_TRIALS]
             for trial in trials:

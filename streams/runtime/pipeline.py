@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engines.base import Engine, EngineSlot
-from processors.letterbox import Letterbox, preprocess_into
+from processors.letterbox import Letterbox
 from processors.yolo import decode_yolo_batch, detect_head_format
 from streams.runtime.board import FrameBoard
+from streams.runtime.preprocess import choose_preprocess
 from streams.capture.worker import CaptureContext, CaptureWorker
 from streams.config import Config
 from streams.errors import EngineError
@@ -81,7 +82,7 @@ class Pipeline:
         self._stop_capture = threading.Event()
         self._stop_batching = threading.Event()
         self._in_flight: queue.Queue[_Batch | None] = queue.Queue()
-        self._gpu_preprocessor = self._make_gpu_preprocessor()
+        self._preprocess = choose_preprocess(engine)
         capture_context = CaptureContext(config.capture, self._board, self._on_status,
                                          self._stop_capture, self._nvdec_gpu())
         self._workers = [CaptureWorker(s, sources[s.id], self.stream_stats[s.id], capture_context)
@@ -95,29 +96,19 @@ class Pipeline:
         self._failed_batches = 0
         self.fatal: str | None = None  # why the pipeline gave up, if it did
 
-    def _make_gpu_preprocessor(self):
-        """On a GPU engine, letterbox + colour + normalise in one CUDA kernel per batch,
-        written straight into the engine's device input buffer."""
-        if self.engine.backend != "tensorrt":
-            return None
-        from processors.gpu_preprocess import GpuPreprocessor
-
-        return GpuPreprocessor(self.engine.input_hw, self.engine.input_spec.dtype,
-                               self.engine.max_batch, device_index=self.engine.device.index)
-
     def _nvdec_gpu(self) -> int | None:
         """The GPU whose NVDEC decodes the streams, or None (logged once, with the reason)."""
         wanted = [s for s in self.config.streams if s.decoder != "opencv"]
         if not wanted:
             return None
-        if self._gpu_preprocessor is None:
+        gpu = self._preprocess.gpu
+        if gpu is None:
             if any(s.decoder == "nvdec" for s in wanted):
                 logger.warning("decoder nvdec needs the TensorRT backend (frames stay on the "
                                "GPU); decoding with OpenCV")
             return None
         from streams.capture.nvdec import nvdec_available
 
-        gpu = self.engine.device.index
         usable, reason = nvdec_available(gpu)
         logger.info("decoder auto -> %s: %s", "nvdec" if usable else "opencv", reason)
         return gpu if usable else None
@@ -178,8 +169,8 @@ class Pipeline:
         self._board.release_all()
         self._in_flight.put(None)
         self._completer.join(max(0.0, deadline - time.monotonic()))
-        if self._gpu_preprocessor is not None and not self._completer.is_alive():
-            self._gpu_preprocessor.close()
+        if not self._completer.is_alive():
+            self._preprocess.close()
         self._done.set()
         self._stats_thread.join(1.0)
         for stream_stats in self.stream_stats.values():
@@ -231,31 +222,13 @@ class Pipeline:
                         break  # stopped and drained
                     continue
                 started_mono_s = time.monotonic()
-                if self._gpu_preprocessor is not None:
-                    boxes = self._preprocess_on_gpu(slot, frames)
-                    submitted_mono_s = time.monotonic()
-                    slot.submit(len(frames), input_on_device=True)
-                else:
-                    boxes = [preprocess_into(slot.input[i], frame.image_bgr)
-                             for i, frame in enumerate(frames)]
-                    submitted_mono_s = time.monotonic()
-                    slot.submit(len(frames))
+                boxes = self._preprocess(slot, frames)
+                submitted_mono_s = time.monotonic()
+                slot.submit(len(frames), input_on_device=self._preprocess.on_device)
                 self._in_flight.put(_Batch(frames, boxes, slot, started_mono_s, submitted_mono_s))
         except Exception:
             logger.exception("batcher crashed; stopping the pipeline")
             self._stop_capture.set()
-
-    def _preprocess_on_gpu(self, slot, frames: list[Frame]) -> list[Letterbox]:
-        """One kernel launch for the batch on the slot's CUDA stream; NVDEC surfaces are
-        released right after (the decoder waits on an event before reusing them)."""
-        gpu = self._gpu_preprocessor
-        try:
-            sources = [frame.surface.nv12() if frame.surface is not None
-                       else gpu.upload_bgr(slot.stream, frame.image_bgr) for frame in frames]
-            return gpu.preprocess(slot.stream, slot.device_input_ptr, sources)
-        finally:
-            for frame in frames:
-                frame.release(slot.stream)
 
     def _batch_failed(self, reason: str) -> None:
         self._failed_batches += 1

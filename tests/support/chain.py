@@ -122,12 +122,12 @@ def run_chain(engine, videos: dict[str, Path], *, serial: bool = False) -> Chain
                 staged[slot.index] = cuda.PinnedBuffer(
                     (engine.max_batch, *engine.input_spec.shape[1:]), engine.input_spec.dtype)
             try:
-                pre.preprocess(slot.stream, slot.device_input_ptr, [s.nv12() for s in surfaces])
+                pre.preprocess(slot.stream, slot.device_input.ptr, [s.nv12() for s in surfaces])
             finally:
                 for surface in surfaces:
                     surface.release(slot.stream)
             cuda.check(rt.cudaMemcpyAsync(
-                staged[slot.index].ptr, slot.device_input_ptr, len(surfaces) * row_bytes,
+                staged[slot.index].ptr, slot.device_input.ptr, len(surfaces) * row_bytes,
                 rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, slot.stream.handle),
                 "cudaMemcpyAsync(kernel output)")
             slot.submit(len(surfaces), input_on_device=True)

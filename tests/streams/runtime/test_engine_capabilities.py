@@ -1,0 +1,106 @@
+"""The pipeline picks preprocessing by what an engine's slots offer, not by its name.
+
+A third backend, written here against ``engines/base.py`` only (host input, its own slot class
+and backend name, inference by an ONNX Runtime session of its own), runs the real pipeline to
+a real subscriber with no edit of the pipeline.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnxruntime as ort
+
+from engines.base import TensorSpec
+from streams.bus.publisher import Publisher
+from streams.config import load_config
+from streams.runtime.pipeline import Pipeline
+from streams.runtime.preprocess import DevicePreprocess, HostPreprocess, choose_preprocess
+from streams.runtime.stats import PipelineStats
+from tests.helpers import Collector, free_port, write_config
+
+
+class _Slot:
+    def __init__(self, engine: ThirdEngine) -> None:
+        self.input = np.zeros((engine.max_batch, *engine.input_spec.shape[1:]), np.float32)
+        self.device_input = None
+        self._engine, self._future = engine, None
+
+    def submit(self, batch_size: int, *, input_on_device: bool = False) -> None:
+        assert not input_on_device, "a host-only slot was asked for device input"
+        batch = self.input[:batch_size].copy()
+        self._future = self._engine.pool.submit(self._engine.session.run, None,
+                                                {self._engine.input_spec.name: batch})
+
+    def wait(self) -> list[np.ndarray]:
+        return self._future.result()
+
+
+class ThirdEngine:
+    """A backend the pipeline has never heard of."""
+
+    backend = "third"
+    num_slots = 1
+
+    def __init__(self, model_path) -> None:
+        self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        node = self.session.get_inputs()[0]
+        self.input_spec = TensorSpec(node.name, (-1, 3, 416, 416), np.dtype(np.float32))
+        out = self.session.get_outputs()[0]
+        self.output_specs = (TensorSpec(out.name, (-1, *out.shape[1:]), np.dtype(np.float32)),)
+        self.max_batch = 2
+        self.pool = ThreadPoolExecutor(1)
+        self._slot = _Slot(self)
+        self.acquired = 0
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return 416, 416
+
+    def acquire(self) -> _Slot:
+        self.acquired += 1
+        return self._slot
+
+    def release(self, slot: _Slot) -> None:
+        pass
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_spec.name: batch})
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def test_a_host_input_engine_gets_the_cpu_letterbox(assets):
+    engine = ThirdEngine(assets.model_onnx)
+    chosen = choose_preprocess(engine)
+    assert isinstance(chosen, HostPreprocess) and not isinstance(chosen, DevicePreprocess)
+    assert chosen.gpu is None and chosen.on_device is False
+    engine.close()
+
+
+def test_a_third_backend_runs_the_pipeline_unchanged(assets, tmp_path):
+    port = free_port()
+    config = load_config(write_config(tmp_path / "c.yaml", [
+        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "pace": "none"}], port))
+    engine = ThirdEngine(assets.model_onnx)
+    stats = PipelineStats()
+    publisher = Publisher(config.publish, stats)
+    collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("det",))
+    try:
+        pipeline = Pipeline(config, engine, publisher, {"bikes": str(assets.videos["bikes.mp4"])},
+                            assets.labels, "yolov3-tiny", stats)
+        pipeline.start()
+        assert pipeline.wait(duration_s=300) == "all streams finished"
+        pipeline.stop()
+        assert collector.wait_for(lambda c: len(c.of("det")) == 250, 10), len(collector.of("det"))
+    finally:
+        collector.close()
+        publisher.close()
+        engine.close()
+    dets = collector.of("det")
+    assert [m["seq"] for m in dets] == sorted(m["seq"] for m in dets)
+    labels = {d["label"] for m in dets for d in m["detections"]}
+    assert "car" in labels, labels  # the street in bikes.mp4
+    assert sum(len(m["detections"]) for m in dets) > 100
