@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from processors.detections import Detections
+from streams.states import PUBLISHED
 
 SCHEMA_VERSION = 1
 KINDS = ("det", "status", "stats")
-STATES = ("connecting", "live", "reconnecting", "ended", "failed")
+STATES = PUBLISHED  # every state but "starting" (streams/states.py)
 LATENCY_KEYS = ("decode", "queue", "preprocess", "inference", "postprocess", "total")
 
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from streams.errors import USER_ERRORS, ConfigError, StreamsError
+from streams.runtime.runnable import Runnable
 
 logger = logging.getLogger("streams")
 
@@ -162,10 +163,10 @@ def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _
     return 0
 
 
-def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> None:
+def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signals) -> None:
     """Start, show the live table and serve /metrics until done, then drain and summarise.
 
-    ``pipeline`` is a Pipeline or a Supervisor: both start, wait, stop and snapshot.
+    ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
     """
     from streams.cli.display import LiveView, format_table
     from streams.bus.metrics import serve_metrics
@@ -173,12 +174,7 @@ def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> Non
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     view = None if args.no_live else LiveView(pipeline.snapshot)
     try:
-        from streams.scale.supervisor import Supervisor
-
-        if isinstance(pipeline, Supervisor):  # may wait minutes for worker 0's engine build
-            pipeline.start(cancel=signals.stop)
-        else:
-            pipeline.start()
+        pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
         if view:
             view.start()
         reason = pipeline.wait(args.duration, signals.stop)
@@ -192,9 +188,8 @@ def _drive(args: argparse.Namespace, config, pipeline, signals: _Signals) -> Non
             if metrics_server is not None:
                 metrics_server.shutdown()
     print("\n".join(["summary:"] + format_table(pipeline.snapshot())), file=sys.stderr)
-    fatal = getattr(pipeline, "fatal", None)
-    if fatal is not None:
-        raise StreamsError(f"the pipeline gave up: {fatal}")
+    if pipeline.fatal is not None:
+        raise StreamsError(f"the pipeline gave up: {pipeline.fatal}")
 
 
 # --- subscribe -------------------------------------------------------------------------------------

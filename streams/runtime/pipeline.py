@@ -20,6 +20,8 @@ from processors.letterbox import Letterbox
 from processors.yolo import decode_yolo_batch, detect_head_format
 from streams.runtime.board import FrameBoard
 from streams.runtime.preprocess import choose_preprocess
+from streams.runtime.runnable import wait_until_done
+from streams.states import StreamState, advance
 from streams.capture.worker import CaptureContext, CaptureWorker
 from streams.config import Config
 from streams.errors import EngineError
@@ -36,7 +38,6 @@ from streams.runtime.stats import PipelineStats, StreamStats
 
 logger = logging.getLogger(__name__)
 
-TERMINAL_STATES = ("ended", "failed")
 # Consecutive batches that fail (inference or decode) before the pipeline gives up: one bad
 # batch is skipped, a GPU that fails every batch (a sticky CUDA error) is not a pipeline.
 MAX_FAILED_BATCHES = 20
@@ -126,7 +127,8 @@ class Pipeline:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, cancel: threading.Event | None = None) -> None:
+        """Start every thread (quick: nothing here can be slow enough to need ``cancel``)."""
         self._started_mono_s = time.monotonic()
         self._completer.start()
         self._batcher.start()
@@ -142,17 +144,7 @@ class Pipeline:
 
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
         """Block until ``duration_s`` passes, ``stop`` is set or every stream has finished."""
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        while True:
-            if stop is not None and stop.is_set():
-                return "signal"
-            if self.fatal is not None:  # before "finished": giving up also ends the streams
-                return f"failed: {self.fatal}"
-            if self.all_streams_finished():
-                return "all streams finished"
-            if deadline is not None and time.monotonic() >= deadline:
-                return "duration reached"
-            time.sleep(0.05)
+        return wait_until_done(self, duration_s, stop)
 
     def stop(self, timeout_s: float = 4.0) -> None:
         """Stop capture, drain queued frames and batches in flight, publish ``ended``.
@@ -174,20 +166,23 @@ class Pipeline:
         self._done.set()
         self._stats_thread.join(1.0)
         for stream_stats in self.stream_stats.values():
-            if stream_stats.state not in TERMINAL_STATES:
-                self._on_status(stream_stats.stream_id, "ended", reason="pipeline stopped")
+            if not stream_stats.state.terminal:
+                self._on_status(stream_stats.stream_id, StreamState.ENDED,
+                                reason="pipeline stopped")
         self._publish_stats()
 
     # --- status and stats --------------------------------------------------------------------
 
-    def _on_status(self, stream_id: str, state: str, **detail) -> None:
-        self.stream_stats[stream_id].state = state
-        log = logger.warning if state in ("reconnecting", "failed") else logger.info
-        if state != "reconnecting":  # the worker already logged the reconnect with its delay
+    def _on_status(self, stream_id: str, state: StreamState | str, **detail) -> None:
+        stats = self.stream_stats[stream_id]
+        state = stats.state = advance(stats.state, state)
+        log = logger.warning if state in (StreamState.RECONNECTING, StreamState.FAILED) \
+            else logger.info
+        if state is not StreamState.RECONNECTING:  # the worker logged it with its delay
             log("stream %s: %s%s", stream_id, state,
                 f" ({detail['reason']})" if detail.get("reason") else "")
         self.publisher.publish(topic("status", stream_id),
-                               status_message(stream_id, state, **detail))
+                               status_message(stream_id, state.value, **detail))
 
     def snapshot(self) -> dict:
         return {"uptime_s": time.monotonic() - self._started_mono_s,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streams.states import StreamState
+
 WINDOW_S = 5.0
 MAX_SAMPLES = 4096
 
@@ -51,7 +53,7 @@ class StreamStats:
     """What one stream has done so far."""
 
     stream_id: str
-    state: str = "starting"
+    state: StreamState = StreamState.STARTING
     decoded: int = 0
     processed: int = 0
     dropped: int = 0  # replaced in the latest-frame slot before the batcher took it
@@ -63,7 +65,7 @@ class StreamStats:
     def snapshot(self) -> dict:
         p50, p99 = self.latency_ms.percentiles()
         return {
-            "stream": self.stream_id, "state": self.state, "fps": round(self.latency_ms.rate(), 2),
+            "stream": self.stream_id, "state": self.state.value, "fps": round(self.latency_ms.rate(), 2),
             "p50_ms": _round(p50), "p99_ms": _round(p99), "decoded": self.decoded,
             "processed": self.processed, "dropped": self.dropped, "reconnects": self.reconnects,
         }

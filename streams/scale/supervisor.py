@@ -30,13 +30,15 @@ from streams.config import Config
 from streams.errors import StreamsError
 from streams.bus.messages import stats_message, status_message, topic
 from streams.bus.publisher import Publisher
+from streams.scale.merge import COUNTERS, merge_snapshots
 from streams.scale.relay import Relay
 from streams.runtime.stats import PipelineStats
+from streams.runtime.runnable import wait_until_done
 from streams.scale.worker_process import worker_main
+from streams.states import StreamState
 
 logger = logging.getLogger(__name__)
 
-COUNTERS = ("decoded", "processed", "dropped", "reconnects")
 RESTART_INITIAL_S = 1.0
 RESTART_MAX_S = 30.0
 STOP_GRACE_S = 8.0  # a worker drains its pipeline in 4 s; then its engine and publisher close
@@ -114,7 +116,8 @@ class Supervisor:
             raise
         self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config,
                                                                                processes))]
-        self._states = {s.id: "starting" for s in config.streams}
+        self._states = {s.id: StreamState.STARTING for s in config.streams}
+        self.fatal: str | None = None  # a worker gives up by exiting; it is restarted
         # Counters of streams whose worker died, so merged counters never go backwards.
         self._counter_base: dict[str, dict[str, int]] = {}
         self._started_mono_s = 0.0
@@ -185,15 +188,7 @@ class Supervisor:
         return all(w.finished or w.error for w in self._workers)
 
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        while True:
-            if stop is not None and stop.is_set():
-                return "signal"
-            if self.all_streams_finished():
-                return "all streams finished"
-            if deadline is not None and time.monotonic() >= deadline:
-                return "duration reached"
-            time.sleep(0.05)
+        return wait_until_done(self, duration_s, stop)
 
     def stop(self) -> None:
         """Workers drain and report their last snapshot; the merged ``stats`` goes out last."""
@@ -263,14 +258,14 @@ class Supervisor:
             elif kind == "error":
                 worker.error = report["reason"]
                 for sid in worker.stream_ids:
-                    self._states[sid] = "failed"
+                    self._states[sid] = StreamState.FAILED
                     self.publisher.publish(topic("status", sid), status_message(
-                        sid, "failed", reason=f"worker process {worker.index}: {worker.error}"))
+                        sid, StreamState.FAILED.value, reason=f"worker process {worker.index}: {worker.error}"))
             elif kind in ("snapshot", "final"):
                 worker.snapshot = report["snapshot"]
                 worker.threads_cpu_s = report.get("threads_cpu_s", {})
                 for stream in worker.snapshot["streams"]:
-                    self._states[stream["stream"]] = stream["state"]
+                    self._states[stream["stream"]] = StreamState(stream["state"])
                 if kind == "final":
                     worker.finished = True
 
@@ -312,50 +307,26 @@ class Supervisor:
                     base[key] += row[key]
             worker.snapshot = {}
         for sid in worker.stream_ids:
-            self._states[sid] = "reconnecting"
+            self._states[sid] = StreamState.RECONNECTING
             self.publisher.publish(topic("status", sid), status_message(
-                sid, "reconnecting", reason=reason, attempt=worker.restarts + 1))
+                sid, StreamState.RECONNECTING.value, reason=reason, attempt=worker.restarts + 1))
 
     # --- the merged view -----------------------------------------------------------------------
 
     def snapshot(self) -> dict:
-        """Every worker's streams (config order) and pipeline figures, summed."""
+        """Every worker's streams (config order) and pipeline figures, merged."""
         with self._lock:
-            latest = {s["stream"]: s for w in self._workers
-                      for s in w.snapshot.get("streams", [])}
-            pipelines = [w.snapshot["pipeline"] for w in self._workers if w.snapshot]
+            snapshots = [w.snapshot for w in self._workers]
             states = dict(self._states)
             bases = {sid: dict(base) for sid, base in self._counter_base.items()}
-        streams = []
-        for stream in self.config.streams:
-            row = dict(latest.get(stream.id) or _empty_stream(stream.id))
-            row["state"] = states.get(stream.id, row["state"])
-            for key, value in bases.get(stream.id, {}).items():
-                row[key] += value
-            streams.append(row)
-        batches = sum(p["batches"] for p in pipelines)
-        frames = sum(p["mean_batch"] * p["batches"] for p in pipelines)
-        inference = [p["inference_p50_ms"] for p in pipelines if p["inference_p50_ms"]]
-        pipeline = {
-            "batches": batches,
-            "mean_batch": round(frames / batches, 2) if batches else 0.0,
-            "inference_p50_ms": round(sorted(inference)[len(inference) // 2], 2)
-            if inference else None,
-            "published": sum(p["published"] for p in pipelines) + self.stats.published,
-            "publish_dropped": sum(p["publish_dropped"] for p in pipelines)
-            + self.stats.publish_dropped,
-            "processes": len(self._workers),
-            "restarts": sum(w.restarts for w in self._workers),
-        }
-        return {"uptime_s": time.monotonic() - self._started_mono_s, "streams": streams,
-                "pipeline": pipeline}
+        return merge_snapshots(
+            [s.id for s in self.config.streams], snapshots, states, bases,
+            {"published": self.stats.published, "publish_dropped": self.stats.publish_dropped},
+            sum(w.restarts for w in self._workers), len(self._workers),
+            time.monotonic() - self._started_mono_s)
 
     def _publish_stats(self) -> None:
         snap = self.snapshot()
         self.publisher.publish(topic("stats"),
                                stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"]))
 
-
-def _empty_stream(stream_id: str) -> dict:
-    return {"stream": stream_id, "state": "starting", "fps": 0.0, "p50_ms": None,
-            "p99_ms": None, "decoded": 0, "processed": 0, "dropped": 0, "reconnects": 0}
