@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,18 +55,44 @@ def cudart() -> Any:
     before cuda-python 12.6, ``cuda.cudart``)."""
     global _cudart
     if _cudart is None:
-        try:
-            from cuda.bindings import runtime
-        except ImportError:
-            try:
-                from cuda import cudart as runtime  # cuda-python < 12.6
-            except ImportError as err:
-                raise EngineError(
-                    "cuda-python is not installed; the TensorRT backend needs it: "
-                    "pip install 'cuda-python>=12' (or use engine.backend: onnxruntime)"
-                ) from err
-        _cudart = runtime
+        _cudart = _import_binding("runtime", "cudart")
     return _cudart
+
+
+def _import_binding(name: str, legacy: str) -> Any:
+    """``cuda.bindings.<name>`` (cuda-python >= 12.6) or the older ``cuda.<legacy>``."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"cuda.bindings.{name}")
+    except ImportError:
+        try:
+            return importlib.import_module(f"cuda.{legacy}")
+        except ImportError as err:
+            raise EngineError(
+                "cuda-python is not installed; the TensorRT backend needs it: "
+                "pip install 'cuda-python>=12' (or use engine.backend: onnxruntime)"
+            ) from err
+
+
+def driver() -> Any:
+    """The CUDA driver API module of cuda-python (for kernels, contexts, modules)."""
+    return _import_binding("driver", "cuda")
+
+
+def nvrtc() -> Any:
+    """The NVRTC module of cuda-python (run-time kernel compilation)."""
+    return _import_binding("nvrtc", "nvrtc")
+
+
+_thread_device = threading.local()
+
+
+def use_device(index: int) -> None:
+    """Make GPU ``index`` current on the calling thread, doing the work only the first time a
+    thread asks (cheap enough to call per batch from any thread: capture, batcher, completer)."""
+    if getattr(_thread_device, "index", None) != index:
+        set_device(index)
 
 
 def error_name(err: Any) -> str:
@@ -75,14 +102,13 @@ def error_name(err: Any) -> str:
         status, name = rt.cudaGetErrorName(err)
         if status == rt.cudaError_t.cudaSuccess:
             return name.decode() if isinstance(name, bytes) else str(name)
-    try:  # driver API results (CUresult) from cuda.bindings.driver
-        from cuda.bindings import driver
-
-        if isinstance(err, driver.CUresult):
-            status, name = driver.cuGetErrorName(err)
-            if status == driver.CUresult.CUDA_SUCCESS:
+    try:  # driver API results (CUresult)
+        drv = driver()
+        if isinstance(err, drv.CUresult):
+            status, name = drv.cuGetErrorName(err)
+            if status == drv.CUresult.CUDA_SUCCESS:
                 return name.decode() if isinstance(name, bytes) else str(name)
-    except ImportError:
+    except EngineError:
         pass
     return getattr(err, "name", str(err))
 
@@ -163,6 +189,7 @@ def set_device(index: int) -> None:
         _sync_applied.add(index)
         _apply_sync_mode(index)
     check(rt.cudaSetDevice(index), f"cudaSetDevice({index})")
+    _thread_device.index = index
 
 
 def _apply_sync_mode(index: int) -> None:
@@ -179,13 +206,10 @@ def _apply_sync_mode(index: int) -> None:
                        ", ".join(SYNC_MODES))
         return
     try:
-        from cuda.bindings import driver
-    except ImportError:
-        from cuda import cuda as driver  # cuda-python < 12.6
-    try:
-        check(driver.cuInit(0), "cuInit")
-        device = check(driver.cuDeviceGet(index), "cuDeviceGet")
-        check(driver.cuDevicePrimaryCtxSetFlags(device, SYNC_MODES[mode]),
+        drv = driver()
+        check(drv.cuInit(0), "cuInit")
+        device = check(drv.cuDeviceGet(index), "cuDeviceGet")
+        check(drv.cuDevicePrimaryCtxSetFlags(device, SYNC_MODES[mode]),
               "cuDevicePrimaryCtxSetFlags")
         logger.info("cuda:%d: threads waiting for the GPU %s (STREAMS_CUDA_SYNC)", index,
                     {"spin": "spin", "yield": "yield", "blocking": "block"}[mode])

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.errors import EngineError
+from engines.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -199,14 +200,6 @@ def convert_file(src: Path, dst: Path, *, keep_io_types: bool = True) -> Path:
         raise EngineError(f"{src}: cannot read this ONNX file ({err})") from err
     converted = convert_model(model, keep_io_types=keep_io_types)
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(converted.SerializeToString())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dst, converted.SerializeToString())
     logger.info("wrote FP16 model %s", dst)
     return dst

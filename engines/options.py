@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from engines.files import cache_root
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
@@ -23,7 +25,8 @@ class EngineOptions:
         contexts: TensorRT execution contexts (slots) in flight, each on its own CUDA stream.
         workspace_mb: TensorRT builder workspace limit.
         builder_optimization_level: TensorRT builder level 0..5 (lower builds much faster).
-        cache_dir: where built TensorRT engines and timing caches are kept.
+        cache_dir: where built TensorRT engines and timing caches are kept
+            (``$STREAMS_CACHE/engines``, else ``~/.cache/streams/engines``).
         cuda_graphs: capture one CUDA graph per batch size where TensorRT allows it.
         threads: ONNX Runtime intra-op threads (0 = one per core).
     """
@@ -36,7 +39,7 @@ class EngineOptions:
     contexts: int = 3
     workspace_mb: int = 1024
     builder_optimization_level: int = 3
-    cache_dir: Path = Path.home() / ".cache" / "streams" / "engines"
+    cache_dir: Path = field(default_factory=lambda: cache_root() / "engines")
     cuda_graphs: bool = False
     threads: int = 0
 

@@ -42,6 +42,7 @@ from typing import Any
 from engines import cuda
 from engines.options import EngineOptions
 from engines.errors import EngineError
+from engines.files import atomic_write, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -130,22 +131,6 @@ def trt_logger() -> Any:
 
 # -- cache keys and files -------------------------------------------------------------------
 
-_sha_memo: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) so big models are hashed once."""
-    stat = path.stat()
-    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _sha_memo:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _sha_memo[memo_key] = digest.hexdigest()
-    return _sha_memo[memo_key]
-
-
 @dataclass(frozen=True)
 class CacheEntry:
     """Where one (model, options, TensorRT, GPU) engine lives, and the key that names it."""
@@ -185,20 +170,6 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
 def engine_path(model_path: Path, options: EngineOptions) -> Path:
     """Where the engine for ``model_path`` and ``options`` is (or would be) cached."""
     return cache_entry(model_path, options).engine_path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_diff(cached: dict[str, Any], wanted: dict[str, Any]) -> str:
@@ -277,7 +248,7 @@ def build_or_load(
     started = time.perf_counter()
     data = _build(Path(model_path), options, progress)
     build_s = time.perf_counter() - started
-    _atomic_write(entry.engine_path, data)
+    atomic_write(entry.engine_path, data, durable=True)
     sidecar = {
         "key": entry.key,
         "key_sha256": entry.digest,
@@ -287,7 +258,7 @@ def build_or_load(
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_s": round(build_s, 1),
     }
-    _atomic_write(entry.sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
+    atomic_write(entry.sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode(), durable=True)
     logger.info("built TensorRT engine %s in %.1f s (%.1f MiB)", entry.engine_path, build_s,
                 len(data) / 2**20)
     return data, True
@@ -438,7 +409,7 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     emit(f"built {model_path.name} in {time.perf_counter() - started:.1f} s")
     if timing_cache is not None:
         try:
-            _atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
+            atomic_write(cache_path, bytes(config.get_timing_cache().serialize()), durable=True)
         except Exception as err:  # noqa: BLE001 - a timing cache only speeds up later builds
             logger.warning("could not save the TensorRT timing cache %s: %s", cache_path, err)
     return bytes(serialized)

@@ -193,8 +193,6 @@ class TensorRTEngine:
         model_path = Path(model_path)
         self._device_index = options.device_index
         cuda.set_device(self._device_index)
-        self._thread_device = threading.local()
-        self._thread_device.ok = True
         self.device = cuda.device_info(self._device_index)
         self.engine_path = engine_path(model_path, options)
         self._runtime = trt.Runtime(trt_logger())
@@ -296,9 +294,7 @@ class TensorRTEngine:
 
     def _ensure_device(self) -> None:
         """Make this engine's GPU current on the calling thread (once per thread)."""
-        if not getattr(self._thread_device, "ok", False):
-            cuda.set_device(self._device_index)
-            self._thread_device.ok = True
+        cuda.use_device(self._device_index)
 
     def _disable_graphs(self, reason: str) -> None:
         if self.cuda_graphs:

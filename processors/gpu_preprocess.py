@@ -234,17 +234,8 @@ def describe(source: DeviceSource, input_hw: tuple[int, int]) -> tuple[tuple, Le
 
 
 def _bindings() -> tuple[Any, Any]:
-    """(driver, nvrtc) modules of cuda-python 13 (``cuda.bindings``) or 12 (``cuda``)."""
-    try:
-        from cuda.bindings import driver, nvrtc
-    except ImportError:
-        try:
-            from cuda import cuda as driver  # cuda-python < 12.6
-            from cuda import nvrtc
-        except ImportError as err:
-            raise ProcessorError("GPU preprocessing needs cuda-python: pip install "
-                              "'cuda-python>=12'") from err
-    return driver, nvrtc
+    """(driver, nvrtc) modules of cuda-python."""
+    return cuda.driver(), cuda.nvrtc()
 
 
 def _check_nvrtc(result: Any, what: str) -> Any:
@@ -386,8 +377,6 @@ class GpuPreprocessor:
         self._driver, _ = _bindings()
         self._rt = cuda.cudart()
         cuda.set_device(self.device_index)
-        self._thread = threading.local()
-        self._thread.ready = True
         funcs = _compile(self.device_index)
         self._func = funcs["letterbox_f16" if self.dtype == np.float16 else "letterbox_f32"]
         self._descs = [_DescSlot(self.max_batch) for _ in range(_DESC_RING)]
@@ -410,9 +399,7 @@ class GpuPreprocessor:
 
     def _ensure_thread(self) -> None:
         """The driver API needs the GPU's primary context current on the calling thread."""
-        if not getattr(self._thread, "ready", False):
-            cuda.set_device(self.device_index)
-            self._thread.ready = True
+        cuda.use_device(self.device_index)
 
     def upload_bgr(self, stream: Any, image_bgr: np.ndarray) -> DeviceBGR:
         """Copy a host BGR uint8 frame to a reusable device staging buffer, on ``stream``.

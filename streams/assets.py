@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from engines.files import atomic_path, atomic_write, cache_root, file_sha256
 from streams.errors import AssetError
 from streams.redact import redact_url
 
@@ -120,27 +121,15 @@ class Assets:
 
 def default_cache_dir() -> Path:
     """``$STREAMS_CACHE`` if set, else ``~/.cache/streams``."""
-    env = os.environ.get("STREAMS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "streams"
-
-
-_hash_memo: dict[tuple, str] = {}
+    return cache_root()
 
 
 def _sha256(path: Path) -> str | None:
-    """SHA-256 of a file, None if unreadable; memoised on (inode, size, mtime) per process."""
+    """SHA-256 of a file, None if unreadable (missing or unreadable: not a usable cached file)."""
     try:
-        st = path.stat()
-        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-        if key not in _hash_memo:
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            _hash_memo[key] = digest.hexdigest()
-    except OSError:  # missing or unreadable: not a usable cached file
+        return file_sha256(path)
+    except OSError:
         return None
-    return _hash_memo[key]
 
 
 def _sidecar() -> dict:
@@ -267,24 +256,16 @@ def _cached_ok(cache: Path, f: _File, progress: Callable[[str], None]) -> bool:
 
 def _write_verified(src: BinaryIO, dest: Path, f: _File, origin: str) -> None:
     """Copy to a temp name beside ``dest``, check the SHA-256, then rename atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
+    with atomic_path(dest) as tmp, tmp.open("wb") as out:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
         if digest.hexdigest() != f.sha256:
             raise AssetError(
                 f"checksum mismatch for {f.name} from {origin}: expected sha256 "
                 f"{f.sha256}, got {digest.hexdigest()}; it is not the pinned release"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared read-only
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _installed_root(module: str) -> Path | None:
@@ -399,29 +380,21 @@ def _pip_download(
 
 def _convert(cache: Path, progress: Callable[[str], None]) -> None:
     from engines.darknet import convert_darknet  # lazy: onnx is heavy
-    from streams.errors import EngineError
+    from engines.errors import EngineError
 
     onnx_path = cache / _ONNX_REL
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=".yolov3-tiny.", suffix=".onnx")
-    os.close(fd)
     progress(f"converting yolov3-tiny (Darknet) to {onnx_path}")
     try:
-        convert_darknet(
-            cache / "darknet/yolov3-tiny.cfg",
-            cache / "darknet/yolov3-tiny.weights",
-            Path(tmp),
-            mask_fix=True,
-        )
-        record = {**_sidecar(), "onnx_sha256": _sha256(Path(tmp))}
-        sidecar = onnx_path.with_suffix(".json")
-        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}")
-        sidecar_tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, onnx_path)
-        os.replace(sidecar_tmp, sidecar)
+        with atomic_path(onnx_path) as tmp:
+            convert_darknet(
+                cache / "darknet/yolov3-tiny.cfg",
+                cache / "darknet/yolov3-tiny.weights",
+                tmp,
+                mask_fix=True,
+            )
+            record = {**_sidecar(), "onnx_sha256": _sha256(tmp)}
     except EngineError as err:
         raise AssetError(f"converting the cached yolov3-tiny to ONNX failed: {err}") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # After the model: a sidecar that names a model not yet there would vouch for the old one.
+    atomic_write(onnx_path.with_suffix(".json"),
+                 (json.dumps(record, indent=2) + "\n").encode("utf-8"))
