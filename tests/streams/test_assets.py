@@ -192,3 +192,12 @@ def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("STREAMS_CACHE")
     assert default_cache_dir() == Path.home() / ".cache/streams"
+
+
+def test_the_weights_own_label_file_lists_the_built_in_coco_labels(assets):
+    """COCO-80 is spelled once (processors/labels.py); the pinned package's coco.names, which
+    the weights were trained with, must list the same names in the same order."""
+    from processors.labels import COCO80
+
+    names = assets.darknet_cfg.with_name("coco.names").read_text(encoding="utf-8").split("\n")
+    assert tuple(n.strip() for n in names if n.strip()) == COCO80 == assets.labels
