@@ -12,14 +12,16 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from streams.config import PublishConfig
 from streams.errors import PublishError
 from streams.bus.messages import encode
-from streams.runtime.stats import PipelineStats
+
+if TYPE_CHECKING:  # the runtime's counters, handed in: the bus sits below the runtime
+    from streams.runtime.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
 
