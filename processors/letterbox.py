@@ -8,6 +8,7 @@ centred, with the remainder padded with grey (114).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -32,15 +33,14 @@ class Letterbox:
 
     @classmethod
     def fit(cls, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Letterbox:
-        """Geometry for placing a ``src_hw`` image inside a ``dst_hw`` model input."""
+        """Geometry for placing a ``src_hw`` image inside a ``dst_hw`` model input.
+
+        Called for every frame with a handful of distinct sizes, so the result is cached per
+        (source size, input size); a Letterbox is immutable, so frames can share one.
+        """
         src_h, src_w = src_hw
         dst_h, dst_w = dst_hw
-        if src_h <= 0 or src_w <= 0:
-            raise ValueError(f"source size must be positive, got {src_hw}")
-        scale = min(dst_h / src_h, dst_w / src_w)
-        new_w = min(dst_w, max(1, round(src_w * scale)))
-        new_h = min(dst_h, max(1, round(src_h * scale)))
-        return cls(scale, (dst_w - new_w) // 2, (dst_h - new_h) // 2, (new_w, new_h))
+        return _fit(src_h, src_w, dst_h, dst_w)
 
     def to_source(self, xyxy: np.ndarray, src_hw: tuple[int, int]) -> np.ndarray:
         """Map ``(n, 4)`` boxes from model pixels back to source pixels, clipped to the frame."""
@@ -77,3 +77,14 @@ def preprocess_into(dst_chw: np.ndarray, image_bgr: np.ndarray) -> Letterbox:
     canvas, box = letterbox_bgr(image_bgr, dst_chw.shape[1:])
     np.multiply(canvas.transpose(2, 0, 1)[::-1], np.float32(1 / 255), out=dst_chw, casting="unsafe")
     return box
+
+
+@lru_cache(maxsize=1024, typed=True)  # typed: a NumPy int gives what it gave before caching
+def _fit(src_h: int, src_w: int, dst_h: int, dst_w: int) -> Letterbox:
+    """Letterbox.fit's arithmetic, pure (errors are raised, not cached)."""
+    if src_h <= 0 or src_w <= 0:
+        raise ValueError(f"source size must be positive, got {(src_h, src_w)}")
+    scale = min(dst_h / src_h, dst_w / src_w)
+    new_w = min(dst_w, max(1, round(src_w * scale)))
+    new_h = min(dst_h, max(1, round(src_h * scale)))
+    return Letterbox(scale, (dst_w - new_w) // 2, (dst_h - new_h) // 2, (new_w, new_h))
