@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engines.options import EngineOptions
-from streams.errors import USER_ERRORS, StreamsError
+from streams.errors import USER_ERRORS
 
 logger = logging.getLogger(__name__)
 
