@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from streams.errors import CaptureError
 from streams.capture.frames import DisplayClock
+from streams.errors import CaptureError
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -293,6 +293,9 @@ class FrameReader(NetworkReader):
 
 
 def _reason(err: Exception, url: str) -> str:
-    """FFmpeg's error text without the URL it often repeats (which may hold a password)."""
-    text = str(err).replace(url, redact_url(url))
+    """FFmpeg's error text without the URL it often repeats (which may hold a password), and
+    without the "last error log" PyAV appends: that is the process's last FFmpeg error,
+    maybe another stream's (each stream's own lines are in its
+    :class:`~streams.capture.ffmpeg_log.DecoderLog`)."""
+    text = str(err).split("; last error log:")[0].replace(url, redact_url(url))
     return redact_url(text.split(": '")[0] if ": '" in text else text)
