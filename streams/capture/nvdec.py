@@ -45,9 +45,9 @@ from typing import Any
 
 from engines import cuda
 from processors.gpu_preprocess import DeviceNV12
-from streams.errors import CaptureError, EngineError
 from streams.capture.frames import DisplayClock
 from streams.capture.network import PacketReader
+from streams.errors import CaptureError, EngineError
 from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)

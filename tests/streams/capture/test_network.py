@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streams.errors import CaptureError
 from streams.capture.network import FrameReader, PacketReader, UnsupportedCodec
+from streams.errors import CaptureError
 from tests.helpers import free_port
 from tests.support.rtsp import ffmpeg_exe
 

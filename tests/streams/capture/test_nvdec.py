@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from streams.errors import CaptureError
 from streams.capture.nvdec import NvdecReader, nvdec_available
+from streams.errors import CaptureError
 from tests.support.gpu import download_nv12
 
 LEAK_BOUND_MIB = 16  # three full decodes may not grow device memory use by more than this
