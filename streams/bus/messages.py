@@ -3,19 +3,33 @@
 Every message is a ZeroMQ multipart ``[topic, payload]``; the payload is UTF-8 JSON with
 ``"v": 1`` and ``"type"``. Topics end with ``/`` so that subscribing to ``det/cam1/`` never
 also delivers ``det/cam10/`` (ZeroMQ filters by prefix). See docs/messages.md.
+
+Payloads are encoded with orjson. Decoded, they are what json.dumps wrote: both write each
+float in its shortest form that reads back as the same float. The bytes differ in two ways
+only: non-ASCII text is written as UTF-8, not as backslash-u escapes, and a float of
+magnitude below 1e-4 may be written ``0.00001`` or ``5e-7`` (json.dumps: ``1e-05``,
+``5e-07``). A ``det`` message holds no such float (pts, scores and boxes are rounded to 4
+decimals or fewer, latencies to 3, capture_time is a clock), so with ASCII names its bytes are
+the ones json.dumps wrote: tests/processors/test_batch_messages.py checks both.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import orjson
 
 from processors.detections import Detections
 from streams.states import PUBLISHED
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 KINDS = ("det", "status", "stats")
@@ -100,8 +114,95 @@ def stats_message(streams: list[dict], pipeline: dict, uptime_s: float) -> dict[
             "uptime_s": round(uptime_s, 3), "streams": streams, "pipeline": pipeline}
 
 
+# orjson writes numpy scalars as numbers (json.dumps took np.float64, a float subclass);
+# encode() also takes non-str keys as json.dumps did. A det message has neither.
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_DET_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON. TypeError for what JSON cannot carry; ValueError for NaN or infinity,
+    as json.dumps(allow_nan=False) did (orjson writes those as null)."""
+    payload = orjson.dumps(message, option=_OPTIONS)
+    if b"null" in payload:  # a None, or a NaN/inf written as null: look which
+        _check_finite(message)
+    return payload
+
+
+def _check_finite(value: Any) -> None:
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_finite(item)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        if not np.isfinite(value).all():
+            raise ValueError("Out of range float values are not JSON compliant")
+
+
+@lru_cache(maxsize=4096)
+def topic_bytes(kind: str, stream_id: str | None = None) -> bytes:
+    """``topic(kind, stream_id)`` as sent: bytes, made once per stream."""
+    return topic(kind, stream_id).encode()
+
+
+def encode_detection_batch(
+    frames: Sequence[Any], batch: Sequence[Detections], labels: Sequence[str], *, model: str,
+    started_mono_s: float, now_mono_s: float, preprocess_ms: float, inference_ms: float,
+    postprocess_ms: float,
+) -> tuple[list[tuple[bytes, bytes]], list[float]]:
+    """Every ``det`` message of one batch, encoded: ``(topic, payload)`` pairs to hand to the
+    publisher in one go, and each frame's ``total`` latency in ms.
+
+    Args:
+        frames: the batch's frames (:class:`streams.capture.frames.Frame`: ``stream_id``,
+            ``seq``, ``pts_s``, ``capture_wall_s``, ``ready_mono_s``, ``decode_ms``,
+            ``source_hw``); ``batch``: their detections, in the same order.
+        started_mono_s: when the batch started (``queue`` ends there).
+        now_mono_s: now, just before the messages are handed to the publisher (``total``
+            ends there).
+        preprocess_ms, inference_ms, postprocess_ms: the batch's, the same in every message.
+
+    Each payload is ``encode(detection_message(...))`` of that frame, built without a call
+    per frame. A message that JSON cannot carry (a NaN box) is logged and left out, as the
+    publisher used to drop it; the caller counts ``len(frames) - len(messages)`` as dropped.
+    """
+    items = detection_items(batch, labels)
+    preprocess_ms, inference_ms = round(preprocess_ms, 3), round(inference_ms, 3)
+    postprocess_ms = round(postprocess_ms, 3)
+    messages: list[tuple[bytes, bytes]] = []
+    totals_ms: list[float] = []
+    dumps = orjson.dumps
+    for frame, frame_items in zip(frames, items, strict=True):
+        ready_mono_s, decode_ms = frame.ready_mono_s, frame.decode_ms
+        total_ms = decode_ms + (now_mono_s - ready_mono_s) * 1000.0
+        totals_ms.append(total_ms)
+        height, width = frame.source_hw
+        message = {
+            "v": SCHEMA_VERSION, "type": "det", "stream": frame.stream_id, "seq": frame.seq,
+            "pts": round(frame.pts_s, 4), "capture_time": frame.capture_wall_s,
+            "width": width, "height": height, "model": model,
+            "latency_ms": {  # LATENCY_KEYS, in order
+                "decode": round(decode_ms, 3),
+                "queue": round((started_mono_s - ready_mono_s) * 1000.0, 3),
+                "preprocess": preprocess_ms, "inference": inference_ms,
+                "postprocess": postprocess_ms, "total": round(total_ms, 3),
+            },
+            "detections": frame_items,
+        }
+        try:
+            payload = dumps(message, option=_DET_OPTIONS)
+            if b"null" in payload:
+                _check_finite(message)
+        except (TypeError, ValueError) as err:
+            logger.error("cannot publish %s: %s", topic("det", frame.stream_id), err)
+            continue
+        messages.append((topic_bytes("det", frame.stream_id), payload))
+    return messages, totals_ms
 
 
 def decode(payload: bytes) -> dict[str, Any]:

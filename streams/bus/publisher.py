@@ -1,9 +1,10 @@
 """ZeroMQ PUB publisher that never blocks the pipeline.
 
-Producers (the pipeline, capture workers) hand messages to a bounded queue without waiting;
-one thread owns the socket (ZeroMQ sockets are not thread-safe), serialises to JSON and sends.
-A full queue drops the message and counts it; a slow subscriber is cut off by ZeroMQ's
-high-water mark per subscriber, so it never slows the others.
+Producers (the pipeline, capture workers) hand encoded messages to a bounded queue without
+waiting: the completer a whole batch's as one item, others one message at a time (encoded in
+their own thread). One thread owns the socket (ZeroMQ sockets are not thread-safe) and sends.
+Messages beyond the queue's size are dropped and counted; a slow subscriber is cut off by
+ZeroMQ's high-water mark per subscriber, so it never slows the others.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ class Publisher:
             if not self._owns_context:
                 self._context, self._owns_context = zmq.Context(), True
             self._authenticator = start_authenticator(self._context, config.curve)
-        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        # Items are lists of encoded messages; the bound is on messages (``_queued``, under
+        # ``_lock``, which also guards the drop counter that several threads add to).
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue_size = config.queue_size
+        self._queued = 0
+        self._lock = threading.Lock()
         if connect:
             self._socket = _sending_socket(self._context, zmq.PUB, config)
             self._socket.connect(config.endpoint)
@@ -61,36 +67,61 @@ class Publisher:
         logger.info("publishing %s %s", "via" if connect else "on", self.endpoint)
 
     def publish(self, topic: str, message: dict[str, Any]) -> bool:
-        """Queue a message; returns False (and counts a drop) if the queue is full."""
+        """Encode and queue a message; returns False (and counts a drop) if the queue is full
+        or the message cannot be encoded (logged)."""
         try:
-            self._queue.put_nowait((topic, message))
-            return True
-        except queue.Full:
-            self.stats.publish_dropped += 1
+            payload = encode(message)
+        except (TypeError, ValueError) as err:
+            logger.error("cannot publish %s: %s", topic, err)
+            self.count_dropped(1)
             return False
+        return self.publish_encoded([(topic.encode(), payload)]) == 1
+
+    def publish_encoded(self, messages: list[tuple[bytes, bytes]]) -> int:
+        """Queue ``(topic, payload)`` messages as one item; returns how many were queued.
+
+        Those that do not fit in the queue (``queue_size`` messages) are dropped and counted.
+        """
+        with self._lock:
+            room = self._queue_size - self._queued
+            queued = len(messages) if len(messages) <= room else max(room, 0)
+            self._queued += queued
+            if queued < len(messages):
+                self.stats.publish_dropped += len(messages) - queued
+        if queued:
+            self._queue.put(messages if queued == len(messages) else messages[:queued])
+        return queued
+
+    def count_dropped(self, count: int) -> None:
+        """Count messages a producer could not hand over (it could not encode them)."""
+        with self._lock:
+            self.stats.publish_dropped += count
 
     def _run(self) -> None:
+        send, more, last = self._socket.send, zmq.SNDMORE | zmq.NOBLOCK, zmq.NOBLOCK
         while True:
             item = self._queue.get()
             if item is _STOP:
                 break
-            topic, message = item
-            try:
-                self._socket.send_multipart([topic.encode(), encode(message)], flags=zmq.NOBLOCK)
-                self.stats.published += 1
-            except zmq.Again:
-                self.stats.publish_dropped += 1
-            except (zmq.ZMQError, ValueError, TypeError) as err:
-                self.stats.publish_dropped += 1
-                logger.error("cannot publish %s: %s", topic, err)
+            with self._lock:
+                self._queued -= len(item)
+            sent = 0
+            for topic, payload in item:
+                try:  # the two frames, as send_multipart sends them, without its overhead
+                    send(topic, more)
+                    send(payload, last)
+                    sent += 1
+                except zmq.Again:
+                    self.count_dropped(1)
+                except zmq.ZMQError as err:
+                    self.count_dropped(1)
+                    logger.error("cannot publish %s: %s", topic.decode(errors="replace"), err)
+            self.stats.published += sent
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Send what is queued (up to ``timeout_s``), then close the socket."""
         if self._thread.is_alive():
-            try:
-                self._queue.put(_STOP, timeout=timeout_s)
-            except queue.Full:
-                pass
+            self._queue.put(_STOP)  # unbounded: the limit is on messages, counted above
             self._thread.join(timeout_s)
         self._socket.close(linger=500)
         if self._authenticator is not None:

@@ -27,8 +27,7 @@ from streams.config import Config
 from streams.errors import EngineError
 from streams.capture.frames import Frame
 from streams.bus.messages import (
-    detection_items,
-    detection_message,
+    encode_detection_batch,
     stats_message,
     status_message,
     topic,
@@ -265,23 +264,20 @@ class Pipeline:
             self.stats.batches += 1
             self.stats.batch_frames += len(batch.frames)
             self.stats.inference_ms.add(inference_ms, done_mono_s)
-            items = detection_items(decoded, self.labels)  # to Python once per batch
-            for frame, frame_items in zip(batch.frames, items):
-                now_s = time.monotonic()
-                latency_ms = {
-                    "decode": frame.decode_ms,
-                    "queue": (batch.started_mono_s - frame.ready_mono_s) * 1000.0,
-                    "preprocess": preprocess_ms,
-                    "inference": inference_ms,
-                    "postprocess": postprocess_ms,
-                    "total": frame.decode_ms + (now_s - frame.ready_mono_s) * 1000.0,
-                }
+            # Every message of the batch built and encoded here, in one call, and handed to
+            # the publisher thread as one item; ``total`` ends now, just before that.
+            now_s = time.monotonic()
+            messages, totals_ms = encode_detection_batch(
+                batch.frames, decoded, self.labels, model=self.model_name,
+                started_mono_s=batch.started_mono_s, now_mono_s=now_s,
+                preprocess_ms=preprocess_ms, inference_ms=inference_ms,
+                postprocess_ms=postprocess_ms)
+            for frame, total_ms in zip(batch.frames, totals_ms):
                 stream_stats = self.stream_stats[frame.stream_id]
                 stream_stats.processed += 1
-                stream_stats.latency_ms.add(latency_ms["total"], now_s)
+                stream_stats.latency_ms.add(total_ms, now_s)
                 if stream_stats.recorded_latency_ms is not None:
-                    stream_stats.recorded_latency_ms.append(latency_ms["total"])
-                self.publisher.publish(topic("det", frame.stream_id), detection_message(
-                    stream_id=frame.stream_id, seq=frame.seq, pts_s=frame.pts_s,
-                    capture_wall_s=frame.capture_wall_s, source_hw=frame.source_hw,
-                    model=self.model_name, latency_ms=latency_ms, items=frame_items))
+                    stream_stats.recorded_latency_ms.append(total_ms)
+            if len(messages) < len(batch.frames):  # could not be encoded (logged)
+                self.publisher.count_dropped(len(batch.frames) - len(messages))
+            self.publisher.publish_encoded(messages)

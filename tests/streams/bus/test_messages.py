@@ -81,3 +81,28 @@ def test_unknown_state_is_rejected():
 ])
 def test_redact_url(text, expected):
     assert redact_url(text) == expected
+
+
+def test_encode_refuses_nan_and_infinity_as_json_dumps_did():
+    for bad in (float("nan"), float("inf"), np.float64("-inf")):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            encode({"v": 1, "pipeline": {"inference_p50_ms": [1.0, bad]}})
+    assert encode({"p50_ms": None, "reason": "null"}) == b'{"p50_ms":null,"reason":"null"}'
+
+
+def test_encode_gives_the_values_json_dumps_gave():
+    import json
+
+    ascii_messages = [
+        status_message("cam1", "live", width=640, height=272, decoder="opencv"),
+        stats_message([{"stream": "a", "state": "live", "fps": 29.97, "p50_ms": None,
+                        "p99_ms": 80.31, "processed": 10**12, "dropped": 0}],
+                      {"batches": 3, "mean_batch": 2.67, "threads_cpu_pct": {1: 2.5}}, 12.345),
+    ]
+    for message in ascii_messages:  # the same bytes
+        assert encode(message) == json.dumps(message, separators=(",", ":")).encode()
+    reason = status_message("cam-ü", "reconnecting", reason="Verbindung verweigert: 東京",
+                            attempt=2)
+    assert json.loads(encode(reason)) == json.loads(json.dumps(reason))  # UTF-8, not escapes
+    numpy_values = {"fps": np.float64(29.97), "processed": np.int64(5)}  # json.dumps: float only
+    assert json.loads(encode(numpy_values)) == {"fps": 29.97, "processed": 5}

@@ -82,3 +82,41 @@ def test_address_in_use_is_a_publish_error():
             Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), PipelineStats())
     finally:
         first.close()
+
+
+def test_a_batch_is_one_item_sent_in_order_and_close_flushes_it():
+    from streams.bus.messages import topic_bytes
+    from streams.bus.publisher import Publisher
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    stats = PipelineStats()
+    publisher = Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), stats)
+    collector = Collector(endpoint, kinds=("det",))
+    try:
+        batches = [[(topic_bytes("det", f"cam{i % 4}"), b'{"type":"det","seq":%d}' % (32 * b + i))
+                    for i in range(32)] for b in range(20)]
+        assert [publisher.publish_encoded(batch) for batch in batches] == [32] * 20
+        publisher.close()  # right away: the queued batches still go out
+        assert collector.wait_for(lambda c: len(c.messages) >= 640, 10)
+    finally:
+        collector.close()
+    assert [m["seq"] for _, m in collector.messages] == list(range(640))
+    assert [t for t, _ in collector.messages[:4]] == [b"det/cam0/", b"det/cam1/", b"det/cam2/",
+                                                       b"det/cam3/"]
+    assert stats.published == 640 and stats.publish_dropped == 0
+
+
+def test_the_queue_bound_counts_messages_not_batches():
+    from streams.bus.publisher import Publisher
+
+    stats = PipelineStats()
+    publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=10,
+                                        join_grace_ms=0), stats)
+    try:
+        assert publisher.publish_encoded([(b"det/a/", b"{}")] * 25) == 10
+        assert stats.publish_dropped == 15
+        assert publisher.publish("det/a/", {"bad": object()}) is False  # cannot be encoded
+        assert stats.publish_dropped == 16
+    finally:
+        publisher.close()
+    assert stats.published + stats.publish_dropped == 26
