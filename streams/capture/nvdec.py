@@ -211,8 +211,6 @@ class NvdecReader:
             cuda.set_device(self.gpu_id)
         except EngineError as err:
             raise CaptureError(f"{self._name}: NVDEC needs a CUDA GPU: {err}") from err
-        self._thread = threading.local()
-        self._thread.ready = True
         self._rt = cuda.cudart()
         self._stream = cuda.Stream(non_blocking=True)
         self._pool: list[_Surface] = []
@@ -280,17 +278,11 @@ class NvdecReader:
 
     def _context_handle(self) -> int:
         """The primary context cudart made current, so pointers are shared with our kernels."""
-        try:
-            from cuda.bindings import driver
-        except ImportError:
-            from cuda import cuda as driver  # cuda-python < 12.6
-        ctx = cuda.check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        ctx = cuda.check(cuda.driver().cuCtxGetCurrent(), "cuCtxGetCurrent")
         return int(ctx) if ctx is not None else 0
 
     def _ensure_thread(self) -> None:
-        if not getattr(self._thread, "ready", False):
-            cuda.set_device(self.gpu_id)
-            self._thread.ready = True
+        cuda.use_device(self.gpu_id)
 
     # --- decoding --------------------------------------------------------------------------
 
