@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import yaml
+import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streams.bus.subscriber import Subscriber
 from tests.support.rtsp import free_port  # noqa: F401  (one helper for every test)
@@ -32,7 +34,25 @@ def write_config(path: Path, streams: list[dict], port: int, **sections) -> Path
 
 
 class Collector:
-    """A real SUB socket draining messages on a thread until stopped."""
+    """A real SUB socket draining messages on a thread until stopped.
+
+    The constructor returns once the subscription is where it needs to be, told by the
+    socket's own monitor events, not by a fixed sleep:
+
+    * a publisher already listens (ZMTP handshake succeeded): the subscription is on its way;
+      the one hop nobody can observe from a SUB socket (the PUB's I/O thread handing it to
+      the PUB) takes well under a millisecond, and ``JOIN_SETTLE_S`` covers it;
+    * nobody listens yet (connection refused, the socket retries every 50 ms): return at
+      once. A publisher that binds later gets the subscription when the SUB reconnects,
+      within its ``publish.join_grace_ms`` (300 ms by default) before it sends anything.
+
+    A test that must know a message can get through waits for one: ``wait_for``.
+    """
+
+    JOIN_SETTLE_S = 0.05
+    _EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
+               | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+               | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
     def __init__(
         self,
@@ -40,19 +60,46 @@ class Collector:
         stream: str | None = None,
         kinds=("det", "status", "stats"),
         rcvhwm: int = 100_000,
+        ready_timeout_s: float = 10.0,
     ) -> None:
         self.messages: list[tuple[bytes, dict]] = []
-        self._sub = Subscriber([endpoint], stream=stream, kinds=kinds, rcvhwm=rcvhwm)
+        self.endpoint = endpoint
+        # Subscriber's filters and decoding, connected on the thread below, which owns the
+        # socket from here on (ZeroMQ sockets are not thread-safe).
+        self._sub = Subscriber([], stream=stream, kinds=kinds, rcvhwm=rcvhwm)
         self._stop = threading.Event()
+        self.connected = threading.Event()  # a ZMTP handshake with the publisher succeeded
+        self._known = threading.Event()  # connected, or refused (nobody listens yet)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        time.sleep(0.3)  # PUB/SUB slow joiner: let the subscription reach the publisher
+        if not self._known.wait(ready_timeout_s):
+            self.close()
+            raise AssertionError(f"{endpoint}: neither connected nor refused within "
+                                 f"{ready_timeout_s} s")
+        if self.connected.is_set():
+            time.sleep(self.JOIN_SETTLE_S)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            item = self._sub.receive(0.1)
-            if item is not None:
-                self.messages.append(item)
+        sock = self._sub._socket  # noqa: SLF001 (the monitor must watch this very socket)
+        monitor = sock.get_monitor_socket(self._EVENTS)
+        sock.connect(self.endpoint)  # after the monitor: no event is missed
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(100))
+                if monitor in ready:
+                    event = recv_monitor_message(monitor)["event"]
+                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        self.connected.set()
+                    self._known.set()
+                if sock in ready:
+                    while (item := self._sub.receive(0)) is not None:
+                        self.messages.append(item)
+        finally:
+            sock.disable_monitor()
+            monitor.close(0)
 
     def of(self, kind: str, stream: str | None = None) -> list[dict]:
         return [
@@ -62,12 +109,14 @@ class Collector:
         ]
 
     def wait_for(self, predicate, timeout_s: float) -> bool:
+        """Poll ``predicate(self)`` until it holds (True) or ``timeout_s`` passes (False)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             if predicate(self):
                 return True
-            time.sleep(0.05)
-        return False
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def close(self) -> None:
         self._stop.set()
