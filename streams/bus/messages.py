@@ -139,9 +139,9 @@ def _check_finite(value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             _check_finite(item)
-    elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
-        if not np.isfinite(value).all():
-            raise ValueError("Out of range float values are not JSON compliant")
+    elif (isinstance(value, np.ndarray) and value.dtype.kind in "fc"
+          and not np.isfinite(value).all()):
+        raise ValueError("Out of range float values are not JSON compliant")
 
 
 @lru_cache(maxsize=4096)

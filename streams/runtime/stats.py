@@ -29,7 +29,7 @@ class LatencyWindow:
     out any whose slots the writer reused while it copied: no lock, no torn (time, value) pair.
     """
 
-    __slots__ = ("_times", "_values", "_time_slots", "_value_slots", "_count")
+    __slots__ = ("_count", "_time_slots", "_times", "_value_slots", "_values")
 
     def __init__(self) -> None:
         self._times = np.zeros(_SLOTS, np.float64)

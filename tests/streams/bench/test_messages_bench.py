@@ -3,9 +3,9 @@ is asserted: it is a benchmark, the figures are for people)."""
 
 import json
 
+from processors.labels import COCO80
 from streams.bench import messages as bench
 from streams.bus.messages import decode, encode_detection_batch, validate
-from processors.labels import COCO80
 
 
 def test_every_message_is_sent_and_a_subscriber_gets_them(tmp_path, capsys):
