@@ -60,3 +60,67 @@ def test_every_config_key_is_documented_and_every_documented_key_exists():
         assert keys == accepted_keys(section), (
             f"{section}: undocumented {sorted(accepted_keys(section) - keys)}, "
             f"documented but unknown {sorted(keys - accepted_keys(section))}")
+
+
+def flatten(message: dict, prefix: str = "") -> set[str]:
+    """Every field path of a message: ``latency_ms``, ``latency_ms.decode``, ``detections``,
+    ``detections[].label``."""
+    keys = set()
+    for key, value in message.items():
+        path = f"{prefix}{key}"
+        keys.add(path)
+        if isinstance(value, dict):
+            keys |= flatten(value, f"{path}.")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    keys |= flatten(item, f"{path}[].")
+    return keys
+
+
+def documented_fields() -> dict[str, set[str]]:
+    """Kind -> field paths docs/messages.md shows: its JSON example and its field table."""
+    import json
+
+    text = (DOCS / "messages.md").read_text()
+    fields: dict[str, set[str]] = {}
+    for block in re.split(r"^## ", text, flags=re.M)[1:]:
+        heading = re.match(r"`(det|status|stats)`", block)
+        if not heading:
+            continue
+        example = json.loads(re.search(r"```json\n(.*?)```", block, re.S).group(1))
+        keys = flatten(example)
+        for cell in re.findall(r"^\| (`[^|]+`) \|", block, flags=re.M):
+            keys |= {name for name in re.findall(r"`([\w.\[\]]+)`", cell)}
+        fields[heading.group(1)] = {k for k in keys if not k.endswith("[]")}
+    return fields
+
+
+def test_every_message_field_is_documented_and_every_documented_field_is_sent(assets,
+                                                                             tmp_path):
+    """Real messages from a real run that has every kind of event: a file that plays to its
+    end, one that fails, a camera that is not there (reconnecting), two worker processes."""
+    from tests.helpers import Collector, free_port, run_cli, write_config
+
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", [
+        {"id": "carphone", "url": str(assets.videos["carphone_pristine.mp4"]), "pace": "none"},
+        {"id": "garbage", "url": str(garbage)},
+        {"id": "absent", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
+    ], port, workers={"processes": 2}, capture={"open_timeout_s": 1, "reconnect_max_s": 1})
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    try:
+        result = run_cli("run", str(config), "--no-live", "--duration", "12", timeout=120)
+    finally:
+        collector.close()
+    assert result.returncode == 0, result.stderr[-2000:]
+    sent = {kind: set() for kind in ("det", "status", "stats")}
+    for _, message in collector.messages:
+        sent[message["type"]] |= flatten(message)
+    documented = documented_fields()
+    for kind in sent:
+        assert sent[kind] == documented[kind], (
+            f"{kind}: sent but undocumented {sorted(sent[kind] - documented[kind])}, "
+            f"documented but never sent {sorted(documented[kind] - sent[kind])}")
