@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -46,11 +47,13 @@ class Collector:
       once. A publisher that binds later gets the subscription when the SUB reconnects,
       within its ``publish.join_grace_ms`` (300 ms by default) before it sends anything.
 
-    A test that must know a message can get through waits for one: ``wait_for``.
+    A test that must know a message can get through waits for one: ``wait_for``. Once the
+    publisher's process has exited, ``finish`` waits until its connection closes, so every
+    message it sent is in ``messages`` (its last ones, each stream's ``ended``, included).
     """
 
     JOIN_SETTLE_S = 0.05
-    _EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
+    _EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -69,6 +72,7 @@ class Collector:
         self._sub = Subscriber([], stream=stream, kinds=kinds, rcvhwm=rcvhwm)
         self._stop = threading.Event()
         self.connected = threading.Event()  # a ZMTP handshake with the publisher succeeded
+        self.disconnected = threading.Event()  # and that connection closed since
         self._known = threading.Event()  # connected, or refused (nobody listens yet)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -92,14 +96,21 @@ class Collector:
                 if monitor in ready:
                     event = recv_monitor_message(monitor)["event"]
                     if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        self.disconnected.clear()
                         self.connected.set()
+                    elif event == zmq.EVENT_DISCONNECTED:
+                        self.disconnected.set()
                     self._known.set()
                 if sock in ready:
-                    while (item := self._sub.receive(0)) is not None:
-                        self.messages.append(item)
+                    self._drain()
+            self._drain()  # what arrived before the stop (all of it, after a disconnect)
         finally:
             sock.disable_monitor()
             monitor.close(0)
+
+    def _drain(self) -> None:
+        while (item := self._sub.receive(0)) is not None:
+            self.messages.append(item)
 
     def of(self, kind: str, stream: str | None = None) -> list[dict]:
         return [
@@ -110,15 +121,17 @@ class Collector:
 
     def wait_for(self, predicate, timeout_s: float) -> bool:
         """Poll ``predicate(self)`` until it holds (True) or ``timeout_s`` passes (False)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if predicate(self):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
+        return wait_until(lambda: predicate(self), timeout_s)
+
+    def finish(self, timeout_s: float = 5.0) -> None:
+        """Close, once the publisher (whose process has exited) has closed its connection:
+        ZeroMQ hands over a connection's messages before it reports the disconnect."""
+        if self.connected.is_set():
+            self.disconnected.wait(timeout_s)
+        self.close()
 
     def close(self) -> None:
+        """Stop now (the publisher may still be running): what arrived so far is kept."""
         self._stop.set()
         self._thread.join(2)
         self._sub.close()
@@ -163,13 +176,48 @@ def start_cli(*args: str) -> CliProcess:
     return process
 
 
+def tcp_connected(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to local ``port``."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        tables = [Path(f"/proc/{pid}/net/{name}").read_text() for name in ("tcp", "tcp6")]
+    except OSError:
+        return False  # the process is gone
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            remote_port, state, inode = int(fields[2].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            if remote_port == port and state == "01" and inode in inodes:  # 01: ESTABLISHED
+                return True
+    return False
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
+    """Poll ``predicate()`` until it holds (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
 def cleanup(process: subprocess.Popen, *collectors: Collector) -> None:
-    """Kill a background CLI that is still running; close the test's subscribers."""
+    """Kill a background CLI that is still running; then, the publisher gone, the test's
+    subscribers take its last messages and close."""
     if process.poll() is None:
         process.kill()
         process.wait(5)
     for collector in collectors:
-        collector.close()
+        collector.finish()
 
 
 def iou(a, b) -> float:
