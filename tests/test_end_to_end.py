@@ -1,7 +1,6 @@
 """The whole pipeline on the sample videos, published to a real ZeroMQ subscriber."""
 
 import signal
-import time
 import urllib.request
 
 import pytest
@@ -44,7 +43,7 @@ def test_sample_videos_flow_to_a_real_subscriber(assets, tmp_path):
     try:
         result = run_cli("run", str(config), "--no-live", timeout=180)
     finally:
-        collector.close()
+        collector.finish()
     assert result.returncode == 0, result.stderr
     assert "summary:" in result.stderr
 
@@ -86,8 +85,8 @@ def test_per_stream_subscription_is_exact(assets, tmp_path):
     try:
         assert run_cli("run", str(config), "--no-live").returncode == 0
     finally:
-        only_cam1.close()
-        everything.close()
+        only_cam1.finish()
+        everything.finish()
     assert everything.of("det", "cam10"), "cam10 was published"
     assert only_cam1.of("det", "cam1")
     assert {m["stream"] for m in only_cam1.of("det")} == {"cam1"}
@@ -152,7 +151,7 @@ def http_page():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
     server.shutdown()
@@ -209,24 +208,30 @@ def test_subscribe_command_prints_validated_results(assets, tmp_path):
 
 def test_subscribe_reports_sequence_gaps(tmp_path):
     """A consumer can tell lost frames from seq: `streams subscribe` prints each gap."""
-    from streams.config import PublishConfig
-    from streams.bus.publisher import Publisher
-    from streams.runtime.stats import PipelineStats
+    import zmq
+
+    from streams.bus.messages import encode, topic
 
     port = free_port()
-    publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{port}", join_grace_ms=0),
-                          PipelineStats())
+    # An XPUB, not a PUB: it receives the subscriber's subscription, so the test knows when
+    # messages will reach it (no slow-joiner sleep).
+    context = zmq.Context()
+    publisher = context.socket(zmq.XPUB)
+    publisher.setsockopt(zmq.LINGER, 1000)
+    publisher.bind(f"tcp://127.0.0.1:{port}")
     subscriber = start_cli("subscribe", f"tcp://127.0.0.1:{port}", "--kinds", "det",
                            "--count", "4")
     try:
-        time.sleep(1.5)  # the subscriber process starts and subscribes
+        assert publisher.poll(30_000), subscriber.output()  # the subscriber process started
+        assert publisher.recv() == b"\x01" + topic("det").encode()  # and subscribed to det
         for seq in (0, 1, 4, 5):  # 2 and 3 never arrive
-            publisher.publish("det/cam/", {"v": 1, "type": "det", "stream": "cam", "seq": seq,
-                                           "pts": seq / 25, "latency_ms": {"total": 1.0},
-                                           "detections": []})
+            publisher.send_multipart([topic("det", "cam").encode(), encode(
+                {"v": 1, "type": "det", "stream": "cam", "seq": seq, "pts": seq / 25,
+                 "latency_ms": {"total": 1.0}, "detections": []})])
         assert subscriber.wait(timeout=20) == 0
     finally:
         if subscriber.poll() is None:
             subscriber.kill()
         publisher.close()
+        context.term()
     assert "GAP cam: 2 frames missing (seq 1 -> 4)" in subscriber.output()
