@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Collector, cleanup, free_port, run_cli, start_cli, write_config
+from tests.helpers import (Collector, cleanup, free_port, run_cli, start_cli, tcp_connected,
+                           wait_until, write_config)
 from tests.support.rtsp import make_test_clip
 
 
@@ -41,7 +42,7 @@ def run_file(tmp_path: Path, path: Path) -> tuple[subprocess.CompletedProcess, C
     try:
         result = run_cli("run", str(config), "--no-live", timeout=120)
     finally:
-        collector.close()
+        collector.finish()
     return result, collector
 
 
@@ -95,7 +96,7 @@ def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(10)
-        collector.close()
+        collector.finish()
     retries = [m for m in collector.of("status", "cam") if m["state"] == "reconnecting"]
     assert [m["attempt"] for m in retries[:8]] == list(range(1, 9))
     gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(retries)][:7]
@@ -121,11 +122,20 @@ def test_credentials_never_leak(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(10)
-        collector.close()
+        collector.finish()
     reasons = " ".join(m.get("reason", "") for m in collector.of("status", "cam"))
     assert "rtsp://***@127.0.0.1" in reasons
     for text in (reasons, process.output(), metrics.decode(), str(collector.messages)):
         assert secret not in text
+
+
+def stuck_in_open(process, server, timeout_s: float = 60) -> None:
+    """Wait until the pipeline's capture worker has connected to the frozen camera: it is in
+    open() then, waiting for an answer that never comes."""
+    assert wait_until(lambda: process.poll() is not None or tcp_connected(process.pid,
+                                                                          server.port),
+                      timeout_s), f"no connection to the camera:\n{process.output()}"
+    assert process.poll() is None, process.output()
 
 
 @pytest.mark.rtsp
@@ -137,9 +147,9 @@ def test_second_signal_exits_at_once(rtsp_server, tmp_path):
                           capture={"open_timeout_s": 60})
     process = start_cli("run", str(config), "--no-live")
     try:
-        time.sleep(3)
+        stuck_in_open(process, server)
         process.send_signal(signal.SIGTERM)  # drain: waits (at most 4 s) for the stuck worker
-        time.sleep(0.5)
+        assert wait_until(lambda: "SIGTERM: draining" in process.output(), 10), process.output()
         assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         began = time.monotonic()
@@ -160,7 +170,7 @@ def test_one_signal_drains_within_five_seconds_even_with_a_stuck_camera(rtsp_ser
     collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("status",))
     process = start_cli("run", str(config), "--no-live")
     try:
-        time.sleep(3)
+        stuck_in_open(process, server)
         code, drain_s = process.drain(timeout_s=10)
         assert code == 0
         assert drain_s < 5.0
