@@ -1,5 +1,6 @@
 """Shared fixtures."""
 
+import contextlib
 import sys
 import time
 
@@ -31,7 +32,7 @@ def progress(request):
 
     def say(text: str) -> None:
         line = f"[{request.node.name} {time.monotonic() - began:5.1f}s] {text}"
-        with capture.global_and_fixture_disabled():
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             if reporter is not None:
                 reporter.ensure_newline()
                 reporter.write_line(line)

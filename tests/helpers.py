@@ -84,7 +84,7 @@ class Collector:
             time.sleep(self.JOIN_SETTLE_S)
 
     def _run(self) -> None:
-        sock = self._sub._socket  # noqa: SLF001 (the monitor must watch this very socket)
+        sock = self._sub._socket  # the monitor must watch this very socket
         monitor = sock.get_monitor_socket(self._EVENTS)
         sock.connect(self.endpoint)  # after the monitor: no event is missed
         poller = zmq.Poller()

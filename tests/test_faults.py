@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (Collector, cleanup, free_port, run_cli, start_cli, tcp_connected,
-                           wait_until, write_config)
+from tests.helpers import (
+    Collector,
+    cleanup,
+    free_port,
+    run_cli,
+    start_cli,
+    tcp_connected,
+    wait_until,
+    write_config,
+)
 from tests.support.rtsp import make_test_clip
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import streams.runtime.pipeline
-from streams.runtime.wiring import build_runtime
 from streams.config import load_config
+from streams.runtime.wiring import build_runtime
 from tests.helpers import free_port, write_config
-
 
 # carphone_pristine.mp4: 120 frames (4 s at 29.97 fps), half as many as bikes.mp4, which made
 # the lossless run below take 15 s on 2 cores.

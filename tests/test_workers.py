@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import parse_config
 from streams.bus.messages import validate
+from streams.config import parse_config
 from streams.scale.supervisor import resolve_processes, split_streams
 from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
 
@@ -52,7 +52,7 @@ def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
                    if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
         if len(workers) >= count:
             return sorted(workers)
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"expected {count} worker processes under {pid}")
 
 
