@@ -33,8 +33,8 @@ bench: install
 	$(BIN)/python -m streams bench $(CONFIG)
 
 lint: install
-	$(BIN)/python -m pip install -q ruff
-	$(BIN)/ruff check streams processors engines tests
+	$(BIN)/ruff check streams processors engines tests benchmarks
+	$(BIN)/ruff format --check streams processors engines tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -30,14 +30,23 @@ def main() -> int:
 
     assets = fetch_assets()
     cache = Path(tempfile.mkdtemp())
-    base = EngineOptions(backend="tensorrt", max_batch=8, contexts=3, precision="fp16",
-                         builder_optimization_level=0, cache_dir=cache)
+    base = EngineOptions(
+        backend="tensorrt",
+        max_batch=8,
+        contexts=3,
+        precision="fp16",
+        builder_optimization_level=0,
+        cache_dir=cache,
+    )
     eager = TensorRTEngine(assets.model_onnx, base)
-    graphs = TensorRTEngine(assets.model_onnx, EngineOptions(**{**base.__dict__,
-                                                                "cuda_graphs": True}))
-    videos = {"bikes": assets.videos["bikes.mp4"],
-              "carphone": assets.videos["carphone_pristine.mp4"],
-              "bikes-2": assets.videos["bikes.mp4"]}
+    graphs = TensorRTEngine(
+        assets.model_onnx, EngineOptions(**{**base.__dict__, "cuda_graphs": True})
+    )
+    videos = {
+        "bikes": assets.videos["bikes.mp4"],
+        "carphone": assets.videos["carphone_pristine.mp4"],
+        "bikes-2": assets.videos["bikes.mp4"],
+    }
     reference = run_chain(eager, videos, serial=True)
 
     submit, read = TensorRTSlot.submit, NvdecReader.read
@@ -63,8 +72,13 @@ def main() -> int:
                 slot._graphs.clear()
         for k in range(args.runs):
             diff = run_chain(engine, videos).differing(reference)
-            row = {"variant": variant, "run": k, "inputs_differ": len(diff["inputs"]),
-                   "outputs_differ": len(diff["outputs"]), "first": diff["outputs"][:3]}
+            row = {
+                "variant": variant,
+                "run": k,
+                "inputs_differ": len(diff["inputs"]),
+                "outputs_differ": len(diff["outputs"]),
+                "first": diff["outputs"][:3],
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     TensorRTSlot.submit, NvdecReader.read = submit, read

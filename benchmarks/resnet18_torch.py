@@ -31,14 +31,27 @@ def export(model: torch.nn.Module, path: Path) -> str:
     example = torch.randn(1, 3, 224, 224, device="cuda")
     kwargs = {"input_names": ["input"], "output_names": ["logits"], "opset_version": 17}
     try:
-        torch.onnx.export(model, (example,), str(path), dynamo=False,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **kwargs)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            **kwargs,
+        )
         return "torchscript"
     except (TypeError, RuntimeError) as err:
         print(f"TorchScript export unavailable ({err}); using the dynamo exporter")
     batch = torch.export.Dim("batch", min=1, max=256)
-    torch.onnx.export(model, (example,), str(path), dynamo=True,
-                      dynamic_shapes={"x": {0: batch}}, external_data=False, **kwargs)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        dynamic_shapes={"x": {0: batch}},
+        external_data=False,
+        **kwargs,
+    )
     return "dynamo"
 
 
@@ -87,13 +100,26 @@ def main() -> int:
             with torch.inference_mode():
                 dev_ms = statistics.median(time_ms(on_device, args.iters, args.warmup))
                 host_ms = statistics.median(time_ms(host_to_host, args.iters, args.warmup))
-            results.append({"precision": precision, "batch": batch,
-                            "device_ms": round(dev_ms, 3), "host_to_host_ms": round(host_ms, 3)})
-            print(f"torch eager {precision} batch {batch:>3}: {dev_ms:.3f} ms on device, "
-                  f"{host_ms:.3f} ms host to host")
-    info = {"torch": torch.__version__, "torchvision": torchvision.__version__,
-            "gpu": torch.cuda.get_device_name(0), "cudnn": torch.backends.cudnn.version(),
-            "exporter": exporter, "results": results}
+            results.append(
+                {
+                    "precision": precision,
+                    "batch": batch,
+                    "device_ms": round(dev_ms, 3),
+                    "host_to_host_ms": round(host_ms, 3),
+                }
+            )
+            print(
+                f"torch eager {precision} batch {batch:>3}: {dev_ms:.3f} ms on device, "
+                f"{host_ms:.3f} ms host to host"
+            )
+    info = {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+        "cudnn": torch.backends.cudnn.version(),
+        "exporter": exporter,
+        "results": results,
+    }
     if args.json:
         args.json.write_text(json.dumps(info, indent=2) + "\n")
     return 0

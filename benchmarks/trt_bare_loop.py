@@ -38,8 +38,12 @@ def main() -> int:
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
     parser.add_argument("--batch", default="1,8,32")
     parser.add_argument("--max-batch", type=int, default=0)
-    parser.add_argument("--contexts", type=int, default=EngineOptions().contexts,
-                        help="only selects the cached engine (profile copies); one is used")
+    parser.add_argument(
+        "--contexts",
+        type=int,
+        default=EngineOptions().contexts,
+        help="only selects the cached engine (profile copies); one is used",
+    )
     parser.add_argument("--opt-level", type=int, default=0)
     parser.add_argument("--iters", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
@@ -47,9 +51,14 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     batches = sorted({int(b) for b in args.batch.split(",")})
-    options = EngineOptions(backend="tensorrt", max_batch=args.max_batch or batches[-1],
-                            precision=args.precision, contexts=args.contexts,
-                            builder_optimization_level=args.opt_level, cache_dir=args.cache_dir)
+    options = EngineOptions(
+        backend="tensorrt",
+        max_batch=args.max_batch or batches[-1],
+        precision=args.precision,
+        contexts=args.contexts,
+        builder_optimization_level=args.opt_level,
+        cache_dir=args.cache_dir,
+    )
     trt = import_tensorrt()
     cuda.set_device(0)
     runtime = trt.Runtime(trt_logger())
@@ -105,22 +114,38 @@ def main() -> int:
             execute()
         stream.synchronize()
         exec_img_s = batch * args.iters / (time.perf_counter() - t0)
-        results.append({
-            "batch": batch, "exec_latency_ms": round(statistics.median(exec_ms), 3),
-            "exec_img_s": round(exec_img_s, 1),
-            "copy_latency_ms": round(statistics.median(copy_ms), 3),
-            "copy_img_s_1_at_a_time": round(batch * 1e3 / statistics.median(copy_ms), 1),
-        })
-    print(f"bare TensorRT {trt.__version__} loop: {args.model.name} {args.precision} "
-          f"({'built' if built else 'cached'} engine), {cuda.device_info(0).name}")
+        results.append(
+            {
+                "batch": batch,
+                "exec_latency_ms": round(statistics.median(exec_ms), 3),
+                "exec_img_s": round(exec_img_s, 1),
+                "copy_latency_ms": round(statistics.median(copy_ms), 3),
+                "copy_img_s_1_at_a_time": round(batch * 1e3 / statistics.median(copy_ms), 1),
+            }
+        )
+    print(
+        f"bare TensorRT {trt.__version__} loop: {args.model.name} {args.precision} "
+        f"({'built' if built else 'cached'} engine), {cuda.device_info(0).name}"
+    )
     print(f"{'batch':>5}  {'exec ms':>8}  {'exec img/s':>10}  {'copy+exec ms':>12}")
     for r in results:
-        print(f"{r['batch']:>5}  {r['exec_latency_ms']:>8.3f}  {r['exec_img_s']:>10.1f}  "
-              f"{r['copy_latency_ms']:>12.3f}")
+        print(
+            f"{r['batch']:>5}  {r['exec_latency_ms']:>8.3f}  {r['exec_img_s']:>10.1f}  "
+            f"{r['copy_latency_ms']:>12.3f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "precision": args.precision,
-                                         "tensorrt": trt.__version__, "results": results},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": str(args.model),
+                    "precision": args.precision,
+                    "tensorrt": trt.__version__,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

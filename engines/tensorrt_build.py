@@ -29,9 +29,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from engines import cuda
-from engines.options import EngineOptions
 from engines.errors import EngineError
 from engines.files import atomic_write, file_sha256
+from engines.options import EngineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +129,7 @@ def trt_logger() -> Any:
 
 # -- cache keys and files -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CacheEntry:
     """Where one (model, options, TensorRT, GPU) engine lives, and the key that names it."""
@@ -174,8 +173,11 @@ def engine_path(model_path: Path, options: EngineOptions) -> Path:
 
 def _key_diff(cached: dict[str, Any], wanted: dict[str, Any]) -> str:
     fields = sorted(set(cached) | set(wanted))
-    diffs = [f"{k}: cached {cached.get(k)!r}, now {wanted.get(k)!r}"
-             for k in fields if cached.get(k) != wanted.get(k)]
+    diffs = [
+        f"{k}: cached {cached.get(k)!r}, now {wanted.get(k)!r}"
+        for k in fields
+        if cached.get(k) != wanted.get(k)
+    ]
     return "; ".join(diffs)
 
 
@@ -185,31 +187,44 @@ def _load_verified(entry: CacheEntry) -> bytes | None:
     if not path.exists():
         others = sorted(p.name for p in path.parent.glob(f"{path.stem.rsplit('-', 1)[0]}-*.engine"))
         if others:
-            logger.info("no cached engine for this model with these settings (key %s); other "
-                        "builds of it in %s: %s", entry.digest[:16], path.parent, ", ".join(others))
+            logger.info(
+                "no cached engine for this model with these settings (key %s); other "
+                "builds of it in %s: %s",
+                entry.digest[:16],
+                path.parent,
+                ", ".join(others),
+            )
         return None
     reason = None
     try:
         sidecar = json.loads(entry.sidecar_path.read_text())
     except FileNotFoundError:
-        sidecar, reason = None, f"its sidecar {entry.sidecar_path.name} is missing (interrupted build?)"
+        sidecar, reason = (
+            None,
+            f"its sidecar {entry.sidecar_path.name} is missing (interrupted build?)",
+        )
     except (OSError, ValueError) as err:
         sidecar, reason = None, f"its sidecar {entry.sidecar_path.name} is unreadable ({err})"
     data = b""
     if sidecar is not None:
         if sidecar.get("key") != entry.key:
-            reason = ("it was built for something else (another GPU, TensorRT or model?): "
-                      + _key_diff(sidecar.get("key") or {}, entry.key))
+            reason = (
+                "it was built for something else (another GPU, TensorRT or model?): "
+                + _key_diff(sidecar.get("key") or {}, entry.key)
+            )
         else:
             data = path.read_bytes()
             if len(data) != sidecar.get("engine_bytes"):
-                reason = (f"it is truncated or padded: {len(data)} bytes, the sidecar says "
-                          f"{sidecar.get('engine_bytes')}")
+                reason = (
+                    f"it is truncated or padded: {len(data)} bytes, the sidecar says "
+                    f"{sidecar.get('engine_bytes')}"
+                )
             elif hashlib.sha256(data).hexdigest() != sidecar.get("engine_sha256"):
                 reason = "it is corrupted: its sha256 does not match the sidecar"
     if reason is not None:
-        logger.warning("cached TensorRT engine %s is not usable and will be rebuilt: %s",
-                       path, reason)
+        logger.warning(
+            "cached TensorRT engine %s is not usable and will be rebuilt: %s", path, reason
+        )
         return None
     return data
 
@@ -217,8 +232,9 @@ def _load_verified(entry: CacheEntry) -> bytes | None:
 def invalidate(model_path: Path, options: EngineOptions, reason: str) -> None:
     """Delete a cached engine that TensorRT refused to load, logging why at WARNING."""
     entry = cache_entry(model_path, options)
-    logger.warning("cached TensorRT engine %s is not usable and will be rebuilt: %s",
-                   entry.engine_path, reason)
+    logger.warning(
+        "cached TensorRT engine %s is not usable and will be rebuilt: %s", entry.engine_path, reason
+    )
     entry.engine_path.unlink(missing_ok=True)
     entry.sidecar_path.unlink(missing_ok=True)
 
@@ -259,8 +275,12 @@ def build_or_load(
         "build_s": round(build_s, 1),
     }
     atomic_write(entry.sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode(), durable=True)
-    logger.info("built TensorRT engine %s in %.1f s (%.1f MiB)", entry.engine_path, build_s,
-                len(data) / 2**20)
+    logger.info(
+        "built TensorRT engine %s in %.1f s (%.1f MiB)",
+        entry.engine_path,
+        build_s,
+        len(data) / 2**20,
+    )
     return data, True
 
 
@@ -276,10 +296,12 @@ def load_cuda_engine(
     engine = _deserialize(runtime, data)
     if engine is None and _out_of_memory(trt_logger().errors):
         # A full GPU is no reason to throw a good engine file away and rebuild it.
-        raise EngineError(f"{model_path}: out of GPU memory loading the TensorRT engine"
-                          f"{_free_memory()}: free the GPU (nvidia-smi lists what holds it) "
-                          f"or lower engine.max_batch. TensorRT said: "
-                          f"{'; '.join(trt_logger().errors)}")
+        raise EngineError(
+            f"{model_path}: out of GPU memory loading the TensorRT engine"
+            f"{_free_memory()}: free the GPU (nvidia-smi lists what holds it) "
+            f"or lower engine.max_batch. TensorRT said: "
+            f"{'; '.join(trt_logger().errors)}"
+        )
     if engine is None and not built:
         errors = "; ".join(trt_logger().errors) or "no reason given"
         invalidate(model_path, options, f"TensorRT could not deserialize it ({errors})")
@@ -287,8 +309,9 @@ def load_cuda_engine(
         engine = _deserialize(runtime, data)
     if engine is None:
         errors = "; ".join(trt_logger().errors) or "no reason given"
-        raise EngineError(f"{model_path}: TensorRT could not deserialize the engine it just "
-                          f"built ({errors})")
+        raise EngineError(
+            f"{model_path}: TensorRT could not deserialize the engine it just built ({errors})"
+        )
     return engine, built
 
 
@@ -313,9 +336,11 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
         print(line, flush=True)
 
     entry = cache_entry(model_path, options)
-    show(f"TensorRT {trt.__version__}, {cuda.device_info(options.device_index).name}: "
-         f"{Path(model_path).name} {options.precision}, batch 1..{options.max_batch}, "
-         f"optimization level {options.builder_optimization_level}")
+    show(
+        f"TensorRT {trt.__version__}, {cuda.device_info(options.device_index).name}: "
+        f"{Path(model_path).name} {options.precision}, batch 1..{options.max_batch}, "
+        f"optimization level {options.builder_optimization_level}"
+    )
     runtime = trt.Runtime(trt_logger())
     started = time.perf_counter()
     engine, built = load_cuda_engine(Path(model_path), options, runtime, show)
@@ -353,8 +378,10 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     tensor = network.get_input(0)
     shape = tuple(tensor.shape)
     if len(shape) != 4 or shape[1] != 3 or min(shape[2:]) <= 0:
-        raise EngineError(f"{model_path}: input {tensor.name!r} has shape {shape}; expected "
-                          "(N, 3, H, W) with fixed H and W")
+        raise EngineError(
+            f"{model_path}: input {tensor.name!r} has shape {shape}; expected "
+            "(N, 3, H, W) with fixed H and W"
+        )
 
     config = builder.create_builder_config()
     workspace = options.workspace_mb * 2**20
@@ -364,8 +391,10 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         config.max_workspace_size = workspace
     if options.precision == "fp16" and fp16_mode(trt) == "builder_flag":
         if hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
-            logger.warning("this GPU has no fast fp16; building fp16 anyway as configured "
-                           "(engine.precision: fp32 may be as fast here)")
+            logger.warning(
+                "this GPU has no fast fp16; building fp16 anyway as configured "
+                "(engine.precision: fp32 may be as fast here)"
+            )
         config.set_flag(trt.BuilderFlag.FP16)
     _own_tactics_only(trt, config)
     if hasattr(config, "builder_optimization_level"):
@@ -375,12 +404,17 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         opt = options.opt_batch or options.max_batch
         for _ in range(profile_copies(trt, options)):
             profile = builder.create_optimization_profile()
-            profile.set_shape(tensor.name, (1, *shape[1:]), (opt, *shape[1:]),
-                              (options.max_batch, *shape[1:]))
+            profile.set_shape(
+                tensor.name, (1, *shape[1:]), (opt, *shape[1:]), (options.max_batch, *shape[1:])
+            )
             config.add_optimization_profile(profile)
     elif shape[0] != options.max_batch:
-        logger.warning("%s has a fixed batch of %d; building for it instead of max_batch=%d",
-                       model_path.name, shape[0], options.max_batch)
+        logger.warning(
+            "%s has a fixed batch of %d; building for it instead of max_batch=%d",
+            model_path.name,
+            shape[0],
+            options.max_batch,
+        )
 
     cache_path = _timing_cache_path(trt, options)
     timing_cache = _load_timing_cache(config, cache_path)
@@ -388,8 +422,10 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     if monitor is not None and hasattr(config, "progress_monitor"):
         config.progress_monitor = monitor
 
-    emit(f"building {model_path.name} ({options.precision}, batch 1..{options.max_batch}, "
-         f"optimization level {options.builder_optimization_level}); this takes a while")
+    emit(
+        f"building {model_path.name} ({options.precision}, batch 1..{options.max_batch}, "
+        f"optimization level {options.builder_optimization_level}); this takes a while"
+    )
     done = threading.Event()
     started = time.perf_counter()
 
@@ -431,8 +467,10 @@ def _own_tactics_only(trt: Any, config: Any) -> None:
 def _timing_cache_path(trt: Any, options: EngineOptions) -> Path:
     device = cuda.device_info(options.device_index)
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower()
-    return (Path(options.cache_dir).expanduser()
-            / f"timing-trt{trt.__version__}-{gpu}-{device.sm}.cache")
+    return (
+        Path(options.cache_dir).expanduser()
+        / f"timing-trt{trt.__version__}-{gpu}-{device.sm}.cache"
+    )
 
 
 def _load_timing_cache(config: Any, path: Path) -> Any:
@@ -444,8 +482,9 @@ def _load_timing_cache(config: Any, path: Path) -> Any:
     try:
         cache = config.create_timing_cache(data)
     except Exception as err:  # noqa: BLE001 - any failure means: start empty
-        logger.warning("TensorRT timing cache %s is unusable (%s); starting an empty one",
-                       path, err)
+        logger.warning(
+            "TensorRT timing cache %s is unusable (%s); starting an empty one", path, err
+        )
         cache = None
     if cache is None and data:
         logger.warning("TensorRT timing cache %s is unusable; starting an empty one", path)
@@ -501,17 +540,27 @@ def _parser_errors(parser: Any, onnx_path: Path) -> str:
             op = op or nodes[index].op_type
         where = f"node {index} ({op} {name!r})" if index >= 0 else "graph"
         lines.append(f"  {where}: {error.code().name}: {error.desc()}")
-    return (f"{onnx_path}: TensorRT's ONNX parser failed with {parser.num_errors} error(s):\n"
-            + "\n".join(lines)
-            + "\nCheck the opset (TensorRT 8.6 reads opsets 7-17), simplify the model "
-            "(onnxsim), or use engine.backend: onnxruntime")
+    return (
+        f"{onnx_path}: TensorRT's ONNX parser failed with {parser.num_errors} error(s):\n"
+        + "\n".join(lines)
+        + "\nCheck the opset (TensorRT 8.6 reads opsets 7-17), simplify the model "
+        "(onnxsim), or use engine.backend: onnxruntime"
+    )
 
 
 def _out_of_memory(errors: list[str]) -> bool:
     """Whether TensorRT's errors say it ran out of GPU memory."""
     lowered = " | ".join(errors).lower()
-    return any(s in lowered for s in ("out of memory", "outofmemory", "memoryallocation",
-                                      "requested amount of gpu memory", "cudamalloc"))
+    return any(
+        s in lowered
+        for s in (
+            "out of memory",
+            "outofmemory",
+            "memoryallocation",
+            "requested amount of gpu memory",
+            "cudamalloc",
+        )
+    )
 
 
 def _free_memory() -> str:
@@ -526,10 +575,12 @@ def _free_memory() -> str:
 def _build_failure(model_path: Path, options: EngineOptions, errors: list[str]) -> str:
     text = " | ".join(errors) or "TensorRT gave no reason"
     if _out_of_memory(errors):
-        return (f"{model_path}: out of GPU memory while building the TensorRT engine"
-                f"{_free_memory()}: lower engine.max_batch ({options.max_batch}) or "
-                f"engine.workspace_mb ({options.workspace_mb}), or free the GPU. "
-                f"TensorRT said: {text}")
+        return (
+            f"{model_path}: out of GPU memory while building the TensorRT engine"
+            f"{_free_memory()}: lower engine.max_batch ({options.max_batch}) or "
+            f"engine.workspace_mb ({options.workspace_mb}), or free the GPU. "
+            f"TensorRT said: {text}"
+        )
     return f"{model_path}: TensorRT could not build an engine: {text}"
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,26 @@ import numpy as np
 
 from engines import cuda
 from engines.base import DeviceInput, TensorSpec
+from engines.errors import EngineError
 from engines.options import EngineOptions
 from engines.tensorrt_build import engine_path, import_tensorrt, load_cuda_engine, trt_logger
-from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 
 
 def _numpy_dtypes(trt: Any) -> dict[Any, np.dtype]:
-    names = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT8": np.int8,
-             "UINT8": np.uint8, "BOOL": np.bool_, "INT64": np.int64}
-    return {getattr(trt.DataType, k): np.dtype(v) for k, v in names.items()
-            if hasattr(trt.DataType, k)}
+    names = {
+        "FLOAT": np.float32,
+        "HALF": np.float16,
+        "INT32": np.int32,
+        "INT8": np.int8,
+        "UINT8": np.uint8,
+        "BOOL": np.bool_,
+        "INT64": np.int64,
+    }
+    return {
+        getattr(trt.DataType, k): np.dtype(v) for k, v in names.items() if hasattr(trt.DataType, k)
+    }
 
 
 class TensorRTSlot:
@@ -81,9 +88,12 @@ class TensorRTSlot:
         """Select this context's profile and point its tensors at the slot's buffers (once)."""
         ctx = self._context
         if self._engine.dynamic_batch and not ctx.set_optimization_profile_async(
-                profile, self.stream.handle):
-            raise EngineError(f"TensorRT refused optimization profile {profile} for context "
-                              f"{self.index}: {_last_errors()}")
+            profile, self.stream.handle
+        ):
+            raise EngineError(
+                f"TensorRT refused optimization profile {profile} for context "
+                f"{self.index}: {_last_errors()}"
+            )
         ctx.set_tensor_address(self._engine.input_spec.name, self._input_device.ptr)
         for spec, (device, _, _) in zip(self._engine.output_specs, self._outputs):
             ctx.set_tensor_address(spec.name, device.ptr)
@@ -129,11 +139,16 @@ class TensorRTSlot:
     def _enqueue(self, batch_size: int, copy_input: bool) -> None:
         self._set_batch(batch_size)
         if copy_input:
-            cuda.memcpy_htod_async(self._input_device.ptr, self._input_host.ptr,
-                                   batch_size * self._input_row_bytes, self.stream)
+            cuda.memcpy_htod_async(
+                self._input_device.ptr,
+                self._input_host.ptr,
+                batch_size * self._input_row_bytes,
+                self.stream,
+            )
         if not self._context.execute_async_v3(self.stream.handle):
-            raise EngineError(f"TensorRT execute_async_v3 failed for batch {batch_size}: "
-                              f"{_last_errors()}")
+            raise EngineError(
+                f"TensorRT execute_async_v3 failed for batch {batch_size}: {_last_errors()}"
+            )
         for device, host, row_bytes in self._outputs:
             cuda.memcpy_dtoh_async(host.ptr, device.ptr, batch_size * row_bytes, self.stream)
 
@@ -222,16 +237,26 @@ class TensorRTEngine:
                 slot.stream.synchronize()  # profile switches are async; settle them once here
         except EngineError as err:
             self.close()
-            raise EngineError(f"{model_path.name}: setting up {self.num_slots} TensorRT "
-                              f"context(s) at max batch {self.max_batch} failed: {err}") from err
+            raise EngineError(
+                f"{model_path.name}: setting up {self.num_slots} TensorRT "
+                f"context(s) at max batch {self.max_batch} failed: {err}"
+            ) from err
         self.setup_s = time.perf_counter() - started
         logger.info(
             "TensorRT %s on %s (%s): %s %s, input %s, max batch %d, %d context(s)%s; engine %s "
             "in %.1f s (%s)",
-            trt.__version__, self.device.name, self.device.sm, model_path.name, self.precision,
-            self.input_spec.shape[1:], self.max_batch, self.num_slots,
+            trt.__version__,
+            self.device.name,
+            self.device.sm,
+            model_path.name,
+            self.precision,
+            self.input_spec.shape[1:],
+            self.max_batch,
+            self.num_slots,
             ", CUDA graphs" if self.cuda_graphs else "",
-            "built" if self.built else "loaded", self.setup_s, self.engine_path,
+            "built" if self.built else "loaded",
+            self.setup_s,
+            self.engine_path,
         )
 
     def _inspect(self, model_path: Path, options: EngineOptions) -> None:
@@ -247,8 +272,10 @@ class TensorRTEngine:
         def dtype_of(name: str) -> np.dtype:
             dt = engine.get_tensor_dtype(name)
             if dt not in dtypes:
-                raise EngineError(f"{model_path}: tensor {name!r} has type {dt}, which has no "
-                                  "numpy equivalent; export it as float32 or float16")
+                raise EngineError(
+                    f"{model_path}: tensor {name!r} has type {dt}, which has no "
+                    "numpy equivalent; export it as float32 or float16"
+                )
             return dtypes[dt]
 
         in_name = inputs[0]
@@ -263,25 +290,30 @@ class TensorRTEngine:
         # Output shapes at max batch and at batch 1 from a scratch context: rows must scale.
         probe = engine.create_execution_context()
         if probe is None:
-            raise EngineError(f"{model_path}: TensorRT could not create an execution context "
-                              f"({_last_errors()}); is the GPU out of memory?")
+            raise EngineError(
+                f"{model_path}: TensorRT could not create an execution context "
+                f"({_last_errors()}); is the GPU out of memory?"
+            )
         specs = []
         try:
             full = {}
             for batch in (1, self.max_batch):
-                if in_shape[0] == -1 and not probe.set_input_shape(
-                        in_name, (batch, *in_shape[1:])):
-                    raise EngineError(f"{model_path}: TensorRT refused batch {batch}: "
-                                      f"{_last_errors()}")
+                if in_shape[0] == -1 and not probe.set_input_shape(in_name, (batch, *in_shape[1:])):
+                    raise EngineError(
+                        f"{model_path}: TensorRT refused batch {batch}: {_last_errors()}"
+                    )
                 full[batch] = {n: tuple(probe.get_tensor_shape(n)) for n in outputs}
             for name in outputs:
                 one, most = full[1][name], full[self.max_batch][name]
-                if min(most, default=0) < 0 or (in_shape[0] == -1 and (
-                        one[0] != 1 or most[0] != self.max_batch or one[1:] != most[1:])):
+                if min(most, default=0) < 0 or (
+                    in_shape[0] == -1
+                    and (one[0] != 1 or most[0] != self.max_batch or one[1:] != most[1:])
+                ):
                     raise EngineError(
                         f"{model_path}: output {name!r} has shape {one} at batch 1 and {most} at "
                         f"batch {self.max_batch}; expected the batch first and fixed other "
-                        "dimensions (data-dependent outputs are not supported)")
+                        "dimensions (data-dependent outputs are not supported)"
+                    )
                 shape = (-1, *most[1:]) if in_shape[0] == -1 else most
                 specs.append(TensorSpec(name, shape, dtype_of(name)))
         finally:
@@ -347,6 +379,7 @@ def _last_errors() -> str:
 
 
 def _activation_mib(engine: Any) -> float:
-    size = getattr(engine, "device_memory_size_v2", None) or getattr(engine,
-                                                                      "device_memory_size", 0)
+    size = getattr(engine, "device_memory_size_v2", None) or getattr(
+        engine, "device_memory_size", 0
+    )
     return float(size) / 2**20

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from engines import cuda
-from processors.letterbox import PAD_VALUE, Letterbox
 from processors.errors import ProcessorError
+from processors.letterbox import PAD_VALUE, Letterbox
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +49,23 @@ KIND_BGR = 0
 KIND_NV12 = 1
 
 # One descriptor per image; must match ``struct Desc`` in the kernel source (64 bytes).
-DESC_DTYPE = np.dtype([
-    ("plane0", "<u8"),    # BGR pixels, or the Y plane
-    ("plane1", "<u8"),    # the interleaved UV plane (NV12), else 0
-    ("kind", "<i4"),      # KIND_BGR | KIND_NV12
-    ("pitch", "<i4"),     # bytes per row (both NV12 planes share it)
-    ("src_w", "<i4"), ("src_h", "<i4"),
-    ("pad_x", "<i4"), ("pad_y", "<i4"),
-    ("new_w", "<i4"), ("new_h", "<i4"),
-    ("ratio_x", "<f4"), ("ratio_y", "<f4"),  # source pixels per resized pixel (cv2.resize)
-    ("reserved", "<i4", (2,)),
-])
+DESC_DTYPE = np.dtype(
+    [
+        ("plane0", "<u8"),  # BGR pixels, or the Y plane
+        ("plane1", "<u8"),  # the interleaved UV plane (NV12), else 0
+        ("kind", "<i4"),  # KIND_BGR | KIND_NV12
+        ("pitch", "<i4"),  # bytes per row (both NV12 planes share it)
+        ("src_w", "<i4"),
+        ("src_h", "<i4"),
+        ("pad_x", "<i4"),
+        ("pad_y", "<i4"),
+        ("new_w", "<i4"),
+        ("new_h", "<i4"),
+        ("ratio_x", "<f4"),
+        ("ratio_y", "<f4"),  # source pixels per resized pixel (cv2.resize)
+        ("reserved", "<i4", (2,)),
+    ]
+)
 
 _BLOCK = (32, 8, 1)
 _DESC_RING = 4  # descriptor buffers in rotation (batches in flight across engine streams)
@@ -209,11 +215,14 @@ def describe(source: DeviceSource, input_hw: tuple[int, int]) -> tuple[tuple, Le
     Pure host code (no CUDA), so the packing and the geometry are testable anywhere.
     """
     if not isinstance(source, (DeviceNV12, DeviceBGR)):
-        raise ProcessorError(f"GPU preprocessing: expected DeviceNV12 or DeviceBGR, got "
-                          f"{type(source).__name__}")
+        raise ProcessorError(
+            f"GPU preprocessing: expected DeviceNV12 or DeviceBGR, got {type(source).__name__}"
+        )
     width, height = int(source.width), int(source.height)
     if width <= 0 or height <= 0:
-        raise ProcessorError(f"GPU preprocessing: source size must be positive, got {width}x{height}")
+        raise ProcessorError(
+            f"GPU preprocessing: source size must be positive, got {width}x{height}"
+        )
     if isinstance(source, DeviceNV12):
         if source.pitch < width:
             raise ProcessorError(f"GPU preprocessing: NV12 pitch {source.pitch} < width {width}")
@@ -225,8 +234,19 @@ def describe(source: DeviceSource, input_hw: tuple[int, int]) -> tuple[tuple, Le
     box = Letterbox.fit((height, width), input_hw)
     new_w, new_h = box.resized_wh
     # cv2.resize derives its step from the integer sizes, per axis, not from box.scale.
-    record = (*planes, int(source.pitch), width, height, box.pad_x, box.pad_y, new_w, new_h,
-              width / new_w, height / new_h, (0, 0))
+    record = (
+        *planes,
+        int(source.pitch),
+        width,
+        height,
+        box.pad_x,
+        box.pad_y,
+        new_w,
+        new_h,
+        width / new_w,
+        height / new_h,
+        (0, 0),
+    )
     return record, box
 
 
@@ -261,8 +281,10 @@ def _compile(device_index: int) -> dict[str, Any]:
             return _MODULES[device_index]
         driver, nvrtc = _bindings()
         major, minor = cuda.device_info(device_index).compute_capability
-        prog = _check_nvrtc(nvrtc.nvrtcCreateProgram(KERNEL_SOURCE.encode(), b"letterbox.cu",
-                                                     0, [], []), "nvrtcCreateProgram")
+        prog = _check_nvrtc(
+            nvrtc.nvrtcCreateProgram(KERNEL_SOURCE.encode(), b"letterbox.cu", 0, [], []),
+            "nvrtcCreateProgram",
+        )
         image, log = None, ""
         try:
             for arch, binary in ((f"sm_{major}{minor}", True), (f"compute_{major}{minor}", False)):
@@ -287,14 +309,20 @@ def _compile(device_index: int) -> dict[str, Any]:
         finally:
             nvrtc.nvrtcDestroyProgram(prog)
         if image is None:
-            raise ProcessorError(f"NVRTC could not compile the preprocessing kernel for sm_{major}"
-                              f"{minor}: {log or 'no log'}; is this NVRTC older than the GPU?")
+            raise ProcessorError(
+                f"NVRTC could not compile the preprocessing kernel for sm_{major}"
+                f"{minor}: {log or 'no log'}; is this NVRTC older than the GPU?"
+            )
         blob = np.frombuffer(image, np.uint8)  # kept alive across the call
-        module = cuda.check(driver.cuModuleLoadData(blob.ctypes.data),
-                            "cuModuleLoadData(preprocess)")
-        funcs = {name: cuda.check(driver.cuModuleGetFunction(module, name.encode()),
-                                  f"cuModuleGetFunction({name})")
-                 for name in ("letterbox_f16", "letterbox_f32")}
+        module = cuda.check(
+            driver.cuModuleLoadData(blob.ctypes.data), "cuModuleLoadData(preprocess)"
+        )
+        funcs = {
+            name: cuda.check(
+                driver.cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction({name})"
+            )
+            for name in ("letterbox_f16", "letterbox_f32")
+        }
         funcs["module"] = module
         _MODULES[device_index] = funcs
         logger.info("GPU preprocessing kernel compiled with NVRTC for sm_%d%d", major, minor)
@@ -363,15 +391,22 @@ class GpuPreprocessor:
         boxes = pre.preprocess(stream, device_input_ptr, [src])
     """
 
-    def __init__(self, input_hw: tuple[int, int], dtype: np.dtype | type, max_batch: int,
-                 device_index: int = 0, staging_slots: int | None = None) -> None:
+    def __init__(
+        self,
+        input_hw: tuple[int, int],
+        dtype: np.dtype | type,
+        max_batch: int,
+        device_index: int = 0,
+        staging_slots: int | None = None,
+    ) -> None:
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float16), np.dtype(np.float32)):
             raise ProcessorError(f"GPU preprocessing writes float16 or float32, not {self.dtype}")
         if max_batch < 1 or min(self.input_hw) < 1:
-            raise ProcessorError(f"GPU preprocessing: bad max_batch {max_batch} or input "
-                              f"{self.input_hw}")
+            raise ProcessorError(
+                f"GPU preprocessing: bad max_batch {max_batch} or input {self.input_hw}"
+            )
         self.max_batch = int(max_batch)
         self.device_index = int(device_index)
         self._driver, _ = _bindings()
@@ -393,8 +428,12 @@ class GpuPreprocessor:
         self._arg_dst = ctypes.c_uint64(0)
         self._arg_h = ctypes.c_int32(h)
         self._arg_w = ctypes.c_int32(w)
-        self._args = (ctypes.c_void_p * 4)(*(ctypes.addressof(a) for a in (
-            self._arg_descs, self._arg_dst, self._arg_h, self._arg_w)))
+        self._args = (ctypes.c_void_p * 4)(
+            *(
+                ctypes.addressof(a)
+                for a in (self._arg_descs, self._arg_dst, self._arg_h, self._arg_w)
+            )
+        )
         self._closed = False
 
     def _ensure_thread(self) -> None:
@@ -409,29 +448,40 @@ class GpuPreprocessor:
         always already complete, so no real wait). Use the same stream for ``preprocess``.
         """
         if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ProcessorError(f"upload_bgr expects an (H, W, 3) uint8 BGR array, got "
-                              f"{image_bgr.shape} {image_bgr.dtype}")
+            raise ProcessorError(
+                f"upload_bgr expects an (H, W, 3) uint8 BGR array, got "
+                f"{image_bgr.shape} {image_bgr.dtype}"
+            )
         self._ensure_thread()
         height, width = int(image_bgr.shape[0]), int(image_bgr.shape[1])
         nbytes = height * width * 3
         with self._lock:
             slot = self._staging[self._next_staging]
             if slot in self._staged:
-                raise ProcessorError(f"upload_bgr: more than {len(self._staging)} frames uploaded "
-                                  "before preprocess(); raise staging_slots")
+                raise ProcessorError(
+                    f"upload_bgr: more than {len(self._staging)} frames uploaded "
+                    "before preprocess(); raise staging_slots"
+                )
             self._next_staging = (self._next_staging + 1) % len(self._staging)
             self._staged.append(slot)
         slot.consumed.synchronize()  # the batch that last read this slot has run
         slot.ensure(nbytes)
         np.copyto(slot.host.array[:nbytes].reshape(height, width, 3), image_bgr)
-        cuda.check(self._rt.cudaMemcpyAsync(
-            slot.device.ptr, slot.host.ptr, nbytes,
-            self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, _handle(stream)),
-            "cudaMemcpyAsync(BGR frame to device)")
+        cuda.check(
+            self._rt.cudaMemcpyAsync(
+                slot.device.ptr,
+                slot.host.ptr,
+                nbytes,
+                self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                _handle(stream),
+            ),
+            "cudaMemcpyAsync(BGR frame to device)",
+        )
         return DeviceBGR(slot.device.ptr, width * 3, width, height)
 
-    def preprocess(self, stream: Any, dst_ptr: int, sources: Sequence[DeviceSource]
-                   ) -> list[Letterbox]:
+    def preprocess(
+        self, stream: Any, dst_ptr: int, sources: Sequence[DeviceSource]
+    ) -> list[Letterbox]:
         """Enqueue the letterbox kernel for ``sources`` on ``stream``; return their geometry.
 
         Args:
@@ -463,19 +513,39 @@ class GpuPreprocessor:
         for i, src in enumerate(sources):
             records[i], box = describe(src, self.input_hw)
             boxes.append(box)
-        cuda.check(rt.cudaMemcpyAsync(desc.device.ptr, desc.host.ptr, n * DESC_DTYPE.itemsize,
-                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice, handle),
-                   "cudaMemcpyAsync(preprocess descriptors)")
+        cuda.check(
+            rt.cudaMemcpyAsync(
+                desc.device.ptr,
+                desc.host.ptr,
+                n * DESC_DTYPE.itemsize,
+                rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                handle,
+            ),
+            "cudaMemcpyAsync(preprocess descriptors)",
+        )
         for src in sources:
             if src.ready_event is not None:
-                cuda.check(rt.cudaStreamWaitEvent(handle, src.ready_event, 0),
-                           "cudaStreamWaitEvent(decoded frame ready)")
+                cuda.check(
+                    rt.cudaStreamWaitEvent(handle, src.ready_event, 0),
+                    "cudaStreamWaitEvent(decoded frame ready)",
+                )
         with self._launch_lock:  # the argument cells are shared; the launch copies them
             self._arg_descs.value = desc.device.ptr
             self._arg_dst.value = int(dst_ptr)
-            cuda.check(self._driver.cuLaunchKernel(
-                self._func, self._grid[0], self._grid[1], n, *_BLOCK, 0, handle,
-                ctypes.addressof(self._args), 0), "cuLaunchKernel(letterbox)")
+            cuda.check(
+                self._driver.cuLaunchKernel(
+                    self._func,
+                    self._grid[0],
+                    self._grid[1],
+                    n,
+                    *_BLOCK,
+                    0,
+                    handle,
+                    ctypes.addressof(self._args),
+                    0,
+                ),
+                "cuLaunchKernel(letterbox)",
+            )
         cuda.check(rt.cudaEventRecord(desc.done.raw, handle), "cudaEventRecord")
         for slot in staged:
             cuda.check(rt.cudaEventRecord(slot.consumed.raw, handle), "cudaEventRecord")

@@ -62,7 +62,12 @@ def letterbox_bgr(image_bgr: np.ndarray, dst_hw: tuple[int, int]) -> tuple[np.nd
     bottom = dst_hw[0] - new_h - box.pad_y
     right = dst_hw[1] - new_w - box.pad_x
     canvas = cv2.copyMakeBorder(
-        image_bgr, box.pad_y, bottom, box.pad_x, right, cv2.BORDER_CONSTANT,
+        image_bgr,
+        box.pad_y,
+        bottom,
+        box.pad_x,
+        right,
+        cv2.BORDER_CONSTANT,
         value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
     )
     return canvas, box

@@ -93,6 +93,11 @@ def batched_nms(
         xywh[:, :2] -= low
     # score_threshold -1: OpenCV keeps scores strictly above it, and every score given is
     # already past the caller's threshold. A list of boxes converts faster than an ndarray.
-    kept = _NMS_BOXES_BATCHED(xywh.tolist(), np.asarray(scores, dtype=np.float32),
-                              np.asarray(group_ids, dtype=np.int32), -1.0, float(iou_threshold))
+    kept = _NMS_BOXES_BATCHED(
+        xywh.tolist(),
+        np.asarray(scores, dtype=np.float32),
+        np.asarray(group_ids, dtype=np.int32),
+        -1.0,
+        float(iou_threshold),
+    )
     return np.asarray(kept, dtype=np.int64).reshape(-1)

@@ -64,8 +64,15 @@ def decode_yolo(
     Boxes are mapped back through the letterbox into source pixels. A batch of one of
     ``decode_yolo_batch``.
     """
-    return decode_yolo_batch(output[None], head_format, [letterbox], [source_hw],
-                             conf_threshold, iou_threshold, max_detections)[0]
+    return decode_yolo_batch(
+        output[None],
+        head_format,
+        [letterbox],
+        [source_hw],
+        conf_threshold,
+        iou_threshold,
+        max_detections,
+    )[0]
 
 
 def decode_yolo_batch(
@@ -124,8 +131,12 @@ def decode_yolo_batch(
     image_idx = flat // num_boxes
     passed = scores >= conf
     if not passed.all():
-        rows, scores, class_ids, image_idx = (rows[passed], scores[passed], class_ids[passed],
-                                              image_idx[passed])
+        rows, scores, class_ids, image_idx = (
+            rows[passed],
+            scores[passed],
+            class_ids[passed],
+            image_idx[passed],
+        )
         if scores.size == 0:
             return [_NO_DETECTIONS] * n
     per_image = None
@@ -141,8 +152,9 @@ def decode_yolo_batch(
     half = rows[:, 2:4] / 2
     xyxy = np.concatenate((rows[:, :2] - half, rows[:, :2] + half), axis=1)  # model pixels
     # NMS in model pixels (unclipped), one group per (image, class), so NMS never mixes them.
-    keep = _nms_by_image(xyxy, scores, image_idx * num_classes + class_ids, per_image,
-                         iou_threshold)
+    keep = _nms_by_image(
+        xyxy, scores, image_idx * num_classes + class_ids, per_image, iou_threshold
+    )
     # Best first over the batch -> grouped by image, still best first, capped per image.
     kept_image = image_idx[keep]
     order = np.argsort(kept_image, kind="stable")
@@ -157,10 +169,14 @@ def decode_yolo_batch(
             return [_NO_DETECTIONS] * n
     # Back through each frame's letterbox (as Letterbox.to_source does), all boxes at once:
     # pads, scale and clip bounds of the images with detections, repeated per box.
-    geometry = np.array([(box.pad_x, box.pad_y, box.pad_x, box.pad_y, box.scale,
-                          hw[1], hw[0], hw[1], hw[0])
-                         for box, hw, count in zip(letterboxes, source_hws, counts) if count],
-                        np.float32).repeat([c for c in counts if c], axis=0)
+    geometry = np.array(
+        [
+            (box.pad_x, box.pad_y, box.pad_x, box.pad_y, box.scale, hw[1], hw[0], hw[1], hw[0])
+            for box, hw, count in zip(letterboxes, source_hws, counts)
+            if count
+        ],
+        np.float32,
+    ).repeat([c for c in counts if c], axis=0)
     boxes = xyxy[keep]
     boxes -= geometry[:, 0:4]
     boxes /= geometry[:, 4:5]
@@ -173,8 +189,9 @@ def decode_yolo_batch(
     for count in counts:
         if count:
             end = start + count
-            detections.append(Detections(boxes[start:end], kept_scores[start:end],
-                                         kept_classes[start:end]))
+            detections.append(
+                Detections(boxes[start:end], kept_scores[start:end], kept_classes[start:end])
+            )
             start = end
         else:
             detections.append(_NO_DETECTIONS)
@@ -185,8 +202,13 @@ def _as_float32(array: np.ndarray) -> np.ndarray:
     return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
-def _nms_by_image(xyxy: np.ndarray, scores: np.ndarray, groups: np.ndarray,
-                  per_image: np.ndarray | None, iou_threshold: float) -> np.ndarray:
+def _nms_by_image(
+    xyxy: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    per_image: np.ndarray | None,
+    iou_threshold: float,
+) -> np.ndarray:
     """``batched_nms`` of the whole batch, in as few calls as keep its cost near linear.
 
     A greedy pass compares each box with every box kept so far, of any group, so one call

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import subprocess
 import sys
 import tarfile
@@ -224,7 +223,7 @@ def resolve_sample(name: str, cache_dir: Path | None = None) -> Path:
 
 
 def resolve_model(name: str, cache_dir: Path | None = None) -> Path:
-    """Path of the built-in ONNX model ``builtin:yolov3-tiny`` (fetched and converted if missing)."""
+    """Path of the built-in ONNX model ``builtin:yolov3-tiny`` (fetched, converted if missing)."""
     if name != BUILTIN_MODEL:
         raise AssetError(
             f"unknown built-in model {name!r}; the only one is {BUILTIN_MODEL!r} "
@@ -397,5 +396,6 @@ def _convert(cache: Path, progress: Callable[[str], None]) -> None:
     except EngineError as err:
         raise AssetError(f"converting the cached yolov3-tiny to ONNX failed: {err}") from err
     # After the model: a sidecar that names a model not yet there would vouch for the old one.
-    atomic_write(onnx_path.with_suffix(".json"),
-                 (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    atomic_write(
+        onnx_path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode("utf-8")
+    )

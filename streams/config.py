@@ -155,32 +155,60 @@ def parse_config(
     env = os.environ if environ is None else environ
     raw = _interpolate(raw, "", env)
     top = _mapping(raw, "config")
-    _reject_unknown(top, "", {"streams", "model", "engine", "batch", "capture", "publish",
-                              "metrics", "workers"})
+    _reject_unknown(
+        top, "", {"streams", "model", "engine", "batch", "capture", "publish", "metrics", "workers"}
+    )
     streams = _parse_streams(top.get("streams"), base_dir)
     model = _parse_model(top.get("model", {}), base_dir)
     return Config(
         streams=streams,
         model=model,
         engine=_parse_engine(top.get("engine", {})),
-        batch=_dataclass_section(BatchConfig, top.get("batch", {}), "batch",
-                                 {"max_wait_ms": _number(0, 10_000)}),
-        capture=_dataclass_section(CaptureConfig, top.get("capture", {}), "capture", {
-            "open_timeout_s": _number(0.1, 600), "read_timeout_s": _number(0.1, 600),
-            "reconnect_initial_s": _number(0.01, 600), "reconnect_max_s": _number(0.01, 3600),
-        }),
-        publish=_dataclass_section(PublishConfig, top.get("publish", {}), "publish", {
-            "endpoint": _endpoint, "sndhwm": _integer(1, 10_000_000),
-            "queue_size": _integer(1, 10_000_000), "stats_interval_s": _number(0.1, 3600),
-            "join_grace_ms": _integer(0, 60_000), "curve": _curve(base_dir),
-        }),
-        metrics=_dataclass_section(MetricsConfig, top.get("metrics", {}), "metrics", {
-            "host": _string, "port": _integer(0, 65535),
-        }),
-        workers=_dataclass_section(WorkersConfig, top.get("workers", {}), "workers", {
-            "processes": _auto_or(_integer(1, 256)),
-            "streams_per_process": _integer(1, 10_000),
-        }),
+        batch=_dataclass_section(
+            BatchConfig, top.get("batch", {}), "batch", {"max_wait_ms": _number(0, 10_000)}
+        ),
+        capture=_dataclass_section(
+            CaptureConfig,
+            top.get("capture", {}),
+            "capture",
+            {
+                "open_timeout_s": _number(0.1, 600),
+                "read_timeout_s": _number(0.1, 600),
+                "reconnect_initial_s": _number(0.01, 600),
+                "reconnect_max_s": _number(0.01, 3600),
+            },
+        ),
+        publish=_dataclass_section(
+            PublishConfig,
+            top.get("publish", {}),
+            "publish",
+            {
+                "endpoint": _endpoint,
+                "sndhwm": _integer(1, 10_000_000),
+                "queue_size": _integer(1, 10_000_000),
+                "stats_interval_s": _number(0.1, 3600),
+                "join_grace_ms": _integer(0, 60_000),
+                "curve": _curve(base_dir),
+            },
+        ),
+        metrics=_dataclass_section(
+            MetricsConfig,
+            top.get("metrics", {}),
+            "metrics",
+            {
+                "host": _string,
+                "port": _integer(0, 65535),
+            },
+        ),
+        workers=_dataclass_section(
+            WorkersConfig,
+            top.get("workers", {}),
+            "workers",
+            {
+                "processes": _auto_or(_integer(1, 256)),
+                "streams_per_process": _integer(1, 10_000),
+            },
+        ),
     )
 
 
@@ -193,10 +221,20 @@ def _parse_streams(raw: Any, base_dir: Path) -> tuple[StreamConfig, ...]:
     seen: set[str] = set()
     for index, item in enumerate(raw):
         where = f"streams[{index}]"
-        stream = _dataclass_section(StreamConfig, item, where, {
-            "id": _stream_id, "url": _string, "loop": _boolean, "fps": _optional(_number(0.01, 1000)),
-            "decoder": _choice(DECODERS), "pace": _choice(PACES),
-        }, required=("id", "url"))
+        stream = _dataclass_section(
+            StreamConfig,
+            item,
+            where,
+            {
+                "id": _stream_id,
+                "url": _string,
+                "loop": _boolean,
+                "fps": _optional(_number(0.01, 1000)),
+                "decoder": _choice(DECODERS),
+                "pace": _choice(PACES),
+            },
+            required=("id", "url"),
+        )
         if stream.id in seen:
             raise ConfigError(f"{where}.id: duplicate stream id {stream.id!r}; ids must be unique")
         seen.add(stream.id)
@@ -206,11 +244,19 @@ def _parse_streams(raw: Any, base_dir: Path) -> tuple[StreamConfig, ...]:
 
 
 def _parse_model(raw: Any, base_dir: Path) -> ModelConfig:
-    model = _dataclass_section(ModelConfig, raw, "model", {
-        "path": _string, "head": _choice(HEAD_FORMATS), "labels": _string,
-        "conf_threshold": _number(0, 1), "iou_threshold": _number(0, 1),
-        "max_detections": _integer(1, 10_000),
-    })
+    model = _dataclass_section(
+        ModelConfig,
+        raw,
+        "model",
+        {
+            "path": _string,
+            "head": _choice(HEAD_FORMATS),
+            "labels": _string,
+            "conf_threshold": _number(0, 1),
+            "iou_threshold": _number(0, 1),
+            "max_detections": _integer(1, 10_000),
+        },
+    )
     path = model.path
     if not path.startswith("builtin:"):
         resolved = _resolve_path(path, base_dir)
@@ -223,25 +269,40 @@ def _parse_model(raw: Any, base_dir: Path) -> ModelConfig:
     if labels != "coco":
         resolved_labels = _resolve_path(labels, base_dir)
         if not resolved_labels.is_file():
-            raise ConfigError(f"model.labels: file not found: {resolved_labels}; "
-                              "expected 'coco' or a text file with one label per line")
+            raise ConfigError(
+                f"model.labels: file not found: {resolved_labels}; "
+                "expected 'coco' or a text file with one label per line"
+            )
         labels = str(resolved_labels)
     return ModelConfig(**{**model.__dict__, "path": path, "labels": labels})
 
 
 def _parse_engine(raw: Any) -> EngineOptions:
-    options = _dataclass_section(EngineOptions, raw, "engine", {
-        "backend": _choice(BACKENDS), "device": _device, "max_batch": _integer(1, 1024),
-        "opt_batch": _optional(_integer(1, 1024)), "precision": _choice(PRECISIONS),
-        "contexts": _integer(1, 16), "workspace_mb": _integer(16, 1 << 20),
-        "builder_optimization_level": _integer(0, 5), "cache_dir": _string,
-        "cuda_graphs": _boolean, "threads": _integer(0, 1024),
-    })
+    options = _dataclass_section(
+        EngineOptions,
+        raw,
+        "engine",
+        {
+            "backend": _choice(BACKENDS),
+            "device": _device,
+            "max_batch": _integer(1, 1024),
+            "opt_batch": _optional(_integer(1, 1024)),
+            "precision": _choice(PRECISIONS),
+            "contexts": _integer(1, 16),
+            "workspace_mb": _integer(16, 1 << 20),
+            "builder_optimization_level": _integer(0, 5),
+            "cache_dir": _string,
+            "cuda_graphs": _boolean,
+            "threads": _integer(0, 1024),
+        },
+    )
     if options.opt_batch is not None and options.opt_batch > options.max_batch:
-        raise ConfigError(f"engine.opt_batch: {options.opt_batch} exceeds engine.max_batch "
-                          f"({options.max_batch})")
-    return EngineOptions(**{**options.__dict__,
-                            "cache_dir": Path(str(options.cache_dir)).expanduser()})
+        raise ConfigError(
+            f"engine.opt_batch: {options.opt_batch} exceeds engine.max_batch ({options.max_batch})"
+        )
+    return EngineOptions(
+        **{**options.__dict__, "cache_dir": Path(str(options.cache_dir)).expanduser()}
+    )
 
 
 # --- field validators: each takes (value, key path) and returns the clean value ---------------
@@ -249,8 +310,9 @@ def _parse_engine(raw: Any) -> EngineOptions:
 Validator = Callable[[Any, str], Any]
 
 
-def _dataclass_section(cls, raw: Any, where: str, fields: dict[str, Validator],
-                       required: tuple[str, ...] = ()):
+def _dataclass_section(
+    cls, raw: Any, where: str, fields: dict[str, Validator], required: tuple[str, ...] = ()
+):
     section = _mapping({} if raw is None else raw, where)
     _reject_unknown(section, where, set(fields))
     for key in required:
@@ -270,8 +332,9 @@ def _reject_unknown(section: dict[str, Any], where: str, known: set[str]) -> Non
     for key in section:
         if key not in known:
             prefix = f"{where}." if where else ""
-            raise ConfigError(f"{prefix}{key}: unknown key; expected one of "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{prefix}{key}: unknown key; expected one of {', '.join(sorted(known))}"
+            )
 
 
 def _describe(value: Any) -> str:
@@ -297,6 +360,7 @@ def _number(low: float, high: float) -> Validator:
         if not low <= value <= high:
             raise ConfigError(f"{where}: {value} is out of range [{low}, {high}]")
         return float(value)
+
     return check
 
 
@@ -307,6 +371,7 @@ def _integer(low: int, high: int) -> Validator:
         if not low <= value <= high:
             raise ConfigError(f"{where}: {value} is out of range [{low}, {high}]")
         return value
+
     return check
 
 
@@ -328,16 +393,19 @@ def _auto_or(inner: Validator) -> Validator:
 def _choice(options: tuple[str, ...]) -> Validator:
     def check(value: Any, where: str) -> str:
         if value not in options:
-            raise ConfigError(f"{where}: expected one of {', '.join(options)}, "
-                              f"got {_describe(value)}")
+            raise ConfigError(
+                f"{where}: expected one of {', '.join(options)}, got {_describe(value)}"
+            )
         return value
+
     return check
 
 
 def _stream_id(value: Any, where: str) -> str:
     if not isinstance(value, str) or not STREAM_ID.match(value):
-        raise ConfigError(f"{where}: expected 1-64 letters, digits, '_', '.' or '-', "
-                          f"got {_describe(value)}")
+        raise ConfigError(
+            f"{where}: expected 1-64 letters, digits, '_', '.' or '-', got {_describe(value)}"
+        )
     return value
 
 
@@ -350,8 +418,10 @@ def _device(value: Any, where: str) -> str:
 def _endpoint(value: Any, where: str) -> str:
     text = _string(value, where)
     if not re.fullmatch(r"(tcp://[^:/\s]+:(\d{1,5}|\*)|ipc://\S+|inproc://\S+)", text):
-        raise ConfigError(f"{where}: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or "
-                          f"ipc:///tmp/streams.sock, got {text!r}")
+        raise ConfigError(
+            f"{where}: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or "
+            f"ipc:///tmp/streams.sock, got {text!r}"
+        )
     return text
 
 
@@ -359,18 +429,30 @@ def _curve(base_dir: Path) -> Validator:
     def check(value: Any, where: str) -> CurveConfig | None:
         if value is None:
             return None
-        curve = _dataclass_section(CurveConfig, value, where, {
-            "server_secret_key": _string, "authorized_clients": _string,
-        }, required=("server_secret_key", "authorized_clients"))
+        curve = _dataclass_section(
+            CurveConfig,
+            value,
+            where,
+            {
+                "server_secret_key": _string,
+                "authorized_clients": _string,
+            },
+            required=("server_secret_key", "authorized_clients"),
+        )
         secret = _resolve_path(curve.server_secret_key, base_dir)
         clients = _resolve_path(curve.authorized_clients, base_dir)
         if not secret.is_file():
-            raise ConfigError(f"{where}.server_secret_key: file not found: {secret} "
-                              "(create one with `python -m streams keys DIR`)")
+            raise ConfigError(
+                f"{where}.server_secret_key: file not found: {secret} "
+                "(create one with `python -m streams keys DIR`)"
+            )
         if not clients.is_dir():
-            raise ConfigError(f"{where}.authorized_clients: not a directory: {clients}; "
-                              "expected a directory of client public .key files")
+            raise ConfigError(
+                f"{where}.authorized_clients: not a directory: {clients}; "
+                "expected a directory of client public .key files"
+            )
         return CurveConfig(str(secret), str(clients))
+
     return check
 
 
@@ -391,16 +473,20 @@ def _check_url(url: str, where: str, base_dir: Path) -> str:
     from streams.redact import redact_url
 
     if url.startswith("sample:"):
-        if url[len("sample:"):] not in SAMPLE_VIDEOS:
-            raise ConfigError(f"{where}: unknown sample {url!r}; expected one of "
-                              + ", ".join(f"sample:{name}" for name in SAMPLE_VIDEOS))
+        if url[len("sample:") :] not in SAMPLE_VIDEOS:
+            raise ConfigError(
+                f"{where}: unknown sample {url!r}; expected one of "
+                + ", ".join(f"sample:{name}" for name in SAMPLE_VIDEOS)
+            )
         return url
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in NETWORK_SCHEMES:
         if not parts.hostname:
-            raise ConfigError(f"{where}: {redact_url(url)!r} has no host; "
-                              f"expected e.g. rtsp://camera.local:554/stream")
+            raise ConfigError(
+                f"{where}: {redact_url(url)!r} has no host; "
+                f"expected e.g. rtsp://camera.local:554/stream"
+            )
         try:
             parts.port  # noqa: B018  (raises ValueError on a bad port)
         except ValueError as err:
@@ -409,8 +495,10 @@ def _check_url(url: str, where: str, base_dir: Path) -> str:
     if scheme == "file":
         url = parts.path
     elif scheme and len(scheme) > 1:
-        raise ConfigError(f"{where}: unsupported URL scheme {scheme!r}; expected a file path, "
-                          f"sample:NAME or one of {', '.join(NETWORK_SCHEMES)}")
+        raise ConfigError(
+            f"{where}: unsupported URL scheme {scheme!r}; expected a file path, "
+            f"sample:NAME or one of {', '.join(NETWORK_SCHEMES)}"
+        )
     path = _resolve_path(url, base_dir)
     if not path.is_file():
         raise ConfigError(f"{where}: file not found: {path}")
@@ -420,6 +508,7 @@ def _check_url(url: str, where: str, base_dir: Path) -> str:
 def _interpolate(value: Any, where: str, env: dict[str, str]) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, recursively."""
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
@@ -427,10 +516,13 @@ def _interpolate(value: Any, where: str, env: dict[str, str]) -> Any:
             if default is not None:
                 return default
             raise ConfigError(f"{where or 'config'}: environment variable ${{{name}}} is not set")
+
         return ENV_REF.sub(substitute, value)
     if isinstance(value, list):
         return [_interpolate(item, f"{where}[{i}]", env) for i, item in enumerate(value)]
     if isinstance(value, dict):
-        return {key: _interpolate(item, f"{where}.{key}" if where else str(key), env)
-                for key, item in value.items()}
+        return {
+            key: _interpolate(item, f"{where}.{key}" if where else str(key), env)
+            for key, item in value.items()
+        }
     return value

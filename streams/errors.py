@@ -29,5 +29,13 @@ class PublishError(StreamsError):
 
 
 USER_ERRORS = (StreamsError, EngineError)  # ProcessorError is an EngineError
-__all__ = ["USER_ERRORS", "AssetError", "CaptureError", "ConfigError", "EngineError",
-           "ProcessorError", "PublishError", "StreamsError"]
+__all__ = [
+    "USER_ERRORS",
+    "AssetError",
+    "CaptureError",
+    "ConfigError",
+    "EngineError",
+    "ProcessorError",
+    "PublishError",
+    "StreamsError",
+]

@@ -38,7 +38,7 @@ TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
     _S.CONNECTING: frozenset(_RUNNING),
     _S.LIVE: frozenset(_RUNNING),
     _S.RECONNECTING: frozenset(_RUNNING),
-    _S.ENDED: frozenset({_S.RECONNECTING}),   # its worker process died and is restarted
+    _S.ENDED: frozenset({_S.RECONNECTING}),  # its worker process died and is restarted
     _S.FAILED: frozenset({_S.RECONNECTING}),
 }
 PUBLISHED = tuple(s.value for s in StreamState if s is not StreamState.STARTING)

@@ -53,9 +53,14 @@ class Collector:
     """
 
     JOIN_SETTLE_S = 0.05
-    _EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
-               | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-               | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    _EVENTS = (
+        zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_CONNECT_RETRIED
+        | zmq.EVENT_DISCONNECTED
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    )
 
     def __init__(
         self,
@@ -78,8 +83,9 @@ class Collector:
         self._thread.start()
         if not self._known.wait(ready_timeout_s):
             self.close()
-            raise AssertionError(f"{endpoint}: neither connected nor refused within "
-                                 f"{ready_timeout_s} s")
+            raise AssertionError(
+                f"{endpoint}: neither connected nor refused within {ready_timeout_s} s"
+            )
         if self.connected.is_set():
             time.sleep(self.JOIN_SETTLE_S)
 
@@ -169,8 +175,13 @@ class CliProcess(subprocess.Popen):
 def start_cli(*args: str) -> CliProcess:
     # Not a context manager: the file must outlive this call (the process writes to it).
     log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)  # noqa: SIM115
-    process = CliProcess([sys.executable, "-m", "streams", *args], cwd=REPO,
-                         stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = CliProcess(
+        [sys.executable, "-m", "streams", *args],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     process.log_path = Path(log.name)
     log.close()
     return process

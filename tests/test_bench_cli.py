@@ -7,8 +7,10 @@ import pytest
 from tests.helpers import REPO, run_cli
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
-                    reason="TensorRT is installed here: --gpu would run")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None,
+    reason="TensorRT is installed here: --gpu would run",
+)
 def test_bench_gpu_without_tensorrt_says_why():
     result = run_cli("bench", str(REPO / "config.yaml"), "--gpu", timeout=60)
     assert result.returncode == 1

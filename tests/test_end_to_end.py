@@ -101,19 +101,24 @@ def test_broken_streams_fail_alone_and_sigterm_drains(assets, tmp_path, http_pag
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     port, metrics_port = free_port(), free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "good", "url": str(assets.videos["bikes.mp4"]), "loop": True, "fps": 5},
-        {"id": "garbage", "url": str(garbage)},
-        {"id": "empty", "url": str(empty)},
-        {"id": "webpage", "url": http_page},
-    ], port, metrics={"port": metrics_port},
-        capture={"open_timeout_s": 2, "reconnect_initial_s": 0.2, "reconnect_max_s": 1})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "good", "url": str(assets.videos["bikes.mp4"]), "loop": True, "fps": 5},
+            {"id": "garbage", "url": str(garbage)},
+            {"id": "empty", "url": str(empty)},
+            {"id": "webpage", "url": http_page},
+        ],
+        port,
+        metrics={"port": metrics_port},
+        capture={"open_timeout_s": 2, "reconnect_initial_s": 0.2, "reconnect_max_s": 1},
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
-        assert collector.wait_for(lambda c: len(c.of("det", "good")) >= 10
-                                  and len(c.of("status", "webpage")) >= 3, 60), \
-            process.output() if process.poll() is not None else "no detections"
+        assert collector.wait_for(
+            lambda c: len(c.of("det", "good")) >= 10 and len(c.of("status", "webpage")) >= 3, 60
+        ), process.output() if process.poll() is not None else "no detections"
         for stream, name in (("garbage", "garbage.mp4"), ("empty", "empty.mp4")):
             failed = [m for m in collector.of("status", stream) if m["state"] == "failed"]
             assert failed and name in failed[0]["reason"], collector.of("status", stream)
@@ -188,13 +193,32 @@ def test_model_that_is_not_onnx_is_a_clear_error(assets, tmp_path):
 
 def test_subscribe_command_prints_validated_results(assets, tmp_path):
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "cam", "url": str(assets.videos["carphone_pristine.mp4"]), "loop": True, "fps": 10},
-    ], port)
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {
+                "id": "cam",
+                "url": str(assets.videos["carphone_pristine.mp4"]),
+                "loop": True,
+                "fps": 10,
+            },
+        ],
+        port,
+    )
     pipeline = start_cli("run", str(config), "--no-live")
     try:
-        result = run_cli("subscribe", f"tcp://127.0.0.1:{port}", "--stream", "cam",
-                         "--kinds", "det", "--count", "5", "--validate", timeout=60)
+        result = run_cli(
+            "subscribe",
+            f"tcp://127.0.0.1:{port}",
+            "--stream",
+            "cam",
+            "--kinds",
+            "det",
+            "--count",
+            "5",
+            "--validate",
+            timeout=60,
+        )
     finally:
         pipeline.send_signal(signal.SIGINT)
         assert pipeline.wait(timeout=10) == 0
@@ -219,15 +243,27 @@ def test_subscribe_reports_sequence_gaps(tmp_path):
     publisher = context.socket(zmq.XPUB)
     publisher.setsockopt(zmq.LINGER, 1000)
     publisher.bind(f"tcp://127.0.0.1:{port}")
-    subscriber = start_cli("subscribe", f"tcp://127.0.0.1:{port}", "--kinds", "det",
-                           "--count", "4")
+    subscriber = start_cli("subscribe", f"tcp://127.0.0.1:{port}", "--kinds", "det", "--count", "4")
     try:
         assert publisher.poll(30_000), subscriber.output()  # the subscriber process started
         assert publisher.recv() == b"\x01" + topic("det").encode()  # and subscribed to det
         for seq in (0, 1, 4, 5):  # 2 and 3 never arrive
-            publisher.send_multipart([topic("det", "cam").encode(), encode(
-                {"v": 1, "type": "det", "stream": "cam", "seq": seq, "pts": seq / 25,
-                 "latency_ms": {"total": 1.0}, "detections": []})])
+            publisher.send_multipart(
+                [
+                    topic("det", "cam").encode(),
+                    encode(
+                        {
+                            "v": 1,
+                            "type": "det",
+                            "stream": "cam",
+                            "seq": seq,
+                            "pts": seq / 25,
+                            "latency_ms": {"total": 1.0},
+                            "detections": [],
+                        }
+                    ),
+                ]
+            )
         assert subscriber.wait(timeout=20) == 0
     finally:
         if subscriber.poll() is None:

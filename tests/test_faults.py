@@ -37,15 +37,16 @@ def clip(assets, tmp_path_factory) -> Path:
 def damaged_copy(src: Path, dst: Path, start_fraction: float, length: int) -> Path:
     data = bytearray(src.read_bytes())
     start = int(len(data) * start_fraction)
-    data[start:start + length] = os.urandom(length)
+    data[start : start + length] = os.urandom(length)
     dst.write_bytes(bytes(data))
     return dst
 
 
 def run_file(tmp_path: Path, path: Path) -> tuple[subprocess.CompletedProcess, Collector]:
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [{"id": "cam", "url": str(path), "pace": "none",
-                                                 "fps": 5}], port)
+    config = write_config(
+        tmp_path / "c.yaml", [{"id": "cam", "url": str(path), "pace": "none", "fps": 5}], port
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     try:
         result = run_cli("run", str(config), "--no-live", timeout=120)
@@ -59,8 +60,9 @@ def test_garbage_in_the_middle_of_a_stream_is_skipped(clip, tmp_path):
     result, collector = run_file(tmp_path, damaged)
     assert result.returncode == 0 and "Traceback" not in result.stderr
     dets = collector.of("det", "cam")
-    assert any(m["pts"] < 3 for m in dets) and any(m["pts"] > 7 for m in dets), \
+    assert any(m["pts"] < 3 for m in dets) and any(m["pts"] > 7 for m in dets), (
         "frames before and after the damage were processed"
+    )
     assert collector.of("status", "cam")[-1]["state"] == "ended"
 
 
@@ -68,7 +70,7 @@ def test_corrupt_first_keyframe_does_not_crash(clip, tmp_path):
     data = clip.read_bytes()
     mdat = data.index(b"mdat") + 4  # the first video frame (the keyframe) starts here
     damaged = bytearray(data)
-    damaged[mdat:mdat + 8000] = os.urandom(8000)
+    damaged[mdat : mdat + 8000] = os.urandom(8000)
     (tmp_path / "bad-start.mp4").write_bytes(bytes(damaged))
     result, collector = run_file(tmp_path, tmp_path / "bad-start.mp4")
     assert result.returncode == 0 and "Traceback" not in result.stderr
@@ -83,8 +85,21 @@ def test_audio_only_file_fails_with_a_reason(tmp_path):
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not installed")
     audio = tmp_path / "audio.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=2", "-c:a",
-                    "aac", str(audio)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=2",
+            "-c:a",
+            "aac",
+            str(audio),
+        ],
+        check=True,
+    )
     result, collector = run_file(tmp_path, audio)
     assert result.returncode == 0
     failed = [m for m in collector.of("status", "cam") if m["state"] == "failed"]
@@ -93,10 +108,12 @@ def test_audio_only_file_fails_with_a_reason(tmp_path):
 
 def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(tmp_path):
     port = free_port()
-    config = write_config(tmp_path / "c.yaml",
-                          [{"id": "cam", "url": f"rtsp://127.0.0.1:{free_port()}/live"}], port,
-                          capture={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.8,
-                                   "open_timeout_s": 2})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [{"id": "cam", "url": f"rtsp://127.0.0.1:{free_port()}/live"}],
+        port,
+        capture={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.8, "open_timeout_s": 2},
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("status",))
     process = start_cli("run", str(config), "--no-live")
     try:
@@ -108,7 +125,7 @@ def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(tmp_path):
     retries = [m for m in collector.of("status", "cam") if m["state"] == "reconnecting"]
     assert [m["attempt"] for m in retries[:8]] == list(range(1, 9))
     gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(retries)][:7]
-    expected = [min(0.1 * 2 ** k, 0.8) for k in range(len(gaps))]
+    expected = [min(0.1 * 2**k, 0.8) for k in range(len(gaps))]
     for gap, planned in zip(gaps, expected):
         # delay +-20 % jitter, plus the (refused at once) connection attempt itself
         assert 0.75 * planned <= gap <= 1.25 * planned + 0.3, (gaps, expected)
@@ -118,10 +135,13 @@ def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(tmp_path):
 def test_credentials_never_leak(tmp_path):
     secret = "hunter2-secret"
     port, metrics_port = free_port(), free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "cam", "url": f"rtsp://admin:{secret}@127.0.0.1:{free_port()}/live"}], port,
-        metrics={"port": metrics_port}, capture={"reconnect_initial_s": 0.1,
-                                                 "reconnect_max_s": 0.2})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [{"id": "cam", "url": f"rtsp://admin:{secret}@127.0.0.1:{free_port()}/live"}],
+        port,
+        metrics={"port": metrics_port},
+        capture={"reconnect_initial_s": 0.1, "reconnect_max_s": 0.2},
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("--log-level", "debug", "run", str(config), "--no-live")
     try:
@@ -140,9 +160,9 @@ def test_credentials_never_leak(tmp_path):
 def stuck_in_open(process, server, timeout_s: float = 60) -> None:
     """Wait until the pipeline's capture worker has connected to the frozen camera: it is in
     open() then, waiting for an answer that never comes."""
-    assert wait_until(lambda: process.poll() is not None or tcp_connected(process.pid,
-                                                                          server.port),
-                      timeout_s), f"no connection to the camera:\n{process.output()}"
+    assert wait_until(
+        lambda: process.poll() is not None or tcp_connected(process.pid, server.port), timeout_s
+    ), f"no connection to the camera:\n{process.output()}"
     assert process.poll() is None, process.output()
 
 
@@ -151,8 +171,12 @@ def test_second_signal_exits_at_once(rtsp_server, tmp_path):
     server = rtsp_server(path="cam")
     server.freeze()  # connections open, nobody answers: the capture worker waits in open()
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [{"id": "cam", "url": server.url}], port,
-                          capture={"open_timeout_s": 60})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [{"id": "cam", "url": server.url}],
+        port,
+        capture={"open_timeout_s": 60},
+    )
     process = start_cli("run", str(config), "--no-live")
     try:
         stuck_in_open(process, server)
@@ -173,8 +197,12 @@ def test_one_signal_drains_within_five_seconds_even_with_a_stuck_camera(rtsp_ser
     server = rtsp_server(path="cam")
     server.freeze()
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [{"id": "cam", "url": server.url}], port,
-                          capture={"open_timeout_s": 60})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [{"id": "cam", "url": server.url}],
+        port,
+        capture={"open_timeout_s": 60},
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("status",))
     process = start_cli("run", str(config), "--no-live")
     try:

@@ -15,8 +15,10 @@ import pytest
 
 from tests.test_gpu_pipeline import tensorrt_ready
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready()))]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready())),
+]
 
 RUNS = int(os.environ.get("STREAMS_DETERMINISM_RUNS", "6"))  # per mode
 
@@ -27,11 +29,18 @@ def engines(assets, tmp_path_factory):
     from engines.tensorrt_engine import TensorRTEngine
 
     cache = tmp_path_factory.mktemp("engines")
-    options = EngineOptions(backend="tensorrt", max_batch=8, contexts=3, precision="fp16",
-                            builder_optimization_level=0, cache_dir=cache)
+    options = EngineOptions(
+        backend="tensorrt",
+        max_batch=8,
+        contexts=3,
+        precision="fp16",
+        builder_optimization_level=0,
+        cache_dir=cache,
+    )
     eager = TensorRTEngine(assets.model_onnx, options)
-    graphs = TensorRTEngine(assets.model_onnx, EngineOptions(**{**options.__dict__,
-                                                                "cuda_graphs": True}))
+    graphs = TensorRTEngine(
+        assets.model_onnx, EngineOptions(**{**options.__dict__, "cuda_graphs": True})
+    )
     yield eager, graphs
     graphs.close()
     eager.close()
@@ -41,22 +50,25 @@ def test_nvdec_kernel_tensorrt_outputs_are_bit_identical_run_after_run(assets, e
     from tests.support.chain import run_chain
 
     eager, graphs = engines
-    videos = {"bikes": assets.videos["bikes.mp4"],
-              "carphone": assets.videos["carphone_pristine.mp4"],
-              "bikes-2": assets.videos["bikes.mp4"]}
+    videos = {
+        "bikes": assets.videos["bikes.mp4"],
+        "carphone": assets.videos["carphone_pristine.mp4"],
+        "bikes-2": assets.videos["bikes.mp4"],
+    }
     reference = run_chain(eager, videos, serial=True)
     assert len(reference.outputs) == 250 + 120 + 250
     report = []
     for mode, engine in (("eager", eager), ("graphs", graphs)):
         for k in range(RUNS):
             diff = run_chain(engine, videos).differing(reference)
-            report.append((mode, k, len(diff["inputs"]), len(diff["outputs"]),
-                           diff["outputs"][:4]))
+            report.append((mode, k, len(diff["inputs"]), len(diff["outputs"]), diff["outputs"][:4]))
     assert graphs.cuda_graphs, "CUDA graphs were switched off"
     print("\nrun: mode, n, frames with a different kernel output, different engine output")
     for row in report:
         print("  ", *row)
     identical = sum(1 for row in report if row[2] == row[3] == 0)
-    print(f"{identical} of {len(report)} runs bit-identical to the serial reference "
-          f"({len(reference.outputs)} frames each)")
+    print(
+        f"{identical} of {len(report)} runs bit-identical to the serial reference "
+        f"({len(reference.outputs)} frames each)"
+    )
     assert identical == len(report), report

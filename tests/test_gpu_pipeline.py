@@ -24,21 +24,32 @@ def tensorrt_ready() -> str | None:
     return None if device_count() > 0 else "no CUDA GPU"
 
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready()))]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready())),
+]
 
 
-def run_pipeline(assets, tmp_path, engine: dict, copies: int = 1,
-                 **sections) -> tuple[dict, str]:
+def run_pipeline(assets, tmp_path, engine: dict, copies: int = 1, **sections) -> tuple[dict, str]:
     """Both sample videos (``copies`` times each, ids ``bikes-0``... when more than one),
     lossless, through ``python -m streams run``; returns the det messages and the log."""
     port = free_port()
     videos = (("bikes", "bikes.mp4"), ("carphone", "carphone_pristine.mp4"))
-    config = write_config(tmp_path / f"{engine['backend']}-{copies}.yaml", [
-        {"id": name if copies == 1 else f"{name}-{k}", "url": str(assets.videos[video]),
-         "pace": "none"}
-        for k in range(copies) for name, video in videos
-    ], port, engine=engine, **sections)
+    config = write_config(
+        tmp_path / f"{engine['backend']}-{copies}.yaml",
+        [
+            {
+                "id": name if copies == 1 else f"{name}-{k}",
+                "url": str(assets.videos[video]),
+                "pace": "none",
+            }
+            for k in range(copies)
+            for name, video in videos
+        ],
+        port,
+        engine=engine,
+        **sections,
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     try:
         result = run_cli("run", str(config), "--no-live", timeout=600)
@@ -51,15 +62,27 @@ def run_pipeline(assets, tmp_path, engine: dict, copies: int = 1,
 
 
 def test_tensorrt_pipeline_matches_cpu_pipeline(assets, tmp_path):
-    gpu, log = run_pipeline(assets, tmp_path, {"backend": "tensorrt", "precision": "fp16",
-                                               "builder_optimization_level": 0,
-                                               "cache_dir": str(tmp_path / "engines")})
+    gpu, log = run_pipeline(
+        assets,
+        tmp_path,
+        {
+            "backend": "tensorrt",
+            "precision": "fp16",
+            "builder_optimization_level": 0,
+            "cache_dir": str(tmp_path / "engines"),
+        },
+    )
     cpu, _ = run_pipeline(assets, tmp_path, {"backend": "onnxruntime"})
     assert "tensorrt" in log.lower()
     if os.environ.get("STREAMS_TEST_DUMP"):
-        Path(os.environ["STREAMS_TEST_DUMP"]).write_text(json.dumps(
-            {"gpu": {f"{k[0]}/{k[1]}": v for k, v in gpu.items()},
-             "cpu": {f"{k[0]}/{k[1]}": v for k, v in cpu.items()}}))
+        Path(os.environ["STREAMS_TEST_DUMP"]).write_text(
+            json.dumps(
+                {
+                    "gpu": {f"{k[0]}/{k[1]}": v for k, v in gpu.items()},
+                    "cpu": {f"{k[0]}/{k[1]}": v for k, v in cpu.items()},
+                }
+            )
+        )
     assert len(cpu) == 370 and len(gpu) == 370  # every frame of both files, lossless
     common = set(gpu) & set(cpu)
     assert len(common) >= 360, f"only {len(common)} frames share a pts"
@@ -68,29 +91,44 @@ def test_tensorrt_pipeline_matches_cpu_pipeline(assets, tmp_path):
         for det in cpu[key]["detections"]:
             if det["score"] < 0.5:
                 continue  # near the threshold, fp16 and NVDEC colour may flip a box
-            hit = any(g["label"] == det["label"] and iou(g["box"], det["box"]) > 0.7
-                      for g in gpu[key]["detections"])
+            hit = any(
+                g["label"] == det["label"] and iou(g["box"], det["box"]) > 0.7
+                for g in gpu[key]["detections"]
+            )
             matched, missed = matched + hit, missed + (not hit)
-    print(f"CPU detections (score >= 0.5) found again on the GPU path: {matched} of "
-          f"{matched + missed}")
+    print(
+        f"CPU detections (score >= 0.5) found again on the GPU path: {matched} of "
+        f"{matched + missed}"
+    )
     assert matched >= 100 and missed <= 0.1 * (matched + missed)
 
 
-def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(assets,
-                                                                              tmp_path):
+def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(assets, tmp_path):
     """Two worker processes, each with its own TensorRT engine and NVDEC decoders, behind one
     relay: every frame of every file arrives, and the same file decoded and inferred in the
     two processes gives the same detections."""
-    dets, log = run_pipeline(assets, tmp_path, {
-        "backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
-        "cache_dir": str(tmp_path / "engines")}, copies=2, workers={"processes": 2})
+    dets, log = run_pipeline(
+        assets,
+        tmp_path,
+        {
+            "backend": "tensorrt",
+            "precision": "fp16",
+            "builder_optimization_level": 0,
+            "cache_dir": str(tmp_path / "engines"),
+        },
+        copies=2,
+        workers={"processes": 2},
+    )
     assert "w1 " in log and "decoder auto -> nvdec" in log
     frames = {}
     for (stream, pts), m in dets.items():
         frames.setdefault(stream, {})[pts] = m["detections"]
     assert {k: len(v) for k, v in frames.items()} == {
-        "bikes-0": 250, "bikes-1": 250, "carphone-0": 120, "carphone-1": 120}, \
-        {k: len(v) for k, v in frames.items()}
+        "bikes-0": 250,
+        "bikes-1": 250,
+        "carphone-0": 120,
+        "carphone-1": 120,
+    }, {k: len(v) for k, v in frames.items()}
     for name in ("bikes", "carphone"):
         first, second = frames[f"{name}-0"], frames[f"{name}-1"]
         assert first.keys() == second.keys()
@@ -100,9 +138,12 @@ def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(as
             # the other, so compare the confident detections (>= 0.5) tightly.
             strong = [d for d in dets if d["score"] >= 0.5]
             for det in strong:
-                assert any(o["label"] == det["label"] and iou(o["box"], det["box"]) > 0.9
-                           and abs(o["score"] - det["score"]) < 0.02 for o in second[pts]), \
-                    f"{name} at {pts}: {det} not found in the other process"
+                assert any(
+                    o["label"] == det["label"]
+                    and iou(o["box"], det["box"]) > 0.9
+                    and abs(o["score"] - det["score"]) < 0.02
+                    for o in second[pts]
+                ), f"{name} at {pts}: {det} not found in the other process"
     assert sum(len(d) for d in frames["bikes-0"].values()) > 100
 
 
@@ -110,8 +151,12 @@ def test_cuda_graphs_with_gpu_preprocessing_give_the_same_detections(assets, tmp
     """NVDEC -> preprocessing kernel -> TensorRT replayed from CUDA graphs (the kernel writes
     the engine's input buffer on the engine's stream, then the graph runs): the same frames
     and detections as without graphs."""
-    engine = {"backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
-              "cache_dir": str(tmp_path / "engines")}
+    engine = {
+        "backend": "tensorrt",
+        "precision": "fp16",
+        "builder_optimization_level": 0,
+        "cache_dir": str(tmp_path / "engines"),
+    }
     plain, _ = run_pipeline(assets, tmp_path, engine)
     (tmp_path / "graphs").mkdir()
     graphs, log = run_pipeline(assets, tmp_path / "graphs", {**engine, "cuda_graphs": True})
@@ -122,9 +167,12 @@ def test_cuda_graphs_with_gpu_preprocessing_give_the_same_detections(assets, tmp
     for key, message in plain.items():
         for det in message["detections"]:
             boxes += 1
-            assert any(g["label"] == det["label"] and iou(g["box"], det["box"]) > 0.9
-                       and abs(g["score"] - det["score"]) < 0.02
-                       for g in graphs[key]["detections"]), f"{key}: {det} lost with graphs"
+            assert any(
+                g["label"] == det["label"]
+                and iou(g["box"], det["box"]) > 0.9
+                and abs(g["score"] - det["score"]) < 0.02
+                for g in graphs[key]["detections"]
+            ), f"{key}: {det} lost with graphs"
     assert boxes > 100
 
 
@@ -134,30 +182,58 @@ def test_codecs_nvdec_does_not_take_fall_back_to_opencv_with_the_reason(assets, 
     from tests.test_rtsp_pipeline import stop
 
     ffv1 = tmp_path / "street-ffv1.mkv"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(assets.videos["bikes.mp4"]), "-t",
-                    "6", "-c:v", "ffv1", str(ffv1)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(assets.videos["bikes.mp4"]),
+            "-t",
+            "6",
+            "-c:v",
+            "ffv1",
+            str(ffv1),
+        ],
+        check=True,
+    )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "ffv1-file", "url": str(ffv1), "pace": "none"},
-        {"id": "ffv1-http", "url": f"http://127.0.0.1:{server.server_port}/{ffv1.name}"},
-        {"id": "h264-file", "url": str(assets.videos["bikes.mp4"]), "pace": "none"},
-    ], port, capture={"reconnect_initial_s": 5}, engine={
-        "backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
-        "cache_dir": str(tmp_path / "engines")})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "ffv1-file", "url": str(ffv1), "pace": "none"},
+            {"id": "ffv1-http", "url": f"http://127.0.0.1:{server.server_port}/{ffv1.name}"},
+            {"id": "h264-file", "url": str(assets.videos["bikes.mp4"]), "pace": "none"},
+        ],
+        port,
+        capture={"reconnect_initial_s": 5},
+        engine={
+            "backend": "tensorrt",
+            "precision": "fp16",
+            "builder_optimization_level": 0,
+            "cache_dir": str(tmp_path / "engines"),
+        },
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
-        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 20 for s in (
-            "ffv1-file", "ffv1-http", "h264-file")), 180), process.output()[-3000:]
+        assert collector.wait_for(
+            lambda c: all(
+                len(c.of("det", s)) >= 20 for s in ("ffv1-file", "ffv1-http", "h264-file")
+            ),
+            180,
+        ), process.output()[-3000:]
     finally:
         stop(process, collector)
         server.shutdown()
     log = process.output()
-    decoders = {s: [m.get("decoder") for m in collector.of("status", s) if m["state"] == "live"]
-                for s in ("ffv1-file", "ffv1-http", "h264-file")}
+    decoders = {
+        s: [m.get("decoder") for m in collector.of("status", s) if m["state"] == "live"]
+        for s in ("ffv1-file", "ffv1-http", "h264-file")
+    }
     assert decoders["h264-file"] == ["nvdec"], decoders
     assert decoders["ffv1-file"] == ["opencv"] and decoders["ffv1-http"][0] == "opencv", decoders
     assert "stream ffv1-file: NVDEC cannot decode this file" in log, log[-3000:]

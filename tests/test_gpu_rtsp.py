@@ -11,8 +11,11 @@ from tests.support.rtsp import make_test_clip
 from tests.test_gpu_pipeline import tensorrt_ready
 from tests.test_rtsp_pipeline import CAPTURE, count, restart_and_expect_detections, states, stop
 
-pytestmark = [pytest.mark.gpu, pytest.mark.rtsp,
-              pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready()))]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.rtsp,
+    pytest.mark.skipif(tensorrt_ready() is not None, reason=str(tensorrt_ready())),
+]
 
 
 def live_decoders(collector, stream):
@@ -23,17 +26,27 @@ def test_camera_on_nvdec_survives_kill_restart_and_freeze(assets, rtsp_server, t
     clip = make_test_clip(assets.videos["bikes.mp4"], tmp_path / "street.mp4")
     server = rtsp_server(clip, path="cam1")
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "cam1", "url": server.url},
-        {"id": "file", "url": str(assets.videos["carphone_pristine.mp4"]), "loop": True},
-    ], port, capture=CAPTURE, engine={
-        "backend": "tensorrt", "precision": "fp16", "builder_optimization_level": 0,
-        "cache_dir": str(tmp_path / "engines")})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "cam1", "url": server.url},
+            {"id": "file", "url": str(assets.videos["carphone_pristine.mp4"]), "loop": True},
+        ],
+        port,
+        capture=CAPTURE,
+        engine={
+            "backend": "tensorrt",
+            "precision": "fp16",
+            "builder_optimization_level": 0,
+            "cache_dir": str(tmp_path / "engines"),
+        },
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
-        assert collector.wait_for(lambda c: count(c, "det", "cam1") >= 25, 180), \
-            process.output()[-3000:]
+        assert collector.wait_for(lambda c: count(c, "det", "cam1") >= 25, 180), process.output()[
+            -3000:
+        ]
         assert live_decoders(collector, "cam1") == ["nvdec"], collector.of("status", "cam1")
         server.kill()
         assert collector.wait_for(lambda c: "reconnecting" in states(c, "cam1"), 15)
@@ -41,13 +54,16 @@ def test_camera_on_nvdec_survives_kill_restart_and_freeze(assets, rtsp_server, t
         assert collector.wait_for(lambda c: count(c, "det", "file") >= file_before + 30, 20)
         cam_before = count(collector, "det", "cam1")
         server.restart()
-        assert collector.wait_for(lambda c: len(live_decoders(c, "cam1")) == 2
-                                  and count(c, "det", "cam1") >= cam_before + 25, 30), \
-            states(collector, "cam1")
+        assert collector.wait_for(
+            lambda c: (
+                len(live_decoders(c, "cam1")) == 2 and count(c, "det", "cam1") >= cam_before + 25
+            ),
+            30,
+        ), states(collector, "cam1")
         server.freeze()
-        assert collector.wait_for(lambda c: any(
-            "stalled" in (m.get("reason") or "") for m in c.of("status", "cam1")), 15), \
-            collector.of("status", "cam1")
+        assert collector.wait_for(
+            lambda c: any("stalled" in (m.get("reason") or "") for m in c.of("status", "cam1")), 15
+        ), collector.of("status", "cam1")
         restart_and_expect_detections(server, collector, "cam1", 25)
     finally:
         stop(process, collector)

@@ -14,9 +14,16 @@ CLIP, CLIP_FRAMES = "carphone_pristine.mp4", 120
 
 def run_clip(assets, tmp_path, loop: bool):
     """The clip through a real ONNX Runtime pipeline until it ends or gives up."""
-    config = load_config(write_config(tmp_path / "c.yaml", [
-        {"id": "cam", "url": str(assets.videos[CLIP]), "loop": loop, "pace": "none"},
-    ], free_port(), engine={"max_batch": 1, "threads": 1}))
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            [
+                {"id": "cam", "url": str(assets.videos[CLIP]), "loop": loop, "pace": "none"},
+            ],
+            free_port(),
+            engine={"max_batch": 1, "threads": 1},
+        )
+    )
     runtime = build_runtime(config)
     try:
         runtime.pipeline.start()

@@ -10,14 +10,20 @@ from tests.support.rtsp import make_test_clip
 
 pytestmark = pytest.mark.rtsp
 
-CAPTURE = {"open_timeout_s": 3, "read_timeout_s": 2, "reconnect_initial_s": 0.2,
-           "reconnect_max_s": 1}
+CAPTURE = {
+    "open_timeout_s": 3,
+    "read_timeout_s": 2,
+    "reconnect_initial_s": 0.2,
+    "reconnect_max_s": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def street_clip(assets, tmp_path_factory):
     """bikes.mp4 re-encoded for RTSP (keyframe every second), 10 s, served in a loop."""
-    return make_test_clip(assets.videos["bikes.mp4"], tmp_path_factory.mktemp("rtsp") / "street.mp4")
+    return make_test_clip(
+        assets.videos["bikes.mp4"], tmp_path_factory.mktemp("rtsp") / "street.mp4"
+    )
 
 
 def count(collector, kind, stream):
@@ -30,10 +36,20 @@ def states(collector, stream):
 
 def run_with_camera(tmp_path, assets, camera_url):
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "cam1", "url": camera_url, "fps": 5},
-        {"id": "file", "url": str(assets.videos["carphone_pristine.mp4"]), "loop": True, "fps": 5},
-    ], port, capture=CAPTURE)
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "cam1", "url": camera_url, "fps": 5},
+            {
+                "id": "file",
+                "url": str(assets.videos["carphone_pristine.mp4"]),
+                "loop": True,
+                "fps": 5,
+            },
+        ],
+        port,
+        capture=CAPTURE,
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     return collector, start_cli("run", str(config), "--no-live")
 
@@ -44,8 +60,9 @@ def restart_and_expect_detections(server, collector, stream: str, more: int) -> 
     server.kill()
     server.restart()
     before = count(collector, "det", stream)
-    assert collector.wait_for(lambda c: count(c, "det", stream) >= before + more, 30), \
-        states(collector, stream)
+    assert collector.wait_for(lambda c: count(c, "det", stream) >= before + more, 30), states(
+        collector, stream
+    )
 
 
 def stop(process, collector):
@@ -57,8 +74,9 @@ def stop(process, collector):
         cleanup(process, collector)
 
 
-def test_camera_killed_and_restarted_while_other_stream_flows(assets, rtsp_server, street_clip,
-                                                              tmp_path):
+def test_camera_killed_and_restarted_while_other_stream_flows(
+    assets, rtsp_server, street_clip, tmp_path
+):
     server = rtsp_server(street_clip, path="cam1")
     collector, process = run_with_camera(tmp_path, assets, server.url)
     try:
@@ -72,9 +90,12 @@ def test_camera_killed_and_restarted_while_other_stream_flows(assets, rtsp_serve
         assert collector.wait_for(lambda c: count(c, "det", "file") >= file_before + 10, 20)
         assert count(collector, "det", "cam1") <= cam_before + 2  # at most a few in flight
         server.restart()
-        assert collector.wait_for(lambda c: states(c, "cam1")[-1] == "live"
-                                  and count(c, "det", "cam1") >= cam_before + 10, 30), \
-            states(collector, "cam1")
+        assert collector.wait_for(
+            lambda c: (
+                states(c, "cam1")[-1] == "live" and count(c, "det", "cam1") >= cam_before + 10
+            ),
+            30,
+        ), states(collector, "cam1")
     finally:
         stop(process, collector)
     seqs = [m["seq"] for m in collector.of("det", "cam1")]
@@ -90,8 +111,7 @@ def test_camera_killed_and_restarted_while_other_stream_flows(assets, rtsp_serve
 
 
 @pytest.mark.slow
-def test_frozen_camera_is_noticed_by_the_stall_watchdog(assets, rtsp_server, street_clip,
-                                                         tmp_path):
+def test_frozen_camera_is_noticed_by_the_stall_watchdog(assets, rtsp_server, street_clip, tmp_path):
     server = rtsp_server(street_clip, path="cam1")
     collector, process = run_with_camera(tmp_path, assets, server.url)
     try:

@@ -52,7 +52,8 @@ def reconnects(collector: Collector, stream: str) -> int:
 
 def churned(collector: Collector, plays_wanted: int, reconnects_wanted: int) -> bool:
     return plays(collector) >= plays_wanted and all(
-        reconnects(collector, s) >= reconnects_wanted for s in ("refused", "refused2"))
+        reconnects(collector, s) >= reconnects_wanted for s in ("refused", "refused2")
+    )
 
 
 @pytest.mark.slow
@@ -60,12 +61,17 @@ def test_source_churn_keeps_memory_and_descriptors_bounded(tmp_path, progress):
     clip = short_clip(tmp_path / "short.mp4")
     refused = f"rtsp://127.0.0.1:{free_port()}/nobody-listens"
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "looping", "url": str(clip), "loop": True, "pace": "none"},
-        {"id": "refused", "url": refused},
-        {"id": "refused2", "url": refused.replace("nobody", "still-nobody")},
-        {"id": "garbage", "url": str(tmp_path / "garbage.mp4")},
-    ], port, capture={"open_timeout_s": 1, "reconnect_initial_s": 0.01, "reconnect_max_s": 0.01})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "looping", "url": str(clip), "loop": True, "pace": "none"},
+            {"id": "refused", "url": refused},
+            {"id": "refused2", "url": refused.replace("nobody", "still-nobody")},
+            {"id": "garbage", "url": str(tmp_path / "garbage.mp4")},
+        ],
+        port,
+        capture={"open_timeout_s": 1, "reconnect_initial_s": 0.01, "reconnect_max_s": 0.01},
+    )
     (tmp_path / "garbage.mp4").write_bytes(os.urandom(4096))
     collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("det", "status"))
     process = start_cli("run", str(config), "--no-live")
@@ -73,12 +79,21 @@ def test_source_churn_keeps_memory_and_descriptors_bounded(tmp_path, progress):
     try:
         # Warm-up (imports, model load, first allocations) ends when every kind of churn has
         # begun: the clip played through a few times, both cameras refused, garbage failed.
-        warm = collector.wait_for(lambda c: process.poll() is not None or (
-            churned(c, 3, 3) and any(m["state"] == "failed" for m in c.of("status", "garbage"))),
-            60)
+        warm = collector.wait_for(
+            lambda c: (
+                process.poll() is not None
+                or (
+                    churned(c, 3, 3)
+                    and any(m["state"] == "failed" for m in c.of("status", "garbage"))
+                )
+            ),
+            60,
+        )
         assert warm and process.poll() is None, process.output()
-        progress(f"warm: {plays(collector)} plays, {reconnects(collector, 'refused')} "
-                 f"reconnects; soaking until {PLAYS} plays and {RECONNECTS} reconnects each")
+        progress(
+            f"warm: {plays(collector)} plays, {reconnects(collector, 'refused')} "
+            f"reconnects; soaking until {PLAYS} plays and {RECONNECTS} reconnects each"
+        )
         began = time.monotonic()
         next_progress = began + PROGRESS_S
         while time.monotonic() - began < DEADLINE_S:
@@ -86,11 +101,16 @@ def test_source_churn_keeps_memory_and_descriptors_bounded(tmp_path, progress):
             samples.append(rss_kb_and_fds(process.pid))
             if time.monotonic() >= next_progress:
                 next_progress += PROGRESS_S
-                progress(f"{plays(collector)}/{PLAYS} plays, "
-                         f"{reconnects(collector, 'refused')}/{RECONNECTS} reconnects, "
-                         f"RSS {samples[-1][0] / 1024:.1f} MiB, {samples[-1][1]} fds")
-            if (time.monotonic() - began >= MIN_S and len(samples) >= 30
-                    and churned(collector, PLAYS, RECONNECTS)):
+                progress(
+                    f"{plays(collector)}/{PLAYS} plays, "
+                    f"{reconnects(collector, 'refused')}/{RECONNECTS} reconnects, "
+                    f"RSS {samples[-1][0] / 1024:.1f} MiB, {samples[-1][1]} fds"
+                )
+            if (
+                time.monotonic() - began >= MIN_S
+                and len(samples) >= 30
+                and churned(collector, PLAYS, RECONNECTS)
+            ):
                 break
             time.sleep(SAMPLE_S)
         soaked_s = time.monotonic() - began
@@ -110,9 +130,11 @@ def test_source_churn_keeps_memory_and_descriptors_bounded(tmp_path, progress):
     first_rss = np.median([rss for rss, _ in samples[:third]])
     last_rss = np.median([rss for rss, _ in samples[-third:]])
     fds = [fd for _, fd in samples]
-    summary = (f"{soaked_s:.0f} s: RSS {first_rss / 1024:.1f} -> {last_rss / 1024:.1f} MiB, "
-               f"fds {min(fds)}..{max(fds)}, {len(retries)} reconnects, "
-               f"{plays(collector)} plays")
+    summary = (
+        f"{soaked_s:.0f} s: RSS {first_rss / 1024:.1f} -> {last_rss / 1024:.1f} MiB, "
+        f"fds {min(fds)}..{max(fds)}, {len(retries)} reconnects, "
+        f"{plays(collector)} plays"
+    )
     progress(summary)
     assert last_rss - first_rss < 20 * 1024, "RSS grew by more than 20 MiB under churn"
     assert max(fds) - min(fds) <= 8, "file descriptors leaked"

@@ -1,4 +1,4 @@
-"""Streams split over worker processes (streams/scale/supervisor.py), with real processes and sockets.
+"""Streams split over worker processes (streams/scale/supervisor.py): real processes, sockets.
 
 What a subscriber sees must not change: one endpoint, every stream's ``det`` and ``status``,
 one merged ``stats``; a worker killed with SIGKILL takes down only its own streams, which
@@ -23,9 +23,11 @@ from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
 
 def _streams(assets) -> list[dict]:
     bikes, carphone = assets.videos["bikes.mp4"], assets.videos["carphone_pristine.mp4"]
-    return [{"id": "a", "url": str(bikes), "loop": True, "fps": 4},
-            {"id": "b", "url": str(carphone), "loop": True, "fps": 4},
-            {"id": "c", "url": str(bikes), "loop": True, "fps": 4}]
+    return [
+        {"id": "a", "url": str(bikes), "loop": True, "fps": 4},
+        {"id": "b", "url": str(carphone), "loop": True, "fps": 4},
+        {"id": "c", "url": str(bikes), "loop": True, "fps": 4},
+    ]
 
 
 def _children(pid: int) -> list[int]:
@@ -48,8 +50,9 @@ def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
     which runs ``multiprocessing.resource_tracker``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        workers = [c for c in _children(pid)
-                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = [
+            c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
         if len(workers) >= count:
             return sorted(workers)
         time.sleep(0.05)
@@ -58,16 +61,27 @@ def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
 
 def test_two_workers_publish_through_one_endpoint_and_drain_on_sigterm(assets, tmp_path):
     port, metrics_port = free_port(), free_port()
-    config = write_config(tmp_path / "c.yaml", _streams(assets), port,
-                          engine={"threads": 1}, workers={"processes": 2},
-                          metrics={"port": metrics_port})
+    config = write_config(
+        tmp_path / "c.yaml",
+        _streams(assets),
+        port,
+        engine={"threads": 1},
+        workers={"processes": 2},
+        metrics={"port": metrics_port},
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
         assert collector.wait_for(
-            lambda c: all(len(c.of("det", s)) >= 5 for s in "abc")
-            and any({r["stream"] for r in m["streams"] if r["processed"]} == set("abc")
-                    for m in c.of("stats")), 90), process.output()
+            lambda c: (
+                all(len(c.of("det", s)) >= 5 for s in "abc")
+                and any(
+                    {r["stream"] for r in m["streams"] if r["processed"]} == set("abc")
+                    for m in c.of("stats")
+                )
+            ),
+            90,
+        ), process.output()
         assert len(_worker_pids(process.pid, 2)) == 2
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
         for stream in "abc":
@@ -94,33 +108,46 @@ def test_two_workers_publish_through_one_endpoint_and_drain_on_sigterm(assets, t
 
 def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tmp_path):
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", _streams(assets), port,
-                          engine={"threads": 1}, workers={"processes": 2})
+    config = write_config(
+        tmp_path / "c.yaml", _streams(assets), port, engine={"threads": 1}, workers={"processes": 2}
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
-        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 90), \
+        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 90), (
             process.output()
+        )
         # Worker 1 owns stream c (shards are contiguous: [a, b], [c]); worker 0 starts first.
         victim = _worker_pids(process.pid, 2)[1]
         os.kill(victim, signal.SIGKILL)
         killed_at = len(collector.messages)
-        assert collector.wait_for(lambda c: any(
-            m["state"] == "reconnecting" for m in c.of("status", "c")), 20), process.output()
+        assert collector.wait_for(
+            lambda c: any(m["state"] == "reconnecting" for m in c.of("status", "c")), 20
+        ), process.output()
         reason = next(m for m in collector.of("status", "c") if m["state"] == "reconnecting")
         assert "worker process 1 exited with code -9" in reason["reason"]
         # Stream a kept flowing during the outage and c comes back with a new worker.
-        assert collector.wait_for(lambda c: any(
-            m["state"] == "live" for _, m in c.messages[killed_at:]
-            if m["type"] == "status" and m.get("stream") == "c"), 60), process.output()
-        during = [m for _, m in collector.messages[killed_at:]
-                  if m["type"] == "det" and m["stream"] == "a"]
+        assert collector.wait_for(
+            lambda c: any(
+                m["state"] == "live"
+                for _, m in c.messages[killed_at:]
+                if m["type"] == "status" and m.get("stream") == "c"
+            ),
+            60,
+        ), process.output()
+        during = [
+            m
+            for _, m in collector.messages[killed_at:]
+            if m["type"] == "det" and m["stream"] == "a"
+        ]
         assert during, "stream a kept flowing while c's worker was down"
         before = len(collector.of("det", "c"))
         assert collector.wait_for(lambda c: len(c.of("det", "c")) >= before + 3, 30)
         assert {m["state"] for m in collector.of("status", "a")} == {"connecting", "live"}
-        processed_c = [next(r["processed"] for r in m["streams"] if r["stream"] == "c")
-                       for m in collector.of("stats")]
+        processed_c = [
+            next(r["processed"] for r in m["streams"] if r["stream"] == "c")
+            for m in collector.of("stats")
+        ]
         assert processed_c == sorted(processed_c), "merged counters never go backwards"
         assert process.drain(timeout_s=15)[0] == 0
     finally:
@@ -148,8 +175,13 @@ def test_workers_config_and_shards():
 def test_a_model_that_cannot_load_fails_the_run_with_the_workers_reason(assets, tmp_path):
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"not an onnx model" * 10)
-    config = write_config(tmp_path / "c.yaml", _streams(assets), free_port(),
-                          workers={"processes": 2}, model={"path": str(bogus)})
+    config = write_config(
+        tmp_path / "c.yaml",
+        _streams(assets),
+        free_port(),
+        workers={"processes": 2},
+        model={"path": str(bogus)},
+    )
     process = start_cli("run", str(config), "--no-live")
     try:
         assert process.wait(timeout=60) == 1, process.output()
@@ -164,23 +196,28 @@ def test_restarting_workers_leaks_no_descriptors_in_the_supervisor(assets, tmp_p
     """Three SIGKILLed workers, three restarts: the supervisor holds as many file descriptors
     as before and every stream is back."""
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", _streams(assets), port,
-                          engine={"threads": 1}, workers={"processes": 2})
+    config = write_config(
+        tmp_path / "c.yaml", _streams(assets), port, engine={"threads": 1}, workers={"processes": 2}
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("det", "status"))
     process = start_cli("run", str(config), "--no-live")
     fds = Path(f"/proc/{process.pid}/fd")
     try:
-        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 90), \
+        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 90), (
             process.output()
+        )
         before = len(list(fds.iterdir()))
         for attempt in range(1, 4):
             victim = _worker_pids(process.pid, 2)[1]
             os.kill(victim, signal.SIGKILL)
             # The supervisor notices and restarts it (1 s: the back-off resets once a worker
             # is ready again); stream c goes live once more.
-            assert collector.wait_for(lambda c, n=attempt: sum(
-                m["state"] == "live" for m in c.of("status", "c")) >= n + 1, 60), \
-                process.output()
+            assert collector.wait_for(
+                lambda c, n=attempt: (
+                    sum(m["state"] == "live" for m in c.of("status", "c")) >= n + 1
+                ),
+                60,
+            ), process.output()
             while victim in _children(process.pid):
                 time.sleep(0.1)
         count = len(collector.of("det", "c"))

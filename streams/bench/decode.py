@@ -1,6 +1,7 @@
 """NVDEC decode-only throughput with N concurrent sessions: the ceiling of the GPU pipeline.
 
-Each session is one thread with its own :class:`~streams.capture.nvdec.NvdecReader` decoding the clip
+Each session is one thread with its own :class:`~streams.capture.nvdec.NvdecReader`
+decoding the clip
 in a loop (the demuxer reopens the file, the decoder carries on) and releasing every surface
 at once. Readers are opened first and the timed window starts when all are ready, so decoder
 creation is not counted. ``--raw`` measures bare PyNvVideoCodec (demux + ``Decode``, no copy
@@ -35,9 +36,14 @@ logger = logging.getLogger(__name__)
 WARMUP_S = 2.0  # decoding before the timed window starts
 
 
-def make_clip(out: Path, source: Path | None = None, seconds: float = 20.0,
-              size_wh: tuple[int, int] = (1920, 1080), fps: int = 30,
-              bitrate: str = "4M") -> Path:
+def make_clip(
+    out: Path,
+    source: Path | None = None,
+    seconds: float = 20.0,
+    size_wh: tuple[int, int] = (1920, 1080),
+    fps: int = 30,
+    bitrate: str = "4M",
+) -> Path:
     """Encode the benchmark clip with imageio-ffmpeg's static ffmpeg (libx264)."""
     try:
         import imageio_ffmpeg
@@ -49,12 +55,41 @@ def make_clip(out: Path, source: Path | None = None, seconds: float = 20.0,
         source = fetch_assets().videos["bikes.mp4"]
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     width, height = size_wh
-    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "-1",
-           "-i", str(source), "-t", f"{seconds:g}", "-an",
-           "-vf", f"scale={width}:{height}:flags=bicubic,fps={fps}",
-           "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-           "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", "8M", "-g", str(fps), "-bf", "0",
-           "-movflags", "+faststart", str(out)]
+    cmd = [
+        ffmpeg,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(source),
+        "-t",
+        f"{seconds:g}",
+        "-an",
+        "-vf",
+        f"scale={width}:{height}:flags=bicubic,fps={fps}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        bitrate,
+        "-maxrate",
+        bitrate,
+        "-bufsize",
+        "8M",
+        "-g",
+        str(fps),
+        "-bf",
+        "0",
+        "-movflags",
+        "+faststart",
+        str(out),
+    ]
     logger.info("encoding %s: %s", out, " ".join(cmd))
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -65,8 +100,15 @@ def make_clip(out: Path, source: Path | None = None, seconds: float = 20.0,
 class _Session(threading.Thread):
     """One decoder decoding the clip in a loop until told to stop."""
 
-    def __init__(self, clip: Path, gpu_id: int, raw: bool, ready: threading.Barrier,
-                 start: threading.Event, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        clip: Path,
+        gpu_id: int,
+        raw: bool,
+        ready: threading.Barrier,
+        start: threading.Event,
+        stop: threading.Event,
+    ) -> None:
         super().__init__(daemon=True)
         self.clip, self.gpu_id, self.raw = clip, gpu_id, raw
         self._ready_barrier, self._go, self._halt = ready, start, stop
@@ -101,8 +143,9 @@ class _Session(threading.Thread):
         import PyNvVideoCodec as nvc
 
         demuxer = nvc.CreateDemuxer(filename=str(self.clip))
-        decoder = nvc.CreateDecoder(gpuid=self.gpu_id, codec=demuxer.GetNvCodecId(),
-                                    usedevicememory=True)
+        decoder = nvc.CreateDecoder(
+            gpuid=self.gpu_id, codec=demuxer.GetNvCodecId(), usedevicememory=True
+        )
         return [demuxer, decoder]
 
     def _decode(self, opened: Any) -> None:
@@ -125,8 +168,9 @@ class _Session(threading.Thread):
             demuxer = nvc.CreateDemuxer(filename=str(self.clip))
 
 
-def run_sessions(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
-                 raw: bool = False, sync: Any = None) -> dict[str, Any]:
+def run_sessions(
+    clip: Path, sessions: int, seconds: float, gpu_id: int = 0, raw: bool = False, sync: Any = None
+) -> dict[str, Any]:
     """Decode ``clip`` with ``sessions`` threads for ``seconds``; return the figures.
 
     ``sync``: called once every session is open, right before the timed window (lines up
@@ -175,8 +219,11 @@ def run_sessions(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
     errors = sorted({t.error for t in threads if t.error})
     per_session = [c / elapsed for c in counts]
     return {
-        "sessions": sessions, "mode": "raw" if raw else "reader", "seconds": round(elapsed, 3),
-        "frames": sum(counts), "total_fps": round(sum(counts) / elapsed, 1),
+        "sessions": sessions,
+        "mode": "raw" if raw else "reader",
+        "seconds": round(elapsed, 3),
+        "frames": sum(counts),
+        "total_fps": round(sum(counts) / elapsed, 1),
         "session_fps_min": round(min(per_session), 1),
         "session_fps_mean": round(sum(per_session) / sessions, 1),
         "setup_s": round(setup_s, 2),
@@ -186,18 +233,26 @@ def run_sessions(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
     }
 
 
-def _sessions_process(clip: Path, sessions: int, seconds: float, gpu_id: int, raw: bool,
-                      barrier: Any, results: Any) -> None:
+def _sessions_process(
+    clip: Path, sessions: int, seconds: float, gpu_id: int, raw: bool, barrier: Any, results: Any
+) -> None:
     try:
-        results.put(run_sessions(clip, sessions, seconds, gpu_id, raw,
-                                 sync=lambda: barrier.wait(120)))
+        results.put(
+            run_sessions(clip, sessions, seconds, gpu_id, raw, sync=lambda: barrier.wait(120))
+        )
     except Exception as err:  # noqa: BLE001 - reported by the parent
         barrier.abort()
         results.put({"error": f"{type(err).__name__}: {err}"})
 
 
-def run_sessions_in_processes(clip: Path, sessions: int, seconds: float, gpu_id: int = 0,
-                              processes: int = 1, raw: bool = False) -> dict[str, Any]:
+def run_sessions_in_processes(
+    clip: Path,
+    sessions: int,
+    seconds: float,
+    gpu_id: int = 0,
+    processes: int = 1,
+    raw: bool = False,
+) -> dict[str, Any]:
     """``sessions`` spread over ``processes`` processes, timed windows lined up.
 
     Why: one Python process caps decode-only throughput below what NVDEC can do (every
@@ -210,13 +265,19 @@ def run_sessions_in_processes(clip: Path, sessions: int, seconds: float, gpu_id:
     import queue
 
     spawn = multiprocessing.get_context("spawn")
-    shares = [sessions // processes + (1 if i < sessions % processes else 0)
-              for i in range(processes)]
+    shares = [
+        sessions // processes + (1 if i < sessions % processes else 0) for i in range(processes)
+    ]
     shares = [share for share in shares if share]  # fewer sessions than processes
     barrier, results = spawn.Barrier(len(shares)), spawn.Queue()
-    workers = [spawn.Process(target=_sessions_process, daemon=True,
-                             args=(clip, share, seconds, gpu_id, raw, barrier, results))
-               for share in shares]
+    workers = [
+        spawn.Process(
+            target=_sessions_process,
+            daemon=True,
+            args=(clip, share, seconds, gpu_id, raw, barrier, results),
+        )
+        for share in shares
+    ]
     for worker in workers:
         worker.start()
     rows: list[dict[str, Any]] = []
@@ -228,28 +289,36 @@ def run_sessions_in_processes(clip: Path, sessions: int, seconds: float, gpu_id:
             dead = [w for w in workers if w.exitcode not in (None, 0)]
             if dead:  # died without a word (a crash in the driver): do not wait for it
                 barrier.abort()
-                rows.extend({"error": f"decoding process exited with code {w.exitcode}"}
-                            for w in dead if len(rows) < len(workers))
+                rows.extend(
+                    {"error": f"decoding process exited with code {w.exitcode}"}
+                    for w in dead
+                    if len(rows) < len(workers)
+                )
                 break
     for worker in workers:
         worker.join(30)
-    errors = sorted({r["error"] for r in rows if "error" in r}
-                    | {e for r in rows for e in r.get("errors", [])})
+    errors = sorted(
+        {r["error"] for r in rows if "error" in r} | {e for r in rows for e in r.get("errors", [])}
+    )
     rows = [r for r in rows if "error" not in r]
     if not rows:
         raise StreamsError(f"no decoding process ran: {errors}")
     elapsed = max(r["seconds"] for r in rows)
     total_fps = sum(r["total_fps"] for r in rows)
     return {
-        "sessions": sum(r["sessions"] for r in rows), "mode": rows[0]["mode"],
-        "processes": len(workers), "seconds": elapsed, "frames": sum(r["frames"] for r in rows),
+        "sessions": sum(r["sessions"] for r in rows),
+        "mode": rows[0]["mode"],
+        "processes": len(workers),
+        "seconds": elapsed,
+        "frames": sum(r["frames"] for r in rows),
         "total_fps": round(total_fps, 1),
         "session_fps_min": min(r["session_fps_min"] for r in rows),
         "session_fps_mean": round(total_fps / sum(r["sessions"] for r in rows), 1),
         "setup_s": max(r["setup_s"] for r in rows),
         # Every process sees the whole GPU's free memory, the others' decoders included.
         "gpu_mem_mib": max(r["gpu_mem_mib"] for r in rows),
-        "gpu_mem_total_mib": rows[0]["gpu_mem_total_mib"], "errors": errors,
+        "gpu_mem_total_mib": rows[0]["gpu_mem_total_mib"],
+        "errors": errors,
     }
 
 
@@ -258,30 +327,49 @@ def _clip_info(clip: Path) -> dict[str, Any]:
 
     cap = cv2.VideoCapture(str(clip))
     try:
-        return {"clip": str(clip), "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                "fps": round(cap.get(cv2.CAP_PROP_FPS), 3),
-                "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
-                "bytes": clip.stat().st_size}
+        return {
+            "clip": str(clip),
+            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "fps": round(cap.get(cv2.CAP_PROP_FPS), 3),
+            "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "bytes": clip.stat().st_size,
+        }
     finally:
         cap.release()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.decode",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.bench.decode", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--clip", type=Path, help="video to decode (H.264/HEVC in MP4/MKV)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated session counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per count")
     parser.add_argument("--gpu", type=int, default=0, help="GPU index (cuda:N)")
-    parser.add_argument("--raw", action="store_true",
-                        help="bare PyNvVideoCodec decode, without the reader's surface copy")
-    parser.add_argument("--make-clip", type=Path, metavar="OUT.mp4",
-                        help="write the 1080p30 H.264 benchmark clip and exit")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="--make-clip input (default: the bikes.mp4 sample)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="spread each session count over this many processes")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="bare PyNvVideoCodec decode, without the reader's surface copy",
+    )
+    parser.add_argument(
+        "--make-clip",
+        type=Path,
+        metavar="OUT.mp4",
+        help="write the 1080p30 H.264 benchmark clip and exit",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="--make-clip input (default: the bikes.mp4 sample)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="spread each session count over this many processes",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -303,19 +391,26 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         counts = [int(c) for c in args.sessions.split(",") if c.strip()]
         info = _clip_info(args.clip)
-        print(f"clip {info['clip']}: {info['width']}x{info['height']} @ {info['fps']} fps, "
-              f"{info['frames']} frames")
-        print(f"{'sessions':>8} {'total fps':>10} {'min/session':>12} {'mean/session':>13} "
-              f"{'GPU MiB':>8} {'setup s':>8}")
+        print(
+            f"clip {info['clip']}: {info['width']}x{info['height']} @ {info['fps']} fps, "
+            f"{info['frames']} frames"
+        )
+        print(
+            f"{'sessions':>8} {'total fps':>10} {'min/session':>12} {'mean/session':>13} "
+            f"{'GPU MiB':>8} {'setup s':>8}"
+        )
         results = []
         for sessions in counts:
-            row = run_sessions_in_processes(args.clip, sessions, args.seconds, args.gpu,
-                                            args.processes, args.raw)
+            row = run_sessions_in_processes(
+                args.clip, sessions, args.seconds, args.gpu, args.processes, args.raw
+            )
             results.append(row)
-            print(f"{sessions:>8} {row['total_fps']:>10.1f} {row['session_fps_min']:>12.1f} "
-                  f"{row['session_fps_mean']:>13.1f} {row['gpu_mem_mib']:>8.0f} "
-                  f"{row['setup_s']:>8.2f}" + (f"  errors: {row['errors']}"
-                                               if row["errors"] else ""), flush=True)
+            print(
+                f"{sessions:>8} {row['total_fps']:>10.1f} {row['session_fps_min']:>12.1f} "
+                f"{row['session_fps_mean']:>13.1f} {row['gpu_mem_mib']:>8.0f} "
+                f"{row['setup_s']:>8.2f}" + (f"  errors: {row['errors']}" if row["errors"] else ""),
+                flush=True,
+            )
         if args.json:
             args.json.write_text(json.dumps({"clip": info, "results": results}, indent=2))
     except USER_ERRORS as err:

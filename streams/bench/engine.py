@@ -39,20 +39,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
     parser.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
-    parser.add_argument("--max-batch", type=int, default=0,
-                        help="engine max batch (default: the largest --batch)")
+    parser.add_argument(
+        "--max-batch", type=int, default=0, help="engine max batch (default: the largest --batch)"
+    )
     parser.add_argument("--opt-batch", type=int, default=0, help="TensorRT profile opt batch")
     parser.add_argument("--iters", type=int, default=200, help="timed batches per measurement")
     parser.add_argument("--warmup", type=int, default=20, help="untimed batches first")
-    parser.add_argument("--contexts", type=int, default=defaults.contexts,
-                        help="TensorRT contexts (slots) kept in flight for throughput")
-    parser.add_argument("--opt-level", type=int, default=defaults.builder_optimization_level,
-                        help="TensorRT builder optimization level 0..5 (0 builds fastest)")
+    parser.add_argument(
+        "--contexts",
+        type=int,
+        default=defaults.contexts,
+        help="TensorRT contexts (slots) kept in flight for throughput",
+    )
+    parser.add_argument(
+        "--opt-level",
+        type=int,
+        default=defaults.builder_optimization_level,
+        help="TensorRT builder optimization level 0..5 (0 builds fastest)",
+    )
     parser.add_argument("--workspace-mb", type=int, default=defaults.workspace_mb)
     parser.add_argument("--cuda-graphs", action="store_true", help="TensorRT: CUDA graphs")
-    parser.add_argument("--input-on-device", action="store_true",
-                        help="TensorRT: skip the host-to-device input copy, as when frames are "
-                        "preprocessed on the GPU straight into the engine's input buffer")
+    parser.add_argument(
+        "--input-on-device",
+        action="store_true",
+        help="TensorRT: skip the host-to-device input copy, as when frames are "
+        "preprocessed on the GPU straight into the engine's input buffer",
+    )
     parser.add_argument("--device", default=defaults.device, help="cuda:N")
     parser.add_argument("--cache-dir", type=Path, default=defaults.cache_dir)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
@@ -80,8 +92,9 @@ def _submit(slot: Any, batch: int, on_device: bool) -> None:
         slot.submit(batch)
 
 
-def measure_latency(engine: Any, batch: int, iters: int, warmup: int,
-                    on_device: bool = False) -> list[float]:
+def measure_latency(
+    engine: Any, batch: int, iters: int, warmup: int, on_device: bool = False
+) -> list[float]:
     """Milliseconds per batch, one batch at a time."""
     times = []
     for i in range(warmup + iters):
@@ -96,8 +109,9 @@ def measure_latency(engine: Any, batch: int, iters: int, warmup: int,
     return times
 
 
-def measure_throughput(engine: Any, batch: int, iters: int, warmup: int,
-                       on_device: bool = False) -> float:
+def measure_throughput(
+    engine: Any, batch: int, iters: int, warmup: int, on_device: bool = False
+) -> float:
     """Images per second with every slot in flight."""
     slots = [engine.acquire() for _ in range(engine.num_slots)]
     try:
@@ -135,11 +149,17 @@ def run(args: argparse.Namespace) -> int:
         print("--input-on-device needs --backend tensorrt", file=sys.stderr)
         return 2
     options = EngineOptions(
-        backend=args.backend, device=args.device if args.backend == "tensorrt" else "cpu",
-        max_batch=max_batch, opt_batch=args.opt_batch or None, precision=args.precision,
-        contexts=args.contexts, workspace_mb=args.workspace_mb,
-        builder_optimization_level=args.opt_level, cache_dir=Path(args.cache_dir),
-        cuda_graphs=args.cuda_graphs, threads=args.threads,
+        backend=args.backend,
+        device=args.device if args.backend == "tensorrt" else "cpu",
+        max_batch=max_batch,
+        opt_batch=args.opt_batch or None,
+        precision=args.precision,
+        contexts=args.contexts,
+        workspace_mb=args.workspace_mb,
+        builder_optimization_level=args.opt_level,
+        cache_dir=Path(args.cache_dir),
+        cuda_graphs=args.cuda_graphs,
+        threads=args.threads,
     )
     started = time.perf_counter()
     try:
@@ -149,17 +169,26 @@ def run(args: argparse.Namespace) -> int:
         return 1
     setup_s = time.perf_counter() - started
     info: dict[str, Any] = {
-        "model": str(args.model), "backend": engine.backend, "precision": args.precision,
-        "max_batch": engine.max_batch, "slots": engine.num_slots, "iters": args.iters,
-        "warmup": args.warmup, "setup_s": round(setup_s, 2),
-        "built": getattr(engine, "built", None), "cuda_graphs": bool(args.cuda_graphs),
-        "opt_level": args.opt_level, "input_on_device": on_device, "host": platform.node(),
+        "model": str(args.model),
+        "backend": engine.backend,
+        "precision": args.precision,
+        "max_batch": engine.max_batch,
+        "slots": engine.num_slots,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "setup_s": round(setup_s, 2),
+        "built": getattr(engine, "built", None),
+        "cuda_graphs": bool(args.cuda_graphs),
+        "opt_level": args.opt_level,
+        "input_on_device": on_device,
+        "host": platform.node(),
     }
     if engine.backend == "tensorrt":
         import tensorrt as trt
 
-        info.update(device=engine.device.name, tensorrt=trt.__version__,
-                    engine_path=str(engine.engine_path))
+        info.update(
+            device=engine.device.name, tensorrt=trt.__version__, engine_path=str(engine.engine_path)
+        )
     else:
         import onnxruntime as ort
 
@@ -177,31 +206,42 @@ def run(args: argparse.Namespace) -> int:
             engine.release(slot)
         for batch in batches:
             if batch > engine.max_batch:
-                print(f"skipping batch {batch}: engine max batch is {engine.max_batch}",
-                      file=sys.stderr)
+                print(
+                    f"skipping batch {batch}: engine max batch is {engine.max_batch}",
+                    file=sys.stderr,
+                )
                 continue
             lat = measure_latency(engine, batch, args.iters, args.warmup, on_device)
             img_s = measure_throughput(engine, batch, args.iters, args.warmup, on_device)
             median = statistics.median(lat)
-            results.append({
-                "batch": batch, "latency_median_ms": round(median, 3),
-                "latency_p99_ms": round(_percentile(lat, 99), 3),
-                "latency_img_s": round(batch * 1e3 / median, 1),
-                "throughput_img_s": round(img_s, 1),
-            })
+            results.append(
+                {
+                    "batch": batch,
+                    "latency_median_ms": round(median, 3),
+                    "latency_p99_ms": round(_percentile(lat, 99), 3),
+                    "latency_img_s": round(batch * 1e3 / median, 1),
+                    "throughput_img_s": round(img_s, 1),
+                }
+            )
     finally:
         engine.close()
-    title = (f"{Path(args.model).name}  {info['backend']} {info['precision']}  "
-             f"{info.get('device', '')}  slots={info['slots']}"
-             f"{'  cuda-graphs' if args.cuda_graphs else ''}"
-             f"{'  input-on-device' if on_device else ''}  "
-             f"setup {setup_s:.1f} s ({'built' if info['built'] else 'loaded'})")
+    title = (
+        f"{Path(args.model).name}  {info['backend']} {info['precision']}  "
+        f"{info.get('device', '')}  slots={info['slots']}"
+        f"{'  cuda-graphs' if args.cuda_graphs else ''}"
+        f"{'  input-on-device' if on_device else ''}  "
+        f"setup {setup_s:.1f} s ({'built' if info['built'] else 'loaded'})"
+    )
     print(title)
-    print(f"{'batch':>5}  {'median ms':>9}  {'p99 ms':>8}  {'img/s 1-at-a-time':>17}  "
-          f"{'img/s all slots':>15}")
+    print(
+        f"{'batch':>5}  {'median ms':>9}  {'p99 ms':>8}  {'img/s 1-at-a-time':>17}  "
+        f"{'img/s all slots':>15}"
+    )
     for r in results:
-        print(f"{r['batch']:>5}  {r['latency_median_ms']:>9.3f}  {r['latency_p99_ms']:>8.3f}  "
-              f"{r['latency_img_s']:>17.1f}  {r['throughput_img_s']:>15.1f}")
+        print(
+            f"{r['batch']:>5}  {r['latency_median_ms']:>9.3f}  {r['latency_p99_ms']:>8.3f}  "
+            f"{r['latency_img_s']:>17.1f}  {r['throughput_img_s']:>15.1f}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**info, "results": results}, indent=2) + "\n")
@@ -209,13 +249,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.engine",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.bench.engine", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return run(args)
 
 

@@ -20,21 +20,34 @@ class GpuSampler:
         self._process = None
         if shutil.which("nvidia-smi"):
             self._process = subprocess.Popen(
-                ["nvidia-smi", "--query-gpu=utilization.gpu,utilization.decoder",
-                 "--format=csv,noheader,nounits", "-lms", "500"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu,utilization.decoder",
+                    "--format=csv,noheader,nounits",
+                    "-lms",
+                    "500",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
 
     def stop(self) -> dict:
         if self._process is None:
             return {}
         self._process.terminate()
         out, _ = self._process.communicate(timeout=5)
-        rows = [[float(v) for v in line.split(",")] for line in out.splitlines()
-                if line.count(",") == 1 and "N/A" not in line]
+        rows = [
+            [float(v) for v in line.split(",")]
+            for line in out.splitlines()
+            if line.count(",") == 1 and "N/A" not in line
+        ]
         if not rows:
             return {}
-        return {"gpu_util_pct": round(float(np.mean([r[0] for r in rows])), 1),
-                "nvdec_util_pct": round(float(np.mean([r[1] for r in rows])), 1)}
+        return {
+            "gpu_util_pct": round(float(np.mean([r[0] for r in rows])), 1),
+            "nvdec_util_pct": round(float(np.mean([r[1] for r in rows])), 1),
+        }
 
 
 def cpu_line(row: dict, top: int = 5) -> str:

@@ -46,8 +46,18 @@ from streams.runtime.stats import PipelineStats, StreamStats
 
 MODEL = "yolov8n"
 # COCO ids as they turn up on street cameras: person, car, bicycle, motorbike, bus, truck, ...
-CLASS_WEIGHTS = {0: 0.45, 2: 0.28, 1: 0.05, 3: 0.04, 5: 0.03, 7: 0.06, 9: 0.03, 24: 0.02,
-                 26: 0.02, 13: 0.02}
+CLASS_WEIGHTS = {
+    0: 0.45,
+    2: 0.28,
+    1: 0.05,
+    3: 0.04,
+    5: 0.03,
+    7: 0.06,
+    9: 0.03,
+    24: 0.02,
+    26: 0.02,
+    13: 0.02,
+}
 
 
 @dataclass
@@ -62,8 +72,9 @@ class BenchBatch:
     postprocess_ms: float
 
 
-def make_detections(rng: np.random.Generator, mean: float, source_hw: tuple[int, int],
-                    max_detections: int = 100) -> Detections:
+def make_detections(
+    rng: np.random.Generator, mean: float, source_hw: tuple[int, int], max_detections: int = 100
+) -> Detections:
     count = min(int(rng.poisson(mean)), max_detections)
     height, width = source_hw
     ids = np.array(list(CLASS_WEIGHTS))
@@ -77,8 +88,15 @@ def make_detections(rng: np.random.Generator, mean: float, source_hw: tuple[int,
     return Detections(xyxy, scores, class_ids)
 
 
-def make_batches(count: int, batch: int, streams: int, mean: float, source_hw: tuple[int, int],
-                 seed: int, first_seq: int = 0) -> list[BenchBatch]:
+def make_batches(
+    count: int,
+    batch: int,
+    streams: int,
+    mean: float,
+    source_hw: tuple[int, int],
+    seed: int,
+    first_seq: int = 0,
+) -> list[BenchBatch]:
     """``count`` batches, frames taken round-robin from ``streams`` streams."""
     rng = np.random.default_rng(seed)
     image = np.broadcast_to(np.zeros(3, np.uint8), (*source_hw, 3))  # shape only, no memory
@@ -88,26 +106,50 @@ def make_batches(count: int, batch: int, streams: int, mean: float, source_hw: t
         frames = []
         for i in range(batch):
             n = b * batch + i
-            frames.append(Frame(
-                stream_id=f"cam{n % streams:03d}", seq=first_seq + n // streams,
-                pts_s=(first_seq + n // streams) / 30.0, capture_wall_s=time.time() - 0.03,
-                ready_mono_s=now - 0.03 + rng.uniform(0, 0.01), decode_ms=rng.uniform(2, 6),
-                image_bgr=image))
+            frames.append(
+                Frame(
+                    stream_id=f"cam{n % streams:03d}",
+                    seq=first_seq + n // streams,
+                    pts_s=(first_seq + n // streams) / 30.0,
+                    capture_wall_s=time.time() - 0.03,
+                    ready_mono_s=now - 0.03 + rng.uniform(0, 0.01),
+                    decode_ms=rng.uniform(2, 6),
+                    image_bgr=image,
+                )
+            )
         decoded = [make_detections(rng, mean, source_hw) for _ in range(batch)]
-        batches.append(BenchBatch(frames, decoded, now - 0.02, rng.uniform(1, 3),
-                                  rng.uniform(8, 20), rng.uniform(0.05, 0.3)))
+        batches.append(
+            BenchBatch(
+                frames,
+                decoded,
+                now - 0.02,
+                rng.uniform(1, 3),
+                rng.uniform(8, 20),
+                rng.uniform(0.05, 0.3),
+            )
+        )
     return batches
 
 
-def publish_batch(batch: BenchBatch, labels: tuple[str, ...], publisher: Publisher,
-                  stream_stats: dict[str, StreamStats]) -> None:
+def publish_batch(
+    batch: BenchBatch,
+    labels: tuple[str, ...],
+    publisher: Publisher,
+    stream_stats: dict[str, StreamStats],
+) -> None:
     """What Pipeline._complete_loop does with one decoded batch (keep the two in step)."""
     now_s = time.monotonic()
     messages, totals_ms = encode_detection_batch(
-        batch.frames, batch.decoded, labels, model=MODEL,
-        started_mono_s=batch.started_mono_s, now_mono_s=now_s,
-        preprocess_ms=batch.preprocess_ms, inference_ms=batch.inference_ms,
-        postprocess_ms=batch.postprocess_ms)
+        batch.frames,
+        batch.decoded,
+        labels,
+        model=MODEL,
+        started_mono_s=batch.started_mono_s,
+        now_mono_s=now_s,
+        preprocess_ms=batch.preprocess_ms,
+        inference_ms=batch.inference_ms,
+        postprocess_ms=batch.postprocess_ms,
+    )
     for frame, total_ms in zip(batch.frames, totals_ms):
         stats = stream_stats[frame.stream_id]
         stats.processed += 1
@@ -158,14 +200,22 @@ def run(args: argparse.Namespace) -> dict:
     total = args.batches * args.batch
     # Room for a whole repetition: the publisher drops nothing, so every message is encoded
     # and sent (the bound is the same code path either way).
-    config = PublishConfig(endpoint="tcp://127.0.0.1:*", queue_size=total + 1,
-                           sndhwm=max(1000, total + 1), join_grace_ms=0)
+    config = PublishConfig(
+        endpoint="tcp://127.0.0.1:*",
+        queue_size=total + 1,
+        sndhwm=max(1000, total + 1),
+        join_grace_ms=0,
+    )
     stats = PipelineStats()
     publisher = Publisher(config, stats)
     subscriber = None
     if args.subscriber:
-        subscriber = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, publisher.endpoint],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subscriber = subprocess.Popen(
+            [sys.executable, "-c", _SUBSCRIBER, publisher.endpoint],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         subscriber.stdout.readline()
         time.sleep(0.5)  # the subscription reaches the PUB socket
     stream_stats = {f"cam{i:03d}": StreamStats(f"cam{i:03d}") for i in range(args.streams)}
@@ -174,8 +224,15 @@ def run(args: argparse.Namespace) -> dict:
     rows = []
     try:
         for rep in range(args.warmup + args.repeats):
-            batches = make_batches(args.batches, args.batch, args.streams, args.detections,
-                                   source_hw, seed=rep, first_seq=rep * total)
+            batches = make_batches(
+                args.batches,
+                args.batch,
+                args.streams,
+                args.detections,
+                source_hw,
+                seed=rep,
+                first_seq=rep * total,
+            )
             target = stats.published + stats.publish_dropped + total
             cpu0, main0, pub0 = time.process_time(), time.thread_time(), _thread_cpu_s(sent_thread)
             wall0 = time.perf_counter()
@@ -187,10 +244,14 @@ def run(args: argparse.Namespace) -> dict:
             wall1 = time.perf_counter()
             cpu1, pub1 = time.process_time(), _thread_cpu_s(sent_thread)
             if rep >= args.warmup:
-                rows.append({"cpu_us": (cpu1 - cpu0) / total * 1e6,
-                             "completer_us": (main1 - main0) / total * 1e6,
-                             "publisher_us": (pub1 - pub0) / total * 1e6,
-                             "wall_us": (wall1 - wall0) / total * 1e6})
+                rows.append(
+                    {
+                        "cpu_us": (cpu1 - cpu0) / total * 1e6,
+                        "completer_us": (main1 - main0) / total * 1e6,
+                        "publisher_us": (pub1 - pub0) / total * 1e6,
+                        "wall_us": (wall1 - wall0) / total * 1e6,
+                    }
+                )
     finally:
         publisher.close()
         received = None
@@ -200,13 +261,18 @@ def run(args: argparse.Namespace) -> dict:
     detections = sum(len(d) for b in batches for d in b.decoded) / total
     median = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
     return {
-        "batch": args.batch, "batches": args.batches, "repeats": args.repeats,
-        "streams": args.streams, "detections_per_frame": round(detections, 2),
-        "source": args.source, "subscriber": bool(args.subscriber),
+        "batch": args.batch,
+        "batches": args.batches,
+        "repeats": args.repeats,
+        "streams": args.streams,
+        "detections_per_frame": round(detections, 2),
+        "source": args.source,
+        "subscriber": bool(args.subscriber),
         "median_us_per_frame": {k: round(v, 2) for k, v in median.items()},
         "min_cpu_us": round(min(r["cpu_us"] for r in rows), 2),
         "max_cpu_us": round(max(r["cpu_us"] for r in rows), 2),
-        "published": stats.published, "publish_dropped": stats.publish_dropped,
+        "published": stats.published,
+        "publish_dropped": stats.publish_dropped,
         "received": received,
     }
 
@@ -216,32 +282,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", type=int, default=100, help="batches per repetition (100)")
     parser.add_argument("--repeats", type=int, default=15, help="timed repetitions (15)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (2)")
-    parser.add_argument("--detections", type=float, default=8.0,
-                        help="mean detections per frame (Poisson; 8)")
+    parser.add_argument(
+        "--detections", type=float, default=8.0, help="mean detections per frame (Poisson; 8)"
+    )
     parser.add_argument("--streams", type=int, default=128, help="streams the frames come from")
     parser.add_argument("--source", default="1920x1080", help="source frame WxH (1920x1080)")
-    parser.add_argument("--subscriber", action="store_true",
-                        help="a SUB in another process drains every message over TCP")
+    parser.add_argument(
+        "--subscriber",
+        action="store_true",
+        help="a SUB in another process drains every message over TCP",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.messages",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.bench.messages", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.batch < 1 or args.batches < 1 or args.repeats < 1 or args.streams < 1:
         parser.error("--batch, --batches, --repeats and --streams must be >= 1")
     result = run(args)
     med = result["median_us_per_frame"]
-    print(f"batch {result['batch']}, {result['detections_per_frame']} detections per frame, "
-          f"{result['streams']} streams, {'a SUB draining' if result['subscriber'] else 'no subscriber'}"
-          f": median of {result['repeats']} x {result['batch'] * result['batches']} frames")
-    print(f"  CPU {med['cpu_us']:.2f} us per frame (min {result['min_cpu_us']:.2f}, max "
-          f"{result['max_cpu_us']:.2f}): completer {med['completer_us']:.2f}, publisher thread "
-          f"{med['publisher_us']:.2f}; wall {med['wall_us']:.2f}")
-    print(f"  published {result['published']}, dropped {result['publish_dropped']}"
-          + (f", received {result['received']}" if result["received"] is not None else ""))
+    reader = "a SUB draining" if result["subscriber"] else "no subscriber"
+    print(
+        f"batch {result['batch']}, {result['detections_per_frame']} detections per frame, "
+        f"{result['streams']} streams, {reader}"
+        f": median of {result['repeats']} x {result['batch'] * result['batches']} frames"
+    )
+    print(
+        f"  CPU {med['cpu_us']:.2f} us per frame (min {result['min_cpu_us']:.2f}, max "
+        f"{result['max_cpu_us']:.2f}): completer {med['completer_us']:.2f}, publisher thread "
+        f"{med['publisher_us']:.2f}; wall {med['wall_us']:.2f}"
+    )
+    print(
+        f"  published {result['published']}, dropped {result['publish_dropped']}"
+        + (f", received {result['received']}" if result["received"] is not None else "")
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

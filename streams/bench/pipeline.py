@@ -28,22 +28,28 @@ from streams.runtime.wiring import open_engine, resolve_sources, wire_pipeline
 logger = logging.getLogger(__name__)
 
 
-
-def bench_config(config: Config, streams: int, paced: bool = False,
-                 clip: str | None = None) -> Config:
+def bench_config(
+    config: Config, streams: int, paced: bool = False, clip: str | None = None
+) -> Config:
     """``streams`` looping copies of the configured streams, publishing on a free port.
 
     Unpaced (``pace: none``) measures throughput; paced (``realtime``, like cameras) measures
     latency and drops when the cameras offer more frames than the engine can take.
     """
     copies = tuple(
-        replace(config.streams[i % len(config.streams)],
-                id=f"{'cam' if clip else config.streams[i % len(config.streams)].id}-{i}",
-                url=clip or config.streams[i % len(config.streams)].url,
-                pace="realtime" if paced else "none", loop=True, fps=None)
-        for i in range(streams))
-    return replace(config, streams=copies,
-                   publish=replace(config.publish, endpoint="tcp://127.0.0.1:*"))
+        replace(
+            config.streams[i % len(config.streams)],
+            id=f"{'cam' if clip else config.streams[i % len(config.streams)].id}-{i}",
+            url=clip or config.streams[i % len(config.streams)].url,
+            pace="realtime" if paced else "none",
+            loop=True,
+            fps=None,
+        )
+        for i in range(streams)
+    )
+    return replace(
+        config, streams=copies, publish=replace(config.publish, endpoint="tcp://127.0.0.1:*")
+    )
 
 
 def first_frames(sources: list[str], count: int) -> list[np.ndarray]:
@@ -79,8 +85,9 @@ def bench_engine_loop(engine, images: list[np.ndarray], duration_s: float) -> di
     return {"batch": batch, "img_per_s": img_per_s, "batch_time_ms": batch_ms}
 
 
-def bench_pipeline(config: Config, engine, model_name: str, duration_s: float,
-                   warmup_s: float = WARMUP_S) -> dict:
+def bench_pipeline(
+    config: Config, engine, model_name: str, duration_s: float, warmup_s: float = WARMUP_S
+) -> dict:
     """Run the whole pipeline on looping files; frames published per second."""
     pipeline, publisher = wire_pipeline(config, engine, model_name)
     stats = pipeline.stats
@@ -102,19 +109,31 @@ def bench_pipeline(config: Config, engine, model_name: str, duration_s: float,
         processed = sum(s.processed for s in pipeline.stream_stats.values()) - processed_before
         decoded = sum(s.decoded for s in pipeline.stream_stats.values()) - decoded_before
         dropped = sum(s.dropped for s in pipeline.stream_stats.values()) - dropped_before
-        latencies = np.concatenate([np.asarray(s.recorded_latency_ms, dtype=np.float64)
-                                    for s in pipeline.stream_stats.values()])
+        latencies = np.concatenate(
+            [
+                np.asarray(s.recorded_latency_ms, dtype=np.float64)
+                for s in pipeline.stream_stats.values()
+            ]
+        )
         batches = stats.batches - batches_before
         mean_batch = (stats.batch_frames - frames_before) / batches if batches else 0.0
     finally:
         pipeline.stop()
         publisher.close()
-    p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan))
-    return {"streams": len(config.streams), "fps": processed / elapsed,
-            "offered_fps": decoded / elapsed, "dropped": dropped, "mean_batch": mean_batch,
-            "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
-            "published": stats.published, "publish_dropped": stats.publish_dropped,
-            **utilisation, **cpu}
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan)
+    return {
+        "streams": len(config.streams),
+        "fps": processed / elapsed,
+        "offered_fps": decoded / elapsed,
+        "dropped": dropped,
+        "mean_batch": mean_batch,
+        "latency_p50_ms": float(p50),
+        "latency_p99_ms": float(p99),
+        "published": stats.published,
+        "publish_dropped": stats.publish_dropped,
+        **utilisation,
+        **cpu,
+    }
 
 
 def processes_for(config: Config, wanted: str) -> int:
@@ -123,16 +142,22 @@ def processes_for(config: Config, wanted: str) -> int:
     from streams.scale.supervisor import resolve_processes
 
     processes = "auto" if wanted == "auto" else int(wanted)
-    return resolve_processes(replace(config, workers=replace(config.workers,
-                                                             processes=processes)))[0]
+    return resolve_processes(replace(config, workers=replace(config.workers, processes=processes)))[
+        0
+    ]
 
 
-def measure_pipeline(config: Config, engine, model_name: str, duration_s: float,
-                     processes: int, warmup_s: float = WARMUP_S) -> dict:
+def measure_pipeline(
+    config: Config,
+    engine,
+    model_name: str,
+    duration_s: float,
+    processes: int,
+    warmup_s: float = WARMUP_S,
+) -> dict:
     if processes > 1:
         return bench_supervised(config, processes, duration_s, warmup_s)
-    return {**bench_pipeline(config, engine, model_name, duration_s, warmup_s),
-            "processes": 1}
+    return {**bench_pipeline(config, engine, model_name, duration_s, warmup_s), "processes": 1}
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -150,23 +175,40 @@ def run_bench(args: argparse.Namespace) -> int:
     try:
         batch = min(engine.max_batch, streams)
         images = first_frames(sorted(set(resolve_sources(config).values())), batch)
-        print(f"bench: {engine.backend}, model {model_name}, batch {batch}, {streams} streams "
-              f"{'paced like cameras' if args.paced else 'unpaced'}, {args.duration:g} s each",
-              file=sys.stderr)
+        print(
+            f"bench: {engine.backend}, model {model_name}, batch {batch}, {streams} streams "
+            f"{'paced like cameras' if args.paced else 'unpaced'}, {args.duration:g} s each",
+            file=sys.stderr,
+        )
         engine_result = bench_engine_loop(engine, images, args.duration)
-        pipeline_result = measure_pipeline(config, engine, model_name, args.duration,
-                                           processes_for(config, args.processes),
-                                           args.warmup)
+        pipeline_result = measure_pipeline(
+            config,
+            engine,
+            model_name,
+            args.duration,
+            processes_for(config, args.processes),
+            args.warmup,
+        )
     finally:
         engine.close()
     ratio = pipeline_result["fps"] / engine_result["img_per_s"]
-    result = {"backend": engine.backend, "model": model_name, "paced": args.paced,
-              "engine": engine_result, "pipeline": pipeline_result, "pipeline_vs_engine": ratio}
-    print(f"bare engine : {engine_result['img_per_s']:8.1f} img/s at batch {batch} "
-          f"(batch time {engine_result['batch_time_ms']:.1f} ms, one at a time)")
-    print(f"pipeline    : {pipeline_result['fps']:8.1f} frames/s over {streams} streams, "
-          f"mean batch {pipeline_result['mean_batch']:.2f}, latency p50 "
-          f"{pipeline_result['latency_p50_ms']:.1f} ms p99 {pipeline_result['latency_p99_ms']:.1f} ms")
+    result = {
+        "backend": engine.backend,
+        "model": model_name,
+        "paced": args.paced,
+        "engine": engine_result,
+        "pipeline": pipeline_result,
+        "pipeline_vs_engine": ratio,
+    }
+    print(
+        f"bare engine : {engine_result['img_per_s']:8.1f} img/s at batch {batch} "
+        f"(batch time {engine_result['batch_time_ms']:.1f} ms, one at a time)"
+    )
+    print(
+        f"pipeline    : {pipeline_result['fps']:8.1f} frames/s over {streams} streams, "
+        f"mean batch {pipeline_result['mean_batch']:.2f}, latency p50 "
+        f"{pipeline_result['latency_p50_ms']:.1f} ms p99 {pipeline_result['latency_p99_ms']:.1f} ms"
+    )
     print(f"ratio       : {ratio:.1%} of the bare engine")
     print(f"threads     : {cpu_line(pipeline_result)}")
     if args.paced:
@@ -174,14 +216,18 @@ def run_bench(args: argparse.Namespace) -> int:
         bound_ms = config.batch.max_wait_ms + 2 * engine_result["batch_time_ms"]
         result["overload"] = offered / engine_result["img_per_s"]
         result["latency_bound_ms"] = bound_ms
-        print(f"overload    : cameras offer {offered:.1f} frames/s = "
-              f"{result['overload']:.2f}x the engine; {pipeline_result['dropped']} dropped")
+        print(
+            f"overload    : cameras offer {offered:.1f} frames/s = "
+            f"{result['overload']:.2f}x the engine; {pipeline_result['dropped']} dropped"
+        )
         if result["overload"] < 1.0:
             print("bound       : not overloaded (the engine keeps up), no latency bound to check")
         else:
-            print(f"bound       : p99 {pipeline_result['latency_p99_ms']:.1f} ms vs max_wait_ms + 2 "
-                  f"batch times = {bound_ms:.1f} ms: "
-                  f"{'within' if pipeline_result['latency_p99_ms'] <= bound_ms else 'EXCEEDED'}")
+            print(
+                f"bound       : p99 {pipeline_result['latency_p99_ms']:.1f} ms vs max_wait_ms + 2 "
+                f"batch times = {bound_ms:.1f} ms: "
+                f"{'within' if pipeline_result['latency_p99_ms'] <= bound_ms else 'EXCEEDED'}"
+            )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -58,8 +58,9 @@ class DetRecorder:
         self._context.term()
 
 
-def bench_supervised(config: Config, processes: int, duration_s: float,
-                     warmup_s: float = WARMUP_S) -> dict:
+def bench_supervised(
+    config: Config, processes: int, duration_s: float, warmup_s: float = WARMUP_S
+) -> dict:
     """The pipeline over ``processes`` worker processes, measured at a real subscriber."""
     from streams.scale.supervisor import Supervisor
 
@@ -92,23 +93,39 @@ def bench_supervised(config: Config, processes: int, duration_s: float,
 
     rates = worker_rates(before, after)
     latencies = np.asarray([b["total"] for b in recorder.breakdowns], dtype=np.float64)
-    p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan))
-    parts = {key: [round(float(v), 2) for v in np.percentile(
-        [b[key] for b in recorder.breakdowns], [50, 99])] for key in LATENCY_KEYS} \
-        if recorder.breakdowns else {}
-    return {"streams": len(config.streams), "processes": processes,
-            "fps": latencies.size / elapsed,
-            "offered_fps": (latencies.size + recorder.missing) / elapsed,
-            "decoded_fps": rates["decoded_per_s"],
-            "dropped": recorder.missing,  # exact: seq gaps at the subscriber
-            "dropped_at_board": round(rates["dropped_per_s"] * elapsed),
-            "mean_batch": rates["mean_batch"], "batches": round(rates["batches_per_s"] * elapsed),
-            "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
-            "published": merged["pipeline"]["published"],
-            "publish_dropped": merged["pipeline"]["publish_dropped"],
-            "restarts": merged["pipeline"]["restarts"], "latency_parts_p50_p99_ms": parts,
-            **utilisation, "process_cpu_pct": round(sum(cpu), 1),
-            "workers_cpu_pct": cpu, "threads_cpu_pct": rates["threads_cpu_pct"]}
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (np.nan, np.nan)
+    parts = (
+        {
+            key: [
+                round(float(v), 2)
+                for v in np.percentile([b[key] for b in recorder.breakdowns], [50, 99])
+            ]
+            for key in LATENCY_KEYS
+        }
+        if recorder.breakdowns
+        else {}
+    )
+    return {
+        "streams": len(config.streams),
+        "processes": processes,
+        "fps": latencies.size / elapsed,
+        "offered_fps": (latencies.size + recorder.missing) / elapsed,
+        "decoded_fps": rates["decoded_per_s"],
+        "dropped": recorder.missing,  # exact: seq gaps at the subscriber
+        "dropped_at_board": round(rates["dropped_per_s"] * elapsed),
+        "mean_batch": rates["mean_batch"],
+        "batches": round(rates["batches_per_s"] * elapsed),
+        "latency_p50_ms": float(p50),
+        "latency_p99_ms": float(p99),
+        "published": merged["pipeline"]["published"],
+        "publish_dropped": merged["pipeline"]["publish_dropped"],
+        "restarts": merged["pipeline"]["restarts"],
+        "latency_parts_p50_p99_ms": parts,
+        **utilisation,
+        "process_cpu_pct": round(sum(cpu), 1),
+        "workers_cpu_pct": cpu,
+        "threads_cpu_pct": rates["threads_cpu_pct"],
+    }
 
 
 def worker_rates(before: list[tuple[dict, dict]], after: list[tuple[dict, dict]]) -> dict:
@@ -126,15 +143,20 @@ def worker_rates(before: list[tuple[dict, dict]], after: list[tuple[dict, dict]]
             continue
         span_s = last["uptime_s"] - first["uptime_s"]
         for key in ("decoded", "dropped"):
-            grown = (sum(s[key] for s in last["streams"])
-                     - sum(s[key] for s in first["streams"]))
+            grown = sum(s[key] for s in last["streams"]) - sum(s[key] for s in first["streams"])
             totals[f"{key}_per_s"] += grown / span_s
         a, b = first["pipeline"], last["pipeline"]
         totals["batches_per_s"] += (b["batches"] - a["batches"]) / span_s
         frames_per_s += (b["mean_batch"] * b["batches"] - a["mean_batch"] * a["batches"]) / span_s
         for group, seconds in last_cpu.items():
-            threads[group] = threads.get(group, 0.0) + (seconds - first_cpu.get(group, 0.0)) / span_s
-    totals["mean_batch"] = frames_per_s / totals["batches_per_s"] if totals["batches_per_s"] else 0.0
-    totals["threads_cpu_pct"] = {group: round(100 * value, 1) for group, value in
-                                 sorted(threads.items(), key=lambda item: -item[1])}
+            threads[group] = (
+                threads.get(group, 0.0) + (seconds - first_cpu.get(group, 0.0)) / span_s
+            )
+    totals["mean_batch"] = (
+        frames_per_s / totals["batches_per_s"] if totals["batches_per_s"] else 0.0
+    )
+    totals["threads_cpu_pct"] = {
+        group: round(100 * value, 1)
+        for group, value in sorted(threads.items(), key=lambda item: -item[1])
+    }
     return totals

@@ -45,9 +45,17 @@ def topic(kind: str, stream_id: str | None = None) -> str:
 
 
 def detection_message(
-    *, stream_id: str, seq: int, pts_s: float, capture_wall_s: float, source_hw: tuple[int, int],
-    model: str, latency_ms: dict[str, float], detections: Detections | None = None,
-    labels: Sequence[str] = (), items: list[dict[str, Any]] | None = None,
+    *,
+    stream_id: str,
+    seq: int,
+    pts_s: float,
+    capture_wall_s: float,
+    source_hw: tuple[int, int],
+    model: str,
+    latency_ms: dict[str, float],
+    detections: Detections | None = None,
+    labels: Sequence[str] = (),
+    items: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One frame's ``det`` message.
 
@@ -59,16 +67,23 @@ def detection_message(
             raise TypeError("detection_message needs detections (and labels) or items")
         items = detection_items((detections,), labels)[0]
     return {
-        "v": SCHEMA_VERSION, "type": "det", "stream": stream_id, "seq": seq,
-        "pts": round(pts_s, 4), "capture_time": capture_wall_s,
-        "width": source_hw[1], "height": source_hw[0], "model": model,
+        "v": SCHEMA_VERSION,
+        "type": "det",
+        "stream": stream_id,
+        "seq": seq,
+        "pts": round(pts_s, 4),
+        "capture_time": capture_wall_s,
+        "width": source_hw[1],
+        "height": source_hw[0],
+        "model": model,
         "latency_ms": {key: round(latency_ms[key], 3) for key in LATENCY_KEYS},
         "detections": items,
     }
 
 
-def detection_items(batch: Sequence[Detections],
-                    labels: Sequence[str]) -> list[list[dict[str, Any]]]:
+def detection_items(
+    batch: Sequence[Detections], labels: Sequence[str]
+) -> list[list[dict[str, Any]]]:
     """The ``detections`` list of each frame's message, for a whole batch at once.
 
     Boxes (rounded to 0.1 px) and scores (to 4 decimals) are rounded and turned into Python
@@ -83,24 +98,34 @@ def detection_items(batch: Sequence[Detections],
     class_ids = np.concatenate([d.class_ids for d in found]).tolist()
     num_labels = len(labels)
     entries = [
-        {"label": labels[c] if 0 <= c < num_labels else str(c), "class_id": c,
-         "score": s, "box": b}
+        {"label": labels[c] if 0 <= c < num_labels else str(c), "class_id": c, "score": s, "box": b}
         for b, s, c in zip(boxes, scores, class_ids)
     ]
     items = []
     start = 0
     for count in counts:
-        items.append(entries[start:start + count])
+        items.append(entries[start : start + count])
         start += count
     return items
 
 
-def status_message(stream_id: str, state: str, *, reason: str | None = None,
-                   attempt: int | None = None, **extra: Any) -> dict[str, Any]:
+def status_message(
+    stream_id: str,
+    state: str,
+    *,
+    reason: str | None = None,
+    attempt: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}; expected one of {STATES}")
-    message: dict[str, Any] = {"v": SCHEMA_VERSION, "type": "status", "stream": stream_id,
-                               "state": state, "time": time.time()}
+    message: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "type": "status",
+        "stream": stream_id,
+        "state": state,
+        "time": time.time(),
+    }
     if reason is not None:
         message["reason"] = reason
     if attempt is not None:
@@ -110,8 +135,14 @@ def status_message(stream_id: str, state: str, *, reason: str | None = None,
 
 
 def stats_message(streams: list[dict], pipeline: dict, uptime_s: float) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "type": "stats", "time": time.time(),
-            "uptime_s": round(uptime_s, 3), "streams": streams, "pipeline": pipeline}
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "stats",
+        "time": time.time(),
+        "uptime_s": round(uptime_s, 3),
+        "streams": streams,
+        "pipeline": pipeline,
+    }
 
 
 # orjson writes numpy scalars as numbers (json.dumps took np.float64, a float subclass);
@@ -139,8 +170,9 @@ def _check_finite(value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             _check_finite(item)
-    elif (isinstance(value, np.ndarray) and value.dtype.kind in "fc"
-          and not np.isfinite(value).all()):
+    elif (
+        isinstance(value, np.ndarray) and value.dtype.kind in "fc" and not np.isfinite(value).all()
+    ):
         raise ValueError("Out of range float values are not JSON compliant")
 
 
@@ -151,8 +183,15 @@ def topic_bytes(kind: str, stream_id: str | None = None) -> bytes:
 
 
 def encode_detection_batch(
-    frames: Sequence[Any], batch: Sequence[Detections], labels: Sequence[str], *, model: str,
-    started_mono_s: float, now_mono_s: float, preprocess_ms: float, inference_ms: float,
+    frames: Sequence[Any],
+    batch: Sequence[Detections],
+    labels: Sequence[str],
+    *,
+    model: str,
+    started_mono_s: float,
+    now_mono_s: float,
+    preprocess_ms: float,
+    inference_ms: float,
     postprocess_ms: float,
 ) -> tuple[list[tuple[bytes, bytes]], list[float]]:
     """Every ``det`` message of one batch, encoded: ``(topic, payload)`` pairs to hand to the
@@ -183,14 +222,22 @@ def encode_detection_batch(
         totals_ms.append(total_ms)
         height, width = frame.source_hw
         message = {
-            "v": SCHEMA_VERSION, "type": "det", "stream": frame.stream_id, "seq": frame.seq,
-            "pts": round(frame.pts_s, 4), "capture_time": frame.capture_wall_s,
-            "width": width, "height": height, "model": model,
+            "v": SCHEMA_VERSION,
+            "type": "det",
+            "stream": frame.stream_id,
+            "seq": frame.seq,
+            "pts": round(frame.pts_s, 4),
+            "capture_time": frame.capture_wall_s,
+            "width": width,
+            "height": height,
+            "model": model,
             "latency_ms": {  # LATENCY_KEYS, in order
                 "decode": round(decode_ms, 3),
                 "queue": round((started_mono_s - ready_mono_s) * 1000.0, 3),
-                "preprocess": preprocess_ms, "inference": inference_ms,
-                "postprocess": postprocess_ms, "total": round(total_ms, 3),
+                "preprocess": preprocess_ms,
+                "inference": inference_ms,
+                "postprocess": postprocess_ms,
+                "total": round(total_ms, 3),
             },
             "detections": frame_items,
         }
@@ -227,8 +274,9 @@ def validate(topic_bytes: bytes, message: dict[str, Any]) -> None:
     stream = message.get("stream")
     expected_topic = topic(kind, stream if kind != "stats" else None).encode()
     if topic_bytes != expected_topic:
-        raise SchemaError(f"topic {topic_bytes!r} does not match message (expected "
-                          f"{expected_topic!r})")
+        raise SchemaError(
+            f"topic {topic_bytes!r} does not match message (expected {expected_topic!r})"
+        )
     if kind == "det":
         _validate_det(message)
     elif kind == "status":

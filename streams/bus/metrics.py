@@ -26,14 +26,32 @@ class PipelineCollector:
     def collect(self):
         snapshot = self._snapshot()
         counters = {
-            "decoded": CounterMetricFamily("streams_frames_decoded", "Frames decoded", labels=["stream"]),
-            "processed": CounterMetricFamily("streams_frames_processed", "Frames inferred and published", labels=["stream"]),
-            "dropped": CounterMetricFamily("streams_frames_dropped", "Frames replaced in the latest-frame slot before inference", labels=["stream"]),
-            "reconnects": CounterMetricFamily("streams_reconnects", "Reconnect attempts", labels=["stream"]),
+            "decoded": CounterMetricFamily(
+                "streams_frames_decoded", "Frames decoded", labels=["stream"]
+            ),
+            "processed": CounterMetricFamily(
+                "streams_frames_processed", "Frames inferred and published", labels=["stream"]
+            ),
+            "dropped": CounterMetricFamily(
+                "streams_frames_dropped",
+                "Frames replaced in the latest-frame slot before inference",
+                labels=["stream"],
+            ),
+            "reconnects": CounterMetricFamily(
+                "streams_reconnects", "Reconnect attempts", labels=["stream"]
+            ),
         }
-        fps = GaugeMetricFamily("streams_fps", "Processed frames per second (5 s window)", labels=["stream"])
-        latency = GaugeMetricFamily("streams_latency_ms", "Frame-to-publish latency percentile (5 s window)", labels=["stream", "quantile"])
-        up = GaugeMetricFamily("streams_stream_live", "1 while the stream is live", labels=["stream"])
+        fps = GaugeMetricFamily(
+            "streams_fps", "Processed frames per second (5 s window)", labels=["stream"]
+        )
+        latency = GaugeMetricFamily(
+            "streams_latency_ms",
+            "Frame-to-publish latency percentile (5 s window)",
+            labels=["stream", "quantile"],
+        )
+        up = GaugeMetricFamily(
+            "streams_stream_live", "1 while the stream is live", labels=["stream"]
+        )
         for stream in snapshot["streams"]:
             sid = stream["stream"]
             for key, family in counters.items():
@@ -47,9 +65,17 @@ class PipelineCollector:
         yield from (fps, latency, up)
         totals = snapshot["pipeline"]
         yield CounterMetricFamily("streams_batches", "Batches inferred", value=totals["batches"])
-        yield CounterMetricFamily("streams_published_messages", "Messages sent", value=totals["published"])
-        yield CounterMetricFamily("streams_publish_dropped", "Messages dropped by the publisher queue", value=totals["publish_dropped"])
-        yield GaugeMetricFamily("streams_mean_batch_size", "Mean frames per batch", value=totals["mean_batch"])
+        yield CounterMetricFamily(
+            "streams_published_messages", "Messages sent", value=totals["published"]
+        )
+        yield CounterMetricFamily(
+            "streams_publish_dropped",
+            "Messages dropped by the publisher queue",
+            value=totals["publish_dropped"],
+        )
+        yield GaugeMetricFamily(
+            "streams_mean_batch_size", "Mean frames per batch", value=totals["mean_batch"]
+        )
 
 
 def serve_metrics(snapshot: Snapshot, host: str, port: int):
@@ -61,8 +87,12 @@ def serve_metrics(snapshot: Snapshot, host: str, port: int):
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as err:
-        logger.error("metrics.port: cannot serve /metrics on %s:%d (%s); continuing without it",
-                     host, port, err)
+        logger.error(
+            "metrics.port: cannot serve /metrics on %s:%d (%s); continuing without it",
+            host,
+            port,
+            err,
+        )
         return None
     logger.info("metrics on http://%s:%d/metrics", host, port)
     return server

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from streams.bus.messages import encode
 from streams.config import PublishConfig
 from streams.errors import PublishError
-from streams.bus.messages import encode
 
 if TYPE_CHECKING:  # the runtime's counters, handed in: the bus sits below the runtime
     from streams.runtime.stats import PipelineStats
@@ -32,8 +32,13 @@ _STOP = object()
 class Publisher:
     """Binds a PUB socket at ``config.endpoint`` and publishes ``(topic, message)`` pairs."""
 
-    def __init__(self, config: PublishConfig, stats: PipelineStats,
-                 context: zmq.Context | None = None, connect: bool = False) -> None:
+    def __init__(
+        self,
+        config: PublishConfig,
+        stats: PipelineStats,
+        context: zmq.Context | None = None,
+        connect: bool = False,
+    ) -> None:
         """``connect``: a worker process connecting to the supervisor's relay (``config`` then
         names the relay's internal endpoint; CURVE is the relay's job)."""
         self.config = config
@@ -155,8 +160,10 @@ def bind_public_socket(context: zmq.Context, socket_type: int, config: PublishCo
         sock.bind(config.endpoint)
     except zmq.ZMQError as err:
         sock.close(0)
-        raise PublishError(f"publish.endpoint: cannot bind {config.endpoint}: {err} "
-                           "(is another streams process using it?)") from err
+        raise PublishError(
+            f"publish.endpoint: cannot bind {config.endpoint}: {err} "
+            "(is another streams process using it?)"
+        ) from err
     return sock
 
 

@@ -19,10 +19,16 @@ class Subscriber:
                 print(message["detections"])
     """
 
-    def __init__(self, endpoints: Iterable[str], stream: str | None = None,
-                 kinds: Iterable[str] = KINDS, rcvhwm: int = 10_000,
-                 context: zmq.Context | None = None, curve_server_key: str | None = None,
-                 curve_client_key: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: Iterable[str],
+        stream: str | None = None,
+        kinds: Iterable[str] = KINDS,
+        rcvhwm: int = 10_000,
+        context: zmq.Context | None = None,
+        curve_server_key: str | None = None,
+        curve_client_key: str | None = None,
+    ) -> None:
         self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         if curve_server_key or curve_client_key:
             self._use_curve(curve_server_key, curve_client_key)
@@ -43,8 +49,9 @@ class Subscriber:
         import zmq.auth
 
         if not (server_key and client_key):
-            raise ValueError("CURVE needs both the server's public key and the client's "
-                             "secret key file")
+            raise ValueError(
+                "CURVE needs both the server's public key and the client's secret key file"
+            )
         server_public, _ = zmq.auth.load_certificate(server_key)
         public, secret = zmq.auth.load_certificate(client_key)
         if secret is None:

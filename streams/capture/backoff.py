@@ -20,8 +20,12 @@ class Backoff:
         uniform: ``random.uniform`` (injectable for tests).
     """
 
-    def __init__(self, initial_s: float, max_s: float,
-                 uniform: Callable[[float, float], float] = random.uniform) -> None:
+    def __init__(
+        self,
+        initial_s: float,
+        max_s: float,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
         self._initial_s = initial_s
         self._max_s = max_s
         self._uniform = uniform

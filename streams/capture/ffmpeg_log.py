@@ -37,8 +37,12 @@ RECENT_S = 30.0  # lines older than this say nothing about a failure now
 class DecoderLog:
     """The last few redacted lines a stream's decoder logged, with when they came."""
 
-    def __init__(self, keep: int = KEEP_LINES, recent_s: float = RECENT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        keep: int = KEEP_LINES,
+        recent_s: float = RECENT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lines: deque[tuple[float, str]] = deque(maxlen=keep)
         self._recent_s = recent_s
         self._clock = clock

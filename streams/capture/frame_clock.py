@@ -23,9 +23,14 @@ class FrameClock:
         clock: monotonic seconds. sleep: waits that long (the clock must see it pass).
     """
 
-    def __init__(self, fps: float | None, paced: bool, stop: threading.Event,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        fps: float | None,
+        paced: bool,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._interval_s = 1.0 / fps if fps else 0.0
         self._next_keep_s = float("-inf")
         self._paced = paced

@@ -91,21 +91,26 @@ class NetworkReader:
         CaptureError: the stream cannot be opened or has no video track.
     """
 
-    def __init__(self, url: str, open_timeout_s: float = 10.0,
-                 read_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+    ) -> None:
         av = _av()
         self.name = redact_url(url)
         self._url = url
         self.read_timeout_s = float(read_timeout_s)
         self.stalled = False
-        options = {"rtsp_transport": "tcp"} if urlsplit(url).scheme.lower() in (
-            "rtsp", "rtsps") else {}  # TCP survives lossy links and NAT
+        options = (
+            {"rtsp_transport": "tcp"} if urlsplit(url).scheme.lower() in ("rtsp", "rtsps") else {}
+        )  # TCP survives lossy links and NAT
         try:
-            self._container = av.open(url, options=options,
-                                      timeout=(float(open_timeout_s), self.read_timeout_s))
+            self._container = av.open(
+                url, options=options, timeout=(float(open_timeout_s), self.read_timeout_s)
+            )
         except (av.FFmpegError, OSError) as err:
-            raise CaptureError(f"{self.name}: cannot open stream ({_reason(err, url)}): "
-                               "unreachable, refused, or not a video") from err
+            raise CaptureError(
+                f"{self.name}: cannot open stream ({_reason(err, url)}): "
+                "unreachable, refused, or not a video"
+            ) from err
         try:
             self._describe()
         except BaseException:
@@ -196,8 +201,9 @@ class PacketReader(NetworkReader):
         UnsupportedCodec: the stream opened but its codec is not one NVDEC takes from here.
     """
 
-    def __init__(self, url: str, open_timeout_s: float = 10.0,
-                 read_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+    ) -> None:
         super().__init__(url, open_timeout_s, read_timeout_s)
         self._queue: list[Any] = []
         try:
@@ -209,9 +215,11 @@ class PacketReader(NetworkReader):
     def _set_up_for_nvdec(self) -> None:
         self.nvdec_codec = NVDEC_CODECS.get(self.codec, "")
         if not self.nvdec_codec:
-            raise UnsupportedCodec(f"{self.name}: codec {self.codec} is not one NVDEC decodes "
-                                   f"from a network stream here "
-                                   f"({', '.join(sorted(NVDEC_CODECS))})")
+            raise UnsupportedCodec(
+                f"{self.name}: codec {self.codec} is not one NVDEC decodes "
+                f"from a network stream here "
+                f"({', '.join(sorted(NVDEC_CODECS))})"
+            )
         extradata = bytes(self._stream.codec_context.extradata or b"")
         self._filter = None
         if extradata and not extradata.startswith(ANNEX_B_START):
@@ -252,8 +260,9 @@ class PacketReader(NetworkReader):
             try:
                 self._queue.extend(self._filter.filter(packet))
             except av.FFmpegError as err:  # a damaged packet: skip it, the next GOP heals
-                logger.debug("%s: unfilterable packet skipped: %s", self.name,
-                             _reason(err, self._url))
+                logger.debug(
+                    "%s: unfilterable packet skipped: %s", self.name, _reason(err, self._url)
+                )
         return self._queue.pop(0)
 
     def close(self) -> None:
@@ -264,8 +273,9 @@ class PacketReader(NetworkReader):
 class FrameReader(NetworkReader):
     """The stream decoded on the CPU by FFmpeg: BGR pictures, starting at a keyframe."""
 
-    def __init__(self, url: str, open_timeout_s: float = 10.0,
-                 read_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+    ) -> None:
         super().__init__(url, open_timeout_s, read_timeout_s)
         self._pending: list[Any] = []
 
@@ -281,8 +291,9 @@ class FrameReader(NetworkReader):
             try:
                 self._pending.extend(self._stream.codec_context.decode(packet))
             except av.FFmpegError as err:  # a damaged picture: skip it, as a player would
-                logger.debug("%s: undecodable packet skipped: %s", self.name,
-                             _reason(err, self._url))
+                logger.debug(
+                    "%s: undecodable packet skipped: %s", self.name, _reason(err, self._url)
+                )
         frame = self._pending.pop(0)
         pts_s = self._clock(self._packet_seconds(frame.pts, frame.time_base))
         return frame.to_ndarray(format="bgr24"), pts_s, self.arrived_mono_s

@@ -19,7 +19,8 @@ internal pool size; the copy costs nothing measurable: 8 sessions decode 1080p H
 same ~4,950 fps with or without it on an H100.)
 
 Files are demuxed by PyNvVideoCodec's own FFmpeg demuxer (``CreateDemuxer``). Network streams
-(RTSP and the like) are demuxed on the CPU by PyAV (:mod:`streams.capture.network`), which has the TCP
+(RTSP and the like) are demuxed on the CPU by PyAV (:mod:`streams.capture.network`), which has
+the TCP
 transport and the open/read timeouts that ``CreateDemuxer`` lacks, and their packets are fed to
 the same NVDEC decoder. The caller falls back to OpenCV/FFmpeg decoding on the CPU when
 :func:`nvdec_available` says no or the reader cannot open (for a network stream whose codec
@@ -63,12 +64,16 @@ def _import_nvc() -> Any:
     try:
         import PyNvVideoCodec as nvc
     except ImportError as err:
-        raise CaptureError(f"PyNvVideoCodec is not installed ({err}): pip install "
-                           "pynvvideocodec, or use decoder: opencv") from err
+        raise CaptureError(
+            f"PyNvVideoCodec is not installed ({err}): pip install "
+            "pynvvideocodec, or use decoder: opencv"
+        ) from err
     except Exception as err:  # its __init__ probes the driver and raises RuntimeError
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CaptureError(f"PyNvVideoCodec cannot load ({first}); check the NVIDIA driver "
-                           "(video capability in containers), or use decoder: opencv") from err
+        raise CaptureError(
+            f"PyNvVideoCodec cannot load ({first}); check the NVIDIA driver "
+            "(video capability in containers), or use decoder: opencv"
+        ) from err
     return nvc
 
 
@@ -114,7 +119,7 @@ class _Surface:
     pitch: int
     height: int
     ready: cuda.Event = field(default_factory=cuda.Event)  # copy into it finished
-    free: cuda.Event = field(default_factory=cuda.Event)   # its last reader finished
+    free: cuda.Event = field(default_factory=cuda.Event)  # its last reader finished
     free_pending: bool = False  # ``free`` was recorded on a consumer stream since the last copy
 
     @property
@@ -154,8 +159,9 @@ class DecodedSurface:
 
     def nv12(self) -> DeviceNV12:
         """The surface as a preprocessing source (waits on ``ready_event`` first)."""
-        return DeviceNV12(self.y_ptr, self.uv_ptr, self.pitch, self.width, self.height,
-                          self.ready_event)
+        return DeviceNV12(
+            self.y_ptr, self.uv_ptr, self.pitch, self.width, self.height, self.ready_event
+        )
 
     def release(self, stream: Any = None) -> None:
         """Give the surface back to the reader once the work on ``stream`` has read it.
@@ -192,9 +198,16 @@ class NvdecReader:
         codec: PyNvVideoCodec's codec id. network: a network stream (demuxed by PyAV).
     """
 
-    def __init__(self, path_or_url: str | Path, gpu_id: int = 0, pool_size: int = 4,
-                 acquire_timeout_s: float = 10.0, loop: bool = False,
-                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        path_or_url: str | Path,
+        gpu_id: int = 0,
+        pool_size: int = 4,
+        acquire_timeout_s: float = 10.0,
+        loop: bool = False,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+    ) -> None:
         self.source = str(path_or_url)
         self._name = redact_url(self.source)
         self.network = "://" in self.source
@@ -235,13 +248,21 @@ class NvdecReader:
             # A live camera without B-frames: every picture leaves the decoder as soon as its
             # packet is in, instead of NVDEC's default hold-back of a few pictures (at 30 fps,
             # up to 4 x 33 ms more from camera to result).
-            self.low_latency = (self._network is not None and not self._network.reorders
-                                and hasattr(nvc, "DisplayDecodeLatencyType")
-                                and hasattr(nvc, "VideoPacketFlag"))
+            self.low_latency = (
+                self._network is not None
+                and not self._network.reorders
+                and hasattr(nvc, "DisplayDecodeLatencyType")
+                and hasattr(nvc, "VideoPacketFlag")
+            )
             extra = {"latency": nvc.DisplayDecodeLatencyType.LOW} if self.low_latency else {}
             self._decoder = nvc.CreateDecoder(
-                gpuid=self.gpu_id, codec=self.codec, cudacontext=self._context_handle(),
-                cudastream=self._stream.handle, usedevicememory=True, **extra)
+                gpuid=self.gpu_id,
+                codec=self.codec,
+                cudacontext=self._context_handle(),
+                cudastream=self._stream.handle,
+                usedevicememory=True,
+                **extra,
+            )
         except Exception as err:
             self._stream.destroy()
             if self._network is not None:
@@ -249,10 +270,13 @@ class NvdecReader:
             if isinstance(err, CaptureError):
                 raise
             if self._network is not None:  # the camera answered; NVDEC is what said no
-                raise NvdecRefused(f"{self._name}: NVDEC cannot decode this stream "
-                                   f"({redact_url(str(err))})") from err
-            raise CaptureError(f"{self._name}: NVDEC cannot open it ({err}); not a video, "
-                               "an unsupported codec, or unreachable") from err
+                raise NvdecRefused(
+                    f"{self._name}: NVDEC cannot decode this stream ({redact_url(str(err))})"
+                ) from err
+            raise CaptureError(
+                f"{self._name}: NVDEC cannot open it ({err}); not a video, "
+                "an unsupported codec, or unreachable"
+            ) from err
         if self._network is not None:
             self.width, self.height = self._network.width, self._network.height
             self.fps = self._network.fps
@@ -268,8 +292,14 @@ class NvdecReader:
             self._packets = iter(self._demuxer)
         self._clock = DisplayClock(self.fps)
         self._flush_packet_sent = False
-        logger.debug("%s: NVDEC %sx%s at %.3g fps, codec %s", self._name, self.width,
-                     self.height, self.fps, self.codec)
+        logger.debug(
+            "%s: NVDEC %sx%s at %.3g fps, codec %s",
+            self._name,
+            self.width,
+            self.height,
+            self.fps,
+            self.codec,
+        )
 
     @property
     def stalled(self) -> bool:
@@ -308,8 +338,9 @@ class NvdecReader:
                 if self._flush_packet_sent:
                     self._ended = True
                     continue
-                raise NvdecRefused(f"{self._name}: NVDEC decode failed: "
-                                   f"{redact_url(str(err))}") from err
+                raise NvdecRefused(
+                    f"{self._name}: NVDEC decode failed: {redact_url(str(err))}"
+                ) from err
             self._pending.extend(frames)
         return self._pending.popleft()
 
@@ -354,26 +385,51 @@ class NvdecReader:
         rt, handle = self._rt, self._stream.handle
         d2d = rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
         if surface.free_pending:  # a consumer stream may still be reading it: GPU-side wait
-            cuda.check(rt.cudaStreamWaitEvent(handle, surface.free.raw, 0),
-                       "cudaStreamWaitEvent")
+            cuda.check(rt.cudaStreamWaitEvent(handle, surface.free.raw, 0), "cudaStreamWaitEvent")
             surface.free_pending = False
         rows = height + (height + 1) // 2
         if surface.pitch == src_pitch and uv_src == y_src + src_pitch * height:
-            cuda.check(rt.cudaMemcpyAsync(surface.y_ptr, y_src, src_pitch * rows, d2d, handle),
-                       "cudaMemcpyAsync(NV12 frame)")  # one copy: same layout both sides
+            cuda.check(
+                rt.cudaMemcpyAsync(surface.y_ptr, y_src, src_pitch * rows, d2d, handle),
+                "cudaMemcpyAsync(NV12 frame)",
+            )  # one copy: same layout both sides
         else:
-            cuda.check(rt.cudaMemcpy2DAsync(surface.y_ptr, surface.pitch, y_src, src_pitch,
-                                            width, height, d2d, handle),
-                       "cudaMemcpy2DAsync(Y plane)")
-            cuda.check(rt.cudaMemcpy2DAsync(surface.uv_ptr, surface.pitch, uv_src, src_pitch,
-                                            width, rows - height, d2d, handle),
-                       "cudaMemcpy2DAsync(UV plane)")
+            cuda.check(
+                rt.cudaMemcpy2DAsync(
+                    surface.y_ptr, surface.pitch, y_src, src_pitch, width, height, d2d, handle
+                ),
+                "cudaMemcpy2DAsync(Y plane)",
+            )
+            cuda.check(
+                rt.cudaMemcpy2DAsync(
+                    surface.uv_ptr,
+                    surface.pitch,
+                    uv_src,
+                    src_pitch,
+                    width,
+                    rows - height,
+                    d2d,
+                    handle,
+                ),
+                "cudaMemcpy2DAsync(UV plane)",
+            )
         cuda.check(rt.cudaEventRecord(surface.ready.raw, handle), "cudaEventRecord")
         index, self._index = self._index, self._index + 1
         pts_s = self._pts_s(frame, index)
         arrived_mono_s = self._network.arrived_mono_s if self._network is not None else 0.0
-        return DecodedSurface(surface.y_ptr, surface.uv_ptr, surface.pitch, width, height,
-                              pts_s, index, surface.ready.raw, arrived_mono_s, self, surface)
+        return DecodedSurface(
+            surface.y_ptr,
+            surface.uv_ptr,
+            surface.pitch,
+            width,
+            height,
+            pts_s,
+            index,
+            surface.ready.raw,
+            arrived_mono_s,
+            self,
+            surface,
+        )
 
     def _pts_s(self, frame: Any, index: int) -> float:
         stamp = getattr(frame, "timestamp", None)
@@ -400,7 +456,8 @@ class NvdecReader:
                     raise CaptureError(
                         f"{self._name}: all {self.pool_size} NVDEC surfaces are still held "
                         f"after {self.acquire_timeout_s:g} s; release() each frame once "
-                        "preprocessing has read it")
+                        "preprocessing has read it"
+                    )
                 self._cond.wait(remaining)
 
     def _allocate(self, pitch: int, height: int) -> _Surface:
@@ -492,8 +549,13 @@ def _frame_planes(frame: Any, width: int, height: int) -> tuple[int, int, int, i
     try:
         rows, frame_w = (int(d) for d in frame.shape[:2])
         pitch = int(frame.strides[0])
-        return (int(frame.GetPtrToPlane(0)), int(frame.GetPtrToPlane(1)), pitch, frame_w,
-                rows * 2 // 3)
+        return (
+            int(frame.GetPtrToPlane(0)),
+            int(frame.GetPtrToPlane(1)),
+            pitch,
+            frame_w,
+            rows * 2 // 3,
+        )
     except (AttributeError, TypeError, IndexError, ValueError):
         pass
     views = frame.cuda()
@@ -502,6 +564,11 @@ def _frame_planes(frame: Any, width: int, height: int) -> tuple[int, int, int, i
     pitch = int(strides[0]) if strides else int(shape[1])
     y_ptr = int(first["data"][0])
     if len(views) >= 2:
-        return (y_ptr, int(views[1].__cuda_array_interface__["data"][0]), pitch, int(shape[1]),
-                int(shape[0]))
+        return (
+            y_ptr,
+            int(views[1].__cuda_array_interface__["data"][0]),
+            pitch,
+            int(shape[1]),
+            int(shape[0]),
+        )
     return y_ptr, y_ptr + pitch * (int(shape[0]) * 2 // 3), pitch, int(shape[1]), height

@@ -61,8 +61,9 @@ class CaptureWorker:
             resolved). stats: its counters. context: what all workers share.
     """
 
-    def __init__(self, stream: StreamConfig, source: str, stats: StreamStats,
-                 context: CaptureContext) -> None:
+    def __init__(
+        self, stream: StreamConfig, source: str, stats: StreamStats, context: CaptureContext
+    ) -> None:
         self.stream = stream
         self.url = source
         self.stats = stats
@@ -71,8 +72,13 @@ class CaptureWorker:
         self._paced = stream.is_file and stream.pace == "realtime"
         self._lossless = stream.is_file and stream.pace == "none"
         policy = context.capture
-        self._options = SourceOptions(self._name(), context.nvdec_gpu, stream.loop,
-                                      policy.open_timeout_s, policy.read_timeout_s)
+        self._options = SourceOptions(
+            self._name(),
+            context.nvdec_gpu,
+            stream.loop,
+            policy.open_timeout_s,
+            policy.read_timeout_s,
+        )
         self._seq = 0
         self._pts_base_s = 0.0  # added to a looping file's times so that they keep increasing
         self.stalls = 0
@@ -123,9 +129,13 @@ class CaptureWorker:
                 self._fall_back("it decoded no frame")
                 continue
             if frames == 0:
-                self._status("failed", reason=source.log.explain(
-                    f"{self._name()}: no decodable frame (not a video file, or an "
-                    "unsupported codec)"))
+                self._status(
+                    "failed",
+                    reason=source.log.explain(
+                        f"{self._name()}: no decodable frame (not a video file, or an "
+                        "unsupported codec)"
+                    ),
+                )
             else:
                 self._status("ended")
             return
@@ -146,8 +156,11 @@ class CaptureWorker:
                 reason = str(err)
             else:
                 self.stalls += source.stalled
-                reason = (f"no frame for {policy.read_timeout_s:g} s (stalled)" if source.stalled
-                          else "the stream ended or the connection dropped")
+                reason = (
+                    f"no frame for {policy.read_timeout_s:g} s (stalled)"
+                    if source.stalled
+                    else "the stream ended or the connection dropped"
+                )
                 if frames:
                     backoff.reset()
             if self._ctx.stop.is_set():
@@ -156,8 +169,13 @@ class CaptureWorker:
             attempt, delay_s = backoff.next()
             self.stats.reconnects += 1
             self._status("reconnecting", reason=reason, attempt=attempt)
-            logger.warning("stream %s: %s; reconnect attempt %d in %.1f s",
-                           self.stream.id, reason, attempt, delay_s)
+            logger.warning(
+                "stream %s: %s; reconnect attempt %d in %.1f s",
+                self.stream.id,
+                reason,
+                attempt,
+                delay_s,
+            )
             self._ctx.stop.wait(delay_s)
 
     def _decoder(self) -> str:
@@ -168,9 +186,11 @@ class CaptureWorker:
         if self._ctx.nvdec_gpu is None or self.stream.decoder == "opencv":
             if self.stream.decoder == "nvdec":
                 self._nvdec_refused = "NVDEC is not usable here"  # say it once, not per retry
-                logger.warning("stream %s: decoder nvdec requested but NVDEC is not usable "
-                               "here (see the log above); decoding on the CPU",
-                               self.stream.id)
+                logger.warning(
+                    "stream %s: decoder nvdec requested but NVDEC is not usable "
+                    "here (see the log above); decoding on the CPU",
+                    self.stream.id,
+                )
             return "opencv"
         return "nvdec"
 
@@ -178,11 +198,13 @@ class CaptureWorker:
         """NVDEC will not decode this stream: the CPU decodes it from now on."""
         self._nvdec_refused = reason
         if self.stream.is_file:
-            logger.warning("stream %s: NVDEC cannot decode this file (%s); decoding with "
-                           "OpenCV instead", self.stream.id, reason)
+            logger.warning(
+                "stream %s: NVDEC cannot decode this file (%s); decoding with OpenCV instead",
+                self.stream.id,
+                reason,
+            )
         else:
-            logger.warning("stream %s: %s; decoding on the CPU instead", self.stream.id,
-                           reason)
+            logger.warning("stream %s: %s; decoding on the CPU instead", self.stream.id, reason)
 
     # --- the pump -------------------------------------------------------------------------------
 
@@ -234,8 +256,16 @@ class CaptureWorker:
             if kept == 0:
                 width, height = picture.size
                 self._status("live", width=width, height=height, decoder=source.decoder)
-            frame = Frame(stream_id, self._seq, pts_s, time.time(), time.monotonic(), decode_ms,
-                          picture.image_bgr, picture.surface)
+            frame = Frame(
+                stream_id,
+                self._seq,
+                pts_s,
+                time.time(),
+                time.monotonic(),
+                decode_ms,
+                picture.image_bgr,
+                picture.surface,
+            )
             self._seq += 1
             kept += 1
             kept_this_pass += 1

@@ -7,20 +7,26 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-HEADER = f"{'stream':<16} {'state':<12} {'fps':>7} {'p50 ms':>8} {'p99 ms':>8} {'drops':>7} {'done':>8}"
+HEADER = (
+    f"{'stream':<16} {'state':<12} {'fps':>7} {'p50 ms':>8} {'p99 ms':>8} {'drops':>7} {'done':>8}"
+)
 
 
 def format_table(snapshot: dict) -> list[str]:
     """Rows of the live table for a Pipeline.snapshot()."""
     rows = [HEADER]
     for s in snapshot["streams"]:
-        rows.append(f"{s['stream'][:16]:<16} {s['state']:<12} {s['fps']:>7.1f} "
-                    f"{_ms(s['p50_ms']):>8} {_ms(s['p99_ms']):>8} {s['dropped']:>7} "
-                    f"{s['processed']:>8}")
+        rows.append(
+            f"{s['stream'][:16]:<16} {s['state']:<12} {s['fps']:>7.1f} "
+            f"{_ms(s['p50_ms']):>8} {_ms(s['p99_ms']):>8} {s['dropped']:>7} "
+            f"{s['processed']:>8}"
+        )
     p = snapshot["pipeline"]
-    rows.append(f"pipeline: {snapshot['uptime_s']:.0f} s up, {p['batches']} batches, "
-                f"mean batch {p['mean_batch']}, inference p50 {_ms(p['inference_p50_ms'])} ms, "
-                f"published {p['published']}, publish drops {p['publish_dropped']}")
+    rows.append(
+        f"pipeline: {snapshot['uptime_s']:.0f} s up, {p['batches']} batches, "
+        f"mean batch {p['mean_batch']}, inference p50 {_ms(p['inference_p50_ms'])} ms, "
+        f"published {p['published']}, publish drops {p['publish_dropped']}"
+    )
     return rows
 
 
@@ -32,8 +38,13 @@ class LiveView:
     """Redraws the table in place every ``interval_s`` on a TTY; prints it every
     ``plain_interval_s`` otherwise (logs, CI)."""
 
-    def __init__(self, snapshot: Callable[[], dict], out: TextIO = sys.stderr,
-                 interval_s: float = 1.0, plain_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], dict],
+        out: TextIO = sys.stderr,
+        interval_s: float = 1.0,
+        plain_interval_s: float = 5.0,
+    ) -> None:
         self._snapshot = snapshot
         self._out = out
         self._tty = out.isatty()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m streams run|subscribe|bench|bench-engine|doctor|assets|build-engine``."""
+"""Command line: ``python -m streams run|subscribe|bench|bench-engine|doctor|assets|keys|...``."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ EXIT_CONFIG = 2
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         return args.handler(args)
     except ConfigError as err:
@@ -39,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the pipeline described by a config file")
@@ -52,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("subscribe", help="print results from one or more publishers")
     sub.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
     sub.add_argument("--stream", help="only this stream id (exact match)")
-    sub.add_argument("--kinds", default="det,status,stats",
-                     help="comma-separated message kinds (det,status,stats)")
+    sub.add_argument(
+        "--kinds",
+        default="det,status,stats",
+        help="comma-separated message kinds (det,status,stats)",
+    )
     sub.add_argument("--count", type=int, help="exit after this many messages")
     sub.add_argument("--timeout", type=float, help="exit after this many idle seconds")
     sub.add_argument("--json", action="store_true", help="print raw JSON, one per line")
@@ -66,20 +72,36 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("config", type=Path)
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     bench.add_argument("--streams", type=int, help="streams to run (default: engine.max_batch)")
-    bench.add_argument("--paced", action="store_true",
-                       help="play files in real time like cameras (overload latency and drops)")
+    bench.add_argument(
+        "--paced",
+        action="store_true",
+        help="play files in real time like cameras (overload latency and drops)",
+    )
     bench.add_argument("--clip", help="read every stream from this video file instead")
-    bench.add_argument("--sweep", help="GPU curve: comma-separated stream counts, e.g. "
-                       "1,8,32,64,100,128 (needs --clip), paced and unpaced")
-    bench.add_argument("--processes", default=None,
-                       help="worker processes for the pipeline: a number, or auto (one per "
-                       "workers.streams_per_process streams); default 1 (auto with --gpu)")
-    bench.add_argument("--gpu", action="store_true",
-                       help="the 1080p30 camera curve on TensorRT + NVDEC: --sweep "
-                       "1,8,32,64,100,128 over a 1080p30 clip made from the bikes sample, "
-                       "worker processes auto")
-    bench.add_argument("--warmup", type=float, default=3.0,
-                       help="seconds the pipeline runs before the timed window (default 3)")
+    bench.add_argument(
+        "--sweep",
+        help="GPU curve: comma-separated stream counts, e.g. "
+        "1,8,32,64,100,128 (needs --clip), paced and unpaced",
+    )
+    bench.add_argument(
+        "--processes",
+        default=None,
+        help="worker processes for the pipeline: a number, or auto (one per "
+        "workers.streams_per_process streams); default 1 (auto with --gpu)",
+    )
+    bench.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the 1080p30 camera curve on TensorRT + NVDEC: --sweep "
+        "1,8,32,64,100,128 over a 1080p30 clip made from the bikes sample, "
+        "worker processes auto",
+    )
+    bench.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds the pipeline runs before the timed window (default 3)",
+    )
     bench.add_argument("--json", type=Path, help="also write the results here")
     bench.set_defaults(handler=_cmd_bench)
 
@@ -110,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- run -----------------------------------------------------------------------------------------
+# --- run ------------------------------------------------------------------------------------------
 
 
 class _Signals:
@@ -168,8 +190,8 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
 
     ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
     """
-    from streams.cli.display import LiveView, format_table
     from streams.bus.metrics import serve_metrics
+    from streams.cli.display import LiveView, format_table
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     view = None if args.no_live else LiveView(pipeline.snapshot)
@@ -192,7 +214,7 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
         raise StreamsError(f"the pipeline gave up: {pipeline.fatal}")
 
 
-# --- subscribe -------------------------------------------------------------------------------------
+# --- subscribe ------------------------------------------------------------------------------------
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
@@ -204,8 +226,13 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     received = 0
     signals = _Signals()
     signals.install()
-    with Subscriber(args.endpoints, stream=args.stream, kinds=kinds,
-                    curve_server_key=args.server_key, curve_client_key=args.client_key) as sub:
+    with Subscriber(
+        args.endpoints,
+        stream=args.stream,
+        kinds=kinds,
+        curve_server_key=args.server_key,
+        curve_client_key=args.client_key,
+    ) as sub:
         idle_s = 0.0
         while not signals.stop.is_set():
             item = sub.receive(0.2)
@@ -225,8 +252,11 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
                 stream, seq = message["stream"], message["seq"]
                 previous = last_seq.get(stream)
                 if previous is not None and seq > previous + 1:
-                    print(f"GAP {stream}: {seq - previous - 1} frames missing "
-                          f"(seq {previous} -> {seq})", file=sys.stderr)
+                    print(
+                        f"GAP {stream}: {seq - previous - 1} frames missing "
+                        f"(seq {previous} -> {seq})",
+                        file=sys.stderr,
+                    )
                 last_seq[stream] = seq
             print(json.dumps(message) if args.json else _describe(message), flush=True)
             received += 1
@@ -240,9 +270,11 @@ def _describe(message: dict) -> str:
     if kind == "det":
         found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in message["detections"][:8])
         more = len(message["detections"]) - 8
-        return (f"det {message['stream']} #{message['seq']} pts {message['pts']:.2f}s "
-                f"{message['latency_ms']['total']:.0f} ms: {found or '-'}"
-                + (f" (+{more})" if more > 0 else ""))
+        return (
+            f"det {message['stream']} #{message['seq']} pts {message['pts']:.2f}s "
+            f"{message['latency_ms']['total']:.0f} ms: {found or '-'}"
+            + (f" (+{more})" if more > 0 else "")
+        )
     if kind == "status":
         extra = "".join(f" {k}={message[k]}" for k in ("reason", "attempt") if k in message)
         return f"status {message['stream']}: {message['state']}{extra}"
@@ -250,7 +282,7 @@ def _describe(message: dict) -> str:
     return f"stats: {streams}"
 
 
-# --- the rest --------------------------------------------------------------------------------------
+# --- the rest -------------------------------------------------------------------------------------
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -296,12 +328,15 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from engines.tensorrt_build import build_engine_command
-    from streams.runtime.wiring import model_path
     from streams.config import load_config
+    from streams.runtime.wiring import model_path
 
     config = load_config(args.config)
-    options = config.engine if config.engine.backend == "tensorrt" else replace(
-        config.engine, backend="tensorrt")
+    options = (
+        config.engine
+        if config.engine.backend == "tensorrt"
+        else replace(config.engine, backend="tensorrt")
+    )
     path = build_engine_command(model_path(config), options)
     print(f"engine: {path}")
     return 0

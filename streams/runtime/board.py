@@ -49,8 +49,9 @@ class FrameBoard:
         """
         with self._lock:
             if wait:
-                slot_free = self._slot_free.setdefault(frame.stream_id,
-                                                       threading.Condition(self._lock))
+                slot_free = self._slot_free.setdefault(
+                    frame.stream_id, threading.Condition(self._lock)
+                )
                 while frame.stream_id in self._frames and not self._closed:
                     slot_free.wait(0.5)
             replaced = self._frames.get(frame.stream_id)

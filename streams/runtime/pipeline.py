@@ -18,14 +18,6 @@ from dataclasses import dataclass
 from engines.base import Engine, EngineSlot
 from processors.letterbox import Letterbox
 from processors.yolo import decode_yolo_batch, detect_head_format
-from streams.runtime.board import FrameBoard
-from streams.runtime.preprocess import choose_preprocess
-from streams.runtime.runnable import wait_until_done
-from streams.states import StreamState, advance
-from streams.capture.worker import CaptureContext, CaptureWorker
-from streams.config import Config
-from streams.errors import EngineError
-from streams.capture.frames import Frame
 from streams.bus.messages import (
     encode_detection_batch,
     stats_message,
@@ -33,7 +25,15 @@ from streams.bus.messages import (
     topic,
 )
 from streams.bus.publisher import Publisher
+from streams.capture.frames import Frame
+from streams.capture.worker import CaptureContext, CaptureWorker
+from streams.config import Config
+from streams.errors import EngineError
+from streams.runtime.board import FrameBoard
+from streams.runtime.preprocess import choose_preprocess
+from streams.runtime.runnable import wait_until_done
 from streams.runtime.stats import PipelineStats, StreamStats
+from streams.states import StreamState, advance
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,17 @@ class Pipeline:
         model_name: reported in every ``det`` message.
     """
 
-    def __init__(self, config: Config, engine: Engine, publisher: Publisher,
-                 sources: dict[str, str], labels: Sequence[str], model_name: str,
-                 stats: PipelineStats | None = None,
-                 stats_sink: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        publisher: Publisher,
+        sources: dict[str, str],
+        labels: Sequence[str],
+        model_name: str,
+        stats: PipelineStats | None = None,
+        stats_sink: Callable[[dict], None] | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.publisher = publisher
@@ -83,13 +90,17 @@ class Pipeline:
         self._stop_batching = threading.Event()
         self._in_flight: queue.Queue[_Batch | None] = queue.Queue()
         self._preprocess = choose_preprocess(engine)
-        capture_context = CaptureContext(config.capture, self._board, self._on_status,
-                                         self._stop_capture, self._nvdec_gpu())
-        self._workers = [CaptureWorker(s, sources[s.id], self.stream_stats[s.id], capture_context)
-                         for s in config.streams]
+        capture_context = CaptureContext(
+            config.capture, self._board, self._on_status, self._stop_capture, self._nvdec_gpu()
+        )
+        self._workers = [
+            CaptureWorker(s, sources[s.id], self.stream_stats[s.id], capture_context)
+            for s in config.streams
+        ]
         self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
-        self._completer = threading.Thread(target=self._complete_loop, name="completer",
-                                           daemon=True)
+        self._completer = threading.Thread(
+            target=self._complete_loop, name="completer", daemon=True
+        )
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self._started_mono_s = 0.0
         self._done = threading.Event()
@@ -104,8 +115,10 @@ class Pipeline:
         gpu = self._preprocess.gpu
         if gpu is None:
             if any(s.decoder == "nvdec" for s in wanted):
-                logger.warning("decoder nvdec needs the TensorRT backend (frames stay on the "
-                               "GPU); decoding with OpenCV")
+                logger.warning(
+                    "decoder nvdec needs the TensorRT backend (frames stay on the "
+                    "GPU); decoding with OpenCV"
+                )
             return None
         from streams.capture.nvdec import nvdec_available
 
@@ -121,8 +134,10 @@ class Pipeline:
         try:
             return detect_head_format(output_shape, len(self.labels))
         except ValueError as err:
-            raise EngineError(f"model: output {self.engine.output_specs[0].name!r} is not a YOLO "
-                              f"head ({err}); set model.head to yolov5 or yolov8") from err
+            raise EngineError(
+                f"model: output {self.engine.output_specs[0].name!r} is not a YOLO "
+                f"head ({err}); set model.head to yolov5 or yolov8"
+            ) from err
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -134,9 +149,13 @@ class Pipeline:
         for worker in self._workers:
             worker.start()
         self._stats_thread.start()
-        logger.info("pipeline started: %d streams, %s backend, max batch %d, head %s",
-                    len(self._workers), self.engine.backend, self.engine.max_batch,
-                    self.head_format)
+        logger.info(
+            "pipeline started: %d streams, %s backend, max batch %d, head %s",
+            len(self._workers),
+            self.engine.backend,
+            self.engine.max_batch,
+            self.head_format,
+        )
 
     def all_streams_finished(self) -> bool:
         return all(not w.thread.is_alive() for w in self._workers)
@@ -166,8 +185,9 @@ class Pipeline:
         self._stats_thread.join(1.0)
         for stream_stats in self.stream_stats.values():
             if not stream_stats.state.terminal:
-                self._on_status(stream_stats.stream_id, StreamState.ENDED,
-                                reason="pipeline stopped")
+                self._on_status(
+                    stream_stats.stream_id, StreamState.ENDED, reason="pipeline stopped"
+                )
         self._publish_stats()
 
     # --- status and stats --------------------------------------------------------------------
@@ -175,25 +195,36 @@ class Pipeline:
     def _on_status(self, stream_id: str, state: StreamState | str, **detail) -> None:
         stats = self.stream_stats[stream_id]
         state = stats.state = advance(stats.state, state)
-        log = logger.warning if state in (StreamState.RECONNECTING, StreamState.FAILED) \
+        log = (
+            logger.warning
+            if state in (StreamState.RECONNECTING, StreamState.FAILED)
             else logger.info
+        )
         if state is not StreamState.RECONNECTING:  # the worker logged it with its delay
-            log("stream %s: %s%s", stream_id, state,
-                f" ({detail['reason']})" if detail.get("reason") else "")
-        self.publisher.publish(topic("status", stream_id),
-                               status_message(stream_id, state.value, **detail))
+            log(
+                "stream %s: %s%s",
+                stream_id,
+                state,
+                f" ({detail['reason']})" if detail.get("reason") else "",
+            )
+        self.publisher.publish(
+            topic("status", stream_id), status_message(stream_id, state.value, **detail)
+        )
 
     def snapshot(self) -> dict:
-        return {"uptime_s": time.monotonic() - self._started_mono_s,
-                "streams": [s.snapshot() for s in self.stream_stats.values()],
-                "pipeline": self.stats.snapshot()}
+        return {
+            "uptime_s": time.monotonic() - self._started_mono_s,
+            "streams": [s.snapshot() for s in self.stream_stats.values()],
+            "pipeline": self.stats.snapshot(),
+        }
 
     def _publish_stats(self) -> None:
         self._stats_sink(self.snapshot())
 
     def _publish_snapshot(self, snap: dict) -> None:
-        self.publisher.publish(topic("stats"),
-                               stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"]))
+        self.publisher.publish(
+            topic("stats"), stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"])
+        )
 
     def _stats_loop(self) -> None:
         while not self._done.wait(self.config.publish.stats_interval_s):
@@ -248,13 +279,19 @@ class Pipeline:
             # it returns owns its memory) before the slot goes back to the batcher, publish after.
             post_began_s = time.monotonic()
             try:
-                decoded = decode_yolo_batch(outputs[0], self.head_format, batch.boxes,
-                                            [frame.source_hw for frame in batch.frames],
-                                            model.conf_threshold, model.iou_threshold,
-                                            model.max_detections)
+                decoded = decode_yolo_batch(
+                    outputs[0],
+                    self.head_format,
+                    batch.boxes,
+                    [frame.source_hw for frame in batch.frames],
+                    model.conf_threshold,
+                    model.iou_threshold,
+                    model.max_detections,
+                )
             except Exception as err:  # a bad output must cost this batch, not the pipeline
-                logger.exception("postprocessing failed for a batch of %d frames",
-                                 len(batch.frames))
+                logger.exception(
+                    "postprocessing failed for a batch of %d frames", len(batch.frames)
+                )
                 self.engine.release(batch.slot)
                 self._batch_failed(f"postprocessing failed: {err}")
                 continue
@@ -268,10 +305,16 @@ class Pipeline:
             # the publisher thread as one item; ``total`` ends now, just before that.
             now_s = time.monotonic()
             messages, totals_ms = encode_detection_batch(
-                batch.frames, decoded, self.labels, model=self.model_name,
-                started_mono_s=batch.started_mono_s, now_mono_s=now_s,
-                preprocess_ms=preprocess_ms, inference_ms=inference_ms,
-                postprocess_ms=postprocess_ms)
+                batch.frames,
+                decoded,
+                self.labels,
+                model=self.model_name,
+                started_mono_s=batch.started_mono_s,
+                now_mono_s=now_s,
+                preprocess_ms=preprocess_ms,
+                inference_ms=inference_ms,
+                postprocess_ms=postprocess_ms,
+            )
             for frame, total_ms in zip(batch.frames, totals_ms):
                 stream_stats = self.stream_stats[frame.stream_id]
                 stream_stats.processed += 1

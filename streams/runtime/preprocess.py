@@ -49,17 +49,21 @@ class DevicePreprocess:
         from processors.gpu_preprocess import GpuPreprocessor
 
         self.gpu = device_input.device_index
-        self._kernel = GpuPreprocessor(engine.input_hw, engine.input_spec.dtype,
-                                       engine.max_batch, device_index=self.gpu)
+        self._kernel = GpuPreprocessor(
+            engine.input_hw, engine.input_spec.dtype, engine.max_batch, device_index=self.gpu
+        )
 
     def __call__(self, slot: EngineSlot, frames: Sequence[Frame]) -> list[Letterbox]:
         """NVDEC surfaces are read in place and released right after the launch (the
         decoder waits on an event recorded on this stream before reusing them)."""
         target, kernel = slot.device_input, self._kernel
         try:
-            sources = [frame.surface.nv12() if frame.surface is not None
-                       else kernel.upload_bgr(target.stream, frame.image_bgr)
-                       for frame in frames]
+            sources = [
+                frame.surface.nv12()
+                if frame.surface is not None
+                else kernel.upload_bgr(target.stream, frame.image_bgr)
+                for frame in frames
+            ]
             return kernel.preprocess(target.stream, target.ptr, sources)
         finally:
             for frame in frames:

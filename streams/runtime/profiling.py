@@ -27,7 +27,7 @@ def _thread_ticks() -> dict[int, int]:
             stat = (task / "stat").read_text()
         except OSError:
             continue  # the thread ended meanwhile
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         ticks[int(task.name)] = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks
 
@@ -62,6 +62,9 @@ class ThreadCpu:
         """``{"process_cpu_pct": ..., "threads_cpu_pct": {group: pct, ...}}`` (100 = a core)."""
         elapsed_s = max(time.monotonic() - self._start_s, 1e-6)
         used = {tid: ticks - self._start.get(tid, 0) for tid, ticks in _thread_ticks().items()}
-        pct = {name: round(100.0 * s / elapsed_s, 1) for name, s in
-               sorted(_grouped(used).items(), key=lambda item: -item[1]) if s > 0}
+        pct = {
+            name: round(100.0 * s / elapsed_s, 1)
+            for name, s in sorted(_grouped(used).items(), key=lambda item: -item[1])
+            if s > 0
+        }
         return {"process_cpu_pct": round(sum(pct.values()), 1), "threads_cpu_pct": pct}

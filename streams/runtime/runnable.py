@@ -19,8 +19,7 @@ class Runnable(Protocol):
 
     def all_streams_finished(self) -> bool: ...
 
-    def wait(self, duration_s: float | None = None,
-             stop: threading.Event | None = None) -> str: ...
+    def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str: ...
 
     def stop(self) -> None:
         """Drain what is in flight and publish ``ended`` for every stream."""
@@ -31,8 +30,9 @@ class Runnable(Protocol):
 POLL_S = 0.05
 
 
-def wait_until_done(run: Runnable, duration_s: float | None = None,
-                    stop: threading.Event | None = None) -> str:
+def wait_until_done(
+    run: Runnable, duration_s: float | None = None, stop: threading.Event | None = None
+) -> str:
     """Block until ``stop`` is set, the run gives up, every stream finished or ``duration_s``
     passed; returns which, for the log."""
     deadline = None if duration_s is None else time.monotonic() + duration_s

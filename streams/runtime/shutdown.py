@@ -17,12 +17,16 @@ def exit_process(code: int) -> int:
     crash the process (SIGSEGV, seen with PyAV 18 in about one exit in three) after a clean
     drain. Everything is already flushed and closed here, so skip the teardown instead.
     """
-    stuck = [t.name for t in threading.enumerate()
-             if t.name.startswith("capture-") and t.is_alive()]
+    stuck = [
+        t.name for t in threading.enumerate() if t.name.startswith("capture-") and t.is_alive()
+    ]
     if not stuck:
         return code
-    logging.getLogger(__name__).info("leaving %d capture thread(s) still waiting on the "
-                                     "network (%s)", len(stuck), ", ".join(stuck[:5]))
+    logging.getLogger(__name__).info(
+        "leaving %d capture thread(s) still waiting on the network (%s)",
+        len(stuck),
+        ", ".join(stuck[:5]),
+    )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -53,7 +53,10 @@ class LatencyWindow:
         """Copies of the held (times, values), oldest first."""
         count = self._count
         first = max(0, count - MAX_SAMPLES)
-        times, values = _ring_copy(self._times, first, count), _ring_copy(self._values, first, count)
+        times, values = (
+            _ring_copy(self._times, first, count),
+            _ring_copy(self._values, first, count),
+        )
         # Slots the writer reused during the copies: samples count to self._count (the last
         # perhaps half written) went into the slots of samples count - _SLOTS on.
         reused = self._count + 1 - _SLOTS - first
@@ -74,8 +77,9 @@ class LatencyWindow:
     def percentiles(self, qs=(50, 99), now_s: float | None = None) -> tuple[float, ...]:
         return _percentiles(self._recent(time.monotonic() if now_s is None else now_s)[1], qs)
 
-    def rate_and_percentiles(self, qs=(50, 99), now_s: float | None = None
-                             ) -> tuple[float, tuple[float, ...]]:
+    def rate_and_percentiles(
+        self, qs=(50, 99), now_s: float | None = None
+    ) -> tuple[float, tuple[float, ...]]:
         """``rate`` and ``percentiles`` at one instant, from one copy of the window."""
         now_s = time.monotonic() if now_s is None else now_s
         times, values = self._recent(now_s)
@@ -100,8 +104,8 @@ def _ring_copy(ring: np.ndarray, first: int, end: int) -> np.ndarray:
     size = len(ring)
     start, count = first % size, end - first
     if start + count <= size:
-        return ring[start:start + count].copy()
-    return np.concatenate((ring[start:], ring[:start + count - size]))
+        return ring[start : start + count].copy()
+    return np.concatenate((ring[start:], ring[: start + count - size]))
 
 
 @dataclass
@@ -121,9 +125,15 @@ class StreamStats:
     def snapshot(self) -> dict:
         fps, (p50, p99) = self.latency_ms.rate_and_percentiles()
         return {
-            "stream": self.stream_id, "state": self.state.value, "fps": round(fps, 2),
-            "p50_ms": _round(p50), "p99_ms": _round(p99), "decoded": self.decoded,
-            "processed": self.processed, "dropped": self.dropped, "reconnects": self.reconnects,
+            "stream": self.stream_id,
+            "state": self.state.value,
+            "fps": round(fps, 2),
+            "p50_ms": _round(p50),
+            "p99_ms": _round(p99),
+            "decoded": self.decoded,
+            "processed": self.processed,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
         }
 
 
@@ -142,7 +152,8 @@ class PipelineStats:
         return {
             "batches": self.batches,
             "mean_batch": round(self.batch_frames / self.batches, 2) if self.batches else 0.0,
-            "inference_p50_ms": _round(p50), "published": self.published,
+            "inference_p50_ms": _round(p50),
+            "published": self.published,
             "publish_dropped": self.publish_dropped,
         }
 

@@ -63,9 +63,13 @@ def open_engine(config: Config) -> tuple[Engine, str]:
     return create_engine(path, config.engine), path.stem
 
 
-def wire_pipeline(config: Config, engine: Engine, model_name: str,
-                  publisher_connect: bool = False,
-                  stats_sink: Callable[[dict], None] | None = None) -> tuple[Pipeline, Publisher]:
+def wire_pipeline(
+    config: Config,
+    engine: Engine,
+    model_name: str,
+    publisher_connect: bool = False,
+    stats_sink: Callable[[dict], None] | None = None,
+) -> tuple[Pipeline, Publisher]:
     """The publisher and the pipeline around an open engine (not started); the caller keeps
     the engine. A worker process connects its publisher to the supervisor's relay and hands
     its snapshots to ``stats_sink`` instead of publishing ``stats`` itself."""
@@ -74,22 +78,27 @@ def wire_pipeline(config: Config, engine: Engine, model_name: str,
     stats = PipelineStats()
     publisher = Publisher(config.publish, stats, connect=publisher_connect)
     try:
-        pipeline = Pipeline(config, engine, publisher, sources, labels, model_name, stats,
-                            stats_sink)
+        pipeline = Pipeline(
+            config, engine, publisher, sources, labels, model_name, stats, stats_sink
+        )
     except Exception:
         publisher.close()
         raise
     return pipeline, publisher
 
 
-def build_runtime(config: Config, publisher_connect: bool = False,
-                  stats_sink: Callable[[dict], None] | None = None) -> Runtime:
+def build_runtime(
+    config: Config,
+    publisher_connect: bool = False,
+    stats_sink: Callable[[dict], None] | None = None,
+) -> Runtime:
     """Resolve assets, open the engine, bind the publisher and wire the pipeline (not started)."""
     load_labels(config.model.labels)  # a bad labels file fails before the engine is built
     engine, model_name = open_engine(config)
     try:
-        pipeline, publisher = wire_pipeline(config, engine, model_name, publisher_connect,
-                                            stats_sink)
+        pipeline, publisher = wire_pipeline(
+            config, engine, model_name, publisher_connect, stats_sink
+        )
     except Exception:
         engine.close()
         raise

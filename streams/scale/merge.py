@@ -16,14 +16,26 @@ COUNTERS = ("decoded", "processed", "dropped", "reconnects")
 
 def empty_stream(stream_id: str) -> dict:
     """The row of a stream no worker has reported yet."""
-    return {"stream": stream_id, "state": StreamState.STARTING.value, "fps": 0.0,
-            "p50_ms": None, "p99_ms": None, **dict.fromkeys(COUNTERS, 0)}
+    return {
+        "stream": stream_id,
+        "state": StreamState.STARTING.value,
+        "fps": 0.0,
+        "p50_ms": None,
+        "p99_ms": None,
+        **dict.fromkeys(COUNTERS, 0),
+    }
 
 
-def merge_snapshots(stream_ids: Sequence[str], snapshots: Sequence[Mapping],
-                    states: Mapping[str, str], counter_bases: Mapping[str, Mapping[str, int]],
-                    own: Mapping[str, int], restarts: int, processes: int,
-                    uptime_s: float) -> dict:
+def merge_snapshots(
+    stream_ids: Sequence[str],
+    snapshots: Sequence[Mapping],
+    states: Mapping[str, str],
+    counter_bases: Mapping[str, Mapping[str, int]],
+    own: Mapping[str, int],
+    restarts: int,
+    processes: int,
+    uptime_s: float,
+) -> dict:
     """The merged snapshot, streams in config order.
 
     Args:

@@ -15,8 +15,8 @@ import threading
 
 import zmq
 
-from streams.config import PublishConfig
 from streams.bus.publisher import bind_public_socket, start_authenticator
+from streams.config import PublishConfig
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ class Relay:
 
     def __init__(self, config: PublishConfig, bus_endpoint: str) -> None:
         self._context = zmq.Context()
-        self._authenticator = (start_authenticator(self._context, config.curve)
-                               if config.curve is not None else None)
+        self._authenticator = (
+            start_authenticator(self._context, config.curve) if config.curve is not None else None
+        )
         self._public = bind_public_socket(self._context, zmq.XPUB, config)
         self.endpoint = self._public.getsockopt_string(zmq.LAST_ENDPOINT)
         self._bus = self._context.socket(zmq.XSUB)
@@ -41,8 +42,9 @@ class Relay:
         self._control_peer.connect(f"inproc://relay-control-{id(self)}")
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._thread.start()
-        logger.info("publishing on %s (relay for worker processes at %s)", self.endpoint,
-                    self.bus_endpoint)
+        logger.info(
+            "publishing on %s (relay for worker processes at %s)", self.endpoint, self.bus_endpoint
+        )
 
     def _run(self) -> None:
         try:

@@ -26,14 +26,14 @@ from typing import Any
 
 import zmq
 
-from streams.config import Config
-from streams.errors import StreamsError
 from streams.bus.messages import stats_message, status_message, topic
 from streams.bus.publisher import Publisher
+from streams.config import Config
+from streams.errors import StreamsError
+from streams.runtime.runnable import wait_until_done
+from streams.runtime.stats import PipelineStats
 from streams.scale.merge import COUNTERS, merge_snapshots
 from streams.scale.relay import Relay
-from streams.runtime.stats import PipelineStats
-from streams.runtime.runnable import wait_until_done
 from streams.scale.worker_process import worker_main
 from streams.states import StreamState
 
@@ -96,7 +96,7 @@ class Supervisor:
         self._spawn = multiprocessing.get_context("spawn")
         self._stop = self._spawn.Event()
         self._stopping = threading.Event()  # no more restarts
-        self._closing = threading.Event()   # no more reports to wait for
+        self._closing = threading.Event()  # no more reports to wait for
         self._lock = threading.Lock()
         self._tmp = tempfile.mkdtemp(prefix="streams-")
         self.stats = PipelineStats()
@@ -108,21 +108,24 @@ class Supervisor:
             self._reports = self._context.socket(zmq.PULL)
             self._report_endpoint = f"ipc://{self._tmp}/reports"
             self._reports.bind(self._report_endpoint)
-            self.publisher = Publisher(replace(config.publish,
-                                               endpoint=self._relay.bus_endpoint, curve=None),
-                                       self.stats, connect=True)
+            self.publisher = Publisher(
+                replace(config.publish, endpoint=self._relay.bus_endpoint, curve=None),
+                self.stats,
+                connect=True,
+            )
         except Exception:
             self._release()
             raise
-        self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config,
-                                                                               processes))]
+        self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config, processes))]
         self._states = {s.id: StreamState.STARTING for s in config.streams}
         self.fatal: str | None = None  # a worker gives up by exiting; it is restarted
         # Counters of streams whose worker died, so merged counters never go backwards.
         self._counter_base: dict[str, dict[str, int]] = {}
         self._started_mono_s = 0.0
-        self._threads = [threading.Thread(target=self._receive_loop, name="reports", daemon=True),
-                         threading.Thread(target=self._watch_loop, name="supervise", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._receive_loop, name="reports", daemon=True),
+            threading.Thread(target=self._watch_loop, name="supervise", daemon=True),
+        ]
         self._stopped = False
         self._starting = True  # worker 0 is start()'s business until it is ready
 
@@ -143,25 +146,45 @@ class Supervisor:
                 deadline = time.monotonic() + 1.0  # its "error" report may still be in flight
                 while first.error is None and time.monotonic() < deadline:
                     time.sleep(0.02)
-                raise StreamsError(first.error or f"worker 0 exited with code "
-                                   f"{first.process.exitcode} before its engine was ready")
+                raise StreamsError(
+                    first.error
+                    or f"worker 0 exited with code "
+                    f"{first.process.exitcode} before its engine was ready"
+                )
             time.sleep(0.05)
         self._starting = False
         for worker in self._workers[1:]:
             self._launch(worker)
-        logger.info("supervisor: %d worker processes, %s streams", len(self._workers),
-                    ", ".join(str(len(w.stream_ids)) for w in self._workers))
+        logger.info(
+            "supervisor: %d worker processes, %s streams",
+            len(self._workers),
+            ", ".join(str(len(w.stream_ids)) for w in self._workers),
+        )
 
     def _launch(self, worker: _Worker) -> None:
         worker.ready = worker.finished = False
         worker.error = None
         worker.process = self._spawn.Process(
-            target=worker_main, name=f"streams-worker-{worker.index}", daemon=True,
-            args=(worker.index, self.config, worker.stream_ids, self._relay.bus_endpoint,
-                  self._report_endpoint, self._stop, self._log_level))
+            target=worker_main,
+            name=f"streams-worker-{worker.index}",
+            daemon=True,
+            args=(
+                worker.index,
+                self.config,
+                worker.stream_ids,
+                self._relay.bus_endpoint,
+                self._report_endpoint,
+                self._stop,
+                self._log_level,
+            ),
+        )
         worker.process.start()
-        logger.info("worker %d (pid %d): streams %s", worker.index, worker.process.pid,
-                    ", ".join(worker.stream_ids))
+        logger.info(
+            "worker %d (pid %d): streams %s",
+            worker.index,
+            worker.process.pid,
+            ", ".join(worker.stream_ids),
+        )
 
     def worker_reports(self) -> list[tuple[dict, dict]]:
         """Each worker's latest (snapshot, CPU seconds per thread group), for benchmarks:
@@ -203,8 +226,9 @@ class Supervisor:
                 worker.process.join(max(0.0, deadline - time.monotonic()))
         for worker in self._workers:
             if worker.process is not None and worker.process.is_alive():
-                logger.warning("worker %d did not stop in %.0f s; killing it", worker.index,
-                               STOP_GRACE_S)
+                logger.warning(
+                    "worker %d did not stop in %.0f s; killing it", worker.index, STOP_GRACE_S
+                )
                 worker.process.kill()
                 worker.process.join(2.0)
         time.sleep(0.2)  # the last reports are in flight on the PULL socket
@@ -259,8 +283,14 @@ class Supervisor:
                 worker.error = report["reason"]
                 for sid in worker.stream_ids:
                     self._states[sid] = StreamState.FAILED
-                    self.publisher.publish(topic("status", sid), status_message(
-                        sid, StreamState.FAILED.value, reason=f"worker process {worker.index}: {worker.error}"))
+                    self.publisher.publish(
+                        topic("status", sid),
+                        status_message(
+                            sid,
+                            StreamState.FAILED.value,
+                            reason=f"worker process {worker.index}: {worker.error}",
+                        ),
+                    )
             elif kind in ("snapshot", "final"):
                 worker.snapshot = report["snapshot"]
                 worker.threads_cpu_s = report.get("threads_cpu_s", {})
@@ -297,8 +327,10 @@ class Supervisor:
         delay_s = worker.backoff_s
         worker.backoff_s = min(worker.backoff_s * 2, RESTART_MAX_S)
         worker.restart_at_s = time.monotonic() + delay_s
-        reason = (f"worker process {worker.index} exited with code {exitcode}; restarting it "
-                  f"in {delay_s:.1f} s")
+        reason = (
+            f"worker process {worker.index} exited with code {exitcode}; restarting it "
+            f"in {delay_s:.1f} s"
+        )
         logger.error("%s (streams %s)", reason, ", ".join(worker.stream_ids))
         with self._lock:  # its counters carry on from here; its rates are gone with it
             for row in worker.snapshot.get("streams", []):
@@ -308,8 +340,12 @@ class Supervisor:
             worker.snapshot = {}
         for sid in worker.stream_ids:
             self._states[sid] = StreamState.RECONNECTING
-            self.publisher.publish(topic("status", sid), status_message(
-                sid, StreamState.RECONNECTING.value, reason=reason, attempt=worker.restarts + 1))
+            self.publisher.publish(
+                topic("status", sid),
+                status_message(
+                    sid, StreamState.RECONNECTING.value, reason=reason, attempt=worker.restarts + 1
+                ),
+            )
 
     # --- the merged view -----------------------------------------------------------------------
 
@@ -320,13 +356,18 @@ class Supervisor:
             states = dict(self._states)
             bases = {sid: dict(base) for sid, base in self._counter_base.items()}
         return merge_snapshots(
-            [s.id for s in self.config.streams], snapshots, states, bases,
+            [s.id for s in self.config.streams],
+            snapshots,
+            states,
+            bases,
             {"published": self.stats.published, "publish_dropped": self.stats.publish_dropped},
-            sum(w.restarts for w in self._workers), len(self._workers),
-            time.monotonic() - self._started_mono_s)
+            sum(w.restarts for w in self._workers),
+            len(self._workers),
+            time.monotonic() - self._started_mono_s,
+        )
 
     def _publish_stats(self) -> None:
         snap = self.snapshot()
-        self.publisher.publish(topic("stats"),
-                               stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"]))
-
+        self.publisher.publish(
+            topic("stats"), stats_message(snap["streams"], snap["pipeline"], snap["uptime_s"])
+        )

@@ -43,8 +43,10 @@ class Reporter:
 
     def send(self, kind: str, **fields: Any) -> None:
         try:
-            self._socket.send_json({"worker": self.index, "pid": os.getpid(), "type": kind,
-                                    **fields}, flags=zmq.NOBLOCK)
+            self._socket.send_json(
+                {"worker": self.index, "pid": os.getpid(), "type": kind, **fields},
+                flags=zmq.NOBLOCK,
+            )
         except zmq.Again:
             pass
 
@@ -56,13 +58,23 @@ class Reporter:
 def shard_config(config: Config, stream_ids: list[str], bus_endpoint: str) -> Config:
     """The worker's view: its streams only, publishing into the relay (CURVE is the relay's)."""
     wanted = set(stream_ids)
-    return replace(config, streams=tuple(s for s in config.streams if s.id in wanted),
-                   publish=replace(config.publish, endpoint=bus_endpoint, curve=None),
-                   metrics=replace(config.metrics, port=0))
+    return replace(
+        config,
+        streams=tuple(s for s in config.streams if s.id in wanted),
+        publish=replace(config.publish, endpoint=bus_endpoint, curve=None),
+        metrics=replace(config.metrics, port=0),
+    )
 
 
-def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
-                report_endpoint: str, stop: Any, log_level: int) -> None:
+def worker_main(
+    index: int,
+    config: Config,
+    stream_ids: list[str],
+    bus_endpoint: str,
+    report_endpoint: str,
+    stop: Any,
+    log_level: int,
+) -> None:
     """Process entry point (must be importable: ``spawn`` pickles a reference to it).
 
     SIGINT (a Ctrl-C reaches the whole process group) is the supervisor's to handle; SIGTERM
@@ -71,29 +83,46 @@ def worker_main(index: int, config: Config, stream_ids: list[str], bus_endpoint:
     terminated = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
-    logging.basicConfig(level=log_level,
-                        format=f"%(asctime)s %(levelname)-7s w{index} %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)-7s w{index} %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     reporter = Reporter(report_endpoint, index)
     try:
-        code = _serve(index, config, stream_ids, bus_endpoint, reporter,
-                      lambda: stop.is_set() or terminated.is_set())
+        code = _serve(
+            index,
+            config,
+            stream_ids,
+            bus_endpoint,
+            reporter,
+            lambda: stop.is_set() or terminated.is_set(),
+        )
     finally:
         reporter.close()
     raise SystemExit(exit_process(code))
 
 
-def _serve(index: int, config: Config, stream_ids: list[str], bus_endpoint: str,
-           reporter: Reporter, stopped: Callable[[], bool]) -> int:
-    from streams.runtime.wiring import build_runtime
+def _serve(
+    index: int,
+    config: Config,
+    stream_ids: list[str],
+    bus_endpoint: str,
+    reporter: Reporter,
+    stopped: Callable[[], bool],
+) -> int:
     from streams.errors import USER_ERRORS
+    from streams.runtime.wiring import build_runtime
 
     config = shard_config(config, stream_ids, bus_endpoint)
     try:
-        runtime = build_runtime(config, publisher_connect=True,
-                                stats_sink=lambda snapshot: reporter.send(
-                                    "snapshot", snapshot=snapshot,
-                                    threads_cpu_s=thread_cpu_seconds()))
+        runtime = build_runtime(
+            config,
+            publisher_connect=True,
+            stats_sink=lambda snapshot: reporter.send(
+                "snapshot", snapshot=snapshot, threads_cpu_s=thread_cpu_seconds()
+            ),
+        )
     except USER_ERRORS as err:
         reporter.send("error", reason=str(err))
         logger.error("%s", err)

@@ -20,7 +20,11 @@ def test_streams_cache_moves_the_assets_and_the_engine_cache(tmp_path, monkeypat
     assert load_config(config).engine.cache_dir == tmp_path / "c" / "engines"
     monkeypatch.delenv("STREAMS_CACHE")
     assert EngineOptions().cache_dir == cache_root() / "engines"
-    assert cache_root() == default_cache_dir() == __import__("pathlib").Path.home() / ".cache" / "streams"
+    assert (
+        cache_root()
+        == default_cache_dir()
+        == __import__("pathlib").Path.home() / ".cache" / "streams"
+    )
 
 
 def test_sha256_is_the_files_and_follows_a_rewrite(tmp_path):

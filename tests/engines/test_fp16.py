@@ -39,7 +39,10 @@ def test_fp16_model_keeps_float32_io_and_the_same_detections(assets, tmp_path):
     full, reduced = results
     assert len(full) >= 2
     for xyxy, score, class_id in zip(full.xyxy, full.scores, full.class_ids):
-        match = [i for i in range(len(reduced)) if reduced.class_ids[i] == class_id
-                 and iou(reduced.xyxy[i], xyxy) > 0.95]
+        match = [
+            i
+            for i in range(len(reduced))
+            if reduced.class_ids[i] == class_id and iou(reduced.xyxy[i], xyxy) > 0.95
+        ]
         assert match, f"fp16 lost the class {class_id} box {xyxy}"
         assert abs(reduced.scores[match[0]] - score) < 0.02

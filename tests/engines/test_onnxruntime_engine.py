@@ -13,20 +13,25 @@ from streams.errors import EngineError
 def tiny_model(path: Path, input_shape) -> Path:
     """Identity-ish graph: output = input * 2, with the given input shape."""
     graph = helper.make_graph(
-        [helper.make_node("Add", ["images", "images"], ["output"])], "tiny",
+        [helper.make_node("Add", ["images", "images"], ["output"])],
+        "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, input_shape)])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, input_shape)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
 
 
-@pytest.mark.parametrize("shape, message", [
-    (["batch", 1, 32, 32], r"has shape \(-1, 1, 32, 32\); expected \(N, 3, H, W\)"),
-    (["batch", 3, "h", "w"], "height and width must be fixed"),
-    (["batch", 3, 32], r"expected \(N, 3, H, W\)"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (["batch", 1, 32, 32], r"has shape \(-1, 1, 32, 32\); expected \(N, 3, H, W\)"),
+        (["batch", 3, "h", "w"], "height and width must be fixed"),
+        (["batch", 3, 32], r"expected \(N, 3, H, W\)"),
+    ],
+)
 def test_wrong_input_shape_is_a_clear_error(tmp_path, shape, message):
     with pytest.raises(EngineError, match=message):
         OnnxRuntimeEngine(tiny_model(tmp_path / "m.onnx", shape), EngineOptions(max_batch=2))

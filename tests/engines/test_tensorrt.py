@@ -58,8 +58,10 @@ def make_tiny_onnx(path: Path, size: int = 64) -> Path:
 
     rng = np.random.default_rng(0)
     weights = {
-        "W1": rng.normal(0, 0.2, (8, 3, 3, 3)), "B1": rng.normal(0, 0.1, 8),
-        "W2": rng.normal(0, 0.2, (16, 8, 3, 3)), "W3": rng.normal(0, 0.2, (4, 24, 1, 1)),
+        "W1": rng.normal(0, 0.2, (8, 3, 3, 3)),
+        "B1": rng.normal(0, 0.1, 8),
+        "W2": rng.normal(0, 0.2, (16, 8, 3, 3)),
+        "W3": rng.normal(0, 0.2, (4, 24, 1, 1)),
         "scales": np.array([1, 1, 2, 2]),
     }
     inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in weights.items()]
@@ -77,10 +79,12 @@ def make_tiny_onnx(path: Path, size: int = 64) -> Path:
         node("Flatten", ["s3"], ["output"], axis=1, name="flat"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4 * size * size])],
-        inits)
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -142,17 +146,27 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 
 def options(cache_dir: Path, **kw) -> EngineOptions:
-    base = {"backend": "tensorrt", "device": "cuda:0", "max_batch": 8, "precision": "fp32",
-            "contexts": 2, "builder_optimization_level": OPT_LEVEL, "workspace_mb": 1024,
-            "cache_dir": cache_dir}
+    base = {
+        "backend": "tensorrt",
+        "device": "cuda:0",
+        "max_batch": 8,
+        "precision": "fp32",
+        "contexts": 2,
+        "builder_optimization_level": OPT_LEVEL,
+        "workspace_mb": 1024,
+        "cache_dir": cache_dir,
+    }
     base.update(kw)
     return EngineOptions(**base)
 
 
 def compare(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
-            "rel": float(diff.max() / max(np.abs(want).max(), 1e-12))}
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "rel": float(diff.max() / max(np.abs(want).max(), 1e-12)),
+    }
 
 
 # -- parity with ONNX Runtime ------------------------------------------------------------------
@@ -164,8 +178,9 @@ def yolo_reference(assets):
     if model is None:
         pytest.skip("YOLOv3-tiny ONNX unavailable (streams.assets.fetch_assets failed)")
     batch = read_frames(video, 4, 416)
-    ort_engine = OnnxRuntimeEngine(Path(model), EngineOptions(backend="onnxruntime",
-                                                              device="cpu", max_batch=4))
+    ort_engine = OnnxRuntimeEngine(
+        Path(model), EngineOptions(backend="onnxruntime", device="cpu", max_batch=4)
+    )
     try:
         (want,) = ort_engine.infer(batch)
     finally:
@@ -183,9 +198,11 @@ def test_yolo_matches_onnxruntime(yolo_reference, cache_dir, precision):
     assert got.shape == want.shape == (4, 2535, 85)
     boxes = compare(got[..., :4], want[..., :4])
     scores = compare(got[..., 4:], want[..., 4:])
-    print(f"\nYOLOv3-tiny {precision} vs ONNX Runtime: boxes max {boxes['max_abs']:.4f} px "
-          f"(mean {boxes['mean_abs']:.5f}, rel {boxes['rel']:.2e}); scores max "
-          f"{scores['max_abs']:.5f} (mean {scores['mean_abs']:.2e})")
+    print(
+        f"\nYOLOv3-tiny {precision} vs ONNX Runtime: boxes max {boxes['max_abs']:.4f} px "
+        f"(mean {boxes['mean_abs']:.5f}, rel {boxes['rel']:.2e}); scores max "
+        f"{scores['max_abs']:.5f} (mean {scores['mean_abs']:.2e})"
+    )
     assert boxes["max_abs"] <= TOLERANCES[precision]["box_px"], boxes
     assert scores["max_abs"] <= TOLERANCES[precision]["score"], scores
 
@@ -262,13 +279,17 @@ def _missing_sidecar(engine: Path, sidecar: Path) -> None:
     sidecar.unlink()
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (_truncate, "truncated"),
-    (_flip_bytes, "corrupted"),
-    (_garbage_with_matching_sidecar, "could not deserialize"),
-    (_other_gpu_sidecar, "built for something else"),
-    (_missing_sidecar, "sidecar"),
-], ids=["truncated", "flipped-bytes", "not-an-engine", "other-gpu", "no-sidecar"])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (_truncate, "truncated"),
+        (_flip_bytes, "corrupted"),
+        (_garbage_with_matching_sidecar, "could not deserialize"),
+        (_other_gpu_sidecar, "built for something else"),
+        (_missing_sidecar, "sidecar"),
+    ],
+    ids=["truncated", "flipped-bytes", "not-an-engine", "other-gpu", "no-sidecar"],
+)
 def test_damaged_cache_is_rebuilt_with_warning(tiny_onnx, cache_dir, caplog, damage, reason):
     opts = options(cache_dir / f"damaged-{damage.__name__}", max_batch=4)
     batch = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)
@@ -277,8 +298,10 @@ def test_damaged_cache_is_rebuilt_with_warning(tiny_onnx, cache_dir, caplog, dam
         path = engine.engine_path
     damage(path, path.with_suffix(".json"))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="engines"), \
-            TensorRTEngine(tiny_onnx, opts) as engine:
+    with (
+        caplog.at_level(logging.WARNING, logger="engines"),
+        TensorRTEngine(tiny_onnx, opts) as engine,
+    ):
         assert engine.built, "a damaged cache file must be rebuilt"
         (got,) = engine.infer(batch)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -298,8 +321,9 @@ def test_timing_cache_is_saved(tiny_onnx, cache_dir):
 @pytest.fixture(scope="module")
 def tiny_reference(tiny_onnx):
     batch = np.random.default_rng(2).random((8, 3, 64, 64), dtype=np.float32)
-    ort_engine = OnnxRuntimeEngine(tiny_onnx, EngineOptions(backend="onnxruntime", device="cpu",
-                                                            max_batch=8))
+    ort_engine = OnnxRuntimeEngine(
+        tiny_onnx, EngineOptions(backend="onnxruntime", device="cpu", max_batch=8)
+    )
     try:
         (want,) = ort_engine.infer(batch)
     finally:
@@ -358,12 +382,18 @@ def test_parser_errors_name_the_node(tmp_path, cache_dir):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("NoSuchOp", ["images"], ["output"], name="mystery_node",
-                          domain="example.custom")],
-        "bad", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                    helper.make_opsetid("example.custom", 1)])
+        [
+            helper.make_node(
+                "NoSuchOp", ["images"], ["output"], name="mystery_node", domain="example.custom"
+            )
+        ],
+        "bad",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("example.custom", 1)]
+    )
     model.ir_version = 8
     path = tmp_path / "bad.onnx"
     onnx.save(model, str(path))
@@ -401,7 +431,8 @@ def test_build_heartbeat_shows_a_long_build_is_alive(tiny_onnx, cache_dir, capsy
     """A build prints "still building" every HEARTBEAT_S (10 s; shortened here) until done."""
     monkeypatch.setattr(tensorrt_build, "HEARTBEAT_S", 0.05)
     path = tensorrt_build.build_engine_command(
-        tiny_onnx, options(cache_dir / "heartbeat", max_batch=16, precision="fp16"))
+        tiny_onnx, options(cache_dir / "heartbeat", max_batch=16, precision="fp16")
+    )
     out = capsys.readouterr().out
     print(out)
     assert path.exists() and "engine built" in out
@@ -426,8 +457,10 @@ def test_out_of_gpu_memory_is_named_and_keeps_the_cached_engine(yolo_reference, 
                 except EngineError:
                     break
         cuda.cudart().cudaGetLastError()  # the failed cudaMalloc is not sticky: clear it
-        print(f"holding {sum(b.nbytes for b in hog) / 2**30:.1f} GiB; "
-              f"{cuda.mem_get_info()[0] / 2**20:.0f} MiB free")
+        print(
+            f"holding {sum(b.nbytes for b in hog) / 2**30:.1f} GiB; "
+            f"{cuda.mem_get_info()[0] / 2**20:.0f} MiB free"
+        )
         with pytest.raises(EngineError, match="out of GPU memory loading") as failure:
             TensorRTEngine(model, opts)
         print(f"the error: {failure.value}")

@@ -69,8 +69,8 @@ def bgr_to_nv12(image_bgr: np.ndarray) -> np.ndarray:
     """``(h * 3/2, w)`` NV12 bytes of a BGR image (OpenCV's BT.601 limited-range encoder)."""
     h, w = image_bgr.shape[:2]
     i420 = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YUV_I420)
-    u = i420[h:h + h // 4].reshape(h // 2, w // 2)
-    v = i420[h + h // 4:].reshape(h // 2, w // 2)
+    u = i420[h : h + h // 4].reshape(h // 2, w // 2)
+    v = i420[h + h // 4 :].reshape(h // 2, w // 2)
     nv12 = np.empty((h * 3 // 2, w), np.uint8)
     nv12[:h] = i420[:h]
     nv12[h:, 0::2], nv12[h:, 1::2] = u, v
@@ -115,9 +115,13 @@ def emulate_nv12_rgb(nv12: np.ndarray) -> np.ndarray:
     u = np.repeat(np.repeat(uv[:, 0::2].astype(np.float32) - 128, 2, 0), 2, 1)[:h, :w]
     v = np.repeat(np.repeat(uv[:, 1::2].astype(np.float32) - 128, 2, 0), 2, 1)[:h, :w]
     c = (y - 16) * np.float32(1.164383562)
-    rgb = np.stack([c + np.float32(1.596026786) * v,
-                    c - np.float32(0.391762290) * u - np.float32(0.812967647) * v,
-                    c + np.float32(2.017232143) * u])
+    rgb = np.stack(
+        [
+            c + np.float32(1.596026786) * v,
+            c - np.float32(0.391762290) * u - np.float32(0.812967647) * v,
+            c + np.float32(2.017232143) * u,
+        ]
+    )
     return np.rint(np.clip(rgb, 0, 255))
 
 
@@ -131,8 +135,9 @@ def emulate_kernel(rgb: np.ndarray, input_hw) -> np.ndarray:
     top = rgb[:, y0][:, :, x0] + ax * (rgb[:, y0][:, :, x1] - rgb[:, y0][:, :, x0])
     bottom = rgb[:, y1][:, :, x0] + ax * (rgb[:, y1][:, :, x1] - rgb[:, y1][:, :, x0])
     out = np.full((3, *input_hw), PAD_VALUE, np.float32)
-    out[:, box.pad_y:box.pad_y + new_h, box.pad_x:box.pad_x + new_w] = np.rint(
-        top + ay[:, None] * (bottom - top))
+    out[:, box.pad_y : box.pad_y + new_h, box.pad_x : box.pad_x + new_w] = np.rint(
+        top + ay[:, None] * (bottom - top)
+    )
     return out * np.float32(LSB)
 
 
@@ -142,23 +147,39 @@ def emulate_kernel(rgb: np.ndarray, input_hw) -> np.ndarray:
 def test_descriptor_layout_matches_the_kernel_struct():
     offsets = {name: DESC_DTYPE.fields[name][1] for name in DESC_DTYPE.names}
     assert DESC_DTYPE.itemsize == 64
-    assert offsets == {"plane0": 0, "plane1": 8, "kind": 16, "pitch": 20, "src_w": 24,
-                       "src_h": 28, "pad_x": 32, "pad_y": 36, "new_w": 40, "new_h": 44,
-                       "ratio_x": 48, "ratio_y": 52, "reserved": 56}
+    assert offsets == {
+        "plane0": 0,
+        "plane1": 8,
+        "kind": 16,
+        "pitch": 20,
+        "src_w": 24,
+        "src_h": 28,
+        "pad_x": 32,
+        "pad_y": 36,
+        "new_w": 40,
+        "new_h": 44,
+        "ratio_x": 48,
+        "ratio_y": 52,
+        "reserved": 56,
+    }
 
 
-@pytest.mark.parametrize("src_wh, input_hw", [
-    ((640, 272), (416, 416)),    # bikes.mp4
-    ((176, 144), (416, 416)),    # carphone: upscale
-    ((1920, 1080), (640, 640)),  # 1080p camera
-    ((416, 416), (416, 416)),    # no resize
-    ((272, 640), (384, 640)),    # tall into wide
-])
+@pytest.mark.parametrize(
+    "src_wh, input_hw",
+    [
+        ((640, 272), (416, 416)),  # bikes.mp4
+        ((176, 144), (416, 416)),  # carphone: upscale
+        ((1920, 1080), (640, 640)),  # 1080p camera
+        ((416, 416), (416, 416)),  # no resize
+        ((272, 640), (384, 640)),  # tall into wide
+    ],
+)
 @pytest.mark.parametrize("kind", ["bgr", "nv12"])
 def test_descriptor_geometry_is_letterbox_fit(src_wh, input_hw, kind):
     w, h = src_wh
-    source = (DeviceBGR(0x1000, w * 3, w, h) if kind == "bgr"
-              else DeviceNV12(0x1000, 0x2000, w, w, h))
+    source = (
+        DeviceBGR(0x1000, w * 3, w, h) if kind == "bgr" else DeviceNV12(0x1000, 0x2000, w, w, h)
+    )
     records = np.zeros(1, DESC_DTYPE)
     records[0], box = describe(source, input_hw)
     row = records[0]
@@ -172,12 +193,15 @@ def test_descriptor_geometry_is_letterbox_fit(src_wh, input_hw, kind):
     assert row["plane1"] == (0 if kind == "bgr" else 0x2000)
 
 
-@pytest.mark.parametrize("source, message", [
-    (DeviceBGR(1, 30, 0, 10), "must be positive"),
-    (DeviceBGR(1, 29, 10, 10), "pitch 29 < 3 \\* width 10"),
-    (DeviceNV12(1, 2, 9, 10, 10), "pitch 9 < width 10"),
-    (np.zeros((4, 4, 3), np.uint8), "expected DeviceNV12 or DeviceBGR"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (DeviceBGR(1, 30, 0, 10), "must be positive"),
+        (DeviceBGR(1, 29, 10, 10), "pitch 29 < 3 \\* width 10"),
+        (DeviceNV12(1, 2, 9, 10, 10), "pitch 9 < width 10"),
+        (np.zeros((4, 4, 3), np.uint8), "expected DeviceNV12 or DeviceBGR"),
+    ],
+)
 def test_describe_rejects_bad_sources(source, message):
     with pytest.raises(EngineError, match=message):
         describe(source, INPUT_HW)
@@ -190,8 +214,12 @@ def test_kernel_arithmetic_matches_cpu_path(assets, video, input_hw):
     for image in read_frames(assets.videos[video], [0, 60, 119]):
         rgb = image[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
         got = emulate_kernel(rgb, input_hw)
-        assert report(f"emulated {video} {input_hw}", got,
-                      cpu_reference(image, input_hw, np.float32))[0] <= 1.0 + 1e-3
+        assert (
+            report(f"emulated {video} {input_hw}", got, cpu_reference(image, input_hw, np.float32))[
+                0
+            ]
+            <= 1.0 + 1e-3
+        )
 
 
 def test_kernel_nv12_arithmetic_matches_opencv_cvtcolor(assets):
@@ -244,8 +272,15 @@ class Output:
         stream.synchronize()
         host = np.empty(self.shape, self.dtype)
         rt = self.cuda.cudart()
-        self.cuda.check(rt.cudaMemcpy(host.ctypes.data, self.device.ptr, self.nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy")
+        self.cuda.check(
+            rt.cudaMemcpy(
+                host.ctypes.data,
+                self.device.ptr,
+                self.nbytes,
+                rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+            ),
+            "cudaMemcpy",
+        )
         return host
 
     def free(self) -> None:
@@ -259,8 +294,12 @@ def upload_nv12(cuda, nv12: np.ndarray) -> tuple[DeviceNV12, object]:
     pitch = (w + 255) // 256 * 256
     buf = cuda.DeviceBuffer(pitch * rows)
     rt = cuda.cudart()
-    cuda.check(rt.cudaMemcpy2D(buf.ptr, pitch, nv12.ctypes.data, w, w, rows,
-                               rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy2D")
+    cuda.check(
+        rt.cudaMemcpy2D(
+            buf.ptr, pitch, nv12.ctypes.data, w, w, rows, rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        ),
+        "cudaMemcpy2D",
+    )
     return DeviceNV12(buf.ptr, buf.ptr + pitch * h, pitch, w, h), buf
 
 
@@ -283,8 +322,11 @@ def test_bgr_matches_cpu_path(gpu, assets, video, dtype):
     out.free()
     for i, frame in enumerate(frames):
         assert boxes[i] == Letterbox.fit(frame.shape[:2], INPUT_HW)
-        worst, _ = report(f"BGR {video} frame {i} {np.dtype(dtype).name}", got[i],
-                          cpu_reference(frame, INPUT_HW, dtype))
+        worst, _ = report(
+            f"BGR {video} frame {i} {np.dtype(dtype).name}",
+            got[i],
+            cpu_reference(frame, INPUT_HW, dtype),
+        )
         assert worst <= within(2, dtype)
 
 
@@ -310,10 +352,11 @@ def test_mixed_sizes_and_kinds_in_one_launch(gpu, assets, dtype):
     phone_from_nv12 = cv2.cvtColor(nv12, cv2.COLOR_YUV2BGR_NV12)
     limit = within(2, dtype)
     assert report("mixed: bikes BGR", got[0], cpu_reference(bikes, INPUT_HW, dtype))[0] <= limit
-    assert report("mixed: carphone NV12", got[1],
-                  cpu_reference(phone_from_nv12, INPUT_HW, dtype))[0] <= limit
-    assert report("mixed: carphone BGR", got[2],
-                  cpu_reference(phone, INPUT_HW, dtype))[0] <= limit
+    assert (
+        report("mixed: carphone NV12", got[1], cpu_reference(phone_from_nv12, INPUT_HW, dtype))[0]
+        <= limit
+    )
+    assert report("mixed: carphone BGR", got[2], cpu_reference(phone, INPUT_HW, dtype))[0] <= limit
     assert np.isnan(got[3:].astype(np.float32)).all()  # slots past the batch untouched
 
 
@@ -331,7 +374,7 @@ def test_padding_is_exactly_grey(gpu, assets, dtype):
         got = out.read(stream)[0]
     out.free()
     grey = np.array(np.float32(PAD_VALUE) * np.float32(1 / 255), dtype)
-    top, bottom = got[:, :box.pad_y], got[:, box.pad_y + box.resized_wh[1]:]
+    top, bottom = got[:, : box.pad_y], got[:, box.pad_y + box.resized_wh[1] :]
     assert top.size and bottom.size
     assert (top == grey).all() and (bottom == grey).all()
 
@@ -415,10 +458,14 @@ def test_nvdec_nv12_matches_opencv_decoded_frames(gpu, nvdec, assets, video, dty
     name = np.dtype(dtype).name
     for i, (frame, nv12) in enumerate(zip(frames, planes)):
         same_planes = cpu_reference(cv2.cvtColor(nv12, cv2.COLOR_YUV2BGR_NV12), INPUT_HW, dtype)
-        assert report(f"NVDEC {video} #{indices[i]} {name} vs cvtColor of its planes",
-                      got[i], same_planes)[0] <= within(2, dtype)
-        worst, mean = report(f"NVDEC {video} #{indices[i]} {name} vs OpenCV-decoded BGR",
-                             got[i], cpu_reference(frame, INPUT_HW, dtype))
+        assert report(
+            f"NVDEC {video} #{indices[i]} {name} vs cvtColor of its planes", got[i], same_planes
+        )[0] <= within(2, dtype)
+        worst, mean = report(
+            f"NVDEC {video} #{indices[i]} {name} vs OpenCV-decoded BGR",
+            got[i],
+            cpu_reference(frame, INPUT_HW, dtype),
+        )
         assert worst <= within(5, dtype) and mean <= 1.5
 
 
@@ -438,7 +485,9 @@ def test_nvdec_full_resolution_colour_difference(gpu, nvdec, assets):
             got = out.read(stream)[0]
         surface.release(stream)
         out.free()
-    worst, mean = report("NVDEC bikes #0 full resolution vs OpenCV-decoded BGR", got,
-                         cpu_reference(frame, hw, np.float32))
+    worst, mean = report(
+        "NVDEC bikes #0 full resolution vs OpenCV-decoded BGR",
+        got,
+        cpu_reference(frame, hw, np.float32),
+    )
     assert worst <= within(4, np.float32) and mean <= 2
-

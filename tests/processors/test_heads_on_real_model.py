@@ -20,15 +20,18 @@ def as_yolov8(src: Path, dst: Path) -> Path:
     graph = model.graph
     old = graph.output[0].name
     graph.initializer.extend([numpy_helper.from_array(np.array([4, 1, 80], np.int64), "v8_split")])
-    graph.node.extend([
-        helper.make_node("Split", [old, "v8_split"], ["v8_xywh", "v8_obj", "v8_cls"], axis=2),
-        helper.make_node("Mul", ["v8_cls", "v8_obj"], ["v8_scores"]),
-        helper.make_node("Concat", ["v8_xywh", "v8_scores"], ["v8_rows"], axis=2),
-        helper.make_node("Transpose", ["v8_rows"], ["output_v8"], perm=[0, 2, 1]),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node("Split", [old, "v8_split"], ["v8_xywh", "v8_obj", "v8_cls"], axis=2),
+            helper.make_node("Mul", ["v8_cls", "v8_obj"], ["v8_scores"]),
+            helper.make_node("Concat", ["v8_xywh", "v8_scores"], ["v8_rows"], axis=2),
+            helper.make_node("Transpose", ["v8_rows"], ["output_v8"], perm=[0, 2, 1]),
+        ]
+    )
     del graph.output[:]
-    graph.output.extend([helper.make_tensor_value_info("output_v8", TensorProto.FLOAT,
-                                                       ["batch", 84, 2535])])
+    graph.output.extend(
+        [helper.make_tensor_value_info("output_v8", TensorProto.FLOAT, ["batch", 84, 2535])]
+    )
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return dst

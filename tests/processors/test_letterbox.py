@@ -7,9 +7,9 @@ from processors.letterbox import PAD_VALUE, Letterbox, letterbox_bgr, preprocess
 @pytest.mark.parametrize(
     "src_hw, dst_hw, scale, pad_xy, resized_wh",
     [
-        ((272, 640), (416, 416), 0.65, (0, 119), (416, 177)),   # bikes.mp4: wide
-        ((640, 272), (416, 416), 0.65, (119, 0), (177, 416)),   # tall
-        ((416, 416), (416, 416), 1.0, (0, 0), (416, 416)),      # exact
+        ((272, 640), (416, 416), 0.65, (0, 119), (416, 177)),  # bikes.mp4: wide
+        ((640, 272), (416, 416), 0.65, (119, 0), (177, 416)),  # tall
+        ((416, 416), (416, 416), 1.0, (0, 0), (416, 416)),  # exact
         ((1080, 1920), (640, 640), 1 / 3, (0, 140), (640, 360)),  # 1080p
         ((144, 176), (416, 416), 416 / 176, (0, 38), (416, 340)),  # carphone: upscale
     ],
@@ -45,8 +45,8 @@ def test_preprocess_writes_rgb_unit_range_with_grey_padding():
     dst = np.full((3, 64, 64), -1, np.float32)
     box = preprocess_into(dst, image)
     top, height = box.pad_y, box.resized_wh[1]
-    inside = dst[:, top + 1: top + height - 1, 1:-1]
-    assert inside[2].min() == pytest.approx(1.0)   # blue lands in the third (B of RGB) plane
+    inside = dst[:, top + 1 : top + height - 1, 1:-1]
+    assert inside[2].min() == pytest.approx(1.0)  # blue lands in the third (B of RGB) plane
     assert inside[0].max() == pytest.approx(0.0)
     assert dst[:, 0, 0] == pytest.approx([PAD_VALUE / 255] * 3)
     assert dst.min() >= 0

@@ -22,8 +22,15 @@ def test_opencv_and_numpy_paths_keep_the_same_boxes_in_the_same_order(seed, monk
     # And per group, the plain greedy pass of that group alone.
     for group in range(6):
         members = np.flatnonzero(groups == group)
-        alone = members[nms(xyxy[members], scores[members], np.zeros(len(members), int), 0.45,
-                            max_detections=len(members))]
+        alone = members[
+            nms(
+                xyxy[members],
+                scores[members],
+                np.zeros(len(members), int),
+                0.45,
+                max_detections=len(members),
+            )
+        ]
         np.testing.assert_array_equal(with_opencv[groups[with_opencv] == group], alone)
 
 
@@ -50,6 +57,14 @@ def test_iou_semantics(backend, monkeypatch):
     assert batched_nms(xyxy, scores, np.zeros(2, int), 0.33).tolist() == [0]
     # Equal scores: input order first.
     far = np.array([[0, 0, 1, 1], [5, 5, 6, 6], [9, 9, 10, 10]], np.float32)
-    assert batched_nms(far, np.full(3, 0.5, np.float32), np.zeros(3, int), 0.5).tolist() == [0, 1, 2]
-    assert batched_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int),
-                       0.5).size == 0
+    assert batched_nms(far, np.full(3, 0.5, np.float32), np.zeros(3, int), 0.5).tolist() == [
+        0,
+        1,
+        2,
+    ]
+    assert (
+        batched_nms(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), 0.5
+        ).size
+        == 0
+    )

@@ -9,18 +9,26 @@ IDENTITY = Letterbox(1.0, 0, 0, (416, 416))
 
 
 def v5_rows(boxes_cxcywh, objectness, class_scores):
-    return np.concatenate([np.asarray(boxes_cxcywh, np.float32),
-                           np.asarray(objectness, np.float32)[:, None],
-                           np.asarray(class_scores, np.float32)], axis=1)
+    return np.concatenate(
+        [
+            np.asarray(boxes_cxcywh, np.float32),
+            np.asarray(objectness, np.float32)[:, None],
+            np.asarray(class_scores, np.float32),
+        ],
+        axis=1,
+    )
 
 
-@pytest.mark.parametrize("shape, classes, expected", [
-    ((1, 2535, 85), 80, "yolov5"),
-    ((1, 25200, 85), None, "yolov5"),
-    ((1, 84, 8400), 80, "yolov8"),
-    ((1, 84, 8400), None, "yolov8"),
-    ((1, 6, 8400), 2, "yolov8"),
-])
+@pytest.mark.parametrize(
+    "shape, classes, expected",
+    [
+        ((1, 2535, 85), 80, "yolov5"),
+        ((1, 25200, 85), None, "yolov5"),
+        ((1, 84, 8400), 80, "yolov8"),
+        ((1, 84, 8400), None, "yolov8"),
+        ((1, 6, 8400), 2, "yolov8"),
+    ],
+)
 def test_detect_head_format(shape, classes, expected):
     assert detect_head_format(shape, classes) == expected
 
@@ -31,8 +39,7 @@ def test_detect_head_format_rejects_other_ranks():
 
 
 def test_yolov5_scores_are_objectness_times_class():
-    rows = v5_rows([[100, 100, 50, 40], [300, 300, 20, 20]], [0.9, 0.2],
-                   [[0.1, 0.8], [0.9, 0.1]])
+    rows = v5_rows([[100, 100, 50, 40], [300, 300, 20, 20]], [0.9, 0.2], [[0.1, 0.8], [0.9, 0.1]])
     dets = decode_yolo(rows, "yolov5", IDENTITY, (416, 416), 0.25, 0.45)
     assert len(dets) == 1  # second: 0.2 * 0.9 = 0.18 < 0.25
     assert dets.class_ids.tolist() == [1]
@@ -41,8 +48,17 @@ def test_yolov5_scores_are_objectness_times_class():
 
 
 def test_yolov8_layout_is_transposed_without_objectness():
-    rows = np.array([[100, 300], [100, 300], [50, 20], [40, 20],  # cx, cy, w, h
-                     [0.1, 0.3], [0.6, 0.2]], np.float32)         # two classes
+    rows = np.array(
+        [
+            [100, 300],
+            [100, 300],
+            [50, 20],
+            [40, 20],  # cx, cy, w, h
+            [0.1, 0.3],
+            [0.6, 0.2],
+        ],
+        np.float32,
+    )  # two classes
     dets = decode_yolo(rows, "yolov8", IDENTITY, (416, 416), 0.25, 0.45)
     assert dets.class_ids.tolist() == [1, 0]
     np.testing.assert_allclose(dets.scores, [0.6, 0.3])
@@ -85,6 +101,8 @@ def test_nms_of_nothing():
 
 
 def test_box_iou_values():
-    ious = box_iou(np.array([0, 0, 10, 10.]), np.array([[0, 0, 10, 10], [5, 0, 15, 10],
-                                                       [20, 20, 30, 30], [0, 0, 0, 0.]]))
+    ious = box_iou(
+        np.array([0, 0, 10, 10.0]),
+        np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 0, 0.0]]),
+    )
     np.testing.assert_allclose(ious, [1.0, 1 / 3, 0.0, 0.0])

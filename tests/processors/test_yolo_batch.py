@@ -20,12 +20,19 @@ from processors.yolo import decode_yolo, decode_yolo_batch
 
 # Bikes (640x272, letterboxed top/bottom) and carphone (176x144, left/right) interleaved, so
 # that neighbouring images of the batch have different letterboxes and sizes.
-FRAMES = [("bikes.mp4", 0), ("carphone_pristine.mp4", 0), ("bikes.mp4", 60),
-          ("carphone_pristine.mp4", 30), ("bikes.mp4", 123), ("carphone_pristine.mp4", 60),
-          ("bikes.mp4", 200), ("carphone_pristine.mp4", 90)]
+FRAMES = [
+    ("bikes.mp4", 0),
+    ("carphone_pristine.mp4", 0),
+    ("bikes.mp4", 60),
+    ("carphone_pristine.mp4", 30),
+    ("bikes.mp4", 123),
+    ("carphone_pristine.mp4", 60),
+    ("bikes.mp4", 200),
+    ("carphone_pristine.mp4", 90),
+]
 
 
-# --- the previous per-frame implementation (reference; box_iou is unchanged) ------------------
+# --- the previous per-frame implementation (reference; box_iou is unchanged) ----------------------
 
 
 def ref_nms(xyxy, scores, class_ids, iou_threshold, max_detections=300):
@@ -43,8 +50,16 @@ def ref_nms(xyxy, scores, class_ids, iou_threshold, max_detections=300):
     return np.asarray(keep, dtype=np.int64)
 
 
-def ref_decode(output, head_format, letterbox, source_hw, conf_threshold, iou_threshold,
-               max_detections=100, max_candidates=3000):
+def ref_decode(
+    output,
+    head_format,
+    letterbox,
+    source_hw,
+    conf_threshold,
+    iou_threshold,
+    max_detections=100,
+    max_candidates=3000,
+):
     if head_format == "yolov8":
         rows = output.T
         class_scores = rows[:, 4:]
@@ -74,11 +89,14 @@ def ref_decode(output, head_format, letterbox, source_hw, conf_threshold, iou_th
     xyxy[:, :2] = cxcywh[:, :2] - cxcywh[:, 2:] / 2
     xyxy[:, 2:] = cxcywh[:, :2] + cxcywh[:, 2:] / 2
     keep = ref_nms(xyxy, scores, class_ids, iou_threshold, max_detections)
-    return Detections(letterbox.to_source(xyxy[keep], source_hw),
-                      scores[keep].astype(np.float32), class_ids[keep].astype(np.int32))
+    return Detections(
+        letterbox.to_source(xyxy[keep], source_hw),
+        scores[keep].astype(np.float32),
+        class_ids[keep].astype(np.int32),
+    )
 
 
-# --- fixtures and helpers ------------------------------------------------------------------------
+# --- fixtures and helpers -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +110,9 @@ def real_batch(assets):
         cap.release()
         assert ok, (name, index)
         images.append(image)
-    engine = OnnxRuntimeEngine(assets.model_onnx,
-                               EngineOptions(backend="onnxruntime", max_batch=len(images)))
+    engine = OnnxRuntimeEngine(
+        assets.model_onnx, EngineOptions(backend="onnxruntime", max_batch=len(images))
+    )
     try:
         slot = engine.acquire()
         boxes = [preprocess_into(slot.input[i], image) for i, image in enumerate(images)]
@@ -134,7 +153,7 @@ def v5_image(boxes_cxcywh, scores, class_ids, num_classes=3, num_boxes=8):
 IDENTITY = Letterbox(1.0, 0, 0, (416, 416))
 
 
-# --- real outputs ----------------------------------------------------------------------------------
+# --- real outputs ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("conf", [0.05, 0.25, 0.5])
@@ -143,8 +162,9 @@ def test_yolov5_batch_matches_the_per_frame_decoder(real_batch, conf):
     got = decode_yolo_batch(output, "yolov5", boxes, hws, conf, 0.45, 100)
     assert len(got) == len(FRAMES)
     for i in range(len(FRAMES)):
-        assert_same(got[i], ref_decode(output[i], "yolov5", boxes[i], hws[i], conf, 0.45),
-                    f"frame {i}")
+        assert_same(
+            got[i], ref_decode(output[i], "yolov5", boxes[i], hws[i], conf, 0.45), f"frame {i}"
+        )
     if conf == 0.25:  # the data is not trivial: both videos give detections, a person included
         counts = [len(d) for d in got]
         assert sum(counts) >= 8 and sum(c > 0 for c in counts) >= 5, counts
@@ -161,8 +181,9 @@ def test_yolov8_layout_matches_the_per_frame_decoder(real_batch):
     same_as_v5 = decode_yolo_batch(output, "yolov5", boxes, hws, 0.1, 0.45, 100)
     assert sum(len(d) for d in got) >= 10
     for i in range(len(FRAMES)):
-        assert_same(got[i], ref_decode(output_v8[i], "yolov8", boxes[i], hws[i], 0.1, 0.45),
-                    f"frame {i}")
+        assert_same(
+            got[i], ref_decode(output_v8[i], "yolov8", boxes[i], hws[i], 0.1, 0.45), f"frame {i}"
+        )
         assert_same(got[i], same_as_v5[i], f"frame {i} v5")
 
 
@@ -172,10 +193,14 @@ def test_float16_outputs_decode_like_their_float32_values(real_batch):
     got = decode_yolo_batch(half, "yolov5", boxes, hws, 0.1, 0.45, 100)
     assert sum(len(d) for d in got) >= 10
     for i in range(len(FRAMES)):
-        assert_same(got[i], ref_decode(half[i].astype(np.float32), "yolov5", boxes[i], hws[i],
-                                       0.1, 0.45), f"frame {i}")
-    got_v8 = decode_yolo_batch(as_yolov8(output).astype(np.float16), "yolov8", boxes, hws, 0.1,
-                               0.45, 100)
+        assert_same(
+            got[i],
+            ref_decode(half[i].astype(np.float32), "yolov5", boxes[i], hws[i], 0.1, 0.45),
+            f"frame {i}",
+        )
+    got_v8 = decode_yolo_batch(
+        as_yolov8(output).astype(np.float16), "yolov8", boxes, hws, 0.1, 0.45, 100
+    )
     assert [len(d) for d in got_v8] == [len(d) for d in got]
 
 
@@ -224,8 +249,11 @@ def test_candidate_cap_per_image(real_batch, monkeypatch):
     monkeypatch.setattr(yolo_module, "MAX_CANDIDATES", 6)
     got = decode_yolo_batch(output, "yolov5", boxes, hws, 0.05, 0.45, 100)
     for i in range(len(FRAMES)):
-        assert_same(got[i], ref_decode(output[i], "yolov5", boxes[i], hws[i], 0.05, 0.45,
-                                       max_candidates=6), f"frame {i}")
+        assert_same(
+            got[i],
+            ref_decode(output[i], "yolov5", boxes[i], hws[i], 0.05, 0.45, max_candidates=6),
+            f"frame {i}",
+        )
 
 
 def test_nms_split_into_several_calls_gives_the_same(real_batch, monkeypatch):
@@ -262,14 +290,15 @@ def test_single_image_decoder_is_the_batch_of_one(real_batch):
         assert_same(decode_yolo(output[i], "yolov5", boxes[i], hws[i], 0.25, 0.45), batch[i])
 
 
-# --- edge cases --------------------------------------------------------------------------------
+# --- edge cases -----------------------------------------------------------------------------------
 
 
 def test_empty_batch(real_batch):
     output, _, _ = real_batch
     assert decode_yolo_batch(output, "yolov5", [], [], 0.25, 0.45) == []
-    assert decode_yolo_batch(np.zeros((0, 2535, 85), np.float32), "yolov5", [], [], 0.25,
-                             0.45) == []
+    assert (
+        decode_yolo_batch(np.zeros((0, 2535, 85), np.float32), "yolov5", [], [], 0.25, 0.45) == []
+    )
 
 
 @pytest.mark.parametrize("head", ["yolov5", "yolov8"])
@@ -309,14 +338,19 @@ def test_neighbouring_groups_never_merge_even_with_negative_coordinates(backend,
     first = v5_image([[395, 395, 10, 10]], [0.9], [num_classes - 1], num_classes)
     second = v5_image([[-6, -6, 10, 10]], [0.8], [0], num_classes)
     # OpenCV's own offset (group * (max coordinate + 1)) does merge these two:
-    naive = cv2.dnn.NMSBoxesBatched([[390.0, 390, 10, 10], [-11.0, -11, 10, 10]],
-                                    np.array([0.9, 0.8], np.float32),
-                                    np.array([num_classes - 1, num_classes], np.int32), -1.0, 0.45)
+    naive = cv2.dnn.NMSBoxesBatched(
+        [[390.0, 390, 10, 10], [-11.0, -11, 10, 10]],
+        np.array([0.9, 0.8], np.float32),
+        np.array([num_classes - 1, num_classes], np.int32),
+        -1.0,
+        0.45,
+    )
     assert len(naive) == 1
     if backend == "numpy":
         monkeypatch.setattr(nms_module, "_NMS_BOXES_BATCHED", None)
-    got = decode_yolo_batch(np.stack([first, second]), "yolov5", [IDENTITY] * 2,
-                            [(416, 416)] * 2, 0.25, 0.45)
+    got = decode_yolo_batch(
+        np.stack([first, second]), "yolov5", [IDENTITY] * 2, [(416, 416)] * 2, 0.25, 0.45
+    )
     assert [len(d) for d in got] == [1, 1]
 
 
@@ -325,8 +359,15 @@ def test_max_detections_is_per_image_and_best_first():
     centres = [[20 + 50 * k, 20, 30, 30] for k in range(5)]
     first = v5_image(centres, [0.5, 0.9, 0.3, 0.8, 0.7], [0] * 5)
     second = v5_image(centres[:2], [0.4, 0.6], [1, 1])
-    got = decode_yolo_batch(np.stack([first, second]), "yolov5", [IDENTITY] * 2,
-                            [(416, 416)] * 2, 0.25, 0.45, max_detections=3)
+    got = decode_yolo_batch(
+        np.stack([first, second]),
+        "yolov5",
+        [IDENTITY] * 2,
+        [(416, 416)] * 2,
+        0.25,
+        0.45,
+        max_detections=3,
+    )
     np.testing.assert_allclose(got[0].scores, [0.9, 0.8, 0.7])
     np.testing.assert_allclose(got[0].xyxy[:, 0], [55, 155, 205])
     np.testing.assert_allclose(got[1].scores, [0.6, 0.4])
@@ -334,8 +375,9 @@ def test_max_detections_is_per_image_and_best_first():
 
 
 def test_overlapping_boxes_of_one_image_and_class_are_suppressed():
-    image = v5_image([[100, 100, 40, 40], [102, 102, 40, 40], [102, 102, 40, 40]],
-                     [0.9, 0.8, 0.7], [0, 0, 1])
+    image = v5_image(
+        [[100, 100, 40, 40], [102, 102, 40, 40], [102, 102, 40, 40]], [0.9, 0.8, 0.7], [0, 0, 1]
+    )
     got = decode_yolo_batch(image[None], "yolov5", [IDENTITY], [(416, 416)], 0.25, 0.45)
     assert got[0].class_ids.tolist() == [0, 1]
     np.testing.assert_allclose(got[0].scores, [0.9, 0.7])
@@ -346,11 +388,13 @@ def test_each_frame_uses_its_own_letterbox_and_clip():
     small = Letterbox.fit((144, 176), (416, 416))
     # The same model-pixel box, and one running off the bottom-right of the image.
     image = v5_image([[208, 208, 65, 65], [410, 410, 40, 40]], [0.9, 0.8], [0, 1])
-    got = decode_yolo_batch(np.stack([image, image]), "yolov5", [wide, small],
-                            [(272, 640), (144, 176)], 0.25, 0.45)
+    got = decode_yolo_batch(
+        np.stack([image, image]), "yolov5", [wide, small], [(272, 640), (144, 176)], 0.25, 0.45
+    )
     for d, box, hw in zip(got, (wide, small), ((272, 640), (144, 176))):
-        want = box.to_source(np.array([[175.5, 175.5, 240.5, 240.5], [390, 390, 430, 430]],
-                                      np.float32), hw)
+        want = box.to_source(
+            np.array([[175.5, 175.5, 240.5, 240.5], [390, 390, 430, 430]], np.float32), hw
+        )
         np.testing.assert_array_equal(d.xyxy, want)
         assert d.xyxy[:, 2].max() <= hw[1] and d.xyxy[:, 3].max() <= hw[0]
 

@@ -30,48 +30,91 @@ def test_defaults_fill_missing_sections():
     assert config.streams[0].is_file is False
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({}, r"^streams: missing"),
-    ({"streams": []}, r"^streams: expected a non-empty list"),
-    (minimal(bogus=1), r"^bogus: unknown key"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x", "colour": "red"}]}, r"^streams\[0\]\.colour: unknown key"),
-    ({"streams": [{"url": "rtsp://h/x"}]}, r"^streams\[0\]\.id: missing"),
-    ({"streams": [{"id": "a b", "url": "rtsp://h/x"}]}, r"^streams\[0\]\.id: expected"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x"}, {"id": "a", "url": "rtsp://h/y"}]}, r"^streams\[1\]\.id: duplicate"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x"}, {"id": "b", "url": "rtsp:///nohost"}]}, r"^streams\[1\]\.url: .* has no host"),
-    ({"streams": [{"id": "a", "url": "rtsp://h:99999/x"}]}, r"^streams\[0\]\.url: .* bad port"),
-    ({"streams": [{"id": "a", "url": "gopher://h/x"}]}, r"^streams\[0\]\.url: unsupported URL scheme 'gopher'"),
-    ({"streams": [{"id": "a", "url": "/no/such/file.mp4"}]}, r"^streams\[0\]\.url: file not found"),
-    ({"streams": [{"id": "a", "url": "sample:nope.mp4"}]}, r"^streams\[0\]\.url: unknown sample"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x", "fps": "fast"}]}, r"^streams\[0\]\.fps: expected a number"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x", "fps": 0}]}, r"^streams\[0\]\.fps: 0 is out of range"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x", "loop": "yes"}]}, r"^streams\[0\]\.loop: expected true or false"),
-    ({"streams": [{"id": "a", "url": "rtsp://h/x", "decoder": "magic"}]}, r"^streams\[0\]\.decoder: expected one of"),
-    (minimal(engine={"max_batch": 0}), r"^engine\.max_batch: 0 is out of range"),
-    (minimal(engine={"max_batch": True}), r"^engine\.max_batch: expected an integer"),
-    (minimal(engine={"backend": "torch"}), r"^engine\.backend: expected one of auto, onnxruntime, tensorrt"),
-    (minimal(engine={"device": "gpu0"}), r"^engine\.device: expected 'cpu' or 'cuda:N'"),
-    (minimal(engine={"max_batch": 4, "opt_batch": 8}), r"^engine\.opt_batch: 8 exceeds"),
-    (minimal(model={"path": "/no/model.onnx"}), r"^model\.path: file not found"),
-    (minimal(model={"path": "builtin:yolov9"}), r"^model\.path: unknown built-in"),
-    (minimal(model={"conf_threshold": 1.5}), r"^model\.conf_threshold: 1.5 is out of range"),
-    (minimal(publish={"endpoint": "http://x"}), r"^publish\.endpoint: expected a ZeroMQ endpoint"),
-    (minimal(metrics={"port": 70000}), r"^metrics\.port: 70000 is out of range"),
-    (minimal(batch=[1, 2]), r"^batch: expected a mapping"),
-    ([1, 2], r"^config: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({}, r"^streams: missing"),
+        ({"streams": []}, r"^streams: expected a non-empty list"),
+        (minimal(bogus=1), r"^bogus: unknown key"),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x", "colour": "red"}]},
+            r"^streams\[0\]\.colour: unknown key",
+        ),
+        ({"streams": [{"url": "rtsp://h/x"}]}, r"^streams\[0\]\.id: missing"),
+        ({"streams": [{"id": "a b", "url": "rtsp://h/x"}]}, r"^streams\[0\]\.id: expected"),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x"}, {"id": "a", "url": "rtsp://h/y"}]},
+            r"^streams\[1\]\.id: duplicate",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x"}, {"id": "b", "url": "rtsp:///nohost"}]},
+            r"^streams\[1\]\.url: .* has no host",
+        ),
+        ({"streams": [{"id": "a", "url": "rtsp://h:99999/x"}]}, r"^streams\[0\]\.url: .* bad port"),
+        (
+            {"streams": [{"id": "a", "url": "gopher://h/x"}]},
+            r"^streams\[0\]\.url: unsupported URL scheme 'gopher'",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "/no/such/file.mp4"}]},
+            r"^streams\[0\]\.url: file not found",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "sample:nope.mp4"}]},
+            r"^streams\[0\]\.url: unknown sample",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x", "fps": "fast"}]},
+            r"^streams\[0\]\.fps: expected a number",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x", "fps": 0}]},
+            r"^streams\[0\]\.fps: 0 is out of range",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x", "loop": "yes"}]},
+            r"^streams\[0\]\.loop: expected true or false",
+        ),
+        (
+            {"streams": [{"id": "a", "url": "rtsp://h/x", "decoder": "magic"}]},
+            r"^streams\[0\]\.decoder: expected one of",
+        ),
+        (minimal(engine={"max_batch": 0}), r"^engine\.max_batch: 0 is out of range"),
+        (minimal(engine={"max_batch": True}), r"^engine\.max_batch: expected an integer"),
+        (
+            minimal(engine={"backend": "torch"}),
+            r"^engine\.backend: expected one of auto, onnxruntime, tensorrt",
+        ),
+        (minimal(engine={"device": "gpu0"}), r"^engine\.device: expected 'cpu' or 'cuda:N'"),
+        (minimal(engine={"max_batch": 4, "opt_batch": 8}), r"^engine\.opt_batch: 8 exceeds"),
+        (minimal(model={"path": "/no/model.onnx"}), r"^model\.path: file not found"),
+        (minimal(model={"path": "builtin:yolov9"}), r"^model\.path: unknown built-in"),
+        (minimal(model={"conf_threshold": 1.5}), r"^model\.conf_threshold: 1.5 is out of range"),
+        (
+            minimal(publish={"endpoint": "http://x"}),
+            r"^publish\.endpoint: expected a ZeroMQ endpoint",
+        ),
+        (minimal(metrics={"port": 70000}), r"^metrics\.port: 70000 is out of range"),
+        (minimal(batch=[1, 2]), r"^batch: expected a mapping"),
+        ([1, 2], r"^config: expected a mapping"),
+    ],
+)
 def test_invalid_values_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
 
 
 def test_env_interpolation_with_default_and_missing():
-    raw = {"streams": [{"id": "cam", "url": "rtsp://admin:${CAM_PASS}@cam.local/live"}],
-           "publish": {"endpoint": "tcp://127.0.0.1:${PORT:-6000}"}}
+    raw = {
+        "streams": [{"id": "cam", "url": "rtsp://admin:${CAM_PASS}@cam.local/live"}],
+        "publish": {"endpoint": "tcp://127.0.0.1:${PORT:-6000}"},
+    }
     config = parse_config(raw, environ={"CAM_PASS": "s3cret"})
     assert config.streams[0].url == "rtsp://admin:s3cret@cam.local/live"
     assert config.publish.endpoint == "tcp://127.0.0.1:6000"
-    with pytest.raises(ConfigError, match=r"^streams\[0\]\.url: environment variable \$\{CAM_PASS\} is not set"):
+    with pytest.raises(
+        ConfigError, match=r"^streams\[0\]\.url: environment variable \$\{CAM_PASS\} is not set"
+    ):
         parse_config(raw, environ={})
 
 
@@ -86,7 +129,9 @@ def test_error_messages_never_show_credentials():
 def test_relative_paths_resolve_from_the_config_file(tmp_path):
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "a.mp4").write_bytes(b"\0")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"streams": [{"id": "a", "url": "clips/a.mp4"}]}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"streams": [{"id": "a", "url": "clips/a.mp4"}]})
+    )
     config = load_config(tmp_path / "c.yaml")
     assert config.streams[0].url == str(tmp_path / "clips" / "a.mp4")
     assert config.streams[0].is_file

@@ -59,7 +59,8 @@ def test_every_config_key_is_documented_and_every_documented_key_exists():
     for section, keys in documented.items():
         assert keys == accepted_keys(section), (
             f"{section}: undocumented {sorted(accepted_keys(section) - keys)}, "
-            f"documented but unknown {sorted(keys - accepted_keys(section))}")
+            f"documented but unknown {sorted(keys - accepted_keys(section))}"
+        )
 
 
 def flatten(message: dict, prefix: str = "") -> set[str]:
@@ -96,8 +97,7 @@ def documented_fields() -> dict[str, set[str]]:
     return fields
 
 
-def test_every_message_field_is_documented_and_every_documented_field_is_sent(assets,
-                                                                             tmp_path):
+def test_every_message_field_is_documented_and_every_documented_field_is_sent(assets, tmp_path):
     """Real messages from a real run that has every kind of event: a file that plays to its
     end, one that fails, a camera that is not there (reconnecting), two worker processes."""
     from tests.helpers import Collector, free_port, run_cli, write_config
@@ -105,11 +105,17 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(bytes(range(256)) * 64)
     port = free_port()
-    config = write_config(tmp_path / "c.yaml", [
-        {"id": "carphone", "url": str(assets.videos["carphone_pristine.mp4"]), "pace": "none"},
-        {"id": "garbage", "url": str(garbage)},
-        {"id": "absent", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
-    ], port, workers={"processes": 2}, capture={"open_timeout_s": 1, "reconnect_max_s": 1})
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "carphone", "url": str(assets.videos["carphone_pristine.mp4"]), "pace": "none"},
+            {"id": "garbage", "url": str(garbage)},
+            {"id": "absent", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
+        ],
+        port,
+        workers={"processes": 2},
+        capture={"open_timeout_s": 1, "reconnect_max_s": 1},
+    )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     try:
         result = run_cli("run", str(config), "--no-live", "--duration", "12", timeout=120)
@@ -123,4 +129,5 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
     for kind in sent:
         assert sent[kind] == documented[kind], (
             f"{kind}: sent but undocumented {sorted(sent[kind] - documented[kind])}, "
-            f"documented but never sent {sorted(documented[kind] - sent[kind])}")
+            f"documented but never sent {sorted(documented[kind] - sent[kind])}"
+        )

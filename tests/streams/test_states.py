@@ -15,18 +15,27 @@ def test_every_state_has_its_moves_and_only_starting_is_never_published():
         status_message("cam", StreamState.STARTING.value)
 
 
-@pytest.mark.parametrize("old, new", [
-    ("starting", "connecting"), ("connecting", "live"), ("live", "reconnecting"),
-    ("reconnecting", "live"), ("live", "ended"), ("connecting", "failed"),
-    ("live", "connecting"),      # NVDEC gave up: the stream starts again on the CPU
-    ("ended", "reconnecting"),   # its worker process died and is being restarted
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("starting", "connecting"),
+        ("connecting", "live"),
+        ("live", "reconnecting"),
+        ("reconnecting", "live"),
+        ("live", "ended"),
+        ("connecting", "failed"),
+        ("live", "connecting"),  # NVDEC gave up: the stream starts again on the CPU
+        ("ended", "reconnecting"),  # its worker process died and is being restarted
+    ],
+)
 def test_the_lifecycle_moves(old, new):
     assert advance(old, new) is StreamState(new)
 
 
-@pytest.mark.parametrize("old, new", [
-    ("ended", "live"), ("failed", "connecting"), ("ended", "ended"), ("starting", "live")])
+@pytest.mark.parametrize(
+    "old, new",
+    [("ended", "live"), ("failed", "connecting"), ("ended", "ended"), ("starting", "live")],
+)
 def test_moves_the_lifecycle_does_not_have_are_refused_with_both_names(old, new):
     with pytest.raises(BadTransition, match=f"from {old} to {new}"):
         advance(old, new)

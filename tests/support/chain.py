@@ -71,14 +71,22 @@ def run_chain(engine, videos: dict[str, Path], *, serial: bool = False) -> Chain
     from streams.capture.nvdec import NvdecReader
 
     rt = cuda.cudart()
-    pre = GpuPreprocessor(engine.input_hw, engine.input_spec.dtype, engine.max_batch,
-                          device_index=0)
+    pre = GpuPreprocessor(
+        engine.input_hw, engine.input_spec.dtype, engine.max_batch, device_index=0
+    )
     readers = {sid: NvdecReader(path, pool_size=4) for sid, path in videos.items()}
     stop = threading.Event()
     feeds: dict[str, queue.Queue] = {sid: queue.Queue(maxsize=2) for sid in videos}
-    threads = [] if serial else [
-        threading.Thread(target=_decode_ahead, args=(readers[sid], feeds[sid], stop),
-                         daemon=True) for sid in videos]
+    threads = (
+        []
+        if serial
+        else [
+            threading.Thread(
+                target=_decode_ahead, args=(readers[sid], feeds[sid], stop), daemon=True
+            )
+            for sid in videos
+        ]
+    )
     for thread in threads:
         thread.start()
     row_bytes = engine.input_spec.dtype.itemsize * int(np.prod(engine.input_spec.shape[1:]))
@@ -120,16 +128,23 @@ def run_chain(engine, videos: dict[str, Path], *, serial: bool = False) -> Chain
             slot = engine.acquire()
             if slot.index not in staged:
                 staged[slot.index] = cuda.PinnedBuffer(
-                    (engine.max_batch, *engine.input_spec.shape[1:]), engine.input_spec.dtype)
+                    (engine.max_batch, *engine.input_spec.shape[1:]), engine.input_spec.dtype
+                )
             try:
                 pre.preprocess(slot.stream, slot.device_input.ptr, [s.nv12() for s in surfaces])
             finally:
                 for surface in surfaces:
                     surface.release(slot.stream)
-            cuda.check(rt.cudaMemcpyAsync(
-                staged[slot.index].ptr, slot.device_input.ptr, len(surfaces) * row_bytes,
-                rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, slot.stream.handle),
-                "cudaMemcpyAsync(kernel output)")
+            cuda.check(
+                rt.cudaMemcpyAsync(
+                    staged[slot.index].ptr,
+                    slot.device_input.ptr,
+                    len(surfaces) * row_bytes,
+                    rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    slot.stream.handle,
+                ),
+                "cudaMemcpyAsync(kernel output)",
+            )
             slot.submit(len(surfaces), input_on_device=True)
             in_flight.append((slot, keys))
             run.batches += 1

@@ -14,8 +14,12 @@ def download_nv12(surface) -> np.ndarray:
     host = np.empty((h * 3 // 2, w), np.uint8)
     kind = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
     cuda.check(rt.cudaEventSynchronize(surface.ready_event), "cudaEventSynchronize")
-    cuda.check(rt.cudaMemcpy2D(host.ctypes.data, w, surface.y_ptr, surface.pitch, w, h, kind),
-               "cudaMemcpy2D(Y)")
-    cuda.check(rt.cudaMemcpy2D(host[h:].ctypes.data, w, surface.uv_ptr, surface.pitch, w,
-                               h // 2, kind), "cudaMemcpy2D(UV)")
+    cuda.check(
+        rt.cudaMemcpy2D(host.ctypes.data, w, surface.y_ptr, surface.pitch, w, h, kind),
+        "cudaMemcpy2D(Y)",
+    )
+    cuda.check(
+        rt.cudaMemcpy2D(host[h:].ctypes.data, w, surface.uv_ptr, surface.pitch, w, h // 2, kind),
+        "cudaMemcpy2D(UV)",
+    )
     return host

@@ -55,9 +55,13 @@ class NvdecSource:
         self.log.clear()
         route_pyav(self.log)
         try:
-            self._reader = NvdecReader(self._url, options.gpu, loop=options.loop,
-                                       open_timeout_s=options.open_timeout_s,
-                                       read_timeout_s=options.read_timeout_s)
+            self._reader = NvdecReader(
+                self._url,
+                options.gpu,
+                loop=options.loop,
+                open_timeout_s=options.open_timeout_s,
+                read_timeout_s=options.read_timeout_s,
+            )
         except CaptureError as err:
             route_pyav(None)
             if self._refused(err):

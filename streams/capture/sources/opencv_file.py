@@ -62,8 +62,9 @@ class OpenCvFile:
         if not cap.isOpened():
             cap.release()
             self._ask_ffmpeg_why()
-            raise CaptureError(f"{self._name}: cannot open file (not a video, or an "
-                               "unsupported codec)")
+            raise CaptureError(
+                f"{self._name}: cannot open file (not a video, or an unsupported codec)"
+            )
         return cap
 
     def _ask_ffmpeg_why(self) -> None:
@@ -115,8 +116,12 @@ class OpenCvFile:
         self._resume_s = max(self._resume_s, position_s) + 1.0
         if self._resume_s >= self._duration_s:
             return False
-        logger.warning("%s: undecodable data after %.2f s; skipping to %.2f s", self._name,
-                       position_s, self._resume_s)
+        logger.warning(
+            "%s: undecodable data after %.2f s; skipping to %.2f s",
+            self._name,
+            position_s,
+            self._resume_s,
+        )
         self.skips += 1
         self.close()
         try:

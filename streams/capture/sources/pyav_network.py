@@ -30,8 +30,9 @@ class PyAvNetwork:
         self.log.clear()
         route_pyav(self.log)
         try:
-            self._reader = FrameReader(self._url, self._options.open_timeout_s,
-                                       self._options.read_timeout_s)
+            self._reader = FrameReader(
+                self._url, self._options.open_timeout_s, self._options.read_timeout_s
+            )
         except BaseException:
             route_pyav(None)
             raise

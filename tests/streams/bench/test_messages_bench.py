@@ -10,8 +10,26 @@ from streams.bus.messages import decode, encode_detection_batch, validate
 
 def test_every_message_is_sent_and_a_subscriber_gets_them(tmp_path, capsys):
     out = tmp_path / "result.json"
-    assert bench.main(["--batch", "8", "--batches", "3", "--repeats", "2", "--warmup", "1",
-                       "--streams", "5", "--subscriber", "--json", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--batch",
+                "8",
+                "--batches",
+                "3",
+                "--repeats",
+                "2",
+                "--warmup",
+                "1",
+                "--streams",
+                "5",
+                "--subscriber",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["published"] == result["received"] == 8 * 3 * 3
     assert result["publish_dropped"] == 0
@@ -23,10 +41,16 @@ def test_the_made_up_batches_are_valid_det_messages():
     batches = bench.make_batches(2, 16, 4, 8.0, (1080, 1920), seed=3)
     for batch in batches:
         messages, _ = encode_detection_batch(
-            batch.frames, batch.decoded, COCO80, model=bench.MODEL,
-            started_mono_s=batch.started_mono_s, now_mono_s=batch.started_mono_s + 0.02,
-            preprocess_ms=batch.preprocess_ms, inference_ms=batch.inference_ms,
-            postprocess_ms=batch.postprocess_ms)
+            batch.frames,
+            batch.decoded,
+            COCO80,
+            model=bench.MODEL,
+            started_mono_s=batch.started_mono_s,
+            now_mono_s=batch.started_mono_s + 0.02,
+            preprocess_ms=batch.preprocess_ms,
+            inference_ms=batch.inference_ms,
+            postprocess_ms=batch.postprocess_ms,
+        )
         assert len(messages) == 16
         for topic, payload in messages:
             validate(topic, decode(payload))

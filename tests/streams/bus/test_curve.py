@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from streams.bus.publisher import Publisher
+from streams.bus.subscriber import Subscriber
 from streams.config import CurveConfig, PublishConfig, parse_config
 from streams.errors import ConfigError
-from streams.bus.publisher import Publisher
 from streams.runtime.stats import PipelineStats
-from streams.bus.subscriber import Subscriber
 from tests.helpers import free_port, run_cli
 
 
@@ -36,13 +36,20 @@ def receive_some(subscriber: Subscriber, publisher: Publisher, seconds: float = 
 def test_only_authorised_clients_receive(keys: Path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     curve = CurveConfig(str(keys / "keys" / "server.key_secret"), str(keys / "allowed"))
-    publisher = Publisher(PublishConfig(endpoint=endpoint, curve=curve, join_grace_ms=0),
-                          PipelineStats())
+    publisher = Publisher(
+        PublishConfig(endpoint=endpoint, curve=curve, join_grace_ms=0), PipelineStats()
+    )
     server_public = str(keys / "keys" / "server.key")
-    alice = Subscriber([endpoint], curve_server_key=server_public,
-                       curve_client_key=str(keys / "keys" / "alice.key_secret"))
-    mallory = Subscriber([endpoint], curve_server_key=server_public,
-                         curve_client_key=str(keys / "keys" / "mallory.key_secret"))
+    alice = Subscriber(
+        [endpoint],
+        curve_server_key=server_public,
+        curve_client_key=str(keys / "keys" / "alice.key_secret"),
+    )
+    mallory = Subscriber(
+        [endpoint],
+        curve_server_key=server_public,
+        curve_client_key=str(keys / "keys" / "mallory.key_secret"),
+    )
     plain = Subscriber([endpoint])
     try:
         assert receive_some(alice, publisher) > 0
@@ -57,13 +64,35 @@ def test_only_authorised_clients_receive(keys: Path):
 def test_curve_config_checks_files(keys: Path):
     base = {"streams": [{"id": "a", "url": "rtsp://h/x"}]}
     with pytest.raises(ConfigError, match=r"publish\.curve\.server_secret_key: file not found"):
-        parse_config({**base, "publish": {"curve": {"server_secret_key": "nope",
-                                                     "authorized_clients": str(keys)}}})
+        parse_config(
+            {
+                **base,
+                "publish": {
+                    "curve": {"server_secret_key": "nope", "authorized_clients": str(keys)}
+                },
+            }
+        )
     with pytest.raises(ConfigError, match=r"publish\.curve\.authorized_clients: not a directory"):
-        parse_config({**base, "publish": {"curve": {
-            "server_secret_key": str(keys / "keys" / "server.key_secret"),
-            "authorized_clients": str(keys / "nope")}}})
-    config = parse_config({**base, "publish": {"curve": {
-        "server_secret_key": str(keys / "keys" / "server.key_secret"),
-        "authorized_clients": str(keys / "allowed")}}})
+        parse_config(
+            {
+                **base,
+                "publish": {
+                    "curve": {
+                        "server_secret_key": str(keys / "keys" / "server.key_secret"),
+                        "authorized_clients": str(keys / "nope"),
+                    }
+                },
+            }
+        )
+    config = parse_config(
+        {
+            **base,
+            "publish": {
+                "curve": {
+                    "server_secret_key": str(keys / "keys" / "server.key_secret"),
+                    "authorized_clients": str(keys / "allowed"),
+                }
+            },
+        }
+    )
     assert config.publish.curve.authorized_clients == str(keys / "allowed")

@@ -24,13 +24,22 @@ def test_topics_end_with_a_separator_so_prefixes_are_exact():
 
 
 def make_det(**overrides):
-    dets = Detections(np.array([[1, 2, 30, 40]], np.float32), np.array([0.9], np.float32),
-                      np.array([0], np.int32))
-    kwargs = {"stream_id": "cam1", "seq": 3, "pts_s": 0.12, "capture_wall_s": 1.7e9,
-              "source_hw": (272, 640), "model": "yolov3-tiny", "detections": dets,
-              "labels": ("person",),
-              "latency_ms": dict.fromkeys(("decode", "queue", "preprocess", "inference",
-                                           "postprocess", "total"), 1.0)}
+    dets = Detections(
+        np.array([[1, 2, 30, 40]], np.float32), np.array([0.9], np.float32), np.array([0], np.int32)
+    )
+    kwargs = {
+        "stream_id": "cam1",
+        "seq": 3,
+        "pts_s": 0.12,
+        "capture_wall_s": 1.7e9,
+        "source_hw": (272, 640),
+        "model": "yolov3-tiny",
+        "detections": dets,
+        "labels": ("person",),
+        "latency_ms": dict.fromkeys(
+            ("decode", "queue", "preprocess", "inference", "postprocess", "total"), 1.0
+        ),
+    }
     kwargs.update(overrides)
     return detection_message(**kwargs)
 
@@ -38,25 +47,41 @@ def make_det(**overrides):
 def test_detection_message_round_trips_and_validates():
     message = decode(encode(make_det()))
     validate(b"det/cam1/", message)
-    assert message["detections"] == [{"label": "person", "class_id": 0, "score": 0.9,
-                                      "box": [1.0, 2.0, 30.0, 40.0]}]
+    assert message["detections"] == [
+        {"label": "person", "class_id": 0, "score": 0.9, "box": [1.0, 2.0, 30.0, 40.0]}
+    ]
 
 
 def test_status_and_stats_validate():
-    validate(b"status/cam1/", decode(encode(status_message("cam1", "reconnecting",
-                                                           reason="refused", attempt=2))))
-    validate(b"stats/", decode(encode(stats_message(
-        [{"stream": "a", "state": "live", "fps": 1.0, "processed": 1, "dropped": 0}], {}, 1.0))))
+    validate(
+        b"status/cam1/",
+        decode(encode(status_message("cam1", "reconnecting", reason="refused", attempt=2))),
+    )
+    validate(
+        b"stats/",
+        decode(
+            encode(
+                stats_message(
+                    [{"stream": "a", "state": "live", "fps": 1.0, "processed": 1, "dropped": 0}],
+                    {},
+                    1.0,
+                )
+            )
+        ),
+    )
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda m: m.pop("seq"), "seq: missing"),
-    (lambda m: m.update(v=2), "v: expected 1"),
-    (lambda m: m["latency_ms"].pop("total"), "latency_ms.total: missing"),
-    (lambda m: m["detections"][0].update(score=1.5), r"score: 1.5 outside"),
-    (lambda m: m["detections"][0].update(box=[0, 0, 700, 10]), "not inside the 640x272 frame"),
-    (lambda m: m.update(seq="3"), "seq: expected"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda m: m.pop("seq"), "seq: missing"),
+        (lambda m: m.update(v=2), "v: expected 1"),
+        (lambda m: m["latency_ms"].pop("total"), "latency_ms.total: missing"),
+        (lambda m: m["detections"][0].update(score=1.5), r"score: 1.5 outside"),
+        (lambda m: m["detections"][0].update(box=[0, 0, 700, 10]), "not inside the 640x272 frame"),
+        (lambda m: m.update(seq="3"), "seq: expected"),
+    ],
+)
 def test_validation_names_the_bad_field(mutate, message):
     det = decode(encode(make_det()))
     mutate(det)
@@ -74,11 +99,17 @@ def test_unknown_state_is_rejected():
         status_message("cam1", "sleeping")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("rtsp://admin:secret@10.0.0.5:554/live", "rtsp://***@10.0.0.5:554/live"),
-    ("cannot open rtsp://u@h/x and http://a:b@c/", "cannot open rtsp://***@h/x and http://***@c/"),
-    ("rtsp://camera.local/live", "rtsp://camera.local/live"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("rtsp://admin:secret@10.0.0.5:554/live", "rtsp://***@10.0.0.5:554/live"),
+        (
+            "cannot open rtsp://u@h/x and http://a:b@c/",
+            "cannot open rtsp://***@h/x and http://***@c/",
+        ),
+        ("rtsp://camera.local/live", "rtsp://camera.local/live"),
+    ],
+)
 def test_redact_url(text, expected):
     assert redact_url(text) == expected
 
@@ -95,14 +126,27 @@ def test_encode_gives_the_values_json_dumps_gave():
 
     ascii_messages = [
         status_message("cam1", "live", width=640, height=272, decoder="opencv"),
-        stats_message([{"stream": "a", "state": "live", "fps": 29.97, "p50_ms": None,
-                        "p99_ms": 80.31, "processed": 10**12, "dropped": 0}],
-                      {"batches": 3, "mean_batch": 2.67, "threads_cpu_pct": {1: 2.5}}, 12.345),
+        stats_message(
+            [
+                {
+                    "stream": "a",
+                    "state": "live",
+                    "fps": 29.97,
+                    "p50_ms": None,
+                    "p99_ms": 80.31,
+                    "processed": 10**12,
+                    "dropped": 0,
+                }
+            ],
+            {"batches": 3, "mean_batch": 2.67, "threads_cpu_pct": {1: 2.5}},
+            12.345,
+        ),
     ]
     for message in ascii_messages:  # the same bytes
         assert encode(message) == json.dumps(message, separators=(",", ":")).encode()
-    reason = status_message("cam-ü", "reconnecting", reason="Verbindung verweigert: 東京",
-                            attempt=2)
+    reason = status_message(
+        "cam-ü", "reconnecting", reason="Verbindung verweigert: 東京", attempt=2
+    )
     assert json.loads(encode(reason)) == json.loads(json.dumps(reason))  # UTF-8, not escapes
     numpy_values = {"fps": np.float64(29.97), "processed": np.int64(5)}  # json.dumps: float only
     assert json.loads(encode(numpy_values)) == {"fps": 29.97, "processed": 5}

@@ -4,8 +4,8 @@ import time
 
 import zmq
 
-from streams.config import PublishConfig
 from streams.bus.messages import topic
+from streams.config import PublishConfig
 from streams.runtime.stats import PipelineStats
 from tests.helpers import Collector, free_port
 
@@ -18,8 +18,9 @@ def test_stalled_subscriber_does_not_block_publisher_or_other_subscribers():
     stats = PipelineStats()
     from streams.bus.publisher import Publisher
 
-    publisher = Publisher(PublishConfig(endpoint=endpoint, sndhwm=1000, queue_size=100_000,
-                                        join_grace_ms=0), stats)
+    publisher = Publisher(
+        PublishConfig(endpoint=endpoint, sndhwm=1000, queue_size=100_000, join_grace_ms=0), stats
+    )
     # A subscriber that connects, subscribes and never reads, with tiny buffers.
     stalled = zmq.Context.instance().socket(zmq.SUB)
     stalled.setsockopt(zmq.RCVHWM, 10)
@@ -46,8 +47,10 @@ def test_stalled_subscriber_does_not_block_publisher_or_other_subscribers():
         stalled_got += 1
     stalled.close(0)
     seqs = [m["seq"] for _, m in healthy.messages]
-    print(f"healthy {len(seqs)}, stalled {stalled_got} of {MESSAGES}, slowest call "
-          f"{slowest_call_s * 1000:.2f} ms")
+    print(
+        f"healthy {len(seqs)}, stalled {stalled_got} of {MESSAGES}, slowest call "
+        f"{slowest_call_s * 1000:.2f} ms"
+    )
     assert seqs == list(range(MESSAGES)), "the healthy subscriber got every message, in order"
     assert slowest_call_s < 0.25, "publish() never waited for the stalled subscriber"
     assert stalled_got < MESSAGES // 2, "the stalled subscriber was cut off at its high-water mark"
@@ -58,11 +61,15 @@ def test_full_queue_drops_and_counts_instead_of_blocking():
     stats = PipelineStats()
     from streams.bus.publisher import Publisher
 
-    publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=1,
-                                        join_grace_ms=0), stats)
+    publisher = Publisher(
+        PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=1, join_grace_ms=0),
+        stats,
+    )
     try:
         started = time.monotonic()
-        results = [publisher.publish("det/a/", {"seq": i, "pad": "x" * 10_000}) for i in range(2000)]
+        results = [
+            publisher.publish("det/a/", {"seq": i, "pad": "x" * 10_000}) for i in range(2000)
+        ]
         assert time.monotonic() - started < 2.0
     finally:
         publisher.close()
@@ -72,8 +79,8 @@ def test_full_queue_drops_and_counts_instead_of_blocking():
 def test_address_in_use_is_a_publish_error():
     import pytest
 
-    from streams.errors import PublishError
     from streams.bus.publisher import Publisher
+    from streams.errors import PublishError
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     first = Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), PipelineStats())
@@ -93,16 +100,25 @@ def test_a_batch_is_one_item_sent_in_order_and_close_flushes_it():
     publisher = Publisher(PublishConfig(endpoint=endpoint, join_grace_ms=0), stats)
     collector = Collector(endpoint, kinds=("det",))
     try:
-        batches = [[(topic_bytes("det", f"cam{i % 4}"), b'{"type":"det","seq":%d}' % (32 * b + i))
-                    for i in range(32)] for b in range(20)]
+        batches = [
+            [
+                (topic_bytes("det", f"cam{i % 4}"), b'{"type":"det","seq":%d}' % (32 * b + i))
+                for i in range(32)
+            ]
+            for b in range(20)
+        ]
         assert [publisher.publish_encoded(batch) for batch in batches] == [32] * 20
         publisher.close()  # right away: the queued batches still go out
         assert collector.wait_for(lambda c: len(c.messages) >= 640, 10)
     finally:
         collector.close()
     assert [m["seq"] for _, m in collector.messages] == list(range(640))
-    assert [t for t, _ in collector.messages[:4]] == [b"det/cam0/", b"det/cam1/", b"det/cam2/",
-                                                       b"det/cam3/"]
+    assert [t for t, _ in collector.messages[:4]] == [
+        b"det/cam0/",
+        b"det/cam1/",
+        b"det/cam2/",
+        b"det/cam3/",
+    ]
     assert stats.published == 640 and stats.publish_dropped == 0
 
 
@@ -110,8 +126,10 @@ def test_the_queue_bound_counts_messages_not_batches():
     from streams.bus.publisher import Publisher
 
     stats = PipelineStats()
-    publisher = Publisher(PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=10,
-                                        join_grace_ms=0), stats)
+    publisher = Publisher(
+        PublishConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", queue_size=10, join_grace_ms=0),
+        stats,
+    )
     try:
         assert publisher.publish_encoded([(b"det/a/", b"{}")] * 25) == 10
         assert stats.publish_dropped == 15

@@ -22,9 +22,11 @@ def test_keeps_the_last_lines_redacted_and_one_of_a_burst():
         log.add("[h264] error while decoding MB 3 4")
     log.add("[rtsp] method DESCRIBE failed: 404 Not Found")
     log.add("   ")
-    assert log.recent() == ["[tcp] Connection to rtsp://***@10.0.0.5/live failed",
-                            "[h264] error while decoding MB 3 4",
-                            "[rtsp] method DESCRIBE failed: 404 Not Found"]
+    assert log.recent() == [
+        "[tcp] Connection to rtsp://***@10.0.0.5/live failed",
+        "[h264] error while decoding MB 3 4",
+        "[rtsp] method DESCRIBE failed: 404 Not Found",
+    ]
     log.add("[rtsp] four")
     assert len(log.recent()) == 3 and log.recent()[-1] == "[rtsp] four"
 
@@ -46,8 +48,9 @@ def test_pyav_lines_go_to_the_log_of_the_thread_that_logged_them():
     route_pyav(mine)
     try:
         av.logging.log(av.logging.ERROR, "tcp", "Connection to tcp://u:secret@h:1 failed")
-        other = threading.Thread(target=av.logging.log,
-                                 args=(av.logging.ERROR, "rtsp", "another stream's line"))
+        other = threading.Thread(
+            target=av.logging.log, args=(av.logging.ERROR, "rtsp", "another stream's line")
+        )
         other.start()
         other.join()
         av.logging.log(av.logging.DEBUG, "h264", "too chatty to keep")

@@ -26,8 +26,9 @@ class FakeTime:
 
 
 def paced(fake: FakeTime, stop: threading.Event | None = None) -> FrameClock:
-    return FrameClock(None, paced=True, stop=stop or threading.Event(), clock=fake.clock,
-                      sleep=fake.sleep)
+    return FrameClock(
+        None, paced=True, stop=stop or threading.Event(), clock=fake.clock, sleep=fake.sleep
+    )
 
 
 def test_schedule_starts_at_the_first_frame_not_when_the_reader_opened():
@@ -74,8 +75,9 @@ def test_stop_ends_a_wait():
 
 def test_unpaced_clock_never_waits():
     fake = FakeTime()
-    clock = FrameClock(None, paced=False, stop=threading.Event(), clock=fake.clock,
-                       sleep=fake.sleep)
+    clock = FrameClock(
+        None, paced=False, stop=threading.Event(), clock=fake.clock, sleep=fake.sleep
+    )
     assert clock.wait_until_due(0.0) and clock.wait_until_due(100.0)
     assert fake.now == 1000.0
 

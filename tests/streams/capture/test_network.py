@@ -46,8 +46,9 @@ def read_packets(reader: PacketReader, n: int) -> list:
     return packets
 
 
-def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_server, rtsp_clip,
-                                                                    tmp_path):
+def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(
+    rtsp_server, rtsp_clip, tmp_path
+):
     clip = cv2.VideoCapture(str(rtsp_clip))
     size = (int(clip.get(cv2.CAP_PROP_FRAME_WIDTH)), int(clip.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     clip.release()
@@ -63,8 +64,7 @@ def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_serve
     first = nal_types(packets[0].data)
     assert packets[0].key and 7 in first and 8 in first and 5 in first
     assert first.index(7) < first.index(5) and first.index(8) < first.index(5)
-    assert all(p.data.tobytes().startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
-               for p in packets)
+    assert all(p.data.tobytes().startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")) for p in packets)
     assert sum(p.key for p in packets) >= 2  # a keyframe every second at 25 fps
     times = [p.pts_s for p in packets]
     assert times[-1] - times[0] == pytest.approx(59 / 25, abs=0.1)
@@ -76,7 +76,11 @@ def test_rtsp_packets_are_annex_b_access_units_a_decoder_can_start_on(rtsp_serve
 def test_mp4_packets_are_converted_to_annex_b(assets, tmp_path):
     with PacketReader(str(assets.videos["bikes.mp4"])) as reader:
         assert (reader.nvdec_codec, reader.width, reader.height, reader.fps) == (
-            "H264", 640, 272, 25)
+            "H264",
+            640,
+            272,
+            25,
+        )
         assert not reader.parameter_sets  # MP4 extradata: the filter puts them in band
         assert reader.reorders  # High profile with B-frames: NVDEC must keep its hold-back
         packets = read_packets(reader, 1000)
@@ -91,8 +95,23 @@ def test_mp4_packets_are_converted_to_annex_b(assets, tmp_path):
 
 def test_a_codec_nvdec_does_not_take_is_named(tmp_path):
     clip = tmp_path / "mjpeg.avi"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
-                    "-t", "1", "-c:v", "mjpeg", str(clip)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=10",
+            "-t",
+            "1",
+            "-c:v",
+            "mjpeg",
+            str(clip),
+        ],
+        check=True,
+    )
     with pytest.raises(UnsupportedCodec, match=r"codec mjpeg is not one NVDEC decodes"):
         PacketReader(str(clip))
 

@@ -42,10 +42,13 @@ def read_all(reader: NvdecReader, keep=()) -> tuple[list[float], list[tuple[int,
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("video, frames, size_wh, fps", [
-    ("bikes.mp4", 250, (640, 272), 25.0),
-    ("carphone_pristine.mp4", 120, (176, 144), 30000 / 1001),
-])
+@pytest.mark.parametrize(
+    "video, frames, size_wh, fps",
+    [
+        ("bikes.mp4", 250, (640, 272), 25.0),
+        ("carphone_pristine.mp4", 120, (176, 144), 30000 / 1001),
+    ],
+)
 def test_decodes_every_frame(cuda_helpers, assets, video, frames, size_wh, fps):
     with NvdecReader(assets.videos[video]) as reader:
         assert (reader.width, reader.height) == size_wh
@@ -63,9 +66,22 @@ def test_planes_equal_ffmpeg_software_decode(cuda_helpers, assets):
     """H.264 decoding is bit-exact: NVDEC's NV12 equals FFmpeg's, frame for frame."""
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg not installed")
     path = assets.videos["bikes.mp4"]
-    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path),
-                          "-f", "rawvideo", "-pix_fmt", "nv12", "-"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "nv12",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     frame_bytes = 640 * 272 * 3 // 2
     assert len(raw) == 250 * frame_bytes
     keep = (0, 1, 100, 249)
@@ -87,8 +103,10 @@ def test_release_does_not_leak_gpu_memory(cuda_helpers, assets):
         cuda.cudart().cudaDeviceSynchronize()
         free_after.append(cuda.mem_get_info()[0])
     growth_mib = (free_after[0] - free_after[-1]) / 2**20
-    print(f"free GPU memory after each pass (MiB): {[round(f / 2**20) for f in free_after]}, "
-          f"growth {growth_mib:.1f} MiB")
+    print(
+        f"free GPU memory after each pass (MiB): {[round(f / 2**20) for f in free_after]}, "
+        f"growth {growth_mib:.1f} MiB"
+    )
     assert growth_mib <= LEAK_BOUND_MIB
 
 
@@ -114,8 +132,10 @@ def test_release_on_a_consumer_stream(cuda_helpers, assets):
     with NvdecReader(assets.videos["bikes.mp4"], pool_size=2) as reader:
         count = 0
         while (surface := reader.read()) is not None:
-            cuda.check(cuda.cudart().cudaStreamWaitEvent(stream.handle, surface.ready_event, 0),
-                       "cudaStreamWaitEvent")
+            cuda.check(
+                cuda.cudart().cudaStreamWaitEvent(stream.handle, surface.ready_event, 0),
+                "cudaStreamWaitEvent",
+            )
             surface.release(stream)
             count += 1
         stream.synchronize()

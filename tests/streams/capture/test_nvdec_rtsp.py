@@ -30,15 +30,25 @@ def ffmpeg_frames(clip) -> tuple[dict[str, int], int, tuple[int, int]]:
     cap = cv2.VideoCapture(str(clip))
     size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()
-    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "rawvideo",
-                          "-pix_fmt", "nv12", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "nv12", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     frame_bytes = size[0] * size[1] * 3 // 2
-    return ({hashlib.sha1(raw[i:i + frame_bytes]).hexdigest(): i // frame_bytes
-             for i in range(0, len(raw), frame_bytes)}, len(raw) // frame_bytes, size)
+    return (
+        {
+            hashlib.sha1(raw[i : i + frame_bytes]).hexdigest(): i // frame_bytes
+            for i in range(0, len(raw), frame_bytes)
+        },
+        len(raw) // frame_bytes,
+        size,
+    )
 
 
 def test_every_picture_from_a_live_camera_equals_ffmpegs_decode_of_the_file(
-        cuda_helpers, rtsp_server, rtsp_clip):
+    cuda_helpers, rtsp_server, rtsp_clip
+):
     by_hash, frames, size = ffmpeg_frames(rtsp_clip)
     assert len(by_hash) == frames, "the test clip must not repeat a picture"
     server = rtsp_server(path="cam1")
@@ -80,7 +90,9 @@ def test_reconnecting_to_a_camera_leaks_no_gpu_memory_fds_or_threads(cuda_helper
         one_session()
     growth_mib = (free_before - cuda.mem_get_info()[0]) / 2**20
     fds, threads = len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
-    print(f"after 4 more sessions: GPU memory growth {growth_mib:.1f} MiB, fds "
-          f"{fds_before} -> {fds}, threads {threads_before} -> {threads}")
+    print(
+        f"after 4 more sessions: GPU memory growth {growth_mib:.1f} MiB, fds "
+        f"{fds_before} -> {fds}, threads {threads_before} -> {threads}"
+    )
     assert growth_mib <= LEAK_BOUND_MIB
     assert fds <= fds_before and threads <= threads_before

@@ -79,7 +79,7 @@ def clip(assets, tmp_path_factory) -> Path:
 def test_opencv_skips_a_damaged_stretch_and_carries_on(clip, tmp_path):
     data = bytearray(clip.read_bytes())
     start = int(len(data) * 0.45)
-    data[start:start + 30_000] = os.urandom(30_000)
+    data[start : start + 30_000] = os.urandom(30_000)
     damaged = tmp_path / "damaged.mp4"
     damaged.write_bytes(bytes(data))
     source = make_source(str(damaged), "file", "opencv", OPTIONS)
@@ -134,16 +134,24 @@ def stand_in(monkeypatch):
     return StandInReader
 
 
-@pytest.mark.parametrize("url, error, refused", [
-    ("clip.mp4", CaptureError("clip.mp4: NVDEC cannot open it"), True),
-    ("clip.mp4", CaptureError("clip.mp4: file not found"), True),  # OpenCV will say so too
-    ("rtsp://h/x", UnsupportedCodec("rtsp://h/x: codec mjpeg is not one NVDEC decodes"), True),
-    ("rtsp://h/x", nvdec_module.NvdecRefused("rtsp://h/x: NVDEC cannot decode it"), True),
-    ("rtsp://h/x", CaptureError("rtsp://h/x: cannot open stream"), False),  # down for the CPU too
-])
+@pytest.mark.parametrize(
+    "url, error, refused",
+    [
+        ("clip.mp4", CaptureError("clip.mp4: NVDEC cannot open it"), True),
+        ("clip.mp4", CaptureError("clip.mp4: file not found"), True),  # OpenCV will say so too
+        ("rtsp://h/x", UnsupportedCodec("rtsp://h/x: codec mjpeg is not one NVDEC decodes"), True),
+        ("rtsp://h/x", nvdec_module.NvdecRefused("rtsp://h/x: NVDEC cannot decode it"), True),
+        (
+            "rtsp://h/x",
+            CaptureError("rtsp://h/x: cannot open stream"),
+            False,
+        ),  # down for the CPU too
+    ],
+)
 @pytest.mark.parametrize("when", ["open", "read"])
-def test_nvdec_saying_no_is_a_refusal_a_camera_that_is_down_is_not(stand_in, url, error,
-                                                                     refused, when):
+def test_nvdec_saying_no_is_a_refusal_a_camera_that_is_down_is_not(
+    stand_in, url, error, refused, when
+):
     setattr(stand_in, f"fail_{when}", error)
     source = NvdecSource(url, OPTIONS)
     with pytest.raises(CaptureError) as raised:

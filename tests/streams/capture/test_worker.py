@@ -26,8 +26,9 @@ from streams.runtime.stats import StreamStats
 
 FILE = "/videos/clip.mp4"
 CAMERA = "rtsp://admin:hunter2@10.0.0.5/live"
-POLICY = CaptureConfig(open_timeout_s=1, read_timeout_s=2, reconnect_initial_s=0.01,
-                       reconnect_max_s=0.04)
+POLICY = CaptureConfig(
+    open_timeout_s=1, read_timeout_s=2, reconnect_initial_s=0.01, reconnect_max_s=0.04
+)
 
 
 @dataclass
@@ -116,14 +117,25 @@ class Run:
         return [state for state, _ in self.statuses]
 
 
-def run_worker(monkeypatch, script: Script, url: str = FILE, nvdec: bool = False,
-               until: Callable[[Run], bool] | None = None, stop: threading.Event | None = None,
-               **stream) -> Run:
+def run_worker(
+    monkeypatch,
+    script: Script,
+    url: str = FILE,
+    nvdec: bool = False,
+    until: Callable[[Run], bool] | None = None,
+    stop: threading.Event | None = None,
+    **stream,
+) -> Run:
     """Run one worker until it ends (or ``until`` holds, then stop it), taking its frames."""
     monkeypatch.setattr(worker_module, "make_source", script)
     board, stop, run = FrameBoard(), stop or threading.Event(), Run()
-    context = CaptureContext(POLICY, board, lambda _id, state, **detail:
-                             run.statuses.append((state, detail)), stop, 0 if nvdec else None)
+    context = CaptureContext(
+        POLICY,
+        board,
+        lambda _id, state, **detail: run.statuses.append((state, detail)),
+        stop,
+        0 if nvdec else None,
+    )
     config = StreamConfig(id="cam", url=url, **{"pace": "none", **stream})
     run.worker = CaptureWorker(config, url, StreamStats("cam"), context)
     run.worker.start()
@@ -174,8 +186,10 @@ def test_a_file_nvdec_refuses_decodes_with_opencv_and_says_why(monkeypatch, capl
     assert script.asked == [("file", "nvdec"), ("file", "opencv")]
     assert run.states() == ["connecting", "live", "ended"]
     assert run.statuses[1][1]["decoder"] == "opencv"
-    assert "stream cam: NVDEC cannot decode this file (clip.mp4: NVDEC cannot open it); " \
-           "decoding with OpenCV instead" in caplog.text
+    assert (
+        "stream cam: NVDEC cannot decode this file (clip.mp4: NVDEC cannot open it); "
+        "decoding with OpenCV instead" in caplog.text
+    )
 
 
 def test_a_file_nvdec_decodes_nothing_from_falls_back_too(monkeypatch, caplog):
@@ -188,19 +202,24 @@ def test_a_file_nvdec_decodes_nothing_from_falls_back_too(monkeypatch, caplog):
 
 
 def test_a_file_that_cannot_open_fails_with_what_ffmpeg_said(monkeypatch):
-    broken = FakeSource(open_error=CaptureError("stream cam (clip.mp4): cannot open file"),
-                        log_lines=("[mov,mp4] moov atom not found",))
+    broken = FakeSource(
+        open_error=CaptureError("stream cam (clip.mp4): cannot open file"),
+        log_lines=("[mov,mp4] moov atom not found",),
+    )
     run = run_worker(monkeypatch, Script(broken))
     assert run.states() == ["connecting", "failed"]
-    assert run.statuses[1][1]["reason"] == ("stream cam (clip.mp4): cannot open file; "
-                                            "FFmpeg said: [mov,mp4] moov atom not found")
+    assert run.statuses[1][1]["reason"] == (
+        "stream cam (clip.mp4): cannot open file; FFmpeg said: [mov,mp4] moov atom not found"
+    )
 
 
 def test_a_file_without_a_decodable_frame_fails(monkeypatch):
     run = run_worker(monkeypatch, Script(FakeSource(pts=())))
     assert run.states() == ["connecting", "failed"]
-    assert run.statuses[1][1]["reason"] == ("stream cam (/videos/clip.mp4): no decodable frame "
-                                            "(not a video file, or an unsupported codec)")
+    assert run.statuses[1][1]["reason"] == (
+        "stream cam (/videos/clip.mp4): no decodable frame "
+        "(not a video file, or an unsupported codec)"
+    )
 
 
 def reconnects(run: Run) -> list[dict]:
@@ -208,14 +227,16 @@ def reconnects(run: Run) -> list[dict]:
 
 
 def test_a_camera_nvdec_refuses_is_decoded_on_the_cpu_for_good(monkeypatch, caplog):
-    refused = FakeSource("nvdec", open_error=DecoderRefused(
-        "rtsp://***@10.0.0.5/live: codec mjpeg is not one NVDEC decodes"))
+    refused = FakeSource(
+        "nvdec",
+        open_error=DecoderRefused("rtsp://***@10.0.0.5/live: codec mjpeg is not one NVDEC decodes"),
+    )
     script = Script(refused, FakeSource())
     with caplog.at_level(logging.WARNING):
-        run = run_worker(monkeypatch, script, url=CAMERA, nvdec=True,
-                         until=lambda r: len(reconnects(r)) >= 3)
-    assert script.asked[:3] == [("network", "nvdec"), ("network", "opencv"),
-                                ("network", "opencv")]
+        run = run_worker(
+            monkeypatch, script, url=CAMERA, nvdec=True, until=lambda r: len(reconnects(r)) >= 3
+        )
+    assert script.asked[:3] == [("network", "nvdec"), ("network", "opencv"), ("network", "opencv")]
     assert ("network", "nvdec") not in script.asked[1:]
     assert run.states()[:3] == ["connecting", "live", "reconnecting"]
     assert {d["decoder"] for s, d in run.statuses if s == "live"} == {"opencv"}
@@ -225,8 +246,9 @@ def test_a_camera_nvdec_refuses_is_decoded_on_the_cpu_for_good(monkeypatch, capl
 def test_nvdec_refusing_mid_stream_switches_to_the_cpu_without_a_reconnect(monkeypatch):
     nvdec = FakeSource("nvdec", read_error=DecoderRefused("NVDEC decode failed"))
     script = Script(nvdec, FakeSource())
-    run = run_worker(monkeypatch, script, url=CAMERA, nvdec=True,
-                     until=lambda r: len(reconnects(r)) >= 1)
+    run = run_worker(
+        monkeypatch, script, url=CAMERA, nvdec=True, until=lambda r: len(reconnects(r)) >= 1
+    )
     assert run.states()[:4] == ["connecting", "live", "live", "reconnecting"]
     assert [d["decoder"] for s, d in run.statuses if s == "live"][:2] == ["nvdec", "opencv"]
     assert nvdec.closed
@@ -235,14 +257,17 @@ def test_nvdec_refusing_mid_stream_switches_to_the_cpu_without_a_reconnect(monke
 
 
 def test_a_camera_that_is_down_reconnects_with_growing_delays_and_ffmpegs_words(monkeypatch):
-    down = FakeSource(open_error=CaptureError("rtsp://***@10.0.0.5/live: cannot open stream"),
-                      log_lines=("[tcp] Connection to tcp://admin:hunter2@10.0.0.5 refused",))
-    run = run_worker(monkeypatch, Script(down), url=CAMERA,
-                     until=lambda r: len(reconnects(r)) >= 4)
+    down = FakeSource(
+        open_error=CaptureError("rtsp://***@10.0.0.5/live: cannot open stream"),
+        log_lines=("[tcp] Connection to tcp://admin:hunter2@10.0.0.5 refused",),
+    )
+    run = run_worker(monkeypatch, Script(down), url=CAMERA, until=lambda r: len(reconnects(r)) >= 4)
     retries = reconnects(run)
     assert [d["attempt"] for d in retries[:4]] == [1, 2, 3, 4]
-    assert retries[0]["reason"] == ("rtsp://***@10.0.0.5/live: cannot open stream; FFmpeg "
-                                    "said: [tcp] Connection to tcp://***@10.0.0.5 refused")
+    assert retries[0]["reason"] == (
+        "rtsp://***@10.0.0.5/live: cannot open stream; FFmpeg "
+        "said: [tcp] Connection to tcp://***@10.0.0.5 refused"
+    )
     assert "hunter2" not in str(run.statuses)
     assert run.worker.stats.reconnects >= 4
     assert "ended" not in run.states()  # the pipeline says so when it stops
@@ -274,14 +299,23 @@ def test_on_stop_an_nvdec_frame_nobody_took_is_dropped_before_the_decoder_closes
     stop = threading.Event()
     nvdec = FakeSource("nvdec", pts=(0.0,), wait_at_end=stop)
     nvdec.close = lambda: calls.append(("close",))  # type: ignore[method-assign]
-    run_worker(monkeypatch, Script(nvdec), url=CAMERA, nvdec=True, stop=stop,
-               until=lambda r: bool(r.frames))
+    run_worker(
+        monkeypatch,
+        Script(nvdec),
+        url=CAMERA,
+        nvdec=True,
+        stop=stop,
+        until=lambda r: bool(r.frames),
+    )
     assert calls == [("discard", "cam"), ("close",)]
 
 
 def record_hand_back(monkeypatch) -> list[tuple]:
     calls: list[tuple] = []
-    monkeypatch.setattr(FrameBoard, "wait_taken", lambda self, sid, timeout_s:
-                        calls.append(("wait_taken", sid, timeout_s)))
+    monkeypatch.setattr(
+        FrameBoard,
+        "wait_taken",
+        lambda self, sid, timeout_s: calls.append(("wait_taken", sid, timeout_s)),
+    )
     monkeypatch.setattr(FrameBoard, "discard", lambda self, sid: calls.append(("discard", sid)))
     return calls

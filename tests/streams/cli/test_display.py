@@ -2,13 +2,36 @@ import io
 
 from streams.cli.display import LiveView, format_table
 
-SNAPSHOT = {"uptime_s": 3.0,
-            "streams": [{"stream": "cam1", "state": "live", "fps": 24.5, "p50_ms": 41.0,
-                         "p99_ms": 90.5, "dropped": 3, "processed": 70},
-                        {"stream": "cam2", "state": "reconnecting", "fps": 0.0, "p50_ms": None,
-                         "p99_ms": None, "dropped": 0, "processed": 0}],
-            "pipeline": {"batches": 40, "mean_batch": 1.75, "inference_p50_ms": 30.0,
-                         "published": 150, "publish_dropped": 0}}
+SNAPSHOT = {
+    "uptime_s": 3.0,
+    "streams": [
+        {
+            "stream": "cam1",
+            "state": "live",
+            "fps": 24.5,
+            "p50_ms": 41.0,
+            "p99_ms": 90.5,
+            "dropped": 3,
+            "processed": 70,
+        },
+        {
+            "stream": "cam2",
+            "state": "reconnecting",
+            "fps": 0.0,
+            "p50_ms": None,
+            "p99_ms": None,
+            "dropped": 0,
+            "processed": 0,
+        },
+    ],
+    "pipeline": {
+        "batches": 40,
+        "mean_batch": 1.75,
+        "inference_p50_ms": 30.0,
+        "published": 150,
+        "publish_dropped": 0,
+    },
+}
 
 
 class FakeTerminal(io.StringIO):
@@ -40,4 +63,4 @@ def test_terminal_output_redraws_in_place():
     first = out.getvalue()
     view.draw()
     assert "\x1b[" not in first
-    assert out.getvalue()[len(first):].startswith("\x1b[4F\x1b[J")  # up 4 rows, clear, redraw
+    assert out.getvalue()[len(first) :].startswith("\x1b[4F\x1b[J")  # up 4 rows, clear, redraw

@@ -31,8 +31,9 @@ class _Slot:
     def submit(self, batch_size: int, *, input_on_device: bool = False) -> None:
         assert not input_on_device, "a host-only slot was asked for device input"
         batch = self.input[:batch_size].copy()
-        self._future = self._engine.pool.submit(self._engine.session.run, None,
-                                                {self._engine.input_spec.name: batch})
+        self._future = self._engine.pool.submit(
+            self._engine.session.run, None, {self._engine.input_spec.name: batch}
+        )
 
     def wait(self) -> list[np.ndarray]:
         return self._future.result()
@@ -83,14 +84,26 @@ def test_a_host_input_engine_gets_the_cpu_letterbox(assets):
 def run_pipeline(assets, tmp_path, engine) -> dict[int, list[dict]]:
     """bikes.mp4, lossless, through the real pipeline to a real subscriber; seq -> boxes."""
     port = free_port()
-    config = load_config(write_config(tmp_path / f"{engine.backend}.yaml", [
-        {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "pace": "none"}], port))
+    config = load_config(
+        write_config(
+            tmp_path / f"{engine.backend}.yaml",
+            [{"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "pace": "none"}],
+            port,
+        )
+    )
     stats = PipelineStats()
     publisher = Publisher(config.publish, stats)
     collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("det",))
     try:
-        pipeline = Pipeline(config, engine, publisher, {"bikes": str(assets.videos["bikes.mp4"])},
-                            assets.labels, "yolov3-tiny", stats)
+        pipeline = Pipeline(
+            config,
+            engine,
+            publisher,
+            {"bikes": str(assets.videos["bikes.mp4"])},
+            assets.labels,
+            "yolov3-tiny",
+            stats,
+        )
         pipeline.start()
         assert pipeline.wait(duration_s=300) == "all streams finished"
         pipeline.stop()
@@ -107,8 +120,13 @@ def test_a_third_backend_runs_the_pipeline_unchanged(assets, tmp_path):
     from engines.options import EngineOptions
 
     third = run_pipeline(assets, tmp_path, ThirdEngine(assets.model_onnx))
-    reference = run_pipeline(assets, tmp_path, OnnxRuntimeEngine(
-        assets.model_onnx, EngineOptions(backend="onnxruntime", device="cpu", max_batch=2)))
+    reference = run_pipeline(
+        assets,
+        tmp_path,
+        OnnxRuntimeEngine(
+            assets.model_onnx, EngineOptions(backend="onnxruntime", device="cpu", max_batch=2)
+        ),
+    )
     assert third.keys() == reference.keys() and len(third) == 250
     assert sum(len(d) for d in third.values()) > 100
     for seq, boxes in reference.items():  # same model, same frames: the same detections
