@@ -22,31 +22,14 @@ def main() -> int:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from engines.options import EngineOptions
-    from engines.tensorrt_engine import TensorRTEngine, TensorRTSlot
+    from engines.tensorrt_engine import TensorRTSlot
     from streams.assets import fetch_assets
     from streams.capture.nvdec import NvdecReader
-    from tests.support.chain import run_chain
+    from tests.support.chain import chain_engines, chain_videos, run_chain
 
     assets = fetch_assets()
-    cache = Path(tempfile.mkdtemp())
-    base = EngineOptions(
-        backend="tensorrt",
-        max_batch=8,
-        contexts=3,
-        precision="fp16",
-        builder_optimization_level=0,
-        cache_dir=cache,
-    )
-    eager = TensorRTEngine(assets.model_onnx, base)
-    graphs = TensorRTEngine(
-        assets.model_onnx, EngineOptions(**{**base.__dict__, "cuda_graphs": True})
-    )
-    videos = {
-        "bikes": assets.videos["bikes.mp4"],
-        "carphone": assets.videos["carphone_pristine.mp4"],
-        "bikes-2": assets.videos["bikes.mp4"],
-    }
+    eager, graphs = chain_engines(assets.model_onnx, Path(tempfile.mkdtemp()))
+    videos = chain_videos(assets)
     reference = run_chain(eager, videos, serial=True)
 
     submit, read = TensorRTSlot.submit, NvdecReader.read

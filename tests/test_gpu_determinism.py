@@ -25,36 +25,19 @@ RUNS = int(os.environ.get("STREAMS_DETERMINISM_RUNS", "6"))  # per mode
 
 @pytest.fixture(scope="module")
 def engines(assets, tmp_path_factory):
-    from engines.options import EngineOptions
-    from engines.tensorrt_engine import TensorRTEngine
+    from tests.support.chain import chain_engines
 
-    cache = tmp_path_factory.mktemp("engines")
-    options = EngineOptions(
-        backend="tensorrt",
-        max_batch=8,
-        contexts=3,
-        precision="fp16",
-        builder_optimization_level=0,
-        cache_dir=cache,
-    )
-    eager = TensorRTEngine(assets.model_onnx, options)
-    graphs = TensorRTEngine(
-        assets.model_onnx, EngineOptions(**{**options.__dict__, "cuda_graphs": True})
-    )
+    eager, graphs = chain_engines(assets.model_onnx, tmp_path_factory.mktemp("engines"))
     yield eager, graphs
     graphs.close()
     eager.close()
 
 
 def test_nvdec_kernel_tensorrt_outputs_are_bit_identical_run_after_run(assets, engines):
-    from tests.support.chain import run_chain
+    from tests.support.chain import chain_videos, run_chain
 
     eager, graphs = engines
-    videos = {
-        "bikes": assets.videos["bikes.mp4"],
-        "carphone": assets.videos["carphone_pristine.mp4"],
-        "bikes-2": assets.videos["bikes.mp4"],
-    }
+    videos = chain_videos(assets)
     reference = run_chain(eager, videos, serial=True)
     assert len(reference.outputs) == 250 + 120 + 250
     report = []

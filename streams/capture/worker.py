@@ -113,15 +113,11 @@ class CaptureWorker:
     def _capture_file(self) -> None:
         """Play the file (looping if asked) until it ends, fails or ``stop``."""
         while not self._ctx.stop.is_set():
-            decoder = self._decoder()
-            source = make_source(self.url, self._kind, decoder, self._options)
-            try:
-                frames = self._session(source)
-            except CaptureError as err:
-                if decoder == "nvdec" and isinstance(err, DecoderRefused):
-                    self._fall_back(str(err))
-                    continue
-                self._status("failed", reason=source.log.explain(str(err)))
+            if (outcome := self._attempt()) is None:
+                continue  # NVDEC refused it: the CPU decodes it from now on
+            source, decoder, frames = outcome
+            if isinstance(frames, CaptureError):
+                self._status("failed", reason=source.log.explain(str(frames)))
                 return
             if self._ctx.stop.is_set():
                 return  # the pipeline says "ended" for every stream it stops
@@ -145,15 +141,11 @@ class CaptureWorker:
         policy = self._ctx.capture
         backoff = Backoff(policy.reconnect_initial_s, policy.reconnect_max_s)
         while not self._ctx.stop.is_set():
-            decoder = self._decoder()
-            source = make_source(self.url, self._kind, decoder, self._options)
-            try:
-                frames = self._session(source)
-            except CaptureError as err:
-                if decoder == "nvdec" and isinstance(err, DecoderRefused):
-                    self._fall_back(str(err))  # the camera is fine, NVDEC is not: CPU at once
-                    continue
-                reason = str(err)
+            if (outcome := self._attempt()) is None:
+                continue  # the camera is fine, NVDEC is not: the CPU at once
+            source, _, frames = outcome
+            if isinstance(frames, CaptureError):
+                reason = str(frames)
             else:
                 self.stalls += source.stalled
                 reason = (
@@ -177,6 +169,19 @@ class CaptureWorker:
                 delay_s,
             )
             self._ctx.stop.wait(delay_s)
+
+    def _attempt(self) -> tuple[Source, str, int | CaptureError] | None:
+        """One session with the decoder of the moment: (source, decoder, frames handed to the
+        board or the error that ended it); None when NVDEC refused the stream (fallen back)."""
+        decoder = self._decoder()
+        source = make_source(self.url, self._kind, decoder, self._options)
+        try:
+            return source, decoder, self._session(source)
+        except CaptureError as err:
+            if decoder == "nvdec" and isinstance(err, DecoderRefused):
+                self._fall_back(str(err))
+                return None
+            return source, decoder, err
 
     def _decoder(self) -> str:
         """``nvdec`` when the pipeline runs on a GPU, unless the stream says ``opencv`` or

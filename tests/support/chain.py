@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,35 @@ class ChainRun:
             "inputs": sorted(k for k in self.inputs if self.inputs[k] != other.inputs[k]),
             "outputs": sorted(k for k in self.outputs if self.outputs[k] != other.outputs[k]),
         }
+
+
+def chain_engines(model_onnx: Path, cache_dir: Path) -> tuple[Any, Any]:
+    """The same cached engine twice: eager batches, and batches replayed from CUDA graphs
+    (max batch 8, 3 contexts, fp16, built at level 0)."""
+    from dataclasses import replace
+
+    from engines.options import EngineOptions
+    from engines.tensorrt_engine import TensorRTEngine
+
+    options = EngineOptions(
+        backend="tensorrt",
+        max_batch=8,
+        contexts=3,
+        precision="fp16",
+        builder_optimization_level=0,
+        cache_dir=cache_dir,
+    )
+    eager = TensorRTEngine(model_onnx, options)
+    return eager, TensorRTEngine(model_onnx, replace(options, cuda_graphs=True))
+
+
+def chain_videos(assets) -> dict[str, Path]:
+    """Both sample videos, bikes twice: three decoders running ahead at once."""
+    return {
+        "bikes": assets.videos["bikes.mp4"],
+        "carphone": assets.videos["carphone_pristine.mp4"],
+        "bikes-2": assets.videos["bikes.mp4"],
+    }
 
 
 def _digest(row: np.ndarray) -> str:
