@@ -6,6 +6,7 @@ so `python -m streams run` can refuse a bad file before anything starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -137,15 +138,62 @@ class Config:
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, interpolate ``${VAR}`` / ``${VAR:-default}`` and validate a YAML config file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; expected a YAML config file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text YAML file (byte {err.start} cannot be decoded; "
+            "save it as UTF-8, or check that this is the config and not e.g. a video)"
+        ) from err
+    if "\x00" in text:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text YAML file (it contains NUL bytes; "
+            "save it as UTF-8, or check that this is the config and not e.g. a video)"
+        )
     try:
-        raw = yaml.safe_load(text)
+        raw = _safe_load_unique(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return parse_config(raw, base_dir=path.parent, environ=environ)
+
+
+def _safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a mapping key given twice (PyYAML keeps the last one
+    silently: a second ``streams:`` list would drop every camera of the first)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_unique_keys(node, "")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_unique_keys(node: yaml.Node, where: str) -> None:
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_unique_keys(item, f"{where}[{index}]")
+    elif isinstance(node, yaml.MappingNode):
+        first_line: dict[Any, int] = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                continue
+            path = f"{where}.{key.value}" if where else str(key.value)
+            line = key.start_mark.line + 1
+            if key.value in first_line:
+                raise ConfigError(
+                    f"{path}: duplicate key {key.value!r} at line {line} "
+                    f"(first at line {first_line[key.value]}); YAML keeps only the last one, "
+                    "so merge the two or remove one"
+                )
+            first_line[key.value] = line
+            _check_unique_keys(value, path)
 
 
 def parse_config(
@@ -260,19 +308,18 @@ def _parse_model(raw: Any, base_dir: Path) -> ModelConfig:
     path = model.path
     if not path.startswith("builtin:"):
         resolved = _resolve_path(path, base_dir)
-        if not resolved.is_file():
-            raise ConfigError(f"model.path: file not found: {resolved}")
+        _check_file(resolved, "model.path", "expected an .onnx model file")
         path = str(resolved)
     elif path != BUILTIN_MODEL:
         raise ConfigError(f"model.path: unknown built-in model {path!r}; expected {BUILTIN_MODEL}")
     labels = model.labels
     if labels != "coco":
         resolved_labels = _resolve_path(labels, base_dir)
-        if not resolved_labels.is_file():
-            raise ConfigError(
-                f"model.labels: file not found: {resolved_labels}; "
-                "expected 'coco' or a text file with one label per line"
-            )
+        _check_file(
+            resolved_labels,
+            "model.labels",
+            "expected 'coco' or a text file with one label per line",
+        )
         labels = str(resolved_labels)
     return ModelConfig(**{**model.__dict__, "path": path, "labels": labels})
 
@@ -415,12 +462,65 @@ def _device(value: Any, where: str) -> str:
     return value if value == "cpu" or ":" in value else "cuda:0"
 
 
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?$")
+IPC_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
+
+
 def _endpoint(value: Any, where: str) -> str:
+    """A ZeroMQ endpoint the publisher can bind and subscribers can reach, checked here so
+    a typo fails before the engine loads."""
     text = _string(value, where)
-    if not re.fullmatch(r"(tcp://[^:/\s]+:(\d{1,5}|\*)|ipc://\S+|inproc://\S+)", text):
+    if text.startswith("inproc://"):
+        raise ConfigError(
+            f"{where}: inproc:// endpoints live inside one process, so no subscriber "
+            f"could ever connect to {text!r}; use tcp://HOST:PORT or ipc:///path/to/sock"
+        )
+    if text.startswith("ipc://"):
+        return _ipc_endpoint(text, where)
+    match = re.fullmatch(r"tcp://([^:/\s]+):([^:/\s]+)", text)
+    if not match:
         raise ConfigError(
             f"{where}: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555 or "
             f"ipc:///tmp/streams.sock, got {text!r}"
+        )
+    host, port = match.groups()
+    if port != "*":
+        if not port.isdigit():
+            raise ConfigError(f"{where}: {text!r}: port {port!r} is not a number or '*'")
+        if not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{where}: {text!r}: port {port} is out of range 1..65535")
+    if host == "*":
+        return text
+    if re.fullmatch(r"[\d.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {text!r}: {host!r} is not a valid IP address") from err
+        return text
+    if not HOST_NAME.match(host):
+        raise ConfigError(
+            f"{where}: {text!r}: {host!r} is not an IP address, '*' or a host name "
+            "(letters, digits, '-' and '.')"
+        )
+    return text
+
+
+def _ipc_endpoint(text: str, where: str) -> str:
+    path = text[len("ipc://") :]
+    if not path:
+        raise ConfigError(f"{where}: {text!r} has no path; expected ipc:///path/to/sock")
+    if path.startswith("@"):  # Linux abstract namespace: no file, no directory
+        return text
+    if len(path.encode()) > IPC_PATH_MAX:
+        raise ConfigError(
+            f"{where}: {text!r}: the socket path is longer than {IPC_PATH_MAX} bytes, "
+            "the most a Unix socket allows"
+        )
+    directory = Path(path).expanduser().parent
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{where}: {text!r}: directory {directory} does not exist; "
+            "create it or choose a socket path in an existing directory"
         )
     return text
 
@@ -500,9 +600,15 @@ def _check_url(url: str, where: str, base_dir: Path) -> str:
             f"sample:NAME or one of {', '.join(NETWORK_SCHEMES)}"
         )
     path = _resolve_path(url, base_dir)
-    if not path.is_file():
-        raise ConfigError(f"{where}: file not found: {path}")
+    _check_file(path, where, "expected a video file")
     return str(path)
+
+
+def _check_file(path: Path, where: str, expected: str) -> None:
+    if path.is_dir():
+        raise ConfigError(f"{where}: {path} is a directory; {expected}")
+    if not path.is_file():
+        raise ConfigError(f"{where}: file not found: {path}; {expected}")
 
 
 def _interpolate(value: Any, where: str, env: dict[str, str]) -> Any:

@@ -143,3 +143,90 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("streams: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+# --- issue 11: config that cannot silently lose a camera --------------------------------------
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_duplicate_top_level_key_names_the_key_and_lines(tmp_path):
+    path = write(
+        tmp_path,
+        "streams:\n  - {id: a, url: rtsp://h/a}\nstreams:\n  - {id: b, url: rtsp://h/b}\n",
+    )
+    with pytest.raises(ConfigError, match=r"^streams: duplicate key 'streams' at line 3"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"first at line 1"):
+        load_config(path)
+
+
+def test_duplicate_key_inside_a_stream(tmp_path):
+    path = write(
+        tmp_path,
+        "streams:\n  - id: a\n    url: rtsp://h/a\n    url: rtsp://h/b\n",
+    )
+    with pytest.raises(ConfigError, match=r"^streams\[0\]\.url: duplicate key 'url' at line 4"):
+        load_config(path)
+
+
+def test_merge_keys_and_anchors_still_load(tmp_path):
+    path = write(
+        tmp_path,
+        "streams:\n  - &cam {id: a, url: rtsp://h/a}\n  - {<<: *cam, id: b}\n",
+    )
+    config = load_config(path)
+    assert [s.id for s in config.streams] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "endpoint, message",
+    [
+        ("tcp://127.0.0.1:70000", r"port 70000 is out of range 1\.\.65535"),
+        ("tcp://127.0.0.1:0", r"port 0 is out of range"),
+        ("tcp://999.1.1.1:5555", r"'999\.1\.1\.1' is not a valid IP address"),
+        ("tcp://bad_host!:5555", r"is not an IP address, '\*' or a host name"),
+        ("ipc:///nonexistent/dir/sock", r"directory /nonexistent/dir does not exist"),
+        ("inproc://x", r"inproc:// .*no subscriber"),
+    ],
+)
+def test_publish_endpoint_checked_up_front(endpoint, message):
+    with pytest.raises(ConfigError, match=r"^publish\.endpoint: .*" + message):
+        parse_config(minimal(publish={"endpoint": endpoint}))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["tcp://127.0.0.1:5555", "tcp://*:5555", "tcp://localhost:*", "tcp://cam-host.lan:1"],
+)
+def test_good_publish_endpoints(endpoint, tmp_path):
+    assert parse_config(minimal(publish={"endpoint": endpoint})).publish.endpoint == endpoint
+    ipc = f"ipc://{tmp_path}/bus.sock"
+    assert parse_config(minimal(publish={"endpoint": ipc})).publish.endpoint == ipc
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "streams: []\n".encode("utf-16"),
+        b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00\xff\xfe\x80\x81",
+    ],
+)
+def test_non_utf8_config_is_refused(tmp_path, data):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=r"not a UTF-8 text YAML file"):
+        load_config(path)
+
+
+def test_directory_as_model_path_or_url_says_directory(tmp_path):
+    with pytest.raises(ConfigError, match=r"^model\.path: .* is a directory"):
+        parse_config(minimal(model={"path": str(tmp_path)}))
+    with pytest.raises(ConfigError, match=r"^model\.labels: .* is a directory"):
+        parse_config(minimal(model={"labels": str(tmp_path)}))
+    with pytest.raises(ConfigError, match=r"^streams\[0\]\.url: .* is a directory"):
+        parse_config({"streams": [{"id": "a", "url": str(tmp_path)}]})
