@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from processors.errors import ProcessorError
+
 COCO80 = (
     "person",
     "bicycle",
@@ -92,5 +94,13 @@ def load_labels(spec: str) -> tuple[str, ...]:
     """``coco`` for the built-in COCO-80 names, else a text file with one label per line."""
     if spec == "coco":
         return COCO80
-    lines = Path(spec).read_text(encoding="utf-8").splitlines()
+    try:
+        lines = Path(spec).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ProcessorError(
+            f"model.labels: {spec} is not a UTF-8 text file (byte {err.start} cannot be "
+            "decoded); expected one label per line"
+        ) from err
+    except OSError as err:
+        raise ProcessorError(f"model.labels: cannot read {spec} ({err.strerror})") from err
     return tuple(line.strip() for line in lines if line.strip())

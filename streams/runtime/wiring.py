@@ -10,9 +10,10 @@ from pathlib import Path
 from engines import create_engine
 from engines.base import Engine
 from processors.labels import load_labels
+from processors.yolo import detect_head_format
 from streams.bus.publisher import Publisher
 from streams.config import Config
-from streams.errors import EngineError
+from streams.errors import ConfigError, EngineError
 from streams.runtime.pipeline import Pipeline
 from streams.runtime.stats import PipelineStats
 
@@ -63,6 +64,37 @@ def open_engine(config: Config) -> tuple[Engine, str]:
     return create_engine(path, config.engine), path.stem
 
 
+def model_classes(config: Config, engine: Engine, num_labels: int) -> int | None:
+    """How many classes the model's YOLO head scores, or None where its shape does not say
+    (the pipeline then reports the head itself)."""
+    shape = tuple(engine.output_specs[0].shape)
+    head = config.model.head
+    try:
+        if head == "auto":
+            head = detect_head_format(shape, num_labels)
+    except ValueError:
+        return None
+    if len(shape) != 3 or not all(isinstance(d, int) for d in shape[1:]):
+        return None
+    classes = shape[2] - 5 if head == "yolov5" else shape[1] - 4
+    return classes if classes > 0 else None
+
+
+def check_labels(config: Config, engine: Engine, labels: tuple[str, ...]) -> None:
+    """Refuse labels that do not name the model's classes: with too few, detections come out
+    labelled "5", "67"; with too many, every name may be the wrong one."""
+    classes = model_classes(config, engine, len(labels))
+    if classes is None or classes == len(labels):
+        return
+    spec = config.model.labels
+    source = "'coco' has" if spec == "coco" else f"{spec} has"
+    raise ConfigError(
+        f"model.labels: {source} {len(labels)} labels but the model has {classes} classes; "
+        f"give model.labels a text file with {classes} lines, one class name per line, "
+        "in the model's class order"
+    )
+
+
 def wire_pipeline(
     config: Config,
     engine: Engine,
@@ -75,6 +107,7 @@ def wire_pipeline(
     its snapshots to ``stats_sink`` instead of publishing ``stats`` itself."""
     sources = resolve_sources(config)
     labels = load_labels(config.model.labels)
+    check_labels(config, engine, labels)
     stats = PipelineStats()
     publisher = Publisher(config.publish, stats, connect=publisher_connect)
     try:
