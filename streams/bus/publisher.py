@@ -9,6 +9,7 @@ ZeroMQ's high-water mark per subscriber, so it never slows the others.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -161,10 +162,20 @@ def bind_public_socket(context: zmq.Context, socket_type: int, config: PublishCo
     except zmq.ZMQError as err:
         sock.close(0)
         raise PublishError(
-            f"publish.endpoint: cannot bind {config.endpoint}: {err} "
-            "(is another streams process using it?)"
+            f"publish.endpoint: cannot bind {config.endpoint}: {err}{_bind_hint(err.errno)}"
         ) from err
     return sock
+
+
+def _bind_hint(code: int) -> str:
+    """What to check for the bind failures config validation cannot see."""
+    if code == zmq.EADDRINUSE:
+        return " (is another streams process using it?)"
+    if code in (errno.EADDRNOTAVAIL, errno.ENODEV):
+        return " (the host must be an address or interface of this machine, or '*' for all)"
+    if code in (errno.EACCES, errno.EPERM):
+        return " (no permission: choose a port above 1023 or a directory you can write)"
+    return ""
 
 
 def _sending_socket(context: zmq.Context, socket_type: int, config: PublishConfig) -> zmq.Socket:
