@@ -101,7 +101,8 @@ def test_audio_only_file_fails_with_a_reason(tmp_path):
         check=True,
     )
     result, collector = run_file(tmp_path, audio)
-    assert result.returncode == 0
+    assert result.returncode == 1  # its only stream never went live (issue 11 item 10)
+    assert "no stream ever went live" in result.stderr and "Traceback" not in result.stderr
     failed = [m for m in collector.of("status", "cam") if m["state"] == "failed"]
     assert failed and "audio.mp4" in failed[0]["reason"]
 

@@ -212,10 +212,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     runtime = build_runtime(config)
     try:
-        _drive(args, config, runtime.pipeline, signals)
+        return _drive(args, config, runtime.pipeline, signals)
     finally:
         runtime.close()
-    return 0
 
 
 def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _Signals) -> int:
@@ -224,14 +223,14 @@ def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _
 
     supervisor = Supervisor(config, processes, logging.getLogger().level)
     try:
-        _drive(args, config, supervisor, signals)
+        return _drive(args, config, supervisor, signals)
     finally:
         supervisor.close()
-    return 0
 
 
-def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signals) -> None:
-    """Start, show the live table and serve /metrics until done, then drain and summarise.
+def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signals) -> int:
+    """Start, show the live table and serve /metrics until done, then drain and summarise;
+    the exit code: 1 when every stream finished without one frame decoded (none went live).
 
     ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
     """
@@ -254,9 +253,21 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
             pipeline.stop()
             if metrics_server is not None:
                 metrics_server.shutdown()
-    print("\n".join(["summary:"] + format_table(pipeline.snapshot())), file=sys.stderr)
+    snapshot = pipeline.snapshot()
+    print("\n".join(["summary:"] + format_table(snapshot)), file=sys.stderr)
     if pipeline.fatal is not None:
         raise StreamsError(f"the pipeline gave up: {pipeline.fatal}")
+    rows = snapshot["streams"]
+    # A stream goes live on its first decoded frame; the counters survive worker restarts.
+    if reason == "all streams finished" and not any(r["decoded"] or r["processed"] for r in rows):
+        states = ", ".join(f"{r['stream']} {r['state']}" for r in rows)
+        print(
+            f"error: no stream ever went live ({states}); each one's reason is in its "
+            "status message and the log above",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 # --- subscribe ------------------------------------------------------------------------------------
