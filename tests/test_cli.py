@@ -125,3 +125,24 @@ def test_a_run_where_one_stream_went_live_exits_0(assets, tmp_path):
         )
         result = run_cli("run", str(config), "--no-live", timeout=120)
         assert result.returncode == 0, (workers, result.stderr)
+
+
+def test_a_worker_that_cannot_start_fails_the_run_in_one_line(assets, tmp_path):
+    """With worker processes, worker 0's start-up error (here: 3 labels for 80 classes) ends
+    the run with that one line, not a traceback from the live view that never started."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {"id": "a", "url": str(assets.videos["bikes.mp4"])},
+            {"id": "b", "url": str(assets.videos["carphone_pristine.mp4"])},
+        ],
+        free_port(),
+        model={"labels": str(labels)},
+        workers={"processes": 2},
+    )
+    result = run_cli("run", str(config), timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "model.labels:" in result.stderr and "has 3 labels but the model has 80" in result.stderr

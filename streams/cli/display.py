@@ -71,5 +71,7 @@ class LiveView:
         self._out.flush()
 
     def stop(self) -> None:
+        """Stop redrawing; safe when ``start`` never ran (the run failed while starting)."""
         self._stop.set()
-        self._thread.join(2.0)
+        if self._thread.ident is not None:
+            self._thread.join(2.0)
