@@ -206,41 +206,35 @@ def encode_detection_batch(
             ends there).
         preprocess_ms, inference_ms, postprocess_ms: the batch's, the same in every message.
 
-    Each payload is ``encode(detection_message(...))`` of that frame, built without a call
-    per frame. A message that JSON cannot carry (a NaN box) is logged and left out, as the
-    publisher used to drop it; the caller counts ``len(frames) - len(messages)`` as dropped.
+    Each payload is ``encode(detection_message(...))`` of that frame (one definition of
+    the schema), with the detections converted for the whole batch at once. A message that
+    JSON cannot carry (a NaN box) is logged and left out, as the publisher used to drop it;
+    the caller counts ``len(frames) - len(messages)`` as dropped.
     """
     items = detection_items(batch, labels)
-    preprocess_ms, inference_ms = round(preprocess_ms, 3), round(inference_ms, 3)
-    postprocess_ms = round(postprocess_ms, 3)
     messages: list[tuple[bytes, bytes]] = []
     totals_ms: list[float] = []
     dumps = orjson.dumps
     for frame, frame_items in zip(frames, items, strict=True):
-        ready_mono_s, decode_ms = frame.ready_mono_s, frame.decode_ms
-        total_ms = decode_ms + (now_mono_s - ready_mono_s) * 1000.0
+        total_ms = frame.decode_ms + (now_mono_s - frame.ready_mono_s) * 1000.0
         totals_ms.append(total_ms)
-        height, width = frame.source_hw
-        message = {
-            "v": SCHEMA_VERSION,
-            "type": "det",
-            "stream": frame.stream_id,
-            "seq": frame.seq,
-            "pts": round(frame.pts_s, 4),
-            "capture_time": frame.capture_wall_s,
-            "width": width,
-            "height": height,
-            "model": model,
-            "latency_ms": {  # LATENCY_KEYS, in order
-                "decode": round(decode_ms, 3),
-                "queue": round((started_mono_s - ready_mono_s) * 1000.0, 3),
+        message = detection_message(
+            stream_id=frame.stream_id,
+            seq=frame.seq,
+            pts_s=frame.pts_s,
+            capture_wall_s=frame.capture_wall_s,
+            source_hw=frame.source_hw,
+            model=model,
+            latency_ms={
+                "decode": frame.decode_ms,
+                "queue": (started_mono_s - frame.ready_mono_s) * 1000.0,
                 "preprocess": preprocess_ms,
                 "inference": inference_ms,
                 "postprocess": postprocess_ms,
-                "total": round(total_ms, 3),
+                "total": total_ms,
             },
-            "detections": frame_items,
-        }
+            items=frame_items,
+        )
         try:
             payload = dumps(message, option=_DET_OPTIONS)
             if b"null" in payload:
