@@ -30,6 +30,17 @@ pytestmark = [
 ]
 
 
+def trt_engine(tmp_path) -> dict:
+    """The engine section of every GPU test: TensorRT fp16 built fast (level 0), cached in the
+    test's directory."""
+    return {
+        "backend": "tensorrt",
+        "precision": "fp16",
+        "builder_optimization_level": 0,
+        "cache_dir": str(tmp_path / "engines"),
+    }
+
+
 def run_pipeline(assets, tmp_path, engine: dict, copies: int = 1, **sections) -> tuple[dict, str]:
     """Both sample videos (``copies`` times each, ids ``bikes-0``... when more than one),
     lossless, through ``python -m streams run``; returns the det messages and the log."""
@@ -65,12 +76,7 @@ def test_tensorrt_pipeline_matches_cpu_pipeline(assets, tmp_path):
     gpu, log = run_pipeline(
         assets,
         tmp_path,
-        {
-            "backend": "tensorrt",
-            "precision": "fp16",
-            "builder_optimization_level": 0,
-            "cache_dir": str(tmp_path / "engines"),
-        },
+        trt_engine(tmp_path),
     )
     cpu, _ = run_pipeline(assets, tmp_path, {"backend": "onnxruntime"})
     assert "tensorrt" in log.lower()
@@ -110,12 +116,7 @@ def test_worker_processes_on_the_gpu_give_every_frame_and_the_same_detections(as
     dets, log = run_pipeline(
         assets,
         tmp_path,
-        {
-            "backend": "tensorrt",
-            "precision": "fp16",
-            "builder_optimization_level": 0,
-            "cache_dir": str(tmp_path / "engines"),
-        },
+        trt_engine(tmp_path),
         copies=2,
         workers={"processes": 2},
     )
@@ -151,12 +152,7 @@ def test_cuda_graphs_with_gpu_preprocessing_give_the_same_detections(assets, tmp
     """NVDEC -> preprocessing kernel -> TensorRT replayed from CUDA graphs (the kernel writes
     the engine's input buffer on the engine's stream, then the graph runs): the same frames
     and detections as without graphs."""
-    engine = {
-        "backend": "tensorrt",
-        "precision": "fp16",
-        "builder_optimization_level": 0,
-        "cache_dir": str(tmp_path / "engines"),
-    }
+    engine = trt_engine(tmp_path)
     plain, _ = run_pipeline(assets, tmp_path, engine)
     (tmp_path / "graphs").mkdir()
     graphs, log = run_pipeline(assets, tmp_path / "graphs", {**engine, "cuda_graphs": True})
@@ -210,12 +206,7 @@ def test_codecs_nvdec_does_not_take_fall_back_to_opencv_with_the_reason(assets, 
         ],
         port,
         capture={"reconnect_initial_s": 5},
-        engine={
-            "backend": "tensorrt",
-            "precision": "fp16",
-            "builder_optimization_level": 0,
-            "cache_dir": str(tmp_path / "engines"),
-        },
+        engine=trt_engine(tmp_path),
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")

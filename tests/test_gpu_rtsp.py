@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import Collector, free_port, start_cli, write_config
 from tests.support.rtsp import make_test_clip
-from tests.test_gpu_pipeline import tensorrt_ready
+from tests.test_gpu_pipeline import tensorrt_ready, trt_engine
 from tests.test_rtsp_pipeline import CAPTURE, count, restart_and_expect_detections, states, stop
 
 pytestmark = [
@@ -34,12 +34,7 @@ def test_camera_on_nvdec_survives_kill_restart_and_freeze(assets, rtsp_server, t
         ],
         port,
         capture=CAPTURE,
-        engine={
-            "backend": "tensorrt",
-            "precision": "fp16",
-            "builder_optimization_level": 0,
-            "cache_dir": str(tmp_path / "engines"),
-        },
+        engine=trt_engine(tmp_path),
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
