@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `bench --gpu` of an older commit and of this tree, side by side in one burst on the GPU host
+# (after the gpu-kit is unpacked). The older tree travels as an ignored folder:
+#   git archive aa971b6 | tar -x -C .cache/before        # here, then carry .cache/before
+#   bash benchmarks/gpu_before_after.sh .cache/before 64,128
+source benchmarks/gpu_setup.sh
+BEFORE=$(cd "$1" && pwd); SWEEP=${2:-64,128}; ROOT=$(pwd)
+for side in before after; do
+  dir=$ROOT; [ $side = before ] && dir=$BEFORE
+  echo "== $side ($dir)"
+  (cd "$dir" && python -m streams --log-level warning bench "$ROOT/benchmarks/gpu.yaml" --gpu \
+     --duration 6 --sweep "$SWEEP" --clip $CLIP --json "$OUT/bench-$side.json") 2>&1 \
+     | grep -v "INFO\|^\s*$" | tail -24
+done
