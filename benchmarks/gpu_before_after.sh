@@ -3,12 +3,15 @@
 # (after the gpu-kit is unpacked). The older tree travels as an ignored folder:
 #   git archive aa971b6 | tar -x -C .cache/before        # here, then carry .cache/before
 #   bash benchmarks/gpu_before_after.sh .cache/before 64,128
+# SIDES picks the runs, in order: before, after, after-blocking (this tree with
+# STREAMS_CUDA_SYNC=blocking: threads waiting for the GPU sleep instead of spinning).
 source benchmarks/gpu_setup.sh
 BEFORE=$(cd "$1" && pwd); SWEEP=${2:-64,128}; ROOT=$(pwd)
-for side in before after; do
+for side in ${SIDES:-before after after-blocking}; do
   dir=$ROOT; [ $side = before ] && dir=$BEFORE
   echo "== $side ($dir)"
-  (cd "$dir" && python -m streams --log-level warning bench "$ROOT/benchmarks/gpu.yaml" --gpu \
+  sync=; [ $side = after-blocking ] && sync=blocking
+  (cd "$dir" && STREAMS_CUDA_SYNC=$sync python -m streams --log-level warning bench "$ROOT/benchmarks/gpu.yaml" --gpu \
      --duration 6 --sweep "$SWEEP" --clip $CLIP --json "$OUT/bench-$side.json") 2>&1 \
      | grep -v "INFO\|^\s*$" | tail -24
 done
