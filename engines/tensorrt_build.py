@@ -84,16 +84,15 @@ def fp16_mode(trt: Any) -> str:
     return "builder_flag" if hasattr(trt.BuilderFlag, "FP16") else "strongly_typed"
 
 
-def profile_copies(trt: Any, options: EngineOptions) -> int:
-    """How many identical optimization profiles to build: one per execution context.
-
-    TensorRT 8.6 lets only one execution context at a time use a profile of a dynamic-shape
-    engine: a second context asking for profile 0 gets "Profile 0 has been chosen by another
-    IExecutionContext" (checked on an H100 with benchmarks/trt_shared_profile_probe.py, where
-    the process then crashed). So each context of the slot ring gets its own copy; the timing
-    cache makes the copies cheap to build.
-    """
-    return max(1, options.contexts)
+# One optimization profile per engine. Each execution context of the slot ring runs on its own
+# deserialized copy of the same plan instead of on its own profile: TensorRT 8.6 lets only one
+# context at a time use a profile (a second one asking for profile 0 gets "Profile 0 has been
+# chosen by another IExecutionContext", then crashes: benchmarks/trt_shared_profile_probe.py),
+# and copies of one profile in one build are tuned separately, so they may pick different
+# tactics: on an H200 the third of three copies gave outputs up to 0.75 away from the first for
+# the same input (benchmarks/slot_determinism_probe.py), and which slot ran a frame, a matter of
+# timing, changed its detections. The same plan gives the same bits on every slot.
+PROFILES_PER_ENGINE = 1
 
 
 # -- logging bridge -------------------------------------------------------------------------
@@ -157,7 +156,7 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
         "precision": options.precision,
         "fp16_mode": fp16_mode(trt) if options.precision == "fp16" else None,
         "profile": [1, opt_batch, options.max_batch],
-        "profile_copies": profile_copies(trt, options),
+        "profile_copies": PROFILES_PER_ENGINE,
         "builder_optimization_level": options.builder_optimization_level,
         "workspace_mb": options.workspace_mb,
     }
@@ -315,6 +314,21 @@ def load_cuda_engine(
     return engine, built
 
 
+def deserialize_copy(model_path: Path, options: EngineOptions, runtime: Any) -> Any:
+    """Another ICudaEngine from the cached plan of ``model_path``: the same tactics as the
+    first, with its own weights on the GPU (one per execution context; see
+    PROFILES_PER_ENGINE)."""
+    data, _ = build_or_load(model_path, options)
+    engine = _deserialize(runtime, data)
+    if engine is None:
+        raise EngineError(
+            f"{model_path}: TensorRT could not load another copy of the engine"
+            f"{_free_memory()} ({'; '.join(trt_logger().errors) or 'no reason given'}); "
+            "lower engine.contexts or engine.max_batch, or free the GPU"
+        )
+    return engine
+
+
 def _deserialize(runtime: Any, data: bytes) -> Any:
     trt_logger().errors.clear()
     try:
@@ -402,12 +416,11 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
 
     if shape[0] == -1:
         opt = options.opt_batch or options.max_batch
-        for _ in range(profile_copies(trt, options)):
-            profile = builder.create_optimization_profile()
-            profile.set_shape(
-                tensor.name, (1, *shape[1:]), (opt, *shape[1:]), (options.max_batch, *shape[1:])
-            )
-            config.add_optimization_profile(profile)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(
+            tensor.name, (1, *shape[1:]), (opt, *shape[1:]), (options.max_batch, *shape[1:])
+        )
+        config.add_optimization_profile(profile)
     elif shape[0] != options.max_batch:
         logger.warning(
             "%s has a fixed batch of %d; building for it instead of max_batch=%d",

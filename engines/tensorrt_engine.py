@@ -1,7 +1,8 @@
 """TensorRT engine: the GPU backend, one execution context and one CUDA stream per slot.
 
 Each slot owns everything one batch in flight needs, allocated once at start: an execution
-context (with its own optimization profile), a non-blocking CUDA stream, a pinned host input
+context (on its own deserialized copy of the one plan, so every slot runs the same tactics and
+gives the same bits for the same input), a non-blocking CUDA stream, a pinned host input
 (``slot.input``, what preprocessing writes), a device buffer per input and output sized for
 ``max_batch``, pinned host outputs and a completion event. ``submit(n)`` only enqueues work
 (set the input shape, copy n images in, ``execute_async_v3``, copy n rows of each output out,
@@ -32,7 +33,13 @@ from engines import cuda
 from engines.base import DeviceInput, TensorSpec
 from engines.errors import EngineError
 from engines.options import EngineOptions
-from engines.tensorrt_build import engine_path, import_tensorrt, load_cuda_engine, trt_logger
+from engines.tensorrt_build import (
+    deserialize_copy,
+    engine_path,
+    import_tensorrt,
+    load_cuda_engine,
+    trt_logger,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +224,16 @@ class TensorRTEngine:
         self._inspect(model_path, options)
         self.num_slots = max(1, options.contexts)
         self._slots: list[TensorRTSlot] = []
+        self._plans: list[Any] = []  # one ICudaEngine per slot, all from the same plan
         self._free: queue.Queue[TensorRTSlot] = queue.Queue()
         self._closed = False
         try:
             for i in range(self.num_slots):
-                context = self._engine.create_execution_context()
+                plan = (
+                    self._engine if i == 0 else deserialize_copy(model_path, options, self._runtime)
+                )
+                self._plans.append(plan)
+                context = plan.create_execution_context()
                 if context is None:
                     raise EngineError(
                         f"TensorRT could not create execution context {i + 1} of "
@@ -230,7 +242,7 @@ class TensorRTEngine:
                         "engine.contexts or engine.max_batch, or free the GPU"
                     )
                 slot = TensorRTSlot(self, i, context)
-                slot._bind(i % max(1, self.num_profiles))
+                slot._bind(0)
                 self._slots.append(slot)
                 self._free.put(slot)
             for slot in self._slots:
@@ -333,6 +345,24 @@ class TensorRTEngine:
             self.cuda_graphs = False
             logger.warning("CUDA graphs switched off for this TensorRT engine: %s", reason)
 
+    def prepare_graphs(self, *, input_on_device: bool) -> None:
+        """With ``cuda_graphs``: capture every batch size on every slot now, in this thread.
+
+        Why: capturing on the first batch of each size happened in the batcher thread while
+        decoder threads ran, and on an H200 that capture failed ("operation failed due to a
+        previous error during capture"), switching graphs off for the run. Captured here,
+        before the pipeline's threads start, nothing else runs; the first batches also stop
+        paying for a capture.
+        """
+        if not self.cuda_graphs:
+            return
+        for slot in self._slots:
+            for batch_size in range(1, self.max_batch + 1):
+                slot.submit(batch_size, input_on_device=input_on_device)
+                slot.wait()
+                if not self.cuda_graphs:
+                    return
+
     def acquire(self) -> TensorRTSlot:
         return self._free.get()
 
@@ -363,6 +393,7 @@ class TensorRTEngine:
             except EngineError as err:
                 logger.warning("closing TensorRT slot %d: %s", slot.index, err)
         self._slots.clear()
+        self._plans.clear()
         self._engine = None
         self._runtime = None
 

@@ -90,6 +90,9 @@ class Pipeline:
         self._stop_batching = threading.Event()
         self._in_flight: queue.Queue[_Batch | None] = queue.Queue()
         self._preprocess = choose_preprocess(engine)
+        prepare_graphs = getattr(engine, "prepare_graphs", None)  # engines with CUDA graphs
+        if prepare_graphs is not None:
+            prepare_graphs(input_on_device=self._preprocess.on_device)
         capture_context = CaptureContext(
             config.capture, self._board, self._on_status, self._stop_capture, self._nvdec_gpu()
         )
