@@ -215,3 +215,13 @@ def test_help_names_the_program_as_invoked_and_lists_every_subcommand(
     assert bad.returncode == 2 and f"usage: {name} run" in bad.stderr, bad.stderr
     assert f"{name} run: error: argument --duration" in bad.stderr, bad.stderr
 
+
+def test_asset_download_without_pip_says_pip_is_missing(installed, tmp_path):
+    empty = tmp_path / "cache"
+    result = _run(installed.streams, "assets", "--cache", str(empty), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "pip is not installed" in last and installed.python in last, last
+    assert "ensurepip" in last, last  # how to fix it
+    assert "network access" not in last, last  # the network is not the problem here
