@@ -10,9 +10,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streams.errors import USER_ERRORS, ConfigError, StreamsError
-from streams.runtime.runnable import Runnable
+# Nothing heavy at import time: ``run`` catches SIGTERM before it imports numpy and the rest
+# (half a second on a small machine, during which a SIGTERM would kill it without a word).
+if TYPE_CHECKING:
+    from streams.runtime.runnable import Runnable
 
 logger = logging.getLogger("streams")
 
@@ -20,6 +23,7 @@ EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 KINDS = ("det", "status", "stats")
+DRAINING_COMMANDS = ("run", "subscribe")  # the first SIGINT/SIGTERM stops them cleanly
 
 
 class UsageError(Exception):
@@ -32,6 +36,11 @@ class UsageError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.signals = _Signals()
+    if args.command in DRAINING_COMMANDS:
+        args.signals.install()  # before the imports below: a SIGTERM now is a stop too
+    from streams.errors import USER_ERRORS, ConfigError
+
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -202,8 +211,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from streams.scale.supervisor import resolve_processes
 
     config = load_config(args.config)
-    signals = _Signals()
-    signals.install()
+    signals = args.signals
     processes, why = resolve_processes(config)
     if processes > 1:
         logger.info("workers.processes -> %d (%s)", processes, why)
@@ -236,6 +244,7 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
     """
     from streams.bus.metrics import serve_metrics
     from streams.cli.display import LiveView, format_table
+    from streams.errors import StreamsError
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     view = None if args.no_live else LiveView(pipeline.snapshot)
@@ -282,8 +291,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     kinds = args.kinds
     last_seq: dict[str, int] = {}
     received = 0
-    signals = _Signals()
-    signals.install()
+    signals = args.signals
     try:
         subscriber = Subscriber(
             args.endpoints,
