@@ -231,7 +231,7 @@ def test_subscribe_command_prints_validated_results(assets, tmp_path):
 
 
 def test_subscribe_reports_sequence_gaps(tmp_path):
-    """A consumer can tell lost frames from seq: `streams subscribe` prints each gap."""
+    """A consumer can tell lost frames from seq: `streams subscribe --gaps` prints each gap."""
     import zmq
 
     from streams.bus.messages import encode, topic
@@ -243,7 +243,9 @@ def test_subscribe_reports_sequence_gaps(tmp_path):
     publisher = context.socket(zmq.XPUB)
     publisher.setsockopt(zmq.LINGER, 1000)
     publisher.bind(f"tcp://127.0.0.1:{port}")
-    subscriber = start_cli("subscribe", f"tcp://127.0.0.1:{port}", "--kinds", "det", "--count", "4")
+    subscriber = start_cli(
+        "subscribe", f"tcp://127.0.0.1:{port}", "--kinds", "det", "--count", "4", "--gaps"
+    )
     try:
         assert publisher.poll(30_000), subscriber.output()  # the subscriber process started
         assert publisher.recv() == b"\x01" + topic("det").encode()  # and subscribed to det

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -46,16 +47,12 @@ class Subscriber:
 
     def _use_curve(self, server_key: str | None, client_key: str | None) -> None:
         """Encrypt and authenticate with the server's public and our secret certificate."""
-        import zmq.auth
-
         if not (server_key and client_key):
             raise ValueError(
                 "CURVE needs both the server's public key and the client's secret key file"
             )
-        server_public, _ = zmq.auth.load_certificate(server_key)
-        public, secret = zmq.auth.load_certificate(client_key)
-        if secret is None:
-            raise ValueError(f"{client_key} holds no secret key; expected a .key_secret file")
+        server_public, _ = load_curve_key(server_key)
+        public, secret = load_curve_key(client_key, secret=True)
         self._socket.curve_serverkey = server_public
         self._socket.curve_publickey = public
         self._socket.curve_secretkey = secret
@@ -80,3 +77,35 @@ class Subscriber:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def load_curve_key(path: str, secret: bool = False) -> tuple[bytes, bytes | None]:
+    """(public, secret) Z85 keys from a certificate file made by ``streams keys``; the secret
+    is None in a public ``.key``. ValueError naming the file and what is wrong with it (a
+    missing file, a directory, not a certificate, no secret key where ``secret`` is asked).
+    """
+    import zmq.auth
+    from zmq.utils.z85 import Z85CHARS
+
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{path} is a directory; expected a key file")
+    if not file.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        public, secret_key = zmq.auth.load_certificate(file)
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
+    except ValueError:
+        public = secret_key = None
+    for key in (public, secret_key):
+        if key is not None and (len(key) != 40 or not set(key) <= set(Z85CHARS)):
+            public = None  # a key is 40 Z85 characters
+    if public is None:
+        raise ValueError(
+            f"{path} is not a CURVE key file (expected a public-key line of 40 Z85 "
+            "characters, as `streams keys` writes)"
+        )
+    if secret and secret_key is None:
+        raise ValueError(f"{path} holds no secret key; expected a .key_secret file")
+    return public, secret_key

@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streams.errors import USER_ERRORS, ConfigError, StreamsError
-from streams.runtime.runnable import Runnable
+from streams.cli.usage import UsageError
+
+# Nothing heavy at import time: ``run`` catches SIGTERM before it imports numpy and the rest
+# (half a second on a small machine, during which a SIGTERM would kill it without a word).
+if TYPE_CHECKING:
+    from streams.runtime.runnable import Runnable
 
 logger = logging.getLogger("streams")
 
@@ -21,18 +25,17 @@ EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 KINDS = ("det", "status", "stats")
-
-
-class UsageError(Exception):
-    """A command line argument that turned out wrong once used (exit 2, like argparse)."""
-
-    def __init__(self, argument: str, message: str) -> None:
-        super().__init__(f"argument {argument}: {message}")
+DRAINING_COMMANDS = ("run", "subscribe")  # the first SIGINT/SIGTERM stops them cleanly
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.signals = _Signals()
+    if args.command in DRAINING_COMMANDS:
+        args.signals.install()  # before the imports below: a SIGTERM now is a stop too
+    from streams.errors import USER_ERRORS, ConfigError
+
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -128,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = add_command("subscribe", help="print results from one or more publishers")
     sub.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
-    sub.add_argument("--stream", help="only this stream id (exact match)")
+    sub.add_argument(
+        "--stream", help="only this stream id (exact match), its part of stats included"
+    )
     sub.add_argument(
         "--kinds",
         type=message_kinds,
@@ -139,6 +144,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--timeout", type=float, help="exit after this many idle seconds")
     sub.add_argument("--json", action="store_true", help="print raw JSON, one per line")
     sub.add_argument("--validate", action="store_true", help="check every message's schema")
+    sub.add_argument(
+        "--gaps", action="store_true", help="print each gap in a stream's seq (frames dropped)"
+    )
+    sub.add_argument(
+        "--gap-interval",
+        type=positive_seconds,
+        default=5.0,
+        help="without --gaps: seconds between each stream's sum of dropped frames (default 5)",
+    )
     sub.add_argument("--server-key", help="CURVE: the server's public .key file")
     sub.add_argument("--client-key", help="CURVE: this client's .key_secret file")
     sub.set_defaults(handler=_cmd_subscribe)
@@ -243,8 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.config is None:
         logger.info("config: the packaged default %s (init writes a copy to edit)", DEFAULT_CONFIG)
     config = load_config(args.config or DEFAULT_CONFIG)
-    signals = _Signals()
-    signals.install()
+    signals = args.signals
     processes, why = resolve_processes(config)
     if processes > 1:
         logger.info("workers.processes -> %d (%s)", processes, why)
@@ -277,6 +290,7 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
     """
     from streams.bus.metrics import serve_metrics
     from streams.cli.display import LiveView, format_table
+    from streams.errors import StreamsError
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     view = None if args.no_live else LiveView(pipeline.snapshot)
@@ -335,92 +349,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
-    import zmq
+    from streams.cli.subscribe import run_subscribe
 
-    from streams.bus.messages import SchemaError, validate
-    from streams.bus.subscriber import Subscriber
-
-    kinds = args.kinds
-    last_seq: dict[str, int] = {}
-    received = 0
-    signals = _Signals()
-    signals.install()
-    try:
-        subscriber = Subscriber(
-            args.endpoints,
-            stream=args.stream,
-            kinds=kinds,
-            curve_server_key=args.server_key,
-            curve_client_key=args.client_key,
-        )
-    except zmq.ZMQError as err:  # connect() refuses what is not an endpoint
-        bad = ", ".join(e for e in args.endpoints if not _is_endpoint(e)) or " ".join(
-            args.endpoints
-        )
-        raise UsageError(
-            "endpoints", f"{bad}: {err} (expected e.g. tcp://127.0.0.1:5555)"
-        ) from None
-    with subscriber as sub:
-        idle_s = 0.0
-        while not signals.stop.is_set():
-            item = sub.receive(0.2)
-            if item is None:
-                idle_s += 0.2
-                if args.timeout is not None and idle_s >= args.timeout:
-                    break
-                continue
-            idle_s = 0.0
-            topic_bytes, message = item
-            if args.validate:
-                try:
-                    validate(topic_bytes, message)
-                except SchemaError as err:
-                    print(f"INVALID {topic_bytes.decode()}: {err}", file=sys.stderr)
-            if message.get("type") == "det":
-                stream, seq = message["stream"], message["seq"]
-                previous = last_seq.get(stream)
-                if previous is not None and seq > previous + 1:
-                    print(
-                        f"GAP {stream}: {seq - previous - 1} frames missing "
-                        f"(seq {previous} -> {seq})",
-                        file=sys.stderr,
-                    )
-                last_seq[stream] = seq
-            print(json.dumps(message) if args.json else _describe(message), flush=True)
-            received += 1
-            if args.count is not None and received >= args.count:
-                break
-    return 0
-
-
-def _is_endpoint(text: str) -> bool:
-    """Whether a ZeroMQ socket accepts ``text`` as an address to connect to."""
-    import zmq
-
-    with zmq.Context.instance().socket(zmq.SUB) as sock:
-        try:
-            sock.connect(text)
-        except zmq.ZMQError:
-            return False
-        sock.setsockopt(zmq.LINGER, 0)
-        return True
-
-
-def _describe(message: dict) -> str:
-    kind = message.get("type")
-    if kind == "det":
-        found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in message["detections"][:8])
-        more = len(message["detections"]) - 8
-        return (
-            f"det {message['stream']} #{message['seq']} pts {message['pts']:.2f}s "
-            f"{message['latency_ms']['total']:.0f} ms: {found or '-'}"
-            + (f" (+{more})" if more > 0 else "")
-        )
-    if kind == "status":
-        extra = "".join(f" {k}={message[k]}" for k in ("reason", "attempt") if k in message)
-        return f"status {message['stream']}: {message['state']}{extra}"
-    streams = ", ".join(f"{s['stream']} {s['fps']} fps" for s in message.get("streams", []))
-    return f"stats: {streams}"
+    return run_subscribe(args, args.signals)
 
 
 # --- the rest -------------------------------------------------------------------------------------

@@ -1,0 +1,232 @@
+"""``python -m streams subscribe``: print what one or more publishers send, one line each.
+
+Three things a plain SUB loop gets wrong for a person reading a terminal:
+
+* ``stats`` messages are pipeline-wide (one message lists every stream), so with ``--stream``
+  only that stream's entry is printed (with the pipeline's figures under ``--json``);
+* a ``--stream`` id that matches nothing prints nothing, for ever: after ``HINT_AFTER_S`` with
+  no message for it, while the publishers' ``stats`` name other streams, the ids seen are
+  named once on stderr (which is why ``--stream`` always listens to ``stats``);
+* gaps in ``seq`` are expected under ``pace: realtime`` or overload (each stream keeps only its
+  newest frame): hundreds a minute. They are summed per stream and printed every
+  ``--gap-interval`` seconds; ``--gaps`` prints each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
+
+from streams.cli.usage import UsageError
+
+if TYPE_CHECKING:
+    from streams.cli.main import _Signals
+
+HINT_AFTER_S = 3.0  # how long an unknown --stream id waits before the hint
+POLL_S = 0.2
+
+
+class GapCounter:
+    """Frames missing between a stream's consecutive ``det`` seq numbers: each gap as it
+    happens (``each``), or their sum per stream every ``interval_s``."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        each: bool,
+        out: IO[str] = sys.stderr,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._interval_s = interval_s
+        self._each = each
+        self._out = out
+        self._clock = clock
+        self._last_seq: dict[str, int] = {}
+        self._missing: dict[str, int] = {}  # per stream, since the window began
+        self._window_began_s = clock()
+
+    def seen(self, stream: str, seq: int) -> None:
+        previous = self._last_seq.get(stream)
+        self._last_seq[stream] = seq
+        if previous is None or seq <= previous + 1:
+            return
+        missing = seq - previous - 1
+        if self._each:
+            self._print(f"GAP {stream}: {missing} frames missing (seq {previous} -> {seq})")
+        else:
+            self._missing[stream] = self._missing.get(stream, 0) + missing
+
+    def tick(self) -> None:
+        """Print the window's sums once ``interval_s`` has passed."""
+        if self._clock() - self._window_began_s >= self._interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Print the sums of the window so far (also at exit) and start a new window."""
+        now_s = self._clock()
+        window_s = now_s - self._window_began_s
+        for stream, missing in self._missing.items():
+            self._print(
+                f"{stream}: {missing} frames dropped in the last {round(window_s, 1):g} s "
+                "(latest-frame replacement; --gaps lists each gap)"
+            )
+        self._missing.clear()
+        self._window_began_s = now_s
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+
+class StreamHint:
+    """Names the stream ids seen, once, when ``stream`` has sent nothing for ``after_s``."""
+
+    def __init__(
+        self, stream: str | None, after_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._stream = stream
+        self._after_s = after_s
+        self._deadline_s = clock() + after_s
+        self._clock = clock
+        self._seen: set[str] = set()
+        self._done = stream is None
+
+    def note(self, message: dict) -> None:
+        ids = [s["stream"] for s in message.get("streams", [])] + [message.get("stream")]
+        self._seen.update(i for i in ids if isinstance(i, str))
+        if self._stream in self._seen:
+            self._done = True
+
+    def due(self) -> str | None:
+        """The hint, the one time it is due; None otherwise."""
+        if self._done or not self._seen or self._clock() < self._deadline_s:
+            return None
+        self._done = True
+        return (
+            f"subscribe: no message for stream {self._stream!r} after {self._after_s:g} s; "
+            f"streams seen: {', '.join(sorted(self._seen))} (ids match exactly)"
+        )
+
+
+def curve_keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The ``--server-key`` and ``--client-key`` files, each checked (UsageError naming the
+    argument and the file: missing, a directory, not a CURVE key, no secret key)."""
+    from streams.bus.subscriber import load_curve_key
+
+    server, client = args.server_key, args.client_key
+    if bool(server) != bool(client):
+        given, missing = ("--server-key", "--client-key")[:: 1 if server else -1]
+        raise UsageError(missing, f"CURVE needs it too: {given} was given")
+    for argument, path, secret in (
+        ("--server-key", server, False),
+        ("--client-key", client, True),
+    ):
+        if path:
+            try:
+                load_curve_key(path, secret=secret)
+            except ValueError as err:
+                raise UsageError(argument, str(err)) from None
+    return server, client
+
+
+def run_subscribe(args: argparse.Namespace, signals: _Signals) -> int:
+    import zmq
+
+    from streams.bus.messages import SchemaError, validate
+    from streams.bus.subscriber import Subscriber
+
+    server_key, client_key = curve_keys(args)
+    kinds = list(args.kinds)
+    listen = kinds + (["stats"] if args.stream and "stats" not in kinds else [])  # the hint
+    try:
+        subscriber = Subscriber(
+            args.endpoints,
+            stream=args.stream,
+            kinds=listen,
+            curve_server_key=server_key,
+            curve_client_key=client_key,
+        )
+    except zmq.ZMQError as err:  # connect() refuses what is not an endpoint
+        bad = ", ".join(e for e in args.endpoints if not _is_endpoint(e)) or " ".join(
+            args.endpoints
+        )
+        raise UsageError(
+            "endpoints", f"{bad}: {err} (expected e.g. tcp://127.0.0.1:5555)"
+        ) from None
+    gaps = GapCounter(args.gap_interval, each=args.gaps)
+    hint = StreamHint(args.stream, HINT_AFTER_S)
+    printed = 0
+    last_printed_s = time.monotonic()
+    with subscriber as sub:
+        while not signals.stop.is_set():
+            item = sub.receive(POLL_S)
+            gaps.tick()
+            if item is not None:
+                topic_bytes, message = item
+                hint.note(message)
+                if args.validate:
+                    try:
+                        validate(topic_bytes, message)
+                    except SchemaError as err:
+                        print(f"INVALID {topic_bytes.decode()}: {err}", file=sys.stderr)
+                shown = _shown(message, args.stream, kinds)
+                if shown is not None:
+                    if shown.get("type") == "det":
+                        gaps.seen(shown["stream"], shown["seq"])
+                    print(json.dumps(shown) if args.json else describe(shown), flush=True)
+                    printed += 1
+                    last_printed_s = time.monotonic()
+                    if args.count is not None and printed >= args.count:
+                        break
+            if (line := hint.due()) is not None:
+                print(line, file=sys.stderr, flush=True)
+            if args.timeout is not None and time.monotonic() - last_printed_s >= args.timeout:
+                break
+    gaps.flush()
+    return 0
+
+
+def _shown(message: dict, stream: str | None, kinds: list[str]) -> dict | None:
+    """What of ``message`` to print: None for a kind not asked for, or stats without
+    ``stream``; stats keep only ``stream``'s entry."""
+    kind = message.get("type")
+    if kind not in kinds:
+        return None
+    if kind != "stats" or stream is None:
+        return message
+    entries = [s for s in message.get("streams", []) if s.get("stream") == stream]
+    return {**message, "streams": entries} if entries else None
+
+
+def _is_endpoint(text: str) -> bool:
+    """Whether a ZeroMQ socket accepts ``text`` as an address to connect to."""
+    import zmq
+
+    with zmq.Context.instance().socket(zmq.SUB) as sock:
+        try:
+            sock.connect(text)
+        except zmq.ZMQError:
+            return False
+        sock.setsockopt(zmq.LINGER, 0)
+        return True
+
+
+def describe(message: dict) -> str:
+    """One line for a person."""
+    kind = message.get("type")
+    if kind == "det":
+        found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in message["detections"][:8])
+        more = len(message["detections"]) - 8
+        return (
+            f"det {message['stream']} #{message['seq']} pts {message['pts']:.2f}s "
+            f"{message['latency_ms']['total']:.0f} ms: {found or '-'}"
+            + (f" (+{more})" if more > 0 else "")
+        )
+    if kind == "status":
+        extra = "".join(f" {k}={message[k]}" for k in ("reason", "attempt") if k in message)
+        return f"status {message['stream']}: {message['state']}{extra}"
+    streams = ", ".join(f"{s['stream']} {s['fps']} fps" for s in message.get("streams", []))
+    return f"stats: {streams}"
