@@ -32,11 +32,9 @@ class UsageError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    from streams.cli.terminal import configure_logging
+
+    args.console = configure_logging(getattr(logging, args.log_level.upper()))
     try:
         return args.handler(args)
     except UsageError as err:
@@ -235,10 +233,10 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
     ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
     """
     from streams.bus.metrics import serve_metrics
-    from streams.cli.display import LiveView, format_table
+    from streams.cli.display import LiveView, print_summary
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
-    view = None if args.no_live else LiveView(pipeline.snapshot)
+    view = None if args.no_live else LiveView(pipeline.snapshot, args.console)
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
         if view:
@@ -254,7 +252,7 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
             if metrics_server is not None:
                 metrics_server.shutdown()
     snapshot = pipeline.snapshot()
-    print("\n".join(["summary:"] + format_table(snapshot)), file=sys.stderr)
+    print_summary(snapshot, args.console)
     if pipeline.fatal is not None:
         raise StreamsError(f"the pipeline gave up: {pipeline.fatal}")
     rows = snapshot["streams"]
