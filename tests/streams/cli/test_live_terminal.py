@@ -13,19 +13,30 @@ IDS = ("parking-lot-north-1", "parking-lot-north-2")
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@pytest.fixture(scope="module")
-def config(assets, tmp_path_factory):
+def write_cameras_and_files(path, assets, **sections):
     cameras = [{"id": i, "url": f"rtsp://127.0.0.1:{free_port()}/live"} for i in IDS]
     files = [
         {"id": "bikes", "url": str(assets.videos["bikes.mp4"])},
         {"id": "carphone", "url": str(assets.videos["carphone_pristine.mp4"])},
     ]
     return write_config(
-        tmp_path_factory.mktemp("live") / "c.yaml",
+        path,
         cameras + files,
         free_port(),
         capture={"reconnect_initial_s": 0.5, "reconnect_max_s": 1.0},
+        **sections,
     )
+
+
+def count_warnings(run: TerminalRun) -> tuple[int, int]:
+    """(WARNING records written, WARNING records on the terminal at the end)."""
+    written = ESCAPE.sub("", run.raw.decode(errors="replace")).count("WARNING")
+    return written, run.text.count("WARNING")
+
+
+@pytest.fixture(scope="module")
+def config(assets, tmp_path_factory):
+    return write_cameras_and_files(tmp_path_factory.mktemp("live") / "c.yaml", assets)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +47,9 @@ def terminal(config) -> TerminalRun:
 
 
 def test_every_warning_stays_on_the_terminal(terminal):
-    written = ESCAPE.sub("", terminal.raw.decode(errors="replace")).count("WARNING")
+    written, shown = count_warnings(terminal)
     assert written >= 4, terminal.text  # each closed port was retried at least twice
-    assert terminal.text.count("WARNING") == written, terminal.text  # none drawn over
+    assert shown == written, terminal.text  # none drawn over
     for stream_id in IDS:
         assert terminal.text.count(f"{stream_id}:") >= 2, terminal.text
 
@@ -66,3 +77,13 @@ def test_piped_output_is_plain_periodic_lines(config):
     tables = result.stderr.count("\npipeline: ")
     assert tables >= 2, result.stderr  # the table every 5 s, and the summary
     assert result.stderr.count("\nparking-lot-north-2 ") == tables, result.stderr
+
+
+def test_worker_processes_log_above_the_table_too(assets, tmp_path):
+    config = write_cameras_and_files(tmp_path / "c.yaml", assets, workers={"processes": 2})
+    run = run_in_terminal("run", str(config), "--duration", "8", columns=80, rows=24)
+    assert run.returncode == 0, run.text
+    written, shown = count_warnings(run)
+    assert written >= 4 and shown == written, run.text
+    assert "w0 streams." in run.text and "w1 streams." in run.text  # each worker's own
+    assert run.wrapped == [], "\n".join(run.wrapped)
