@@ -35,14 +35,17 @@ RECENT_S = 30.0  # lines older than this say nothing about a failure now
 
 
 class DecoderLog:
-    """The last few redacted lines a stream's decoder logged, with when they came."""
+    """The last few redacted lines a stream's decoder logged, with when they came; each new
+    line also goes to the debug log under the stream's ``name``."""
 
     def __init__(
         self,
+        name: str = "a stream",
         keep: int = KEEP_LINES,
         recent_s: float = RECENT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.name = name
         self._lines: deque[tuple[float, str]] = deque(maxlen=keep)
         self._recent_s = recent_s
         self._clock = clock
@@ -53,6 +56,8 @@ class DecoderLog:
             return
         if self._lines and self._lines[-1][1] == line:  # a burst of the same line: keep one
             self._lines.pop()
+        else:
+            logger.debug("%s: FFmpeg: %s", self.name, line)
         self._lines.append((self._clock(), line))
 
     def clear(self) -> None:

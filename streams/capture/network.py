@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from streams.capture.av_errors import describe
 from streams.capture.frames import DisplayClock
 from streams.errors import CaptureError
 from streams.redact import redact_url
@@ -107,10 +108,7 @@ class NetworkReader:
                 url, options=options, timeout=(float(open_timeout_s), self.read_timeout_s)
             )
         except (av.FFmpegError, OSError) as err:
-            raise CaptureError(
-                f"{self.name}: cannot open stream ({_reason(err, url)}): "
-                "unreachable, refused, or not a video"
-            ) from err
+            raise CaptureError(f"{self.name}: cannot open stream: {describe(err)}") from err
         try:
             self._describe()
         except BaseException:
@@ -147,7 +145,7 @@ class NetworkReader:
                 packet = next(self._packets, None)
             except (av.FFmpegError, OSError) as err:
                 self.stalled = time.monotonic() - began_s >= 0.9 * self.read_timeout_s
-                logger.debug("%s: read ended: %s", self.name, _reason(err, self._url))
+                logger.debug("%s: read ended: %s", self.name, describe(err))
                 return None
             if packet is None:
                 return None
@@ -260,9 +258,7 @@ class PacketReader(NetworkReader):
             try:
                 self._queue.extend(self._filter.filter(packet))
             except av.FFmpegError as err:  # a damaged packet: skip it, the next GOP heals
-                logger.debug(
-                    "%s: unfilterable packet skipped: %s", self.name, _reason(err, self._url)
-                )
+                logger.debug("%s: unfilterable packet skipped: %s", self.name, describe(err))
         return self._queue.pop(0)
 
     def close(self) -> None:
@@ -291,9 +287,7 @@ class FrameReader(NetworkReader):
             try:
                 self._pending.extend(self._stream.codec_context.decode(packet))
             except av.FFmpegError as err:  # a damaged picture: skip it, as a player would
-                logger.debug(
-                    "%s: undecodable packet skipped: %s", self.name, _reason(err, self._url)
-                )
+                logger.debug("%s: undecodable packet skipped: %s", self.name, describe(err))
         frame = self._pending.pop(0)
         pts_s = self._clock(self._packet_seconds(frame.pts, frame.time_base))
         return frame.to_ndarray(format="bgr24"), pts_s, self.arrived_mono_s
@@ -301,12 +295,3 @@ class FrameReader(NetworkReader):
     def close(self) -> None:
         self._pending = []
         super().close()
-
-
-def _reason(err: Exception, url: str) -> str:
-    """FFmpeg's error text without the URL it often repeats (which may hold a password), and
-    without the "last error log" PyAV appends: that is the process's last FFmpeg error,
-    maybe another stream's (each stream's own lines are in its
-    :class:`~streams.capture.ffmpeg_log.DecoderLog`)."""
-    text = str(err).split("; last error log:")[0].replace(url, redact_url(url))
-    return redact_url(text.split(": '")[0] if ": '" in text else text)

@@ -34,13 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args.signals = _Signals()
     if args.command in DRAINING_COMMANDS:
         args.signals.install()  # before the imports below: a SIGTERM now is a stop too
+    from streams.cli.terminal import configure_logging
     from streams.errors import USER_ERRORS, ConfigError
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    args.console = configure_logging(getattr(logging, args.log_level.upper()))
     try:
         return args.handler(args)
     except UsageError as err:
@@ -289,11 +286,11 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
     ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
     """
     from streams.bus.metrics import serve_metrics
-    from streams.cli.display import LiveView, format_table
+    from streams.cli.display import LiveView, print_summary
     from streams.errors import StreamsError
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
-    view = None if args.no_live else LiveView(pipeline.snapshot)
+    view = None if args.no_live else LiveView(pipeline.snapshot, args.console)
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
         if view:
@@ -309,7 +306,7 @@ def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signa
             if metrics_server is not None:
                 metrics_server.shutdown()
     snapshot = pipeline.snapshot()
-    print("\n".join(["summary:"] + format_table(snapshot)), file=sys.stderr)
+    print_summary(snapshot, args.console)
     if pipeline.fatal is not None:
         raise StreamsError(f"the pipeline gave up: {pipeline.fatal}")
     rows = snapshot["streams"]

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from logging.handlers import QueueListener
 from typing import Any
 
 import zmq
@@ -34,6 +35,7 @@ from streams.runtime.runnable import wait_until_done
 from streams.runtime.stats import PipelineStats
 from streams.scale.merge import COUNTERS, merge_snapshots
 from streams.scale.relay import Relay
+from streams.scale.worker_logs import listen
 from streams.scale.worker_process import worker_main
 from streams.states import StreamState
 
@@ -116,6 +118,8 @@ class Supervisor:
         except Exception:
             self._release()
             raise
+        self._log_queue = self._spawn.Queue()  # the workers' log records, printed here
+        self._log_listener: QueueListener | None = listen(self._log_queue)
         self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config, processes))]
         self._states = {s.id: StreamState.STARTING for s in config.streams}
         self.fatal: str | None = None  # a worker gives up by exiting; it is restarted
@@ -176,6 +180,7 @@ class Supervisor:
                 self._report_endpoint,
                 self._stop,
                 self._log_level,
+                self._log_queue,
             ),
         )
         worker.process.start()
@@ -241,6 +246,9 @@ class Supervisor:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(2.0)
+        listener, self._log_listener = self._log_listener, None
+        if listener is not None:
+            listener.stop()  # after the workers' last records
         self._release()
 
     def _release(self) -> None:

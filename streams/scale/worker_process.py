@@ -24,6 +24,7 @@ import zmq
 from streams.config import Config
 from streams.runtime.profiling import thread_cpu_seconds
 from streams.runtime.shutdown import exit_process
+from streams.scale.worker_logs import WorkerLogging
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def worker_main(
     report_endpoint: str,
     stop: Any,
     log_level: int,
+    log_queue: Any,
 ) -> None:
     """Process entry point (must be importable: ``spawn`` pickles a reference to it).
 
@@ -83,11 +85,7 @@ def worker_main(
     terminated = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s %(levelname)-7s w{index} %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    logs = WorkerLogging(log_queue, index, log_level)  # printed by the supervisor
     reporter = Reporter(report_endpoint, index)
     try:
         code = _serve(
@@ -100,6 +98,7 @@ def worker_main(
         )
     finally:
         reporter.close()
+        logs.finish()
     raise SystemExit(exit_process(code))
 
 

@@ -33,7 +33,7 @@ class NvdecSource:
         self._url = url
         self._options = options
         self._network = "://" in url
-        self.log = DecoderLog()
+        self.log = DecoderLog(options.name)
         self._reader: Any = None  # NvdecReader, imported when opened (CUDA libraries)
 
     @property

@@ -15,10 +15,10 @@ import time
 import cv2
 import numpy as np
 
+from streams.capture.av_errors import describe
 from streams.capture.ffmpeg_log import DecoderLog, quiet_opencv, route_pyav
 from streams.capture.source import Picture, SourceOptions, register
 from streams.errors import CaptureError
-from streams.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class OpenCvFile:
         self._path = path
         self._name = options.name
         self.skips = 0
-        self.log = DecoderLog()
+        self.log = DecoderLog(options.name)
         self._cap: cv2.VideoCapture | None = None
 
     def open(self) -> None:
@@ -61,25 +61,25 @@ class OpenCvFile:
         cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            self._ask_ffmpeg_why()
-            raise CaptureError(
-                f"{self._name}: cannot open file (not a video, or an unsupported codec)"
-            )
+            why = self._ask_ffmpeg_why() or "not a video, or a codec OpenCV cannot decode"
+            raise CaptureError(f"{self._name}: cannot open file: {why}")
         return cap
 
-    def _ask_ffmpeg_why(self) -> None:
-        """OpenCV does not say why it cannot open a file; FFmpeg through PyAV does."""
+    def _ask_ffmpeg_why(self) -> str | None:
+        """OpenCV does not say why it cannot open a file; FFmpeg through PyAV does: its
+        error in words (None if it opens), and its log lines into the stream's log."""
         try:
             import av
         except ImportError:
-            return
+            return None
         route_pyav(self.log)
         try:
             av.open(self._path).close()
-        except Exception as err:  # noqa: BLE001 - only what FFmpeg logged on the way is wanted
-            logger.debug("%s: PyAV cannot open it either: %s", self._name, redact_url(str(err)))
+        except Exception as err:  # noqa: BLE001 - any error here is only an explanation
+            return describe(err)
         finally:
             route_pyav(None)
+        return None
 
     def read(self) -> Picture | None:
         """The next picture, grabbed but not yet converted (:meth:`Picture.load` does that,

@@ -19,7 +19,7 @@ class PyAvNetwork:
     def __init__(self, url: str, options: SourceOptions) -> None:
         self._url = url
         self._options = options
-        self.log = DecoderLog()
+        self.log = DecoderLog(options.name)
         self._reader: FrameReader | None = None
 
     @property

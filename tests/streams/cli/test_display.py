@@ -1,6 +1,8 @@
 import io
 
-from streams.cli.display import LiveView, format_table
+from rich.console import Console
+
+from streams.cli.display import LiveView, StreamTable, format_table
 
 SNAPSHOT = {
     "uptime_s": 3.0,
@@ -34,9 +36,16 @@ SNAPSHOT = {
 }
 
 
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+def render(snapshot: dict, width: int, max_rows: int | None = None) -> list[str]:
+    """What rich prints for the table in a terminal ``width`` columns wide."""
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(StreamTable(snapshot, max_rows))
+    return console.file.getvalue().splitlines()
+
+
+def with_ids(*ids: str) -> dict:
+    row = SNAPSHOT["streams"][0]
+    return {**SNAPSHOT, "streams": [{**row, "stream": i} for i in ids]}
 
 
 def test_table_shows_fps_latency_drops_and_state_per_stream():
@@ -47,20 +56,55 @@ def test_table_shows_fps_latency_drops_and_state_per_stream():
     assert "mean batch 1.75" in rows[3]
 
 
+def test_plain_rows_keep_whole_ids():
+    rows = format_table(with_ids("parking-lot-north-1", "parking-lot-north-2"))
+    assert [r.split()[0] for r in rows[1:3]] == ["parking-lot-north-1", "parking-lot-north-2"]
+
+
 def test_plain_output_when_not_a_terminal():
     out = io.StringIO()
-    view = LiveView(lambda: SNAPSHOT, out=out)
+    view = LiveView(lambda: SNAPSHOT, console=None, out=out)
     view.draw()
     view.draw()
     assert "\x1b[" not in out.getvalue()
     assert out.getvalue().count("cam1") == 2
 
 
-def test_terminal_output_redraws_in_place():
-    out = FakeTerminal()
-    view = LiveView(lambda: SNAPSHOT, out=out)
-    view.draw()
-    first = out.getvalue()
-    view.draw()
-    assert "\x1b[" not in first
-    assert out.getvalue()[len(first) :].startswith("\x1b[4F\x1b[J")  # up 4 rows, clear, redraw
+def test_every_column_and_whole_ids_in_80_columns():
+    ids = ["parking-lot-north-1", "parking-lot-north-2"]
+    lines = render(with_ids(*ids), 80)
+    assert lines[0].split() == ["stream", "state", "fps", "p50", "ms", "p99", "ms", "drops", "done"]
+    assert [line.split()[0] for line in lines[1:3]] == ids
+    assert lines[3].startswith("pipeline: ") and all(len(line) <= 80 for line in lines)
+
+
+def test_a_narrow_terminal_shortens_ids_in_the_middle_and_drops_columns():
+    lines = render(with_ids("parking-lot-north-1", "parking-lot-north-2"), 40)
+    assert all(len(line) <= 40 for line in lines), lines
+    first, second = (line.split()[0] for line in lines[1:3])
+    assert first != second and first.endswith("-1") and second.endswith("-2") and "…" in first
+    assert lines[0].split()[:3] == ["stream", "state", "fps"]  # these stay longest
+    assert "done" not in lines[0]
+
+
+def test_ids_that_differ_in_the_middle_are_never_shortened_alike():
+    ids = ("site-a-entrance-camera-0001", "site-b-entrance-camera-0001")
+    lines = render(with_ids(*ids), 50)
+    shown = " ".join(lines)
+    assert all(len(line) <= 50 for line in lines), lines
+    assert "site-a" in shown and "site-b" in shown
+
+
+def test_the_pipeline_line_breaks_between_its_parts():
+    lines = render(SNAPSHOT, 50)
+    at = next(i for i, line in enumerate(lines) if line.startswith("pipeline: "))
+    assert len(lines) - at >= 2 and all(len(line) <= 50 for line in lines[at:])
+    text = " ".join(line.strip() for line in lines[at:])
+    assert "inference p50 30.0 ms" in text and "publish drops 0" in text
+
+
+def test_streams_beyond_the_room_are_counted_by_state():
+    snapshot = with_ids(*(f"cam{i}" for i in range(30)))
+    lines = render(snapshot, 80, max_rows=10)
+    assert len(lines) <= 10
+    assert "+24 more streams: 24 live" in lines
