@@ -10,9 +10,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.errors import USER_ERRORS, ConfigError, StreamsError
 from streams.runtime.runnable import Runnable
+
+if TYPE_CHECKING:
+    from streams.cli.systemd import Notifier, Watchdog
 
 logger = logging.getLogger("streams")
 
@@ -32,24 +36,45 @@ class UsageError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    _configure_logging(getattr(logging, args.log_level.upper()))
     try:
         return args.handler(args)
     except UsageError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
+        _last_words(f"config error: {err}")
         return EXIT_CONFIG
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        _last_words(f"error: {err}")
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(level: int) -> None:
+    """Timestamped lines in a terminal; under systemd, lines journald reads the priority of
+    (it adds the time itself)."""
+    from streams.cli.systemd import JournalFormatter, journal_stderr
+
+    if journal_stderr():
+        handler = logging.StreamHandler()
+        handler.setFormatter(JournalFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+
+
+def _last_words(line: str) -> None:
+    """The one-line reason a command stops, on stderr and, under systemd, as its STATUS."""
+    from streams.cli.systemd import Notifier
+
+    print(line, file=sys.stderr)
+    Notifier().send(STATUS=line)
 
 
 def positive_seconds(text: str) -> float:
@@ -171,6 +196,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     keys.set_defaults(handler=_cmd_keys)
 
+    service = add_command(
+        "install-service", help="write the systemd unit (deploy/streams.service) for this install"
+    )
+    service.add_argument(
+        "--unit-dir", type=Path, default=Path("/etc/systemd/system"), help="where to write it"
+    )
+    service.add_argument(
+        "--config", default="/etc/streams/config.yaml", help="the config the service runs"
+    )
+    service.add_argument("--executable", help="the streams program (default: this environment's)")
+    service.add_argument("--print", action="store_true", help="print the unit instead")
+    service.add_argument("--force", action="store_true", help="replace an existing unit")
+    service.set_defaults(handler=_cmd_install_service)
+
     build = add_command("build-engine", help="build the TensorRT engine ahead of time")
     build.add_argument("config", type=Path)
     build.set_defaults(handler=_cmd_build_engine)
@@ -198,54 +237,86 @@ class _Signals:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from streams.cli.systemd import Notifier, Watchdog
     from streams.config import load_config
     from streams.scale.supervisor import resolve_processes
 
     config = load_config(args.config)
     signals = _Signals()
     signals.install()
-    processes, why = resolve_processes(config)
-    if processes > 1:
-        logger.info("workers.processes -> %d (%s)", processes, why)
-        return _run_supervised(args, config, processes, signals)
-    from streams.runtime.wiring import build_runtime
-
-    runtime = build_runtime(config)
+    # Pings from here on: loading the model (a TensorRT build) comes before READY=1.
+    notifier = Notifier()
+    watchdog = Watchdog(notifier, log_summary=not sys.stderr.isatty())
+    watchdog.start()
     try:
-        return _drive(args, config, runtime.pipeline, signals)
+        processes, why = resolve_processes(config)
+        if processes > 1:
+            logger.info("workers.processes -> %d (%s)", processes, why)
+            return _run_supervised(args, config, processes, signals, watchdog, notifier)
+        from streams.runtime.wiring import build_runtime
+
+        runtime = build_runtime(config)
+        try:
+            return _drive(args, config, runtime.pipeline, signals, watchdog, notifier)
+        finally:
+            runtime.close()
     finally:
-        runtime.close()
+        watchdog.stop()
 
 
-def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _Signals) -> int:
+def _run_supervised(
+    args: argparse.Namespace,
+    config,
+    processes: int,
+    signals: _Signals,
+    watchdog: Watchdog,
+    notifier: Notifier,
+) -> int:
     """The streams split over worker processes, behind one relay (streams/scale/supervisor.py)."""
     from streams.scale.supervisor import Supervisor
 
     supervisor = Supervisor(config, processes, logging.getLogger().level)
     try:
-        return _drive(args, config, supervisor, signals)
+        return _drive(args, config, supervisor, signals, watchdog, notifier)
     finally:
         supervisor.close()
 
 
-def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signals) -> int:
+def _drive(
+    args: argparse.Namespace,
+    config,
+    pipeline: Runnable,
+    signals: _Signals,
+    watchdog: Watchdog,
+    notifier: Notifier,
+) -> int:
     """Start, show the live table and serve /metrics until done, then drain and summarise;
     the exit code: 1 when every stream finished without one frame decoded (none went live).
 
-    ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
+    ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``. Under
+    systemd it says READY=1 once started, and STOPPING=1 before the drain.
     """
     from streams.bus.metrics import serve_metrics
     from streams.cli.display import LiveView, format_table
+    from streams.cli.systemd import summary_line
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
-    view = None if args.no_live else LiveView(pipeline.snapshot)
+    # A table redrawn in place is for a terminal; a log (journald, a file) gets plain lines.
+    live = not args.no_live and sys.stderr.isatty()
+    view = LiveView(pipeline.snapshot) if live else None
+    reason = "did not start"
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
+        if not signals.stop.is_set():
+            watchdog.running(pipeline.stalled_s, pipeline.snapshot)
+            notifier.send(READY=1, STATUS=summary_line(pipeline.snapshot()))
         if view:
             view.start()
         reason = pipeline.wait(args.duration, signals.stop)
         logger.info("stopping: %s", reason)
     finally:
+        notifier.send(STOPPING=1, STATUS=f"stopping: {reason}")
+        watchdog.stop()
         try:
             if view:
                 view.stop()
@@ -414,6 +485,31 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     os.chmod(secret, 0o600)
     print(f"public key: {public}  (give to subscribers / put in authorized_clients)")
     print(f"secret key: {secret}  (keep private)")
+    return 0
+
+
+def _cmd_install_service(args: argparse.Namespace) -> int:
+    from streams.cli.service import UNIT_NAME, unit_text
+
+    text = unit_text(args.executable, args.config)
+    if args.print:
+        sys.stdout.write(text)
+        return 0
+    path = args.unit_dir / UNIT_NAME
+    if path.exists() and not args.force:
+        raise UsageError("--unit-dir", f"{path} already exists; --force replaces it")
+    try:
+        args.unit_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as err:
+        raise UsageError(
+            "--unit-dir", f"cannot write {path}: {err.strerror} (run it with sudo?)"
+        ) from None
+    print(f"wrote {path}")
+    if not Path(args.config).is_file():
+        print(f"next: put the config at {args.config} (e.g. copy config.yaml there)")
+    print("then: sudo systemctl daemon-reload && sudo systemctl enable --now streams")
+    print("logs: journalctl -u streams -f; state: systemctl status streams")
     return 0
 
 

@@ -105,6 +105,7 @@ class Pipeline:
         self._started_mono_s = 0.0
         self._done = threading.Event()
         self._failed_batches = 0
+        self._batcher_round_mono_s = 0.0  # the batcher's last time round its loop
         self.fatal: str | None = None  # why the pipeline gave up, if it did
 
     def _nvdec_gpu(self) -> int | None:
@@ -143,7 +144,7 @@ class Pipeline:
 
     def start(self, cancel: threading.Event | None = None) -> None:
         """Start every thread (quick: nothing here can be slow enough to need ``cancel``)."""
-        self._started_mono_s = time.monotonic()
+        self._started_mono_s = self._batcher_round_mono_s = time.monotonic()
         self._completer.start()
         self._batcher.start()
         for worker in self._workers:
@@ -159,6 +160,11 @@ class Pipeline:
 
     def all_streams_finished(self) -> bool:
         return all(not w.thread.is_alive() for w in self._workers)
+
+    def stalled_s(self) -> float:
+        """Seconds since the batcher last went round its loop (at least every 0.1 s while it
+        is healthy, frames or not): a large value means a wedged engine or batcher."""
+        return time.monotonic() - self._batcher_round_mono_s
 
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
         """Block until ``duration_s`` passes, ``stop`` is set or every stream has finished."""
@@ -216,6 +222,7 @@ class Pipeline:
             "uptime_s": time.monotonic() - self._started_mono_s,
             "streams": [s.snapshot() for s in self.stream_stats.values()],
             "pipeline": self.stats.snapshot(),
+            "stalled_s": self.stalled_s(),  # for a supervisor's watchdog; not published
         }
 
     def _publish_stats(self) -> None:
@@ -237,6 +244,7 @@ class Pipeline:
         max_wait_s = self.config.batch.max_wait_ms / 1000.0
         try:
             while True:
+                self._batcher_round_mono_s = time.monotonic()
                 # Take a free slot first, frames second: frames are picked as late as
                 # possible, so they are the newest and do not age while a slot frees up.
                 slot = self.engine.acquire()

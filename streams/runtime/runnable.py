@@ -19,6 +19,9 @@ class Runnable(Protocol):
 
     def all_streams_finished(self) -> bool: ...
 
+    def stalled_s(self) -> float:
+        """Seconds the run has not moved (the systemd watchdog stops pinging when large)."""
+
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str: ...
 
     def stop(self) -> None:
