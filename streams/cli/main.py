@@ -220,14 +220,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Signals:
-    """First SIGINT/SIGTERM asks for a drain; a second one exits at once."""
+    """First SIGINT/SIGTERM asks for a drain; a second one exits at once. With ``hangup``,
+    SIGHUP asks for the config to be read again (streams/cli/reload.py)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.hangup = threading.Event()
 
-    def install(self) -> None:
+    def install(self, hangup: bool = False) -> None:
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
+        if hangup:
+            signal.signal(signal.SIGHUP, lambda *_: self.hangup.set())
 
     def _handle(self, signum: int, _frame) -> None:
         if self.stop.is_set():
@@ -243,7 +247,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     signals = _Signals()
-    signals.install()
+    signals.install(hangup=True)
     # Pings from here on: loading the model (a TensorRT build) comes before READY=1.
     notifier = Notifier()
     watchdog = Watchdog(notifier, log_summary=not sys.stderr.isatty())
@@ -298,18 +302,21 @@ def _drive(
     """
     from streams.bus.metrics import serve_metrics
     from streams.cli.display import LiveView, format_table
+    from streams.cli.reload import Reloader
     from streams.cli.systemd import summary_line
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
     # A table redrawn in place is for a terminal; a log (journald, a file) gets plain lines.
     live = not args.no_live and sys.stderr.isatty()
     view = LiveView(pipeline.snapshot) if live else None
+    reloader = Reloader(args.config, pipeline, notifier, signals.hangup)
     reason = "did not start"
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
         if not signals.stop.is_set():
             watchdog.running(pipeline.stalled_s, pipeline.snapshot)
             notifier.send(READY=1, STATUS=summary_line(pipeline.snapshot()))
+            reloader.start()
         if view:
             view.start()
         reason = pipeline.wait(args.duration, signals.stop)
@@ -317,6 +324,7 @@ def _drive(
     finally:
         notifier.send(STOPPING=1, STATUS=f"stopping: {reason}")
         watchdog.stop()
+        reloader.stop()
         try:
             if view:
                 view.stop()

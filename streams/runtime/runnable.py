@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from streams.config import Config
+    from streams.runtime.reload import ReloadPlan
 
 
 class Runnable(Protocol):
@@ -28,6 +32,9 @@ class Runnable(Protocol):
         """Drain what is in flight and publish ``ended`` for every stream."""
 
     def snapshot(self) -> dict: ...
+
+    def reload(self, config: Config) -> ReloadPlan:
+        """Apply a new config's streams (the others keep running); raises ReloadRefused."""
 
 
 POLL_S = 0.05

@@ -30,6 +30,7 @@ from streams.bus.messages import stats_message, status_message, topic
 from streams.bus.publisher import Publisher
 from streams.config import Config
 from streams.errors import StreamsError
+from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.stats import PipelineStats
 from streams.scale.merge import COUNTERS, merge_snapshots
@@ -228,6 +229,17 @@ class Supervisor:
 
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
         return wait_until_done(self, duration_s, stop)
+
+    def reload(self, config: Config) -> ReloadPlan:
+        """Not across worker processes yet: refused (the running config stays)."""
+        plan = plan_reload(self.config, config)  # the same refusals as one process first
+        if plan.empty:
+            return plan
+        raise ReloadRefused(
+            f"streams change ({plan.describe()}) but this run has {len(self._workers)} worker "
+            "processes, which cannot take stream changes live yet; restart the service (or "
+            "set workers.processes: 1)"
+        )
 
     def stop(self) -> None:
         """Workers drain and report their last snapshot; the merged ``stats`` goes out last."""
