@@ -220,8 +220,6 @@ class Pipeline:
                 )
         self._publish_stats()
 
-    # --- status and stats --------------------------------------------------------------------
-
     # --- reload -------------------------------------------------------------------------------
 
     def reload(self, config: Config, sources: dict[str, str] | None = None) -> ReloadPlan:
@@ -278,6 +276,8 @@ class Pipeline:
             for worker in starting.values():
                 worker.start()
         return plan
+
+    # --- status and stats --------------------------------------------------------------------
 
     def _on_status(self, stream_id: str, state: StreamState | str, **detail) -> None:
         self._announce(self.stream_stats[stream_id], state, **detail)
