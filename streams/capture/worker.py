@@ -62,7 +62,12 @@ class CaptureWorker:
     """
 
     def __init__(
-        self, stream: StreamConfig, source: str, stats: StreamStats, context: CaptureContext
+        self,
+        stream: StreamConfig,
+        source: str,
+        stats: StreamStats,
+        context: CaptureContext,
+        first_seq: int = 0,
     ) -> None:
         self.stream = stream
         self.url = source
@@ -79,7 +84,7 @@ class CaptureWorker:
             policy.open_timeout_s,
             policy.read_timeout_s,
         )
-        self._seq = 0
+        self._seq = first_seq  # a stream restarted by a reload carries on counting
         self._pts_base_s = 0.0  # added to a looping file's times so that they keep increasing
         self.stalls = 0
         self._nvdec_refused: str | None = None  # why NVDEC does not decode this stream
@@ -88,6 +93,14 @@ class CaptureWorker:
     def start(self) -> None:
         self._ctx.board.register(self.stream.id)
         self.thread.start()
+
+    def stop(self) -> None:
+        """Ask the worker to leave (it says nothing: whoever stops it announces why)."""
+        self._ctx.stop.set()
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
 
     def _status(self, state: str, **detail) -> None:
         self._ctx.on_status(self.stream.id, state, **detail)

@@ -19,6 +19,9 @@ from streams.cli.usage import UsageError
 if TYPE_CHECKING:
     from streams.runtime.runnable import Runnable
 
+if TYPE_CHECKING:
+    from streams.cli.systemd import Notifier, Watchdog
+
 logger = logging.getLogger("streams")
 
 EXIT_CONFIG = 2
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.signals = _Signals()
     if args.command in DRAINING_COMMANDS:
-        args.signals.install()  # before the imports below: a SIGTERM now is a stop too
+        # Before the imports below: a SIGTERM now is a stop too (and SIGHUP a reload for run).
+        args.signals.install(hangup=args.command == "run")
     from streams.cli.terminal import configure_logging
     from streams.errors import USER_ERRORS, ConfigError
 
@@ -44,13 +48,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
+        _last_words(f"config error: {err}")
         return EXIT_CONFIG
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        _last_words(f"error: {err}")
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _last_words(line: str) -> None:
+    """The one-line reason a command stops, on stderr and, under systemd, as its STATUS."""
+    from streams.cli.systemd import Notifier
+
+    print(line, file=sys.stderr)
+    Notifier().send(STATUS=line)
 
 
 def positive_seconds(text: str) -> float:
@@ -221,6 +233,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     keys.set_defaults(handler=_cmd_keys)
 
+    service = add_command(
+        "install-service", help="write the systemd unit (deploy/streams.service) for this install"
+    )
+    service.add_argument(
+        "--unit-dir", type=Path, default=Path("/etc/systemd/system"), help="where to write it"
+    )
+    service.add_argument(
+        "--config", default="/etc/streams/config.yaml", help="the config the service runs"
+    )
+    service.add_argument("--executable", help="the streams program (default: this environment's)")
+    service.add_argument("--print", action="store_true", help="print the unit instead")
+    service.add_argument("--force", action="store_true", help="replace an existing unit")
+    service.set_defaults(handler=_cmd_install_service)
+
     build = add_command("build-engine", help="build the TensorRT engine ahead of time")
     build.add_argument("config", type=Path)
     build.set_defaults(handler=_cmd_build_engine)
@@ -231,14 +257,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Signals:
-    """First SIGINT/SIGTERM asks for a drain; a second one exits at once."""
+    """First SIGINT/SIGTERM asks for a drain; a second one exits at once. With ``hangup``,
+    SIGHUP asks for the config to be read again (streams/cli/reload.py)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.hangup = threading.Event()
 
-    def install(self) -> None:
+    def install(self, hangup: bool = False) -> None:
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
+        if hangup:
+            signal.signal(signal.SIGHUP, lambda *_: self.hangup.set())
 
     def _handle(self, signum: int, _frame) -> None:
         if self.stop.is_set():
@@ -248,56 +278,95 @@ class _Signals:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from streams.cli.systemd import Notifier, Watchdog, journal_stderr
     from streams.config import DEFAULT_CONFIG, load_config
     from streams.scale.supervisor import resolve_processes
 
     if args.config is None:
         logger.info("config: the packaged default %s (init writes a copy to edit)", DEFAULT_CONFIG)
-    config = load_config(args.config or DEFAULT_CONFIG)
+        args.config = DEFAULT_CONFIG
+    config = load_config(args.config)
     signals = args.signals
-    processes, why = resolve_processes(config)
-    if processes > 1:
-        logger.info("workers.processes -> %d (%s)", processes, why)
-        return _run_supervised(args, config, processes, signals)
-    from streams.runtime.wiring import build_runtime
-
-    runtime = build_runtime(config)
+    # Pings from here on: loading the model (a TensorRT build) comes before READY=1.
+    notifier = Notifier()
+    # Under systemd a log, not a screen: a summary line a minute instead of the plain table.
+    args.service = notifier.enabled or journal_stderr()
+    watchdog = Watchdog(notifier, log_summary=args.service and args.console is None)
+    watchdog.start()
     try:
-        return _drive(args, config, runtime.pipeline, signals)
+        processes, why = resolve_processes(config)
+        if processes > 1:
+            logger.info("workers.processes -> %d (%s)", processes, why)
+            return _run_supervised(args, config, processes, signals, watchdog, notifier)
+        from streams.runtime.wiring import build_runtime
+
+        runtime = build_runtime(config)
+        try:
+            return _drive(args, config, runtime.pipeline, signals, watchdog, notifier)
+        finally:
+            runtime.close()
     finally:
-        runtime.close()
+        watchdog.stop()
 
 
-def _run_supervised(args: argparse.Namespace, config, processes: int, signals: _Signals) -> int:
+def _run_supervised(
+    args: argparse.Namespace,
+    config,
+    processes: int,
+    signals: _Signals,
+    watchdog: Watchdog,
+    notifier: Notifier,
+) -> int:
     """The streams split over worker processes, behind one relay (streams/scale/supervisor.py)."""
     from streams.scale.supervisor import Supervisor
 
     supervisor = Supervisor(config, processes, logging.getLogger().level)
     try:
-        return _drive(args, config, supervisor, signals)
+        return _drive(args, config, supervisor, signals, watchdog, notifier)
     finally:
         supervisor.close()
 
 
-def _drive(args: argparse.Namespace, config, pipeline: Runnable, signals: _Signals) -> int:
+def _drive(
+    args: argparse.Namespace,
+    config,
+    pipeline: Runnable,
+    signals: _Signals,
+    watchdog: Watchdog,
+    notifier: Notifier,
+) -> int:
     """Start, show the live table and serve /metrics until done, then drain and summarise;
     the exit code: 1 when every stream finished without one frame decoded (none went live).
 
-    ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``.
+    ``pipeline`` is a Pipeline or a Supervisor: a ``streams.runtime.runnable.Runnable``. Under
+    systemd it says READY=1 once started, and STOPPING=1 before the drain.
     """
     from streams.bus.metrics import serve_metrics
     from streams.cli.display import LiveView, print_summary
+    from streams.cli.reload import Reloader
+    from streams.cli.systemd import summary_line
     from streams.errors import StreamsError
 
     metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
-    view = None if args.no_live else LiveView(pipeline.snapshot, args.console)
+    # On a terminal the live table; piped, plain lines now and then; under systemd neither.
+    show = not args.no_live and (args.console is not None or not args.service)
+    view = LiveView(pipeline.snapshot, args.console) if show else None
+    reloader = Reloader(args.config, pipeline, notifier, signals.hangup)
+    reason = "did not start"
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
+        if not signals.stop.is_set():
+            watchdog.running(pipeline.stalled_s, pipeline.snapshot)
+            notifier.send(READY=1, STATUS=summary_line(pipeline.snapshot()))
+            reloader.start()
         if view:
             view.start()
         reason = pipeline.wait(args.duration, signals.stop)
         logger.info("stopping: %s", reason)
     finally:
+        notifier.send(STOPPING=1, STATUS=f"stopping: {reason}")
+        watchdog.stop()
+        reloader.stop()
         try:
             if view:
                 view.stop()
@@ -403,6 +472,31 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     os.chmod(secret, 0o600)
     print(f"public key: {public}  (give to subscribers / put in authorized_clients)")
     print(f"secret key: {secret}  (keep private)")
+    return 0
+
+
+def _cmd_install_service(args: argparse.Namespace) -> int:
+    from streams.cli.service import UNIT_NAME, unit_text
+
+    text = unit_text(args.executable, args.config)
+    if args.print:
+        sys.stdout.write(text)
+        return 0
+    path = args.unit_dir / UNIT_NAME
+    if path.exists() and not args.force:
+        raise UsageError("--unit-dir", f"{path} already exists; --force replaces it")
+    try:
+        args.unit_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as err:
+        raise UsageError(
+            "--unit-dir", f"cannot write {path}: {err.strerror} (run it with sudo?)"
+        ) from None
+    print(f"wrote {path}")
+    if not Path(args.config).is_file():
+        print(f"next: put the config at {args.config} (e.g. copy config.yaml there)")
+    print("then: sudo systemctl daemon-reload && sudo systemctl enable --now streams")
+    print("logs: journalctl -u streams -f; state: systemctl status streams")
     return 0
 
 

@@ -17,6 +17,13 @@ TIME_FORMAT = "%H:%M:%S"
 def configure_logging(level: int) -> Console | None:
     """Log records to stderr at ``level``; returns the rich console they go through when
     stderr is an interactive terminal (None otherwise: plain lines, as in a log file)."""
+    from streams.cli.systemd import JournalFormatter, journal_stderr
+
+    if journal_stderr():  # under systemd: lines journald reads the priority of (it adds the time)
+        handler = logging.StreamHandler()
+        handler.setFormatter(JournalFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+        return None
     console = _terminal_console()
     if console is None:
         logging.basicConfig(level=level, format=PLAIN_FORMAT, datefmt=TIME_FORMAT)

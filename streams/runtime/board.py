@@ -28,18 +28,22 @@ class FrameBoard:
         self._frame_ready = threading.Condition(self._lock)
         self._slot_free: dict[str, threading.Condition] = {}
         self._frames: dict[str, Frame] = {}
-        self._active: set[str] = set()
+        # Capture workers per active stream: a stream restarted by a reload registers its new
+        # worker while the old one may still be leaving.
+        self._active: dict[str, int] = {}
         self._closed = False
 
     def register(self, stream_id: str) -> None:
         with self._lock:
-            self._active.add(stream_id)
+            self._active[stream_id] = self._active.get(stream_id, 0) + 1
             self._slot_free.setdefault(stream_id, threading.Condition(self._lock))
 
     def unregister(self, stream_id: str) -> None:
         """The stream ended or failed: stop waiting for it when forming batches."""
         with self._lock:
-            self._active.discard(stream_id)
+            left = self._active.pop(stream_id, 0) - 1
+            if left > 0:
+                self._active[stream_id] = left
             self._frame_ready.notify()
 
     def put(self, frame: Frame, wait: bool = False) -> bool:

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engines.base import Engine, EngineSlot
 from processors.letterbox import Letterbox
@@ -27,11 +27,13 @@ from streams.bus.messages import (
 from streams.bus.publisher import Publisher
 from streams.capture.frames import Frame
 from streams.capture.worker import CaptureContext, CaptureWorker
-from streams.config import Config
+from streams.config import Config, StreamConfig
 from streams.errors import EngineError
 from streams.runtime.board import FrameBoard
 from streams.runtime.preprocess import choose_preprocess
+from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload, stream_differences
 from streams.runtime.runnable import wait_until_done
+from streams.runtime.sources import resolve_sources
 from streams.runtime.stats import PipelineStats, StreamStats
 from streams.states import StreamState, advance
 
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 # Consecutive batches that fail (inference or decode) before the pipeline gives up: one bad
 # batch is skipped, a GPU that fails every batch (a sticky CUDA error) is not a pipeline.
 MAX_FAILED_BATCHES = 20
+RETIRE_JOIN_S = 2.0  # how long a reload waits for a stopped stream's worker to leave
 
 
 @dataclass
@@ -86,20 +89,22 @@ class Pipeline:
         self.stream_stats = {s.id: StreamStats(s.id) for s in config.streams}
         self.head_format = self._head_format()
         self._board = FrameBoard()
-        self._stop_capture = threading.Event()
         self._stop_batching = threading.Event()
         self._in_flight: queue.Queue[_Batch | None] = queue.Queue()
         self._preprocess = choose_preprocess(engine)
         prepare_graphs = getattr(engine, "prepare_graphs", None)  # engines with CUDA graphs
         if prepare_graphs is not None:
             prepare_graphs(input_on_device=self._preprocess.on_device)
-        capture_context = CaptureContext(
-            config.capture, self._board, self._on_status, self._stop_capture, self._nvdec_gpu()
+        # What every capture worker shares; each gets its own copy with its own stop event,
+        # so that a reload can stop one stream.
+        self._capture = CaptureContext(
+            config.capture, self._board, self._on_status, threading.Event(), self._nvdec_gpu()
         )
-        self._workers = [
-            CaptureWorker(s, sources[s.id], self.stream_stats[s.id], capture_context)
-            for s in config.streams
-        ]
+        self._capture_stopped = False
+        self._reload_lock = threading.Lock()  # one reload at a time, never during stop()
+        # Replaced, never changed in place (other threads iterate them): stream id -> ...
+        self._workers: dict[str, CaptureWorker] = {}
+        self._workers = {s.id: self._new_worker(s, sources[s.id]) for s in config.streams}
         self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
         self._completer = threading.Thread(
             target=self._complete_loop, name="completer", daemon=True
@@ -108,7 +113,27 @@ class Pipeline:
         self._started_mono_s = 0.0
         self._done = threading.Event()
         self._failed_batches = 0
+        self._batcher_round_mono_s = 0.0  # the batcher's last time round its loop
         self.fatal: str | None = None  # why the pipeline gave up, if it did
+
+    def _new_worker(self, stream: StreamConfig, source: str, first_seq: int = 0) -> CaptureWorker:
+        """A capture worker whose status events count only while it is the stream's current
+        worker (one a reload replaced may still be leaving a network call)."""
+        mine: list[CaptureWorker] = []
+
+        def on_status(stream_id: str, state: StreamState | str, **detail) -> None:
+            if self._workers.get(stream_id) is mine[0]:
+                self._on_status(stream_id, state, **detail)
+
+        context = replace(self._capture, on_status=on_status, stop=threading.Event())
+        mine.append(CaptureWorker(stream, source, self.stream_stats[stream.id], context, first_seq))
+        return mine[0]
+
+    def _stop_capture(self) -> None:
+        with self._reload_lock:
+            self._capture_stopped = True
+            for worker in self._workers.values():
+                worker.stop()
 
     def _nvdec_gpu(self) -> int | None:
         """The GPU whose NVDEC decodes the streams, or None (logged once, with the reason)."""
@@ -146,10 +171,10 @@ class Pipeline:
 
     def start(self, cancel: threading.Event | None = None) -> None:
         """Start every thread (quick: nothing here can be slow enough to need ``cancel``)."""
-        self._started_mono_s = time.monotonic()
+        self._started_mono_s = self._batcher_round_mono_s = time.monotonic()
         self._completer.start()
         self._batcher.start()
-        for worker in self._workers:
+        for worker in self._workers.values():
             worker.start()
         self._stats_thread.start()
         logger.info(
@@ -161,7 +186,12 @@ class Pipeline:
         )
 
     def all_streams_finished(self) -> bool:
-        return all(not w.thread.is_alive() for w in self._workers)
+        return all(not w.thread.is_alive() for w in self._workers.values())
+
+    def stalled_s(self) -> float:
+        """Seconds since the batcher last went round its loop (at least every 0.1 s while it
+        is healthy, frames or not): a large value means a wedged engine or batcher."""
+        return time.monotonic() - self._batcher_round_mono_s
 
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
         """Block until ``duration_s`` passes, ``stop`` is set or every stream has finished."""
@@ -173,8 +203,8 @@ class Pipeline:
         The engine and publisher belong to the caller and stay open.
         """
         deadline = time.monotonic() + timeout_s
-        self._stop_capture.set()
-        for worker in self._workers:
+        self._stop_capture()
+        for worker in self._workers.values():
             worker.thread.join(max(0.0, deadline - time.monotonic()))
         self._stop_batching.set()
         self._board.close()
@@ -193,10 +223,70 @@ class Pipeline:
                 )
         self._publish_stats()
 
+    # --- reload -------------------------------------------------------------------------------
+
+    def reload(self, config: Config, sources: dict[str, str] | None = None) -> ReloadPlan:
+        """Apply a new config's streams: removed ones stop and publish ``ended``, changed ones
+        restart (``reconnecting``, then ``connecting``; ``seq`` carries on), added ones start;
+        the others are not touched. Raises ReloadRefused (the running config stays) if
+        anything but ``streams:`` differs.
+
+        Args:
+            config: the new, validated config. sources: its stream id -> path or URL
+                (default: resolved here, ``sample:`` names fetched if missing).
+        """
+        plan = plan_reload(self.config, config)
+        if sources is None:
+            sources = resolve_sources(config)
+        with self._reload_lock:
+            if self._capture_stopped:
+                raise ReloadRefused("the pipeline is stopping")
+            old_config = {s.id: s for s in self.config.streams}
+            leaving = [self._workers[i] for i in plan.removed + plan.changed]
+            for worker in leaving:
+                worker.stop()
+            for worker in leaving:  # a file stops at once; a camera at its next read
+                worker.thread.join(RETIRE_JOIN_S)
+            removed = [self.stream_stats[i] for i in plan.removed]
+            stats = {i: s for i, s in self.stream_stats.items() if i not in plan.removed}
+            stats.update({i: StreamStats(i) for i in plan.added})
+            self.stream_stats = {s.id: stats[s.id] for s in config.streams}
+            # From here on the leaving workers' late events and in-flight frames are dropped.
+            kept = {i: w for i, w in self._workers.items() if w not in leaving}
+            self._workers = kept
+            for stream_id in plan.removed + plan.changed:
+                self._board.discard(stream_id)
+            for stream_stats in removed:
+                if not stream_stats.state.terminal:
+                    self._announce(
+                        stream_stats, StreamState.ENDED, reason="removed from the config"
+                    )
+            by_id = {s.id: s for s in config.streams}
+            seqs = {w.stream.id: w.next_seq for w in leaving}
+            for stream_id in plan.changed:
+                keys = ", ".join(stream_differences(old_config[stream_id], by_id[stream_id]))
+                self._announce(
+                    self.stream_stats[stream_id],
+                    StreamState.RECONNECTING,
+                    reason=f"restarting: the config changed ({keys})",
+                )
+            starting = {
+                i: self._new_worker(by_id[i], sources[i], seqs.get(i, 0))
+                for i in plan.added + plan.changed
+            }
+            self._workers = {s.id: kept.get(s.id) or starting[s.id] for s in config.streams}
+            self.config = config
+            for worker in starting.values():
+                worker.start()
+        return plan
+
     # --- status and stats --------------------------------------------------------------------
 
     def _on_status(self, stream_id: str, state: StreamState | str, **detail) -> None:
-        stats = self.stream_stats[stream_id]
+        self._announce(self.stream_stats[stream_id], state, **detail)
+
+    def _announce(self, stats: StreamStats, state: StreamState | str, **detail) -> None:
+        stream_id = stats.stream_id
         state = stats.state = advance(stats.state, state)
         log = (
             logger.warning
@@ -219,6 +309,7 @@ class Pipeline:
             "uptime_s": time.monotonic() - self._started_mono_s,
             "streams": [s.snapshot() for s in self.stream_stats.values()],
             "pipeline": self.stats.snapshot(),
+            "stalled_s": self.stalled_s(),  # for a supervisor's watchdog; not published
         }
 
     def _publish_stats(self) -> None:
@@ -240,6 +331,7 @@ class Pipeline:
         max_wait_s = self.config.batch.max_wait_ms / 1000.0
         try:
             while True:
+                self._batcher_round_mono_s = time.monotonic()
                 # Take a free slot first, frames second: frames are picked as late as
                 # possible, so they are the newest and do not age while a slot frees up.
                 slot = self.engine.acquire()
@@ -256,14 +348,14 @@ class Pipeline:
                 self._in_flight.put(_Batch(frames, boxes, slot, started_mono_s, submitted_mono_s))
         except Exception:
             logger.exception("batcher crashed; stopping the pipeline")
-            self._stop_capture.set()
+            self._stop_capture()
 
     def _batch_failed(self, reason: str) -> None:
         self._failed_batches += 1
         if self._failed_batches >= MAX_FAILED_BATCHES and self.fatal is None:
             self.fatal = f"{self._failed_batches} batches in a row failed, the last: {reason}"
             logger.error("giving up: %s", self.fatal)
-            self._stop_capture.set()
+            self._stop_capture()
 
     def _complete_loop(self) -> None:
         model = self.config.model
@@ -304,11 +396,15 @@ class Pipeline:
             self.stats.batches += 1
             self.stats.batch_frames += len(batch.frames)
             self.stats.inference_ms.add(inference_ms, done_mono_s)
+            frames, stream_stats_now = batch.frames, self.stream_stats
+            if any(frame.stream_id not in stream_stats_now for frame in frames):
+                keep = [i for i, f in enumerate(frames) if f.stream_id in stream_stats_now]
+                frames, decoded = [frames[i] for i in keep], [decoded[i] for i in keep]
             # Every message of the batch built and encoded here, in one call, and handed to
             # the publisher thread as one item; ``total`` ends now, just before that.
             now_s = time.monotonic()
             messages, totals_ms = encode_detection_batch(
-                batch.frames,
+                frames,
                 decoded,
                 self.labels,
                 model=self.model_name,
@@ -318,12 +414,12 @@ class Pipeline:
                 inference_ms=inference_ms,
                 postprocess_ms=postprocess_ms,
             )
-            for frame, total_ms in zip(batch.frames, totals_ms):
-                stream_stats = self.stream_stats[frame.stream_id]
+            for frame, total_ms in zip(frames, totals_ms):
+                stream_stats = stream_stats_now[frame.stream_id]
                 stream_stats.processed += 1
                 stream_stats.latency_ms.add(total_ms, now_s)
                 if stream_stats.recorded_latency_ms is not None:
                     stream_stats.recorded_latency_ms.append(total_ms)
-            if len(messages) < len(batch.frames):  # could not be encoded (logged)
-                self.publisher.count_dropped(len(batch.frames) - len(messages))
+            if len(messages) < len(frames):  # could not be encoded (logged)
+                self.publisher.count_dropped(len(frames) - len(messages))
             self.publisher.publish_encoded(messages)

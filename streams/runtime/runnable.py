@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from streams.config import Config
+    from streams.runtime.reload import ReloadPlan
 
 
 class Runnable(Protocol):
@@ -19,12 +23,18 @@ class Runnable(Protocol):
 
     def all_streams_finished(self) -> bool: ...
 
+    def stalled_s(self) -> float:
+        """Seconds the run has not moved (the systemd watchdog stops pinging when large)."""
+
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str: ...
 
     def stop(self) -> None:
         """Drain what is in flight and publish ``ended`` for every stream."""
 
     def snapshot(self) -> dict: ...
+
+    def reload(self, config: Config) -> ReloadPlan:
+        """Apply a new config's streams (the others keep running); raises ReloadRefused."""
 
 
 POLL_S = 0.05

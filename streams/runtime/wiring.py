@@ -15,6 +15,7 @@ from streams.bus.publisher import Publisher
 from streams.config import Config
 from streams.errors import ConfigError, EngineError
 from streams.runtime.pipeline import Pipeline
+from streams.runtime.sources import resolve_sources
 from streams.runtime.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
@@ -40,20 +41,6 @@ def model_path(config: Config) -> Path:
 
         return resolve_model(config.model.path)
     return Path(config.model.path)
-
-
-def resolve_sources(config: Config) -> dict[str, str]:
-    """Stream id -> the path or URL a reader opens; ``sample:NAME`` becomes the cached video's
-    path."""
-    sources = {}
-    for stream in config.streams:
-        if stream.url.startswith("sample:"):
-            from streams.assets import resolve_sample
-
-            sources[stream.id] = str(resolve_sample(stream.url))
-        else:
-            sources[stream.id] = stream.url
-    return sources
 
 
 def open_engine(config: Config) -> tuple[Engine, str]:

@@ -31,6 +31,7 @@ from streams.bus.messages import stats_message, status_message, topic
 from streams.bus.publisher import Publisher
 from streams.config import Config
 from streams.errors import StreamsError
+from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.stats import PipelineStats
 from streams.scale.merge import COUNTERS, merge_snapshots
@@ -86,6 +87,7 @@ class _Worker:
     restart_at_s: float | None = None
     backoff_s: float = RESTART_INITIAL_S
     snapshot: dict = field(default_factory=dict)
+    reported_mono_s: float = 0.0  # when its last snapshot arrived
     threads_cpu_s: dict = field(default_factory=dict)  # CPU seconds per thread group so far
 
 
@@ -215,8 +217,34 @@ class Supervisor:
     def all_streams_finished(self) -> bool:
         return all(w.finished or w.error for w in self._workers)
 
+    def stalled_s(self) -> float:
+        """The longest any running worker has not moved: its pipeline's own figure, plus the
+        time its next report is overdue (a frozen process reports nothing). A worker being
+        restarted is the supervisor's business, not a wedge."""
+        now_s = time.monotonic()
+        every_s = self.config.publish.stats_interval_s  # how often a worker reports
+        stalled = [0.0]
+        with self._lock:
+            for w in self._workers:
+                running = w.process is not None and w.process.exitcode is None
+                if running and w.ready and w.snapshot and not w.finished:
+                    since_s = max(0.0, now_s - w.reported_mono_s - every_s)
+                    stalled.append(w.snapshot.get("stalled_s", 0.0) + since_s)
+        return max(stalled)
+
     def wait(self, duration_s: float | None = None, stop: threading.Event | None = None) -> str:
         return wait_until_done(self, duration_s, stop)
+
+    def reload(self, config: Config) -> ReloadPlan:
+        """Not across worker processes yet: refused (the running config stays)."""
+        plan = plan_reload(self.config, config)  # the same refusals as one process first
+        if plan.empty:
+            return plan
+        raise ReloadRefused(
+            f"streams change ({plan.describe()}) but this run has {len(self._workers)} worker "
+            "processes, which cannot take stream changes live yet; restart the service (or "
+            "set workers.processes: 1)"
+        )
 
     def stop(self) -> None:
         """Workers drain and report their last snapshot; the merged ``stats`` goes out last."""
@@ -301,6 +329,7 @@ class Supervisor:
                     )
             elif kind in ("snapshot", "final"):
                 worker.snapshot = report["snapshot"]
+                worker.reported_mono_s = time.monotonic()
                 worker.threads_cpu_s = report.get("threads_cpu_s", {})
                 for stream in worker.snapshot["streams"]:
                     self._states[stream["stream"]] = StreamState(stream["state"])

@@ -9,6 +9,7 @@
 #   gstreamer1.0-plugins-good   qtdemux, rtph264pay, rtpbin, udp
 #   gstreamer1.0-plugins-bad     h264parse
 #   ffmpeg                       make_test_clip() (libx264 re-encode)
+#   systemd                      systemd-analyze verify deploy/streams.service (tests/test_service.py)
 set -euo pipefail
 
 PACKAGES=(
@@ -18,6 +19,7 @@ PACKAGES=(
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad
   ffmpeg
+  systemd
 )
 
 missing=()

@@ -1,0 +1,36 @@
+"""What a reload may change live: only streams; every other differing key is named."""
+
+import pytest
+
+from streams.config import parse_config
+from streams.runtime.reload import ReloadRefused, plan_reload
+
+
+def config(streams, **sections):
+    return parse_config({"streams": streams, **sections})
+
+
+A = {"id": "a", "url": "rtsp://cam-a/s"}
+B = {"id": "b", "url": "rtsp://cam-b/s"}
+C = {"id": "c", "url": "rtsp://cam-c/s"}
+
+
+def test_streams_added_removed_and_changed_in_config_order():
+    plan = plan_reload(config([A, B]), config([C, {**A, "fps": 5}]))
+    assert (plan.added, plan.removed, plan.changed) == (("c",), ("b",), ("a",))
+    assert plan.describe() == "added c; removed b; restarted a"
+    assert plan_reload(config([A]), config([A])).describe() == "no stream changed"
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"engine": {"backend": "onnxruntime"}}, "engine.backend"),
+        ({"publish": {"endpoint": "tcp://127.0.0.1:6000"}}, "publish.endpoint"),
+        ({"model": {"conf_threshold": 0.5}}, "model.conf_threshold"),
+        ({"workers": {"processes": 2}}, "workers.processes"),
+    ],
+)
+def test_anything_but_streams_is_refused_by_name(section, key):
+    with pytest.raises(ReloadRefused, match=rf"^{key} changed, which cannot apply while running"):
+        plan_reload(config([A]), config([A, B], **section))
