@@ -146,3 +146,14 @@ def test_a_worker_that_cannot_start_fails_the_run_in_one_line(assets, tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "model.labels:" in result.stderr and "has 3 labels but the model has 80" in result.stderr
+
+
+def test_bench_engine_runs_its_benchmark_and_names_a_missing_model(tmp_path):
+    """`bench-engine` was registered with a module that no longer existed (AttributeError
+    traceback): it must reach the engine benchmark, and a missing model is one line."""
+    result = run_cli(
+        "bench-engine", "--model", str(tmp_path / "nope.onnx"), "--backend", "onnxruntime"
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "nope.onnx" in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr

@@ -24,10 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from engines.options import EngineOptions
-from streams.errors import USER_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
     return float(np.percentile(np.asarray(values), q))
 
 
@@ -135,6 +134,10 @@ def measure_throughput(
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark ``args.model`` and print a table; 0 on success, 2 on a usage error."""
+    import numpy as np  # here, not at import: the CLI builds its parser before it loads anything
+
+    from streams.errors import USER_ERRORS
+
     try:
         batches = sorted({int(b) for b in str(args.batch).split(",") if b.strip()})
     except ValueError:

@@ -206,13 +206,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=_cmd_bench)
 
     bench_engine = add_command("bench-engine", help="bare engine throughput/latency")
-    try:
-        from streams import bench_engine as bench_engine_module
+    from streams.bench import engine as bench_engine_module
 
-        bench_engine_module.add_arguments(bench_engine)
-        bench_engine.set_defaults(handler=bench_engine_module.run)
-    except ImportError:  # pragma: no cover - module is part of the package
-        pass
+    bench_engine_module.add_arguments(bench_engine)
+    bench_engine.set_defaults(handler=bench_engine_module.run)
 
     doctor = add_command("doctor", help="GPU, driver, CUDA, TensorRT, NVDEC, choices")
     doctor.set_defaults(handler=_cmd_doctor)
