@@ -5,6 +5,7 @@ log line and the running config stays."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import yaml
@@ -103,3 +104,103 @@ def test_sighup_applies_stream_changes_and_leaves_the_rest_running(assets, tmp_p
     for stream in ("keep", "change", "added"):
         assert collector.of("status", stream)[-1]["state"] == "ended"
     assert yaml.safe_load(path.read_text())["model"] == {"conf_threshold": 0.5}
+
+
+def _worker_pid(process, index: int, timeout_s: float = 60.0) -> int:
+    """The pid of worker ``index`` as the supervisor last logged it (``worker 0 (pid N): ...``)."""
+    found: list[int] = []
+
+    def logged() -> bool:
+        found[:] = [
+            int(line.split("(pid ")[1].split(")")[0])
+            for line in process.output().splitlines()
+            if f"worker {index} (pid " in line
+        ]
+        return bool(found)
+
+    assert wait_until(logged, timeout_s), process.output()
+    return found[-1]
+
+
+def test_sighup_with_two_worker_processes_restarts_only_the_changed_streams(assets, tmp_path):
+    """Shards are contiguous: worker 0 runs keep0 and gone, worker 1 keep1 and change. After
+    the reload worker 0 has one stream left, so the added one goes there; killed with SIGKILL,
+    worker 0 comes back with keep0 and added (not gone)."""
+    port = free_port()
+    bikes, carphone = str(assets.videos["bikes.mp4"]), str(assets.videos["carphone_pristine.mp4"])
+    keep0 = {"id": "keep0", "url": carphone, "loop": True, "pace": "none", "fps": 4}
+    gone = {"id": "gone", "url": bikes, "loop": True, "fps": 2}
+    keep1 = {"id": "keep1", "url": carphone, "loop": True, "pace": "none", "fps": 4}
+    change = {"id": "change", "url": bikes, "loop": True, "fps": 2}
+    sections = {"engine": {"threads": 1}, "workers": {"processes": 2}}
+    path = write_config(tmp_path / "c.yaml", [keep0, gone, keep1, change], port, **sections)
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(path), "--no-live")
+    streams = ("keep0", "gone", "keep1", "change")
+    try:
+        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 2 for s in streams), 120), (
+            process.output()
+        )
+        added = {"id": "added", "url": carphone, "loop": True, "fps": 2}
+        write_config(path, [keep0, keep1, {**change, "fps": 3}, added], port, **sections)
+        process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: f"reloaded {path}" in process.output(), 30), process.output()
+        assert f"reloaded {path}: added added; removed gone; restarted change" in process.output()
+        assert "worker 0: streams keep0, added" in process.output()  # the least loaded
+        assert "worker 1: streams keep1, change" in process.output()
+        assert collector.wait_for(lambda c: len(c.of("det", "added")) >= 2, 60), process.output()
+
+        ended = [m for m in collector.of("status", "gone") if m["state"] == "ended"]
+        assert ended and ended[0]["reason"] == "removed from the config", ended
+        restart = [m for m in collector.of("status", "change") if m["state"] == "reconnecting"]
+        assert restart and restart[0]["reason"] == "restarting: the config changed (fps)"
+        assert collector.wait_for(
+            lambda c: [m["state"] for m in c.of("status", "change")][-1] == "live", 30
+        ), collector.of("status", "change")
+        assert collector.wait_for(
+            lambda c: any(
+                {r["stream"] for r in m["streams"]} == {"keep0", "keep1", "change", "added"}
+                for m in c.of("stats")
+            ),
+            10,
+        ), collector.of("stats")[-1]
+
+        # Outside streams: is refused as with one process; the running config stays.
+        write_config(
+            path,
+            [keep0, keep1, {**change, "fps": 3}, added],
+            port,
+            model={"iou_threshold": 0.5},
+            **sections,
+        )
+        process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload refused" in process.output(), 10), process.output()
+        assert "model.iou_threshold changed" in process.output()
+
+        keep0_before_kill = _seqs(collector, "keep0")
+        old_pid = _worker_pid(process, 0)
+        os.kill(old_pid, signal.SIGKILL)
+        killed_at = len(collector.messages)
+        assert wait_until(lambda: _worker_pid(process, 0) != old_pid, 30), process.output()
+        restarted = [line for line in process.output().splitlines() if "worker 0 (pid" in line]
+        assert restarted[-1].endswith("streams keep0, added"), restarted
+        assert collector.wait_for(
+            lambda c: all(
+                sum(1 for _, m in c.messages[killed_at:] if m["type"] == "det" and m["stream"] == s)
+                >= 2
+                for s in ("keep0", "added")
+            ),
+            60,
+        ), process.output()
+        code, _ = process.drain(timeout_s=15)
+        assert code == 0, process.output()
+    finally:
+        cleanup(process, collector)
+    assert "Traceback" not in process.output()
+    after_kill = [m for _, m in collector.messages[killed_at:] if m.get("stream") == "gone"]
+    assert after_kill == [], after_kill  # the restarted worker did not bring gone back
+    for seqs in (keep0_before_kill, _seqs(collector, "keep1")):
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # no gap, no restart
+    for stream in ("keep0", "keep1", "change", "added"):
+        assert collector.of("status", stream)[-1]["state"] == "ended"
+    assert collector.of("stats")[-1]["pipeline"]["restarts"] == 1

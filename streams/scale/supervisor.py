@@ -9,6 +9,11 @@ subscribers nothing changes: one endpoint (the :class:`~streams.scale.relay.Rela
 
 A worker that dies (a driver fault, the OOM killer) takes only its own streams down: they are
 reported ``reconnecting`` with the reason, and the worker is restarted with back-off.
+
+A reload (SIGHUP) reshards (``streams/scale/shards.py``) and sends each worker whose share
+changed its new stream list down a pipe of its own; the worker applies it with
+``Pipeline.reload``, so only the streams added, removed or changed restart. A worker started
+later (a restart) is given its current share.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from streams.config import Config
 from streams.errors import StreamsError
 from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
+from streams.runtime.sources import resolve_sources
 from streams.runtime.stats import PipelineStats
 from streams.scale.merge import COUNTERS, merge_snapshots
 from streams.scale.relay import Relay
+from streams.scale.shards import reshard, split_streams
 from streams.scale.worker_logs import listen
 from streams.scale.worker_process import worker_main
 from streams.states import StreamState
@@ -45,6 +52,7 @@ logger = logging.getLogger(__name__)
 RESTART_INITIAL_S = 1.0
 RESTART_MAX_S = 30.0
 STOP_GRACE_S = 8.0  # a worker drains its pipeline in 4 s; then its engine and publisher close
+RELOAD_APPLY_S = 15.0  # how long a reload waits for the workers to apply it (2 s per stream)
 
 
 def resolve_processes(config: Config) -> tuple[int, str]:
@@ -63,18 +71,6 @@ def resolve_processes(config: Config) -> tuple[int, str]:
     return count, f"{streams} streams, workers.streams_per_process {per}"
 
 
-def split_streams(config: Config, processes: int) -> list[list[str]]:
-    """Contiguous, near-equal shards of stream ids, in config order."""
-    ids = [s.id for s in config.streams]
-    size, extra = divmod(len(ids), processes)
-    shards, start = [], 0
-    for index in range(processes):
-        end = start + size + (1 if index < extra else 0)
-        shards.append(ids[start:end])
-        start = end
-    return shards
-
-
 @dataclass
 class _Worker:
     index: int
@@ -89,6 +85,12 @@ class _Worker:
     snapshot: dict = field(default_factory=dict)
     reported_mono_s: float = 0.0  # when its last snapshot arrived
     threads_cpu_s: dict = field(default_factory=dict)  # CPU seconds per thread group so far
+    commands: Any = None  # the sending end of this process's reload pipe
+    applied: int = 0  # the last reload generation this process runs
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.exitcode is None
 
 
 class Supervisor:
@@ -102,6 +104,8 @@ class Supervisor:
         self._stopping = threading.Event()  # no more restarts
         self._closing = threading.Event()  # no more reports to wait for
         self._lock = threading.Lock()
+        self._shards_lock = threading.Lock()  # a reload's new shards vs a worker's (re)start
+        self._generation = 0  # reloads applied so far
         self._tmp = tempfile.mkdtemp(prefix="streams-")
         self.stats = PipelineStats()
         self._relay = self._context = self._reports = self.publisher = None
@@ -168,8 +172,16 @@ class Supervisor:
         )
 
     def _launch(self, worker: _Worker) -> None:
+        with self._shards_lock:
+            self._launch_locked(worker)
+
+    def _launch_locked(self, worker: _Worker) -> None:
         worker.ready = worker.finished = False
         worker.error = None
+        if worker.commands is not None:
+            worker.commands.close()
+        receive, worker.commands = self._spawn.Pipe(duplex=False)
+        worker.applied = self._generation  # it starts with the current shard
         worker.process = self._spawn.Process(
             target=worker_main,
             name=f"streams-worker-{worker.index}",
@@ -183,9 +195,13 @@ class Supervisor:
                 self._stop,
                 self._log_level,
                 self._log_queue,
+                receive,
             ),
         )
-        worker.process.start()
+        try:
+            worker.process.start()
+        finally:
+            receive.close()  # the worker has its own copy now
         logger.info(
             "worker %d (pid %d): streams %s",
             worker.index,
@@ -236,15 +252,69 @@ class Supervisor:
         return wait_until_done(self, duration_s, stop)
 
     def reload(self, config: Config) -> ReloadPlan:
-        """Not across worker processes yet: refused (the running config stays)."""
-        plan = plan_reload(self.config, config)  # the same refusals as one process first
-        if plan.empty:
-            return plan
-        raise ReloadRefused(
-            f"streams change ({plan.describe()}) but this run has {len(self._workers)} worker "
-            "processes, which cannot take stream changes live yet; restart the service (or "
-            "set workers.processes: 1)"
-        )
+        """Apply a new config's streams across the workers, as ``Pipeline.reload`` does in one
+        process: each worker whose share changed gets it and restarts only the streams added,
+        removed or changed; the other workers are not told. Raises ReloadRefused (the running
+        config stays) as one process would, or if no worker is left to take a new stream."""
+        plan = plan_reload(self.config, config)  # the same refusals as one process
+        resolve_sources(config)  # a sample that cannot be fetched: refused here, not in a worker
+        with self._shards_lock:
+            if self._stopping.is_set():
+                raise ReloadRefused("the run is stopping")
+            serving = [not (w.finished or w.error) for w in self._workers]
+            shards = reshard([w.stream_ids for w in self._workers], serving, config)
+            if shards is None:
+                raise ReloadRefused("no worker process is left to run the added streams")
+            old = {s.id: s for s in self.config.streams}
+            new = {s.id: s for s in config.streams}
+            self._generation += 1
+            told = []
+            with self._lock:
+                for sid in plan.removed:
+                    self._states.pop(sid, None)
+                    self._counter_base.pop(sid, None)
+                for sid in plan.added:
+                    self._states[sid] = StreamState.STARTING
+                self.config = config
+            for worker, shard in zip(self._workers, shards):
+                before = [old[i] for i in worker.stream_ids]
+                worker.stream_ids, removed = shard, [i for i in worker.stream_ids if i not in new]
+                if before == [new[i] for i in shard]:
+                    continue
+                logger.info("worker %d: streams %s", worker.index, ", ".join(shard) or "none")
+                if self._tell(worker, config, shard):
+                    told.append(worker)
+                else:  # not running: it starts with its new shard; say what it no longer runs
+                    for sid in removed:
+                        self.publisher.publish(
+                            topic("status", sid),
+                            status_message(
+                                sid, StreamState.ENDED.value, reason="removed from the config"
+                            ),
+                        )
+        self._wait_applied(told, self._generation)
+        return plan
+
+    def _tell(self, worker: _Worker, config: Config, shard: list[str]) -> bool:
+        """Send a running worker its new shard; False if it is not running to take it."""
+        if not worker.alive or worker.finished:
+            return False
+        try:
+            worker.commands.send((config, shard, self._generation))
+        except OSError:  # it died just now: it restarts with the new shard
+            return False
+        return True
+
+    def _wait_applied(self, workers: list[_Worker], generation: int) -> None:
+        """Until each worker has applied ``generation`` (its streams restarted), died, or
+        ``RELOAD_APPLY_S`` passed. One still starting applies it once its engine is ready."""
+        deadline = time.monotonic() + RELOAD_APPLY_S
+        while time.monotonic() < deadline:
+            if all(w.applied >= generation or not w.alive or not w.ready for w in workers):
+                return
+            time.sleep(0.05)
+        late = [str(w.index) for w in workers if w.alive and w.applied < generation]
+        logger.warning("worker %s has not applied the reload yet", ", ".join(late))
 
     def stop(self) -> None:
         """Workers drain and report their last snapshot; the merged ``stats`` goes out last."""
@@ -274,6 +344,9 @@ class Supervisor:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(2.0)
+        for worker in self._workers:
+            if worker.commands is not None:
+                worker.commands.close()
         listener, self._log_listener = self._log_listener, None
         if listener is not None:
             listener.stop()  # after the workers' last records
@@ -315,6 +388,8 @@ class Supervisor:
             if kind == "ready":
                 worker.ready = True
                 worker.backoff_s = RESTART_INITIAL_S
+            elif kind == "reloaded":
+                worker.applied = max(worker.applied, report["generation"])
             elif kind == "error":
                 worker.error = report["reason"]
                 for sid in worker.stream_ids:
@@ -332,7 +407,8 @@ class Supervisor:
                 worker.reported_mono_s = time.monotonic()
                 worker.threads_cpu_s = report.get("threads_cpu_s", {})
                 for stream in worker.snapshot["streams"]:
-                    self._states[stream["stream"]] = StreamState(stream["state"])
+                    if stream["stream"] in self._states:  # not one a reload removed
+                        self._states[stream["stream"]] = StreamState(stream["state"])
                 if kind == "final":
                     worker.finished = True
 
@@ -353,6 +429,9 @@ class Supervisor:
             return
         if worker.index == 0 and self._starting:
             return  # start() reports worker 0's failure to start itself
+        if not worker.stream_ids:  # a reload removed all its streams: nothing to restart
+            worker.finished = True
+            return
         if worker.restart_at_s is None:
             self._on_worker_death(worker, process.exitcode)
         elif time.monotonic() >= worker.restart_at_s:

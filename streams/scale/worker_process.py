@@ -5,6 +5,9 @@ survive ``fork``). It publishes ``det`` and ``status`` through the supervisor's 
 reports its snapshot to the supervisor, which merges them into the one ``stats`` message.
 Signals are the supervisor's business: a worker ignores SIGINT/SIGTERM (a Ctrl-C reaches the
 whole process group) and drains when ``stop`` is set, or exits when its parent is gone.
+A reload arrives on ``commands`` (the full config and this worker's new stream ids) and is
+applied with ``Pipeline.reload``; a worker that cannot apply one exits, and the supervisor
+restarts it with its new shard.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def worker_main(
     stop: Any,
     log_level: int,
     log_queue: Any,
+    commands: Any,
 ) -> None:
     """Process entry point (must be importable: ``spawn`` pickles a reference to it).
 
@@ -95,6 +99,7 @@ def worker_main(
             bus_endpoint,
             reporter,
             lambda: stop.is_set() or terminated.is_set(),
+            commands,
         )
     finally:
         reporter.close()
@@ -109,6 +114,7 @@ def _serve(
     bus_endpoint: str,
     reporter: Reporter,
     stopped: Callable[[], bool],
+    commands: Any,
 ) -> int:
     from streams.errors import USER_ERRORS
     from streams.runtime.wiring import build_runtime
@@ -143,6 +149,8 @@ def _serve(
             if pipeline.fatal is not None:
                 logger.error("worker %d gives up: %s", index, pipeline.fatal)
                 break
+            if not _apply_reload(pipeline, commands, bus_endpoint, reporter):
+                break
             time.sleep(0.1)
         clean = pipeline.fatal is None
     finally:
@@ -151,3 +159,26 @@ def _serve(
             reporter.send("final", snapshot=pipeline.snapshot())
         runtime.close()
     return 0 if clean else 3
+
+
+def _apply_reload(pipeline: Any, commands: Any, bus_endpoint: str, reporter: Reporter) -> bool:
+    """Apply the newest reload waiting on ``commands``, if any; False if it failed (this
+    worker then exits, and the supervisor starts it again with its new shard)."""
+    command = None
+    try:
+        while commands.poll():  # only the newest shard matters
+            command = commands.recv()
+    except (EOFError, OSError):  # the supervisor is gone: the parent check ends the loop
+        return True
+    if command is None:
+        return True
+    config, stream_ids, generation = command
+    try:
+        plan = pipeline.reload(shard_config(config, stream_ids, bus_endpoint))
+    except Exception as err:
+        pipeline.fatal = f"cannot apply the reload: {err}"
+        logger.exception("worker %d: cannot apply the reload", reporter.index)
+        return False
+    logger.info("worker %d reloaded: %s", reporter.index, plan.describe())
+    reporter.send("reloaded", generation=generation)
+    return True
