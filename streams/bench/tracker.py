@@ -50,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_mot(path: Path, argument: str) -> Frames:
-    """Rows ``frame, id, x, y, w, h, score, ...`` into frames of corner boxes."""
+def read_mot(path: Path, argument: str, ground_truth: bool = False) -> Frames:
+    """Rows ``frame, id, x, y, w, h, score, ...`` into frames of corner boxes.
+
+    In a ground truth file the 7th column is a flag: 0 marks a box to ignore (MOT16 on).
+    """
     try:
         table = np.loadtxt(path, delimiter=",", ndmin=2)
     except OSError as err:
@@ -67,6 +70,8 @@ def read_mot(path: Path, argument: str) -> Frames:
     ids: dict[int, np.ndarray] = {}
     if not table.size:
         return Frames(by_frame, ids)
+    if ground_truth:
+        table = table[table[:, 6] != 0]
     frames = table[:, 0].astype(int)
     for frame in np.unique(frames):
         rows = table[frames == frame]
@@ -173,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         raise StreamsError(
             "evaluate-tracker needs motmetrics: pip install 'streams[eval]'"
         ) from None
-    gt = read_mot(args.gt, "--gt")
+    gt = read_mot(args.gt, "--gt", ground_truth=True)
     det = read_mot(args.det, "--det")
     results = [("streams", *run_ours(det, args.fps, args.streams), args.streams)]
     if args.compare == "trackers":

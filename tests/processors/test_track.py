@@ -19,7 +19,9 @@ FPS = 25.0  # both TUD sequences
 
 
 def sequence(name: str) -> tuple[Frames, Frames]:
-    return read_mot(DATA / name / "gt.txt", "gt"), read_mot(DATA / name / "test.txt", "det")
+    return read_mot(DATA / name / "gt.txt", "gt", ground_truth=True), read_mot(
+        DATA / name / "test.txt", "det"
+    )
 
 
 def track(
