@@ -77,6 +77,6 @@ def update(means: np.ndarray, covs: np.ndarray, xyah: np.ndarray) -> tuple[np.nd
     # K = P H^T S^-1; S is symmetric, so K^T = S^-1 H P.
     gain_t = np.linalg.solve(s, covs[:, :4, :])  # (n, 4, 8)
     innovation = xyah - means[:, :4]
-    means = means + np.einsum("nij,ni->nj", gain_t, innovation)
-    covs = covs - np.einsum("nki,nkl,nlj->nij", gain_t, s, gain_t)
+    means = means + (innovation[:, None, :] @ gain_t)[:, 0, :]
+    covs = covs - covs[:, :, :4] @ gain_t  # P - K S K^T, with K S = P H^T
     return means, covs

@@ -1,9 +1,11 @@
 """ByteTrack-class tracking for many streams in one call, with the state of each stream its own.
 
 Every track of every stream lives in one set of parallel arrays (the stream's slot, id, class,
-Kalman state, hits, last time seen), so predicting and correcting are one array pass per call
-however many streams it carries. Association runs stream by stream on that stream's rows (a
-few small IoU matrices and ``linear_sum_assignment``), in ByteTrack's order:
+Kalman state, hits, last time seen), and the boxes of one call are concatenated, so each step
+is one array pass per call however many streams it carries: predicting, the IoU of every
+track-box pair of the same stream and class, matching (``linear_sum_assignment`` only where
+candidates compete, see :func:`processors.track.assign.match_pairs`), correcting and starting
+tracks. The stages are ByteTrack's:
 
 1. high-score boxes against every confirmed track (tracked or lost), IoU weighted by score;
 2. low-score boxes against the tracks still unmatched that were tracked on the last frame;
@@ -24,7 +26,7 @@ import numpy as np
 
 from processors.errors import ProcessorError
 from processors.track import kalman
-from processors.track.assign import iou_matrix, match
+from processors.track.assign import group_pairs, match_pairs, pair_iou
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ class MultiStreamTracker:
         if self.params.confirm_hits < 1 or not self.params.max_lost_s >= 0:
             raise ProcessorError("tracker: confirm_hits must be >= 1 and max_lost_s >= 0")
         self._slots: dict[Hashable, int] = {}
-        self._next_id: list[int] = []  # per slot; survives reset, so ids are never reused
-        self._last_s: list[float | None] = []  # per slot: pts of the last update
+        self._next_id = np.zeros(0, np.int64)  # per slot; survives reset: ids never reused
+        self._last_s = np.zeros(0)  # per slot: pts of the last update, NaN before the first
         self._rows = _Table()
 
     def reset(self, stream_id: Hashable) -> None:
@@ -102,7 +104,7 @@ class MultiStreamTracker:
         if slot is None:
             return
         self._rows.select(self._rows.slot != slot)
-        self._last_s[slot] = None
+        self._last_s[slot] = np.nan
 
     def track_count(self, stream_id: Hashable) -> int:
         """Tracks held for a stream (confirmed or not, tracked or lost)."""
@@ -124,162 +126,144 @@ class MultiStreamTracker:
         with no confirmed track. A pts lower than the stream's last one (a loop) resets it.
         """
         p = self.params
-        slots = np.array([self._slot(sid) for sid in stream_ids], np.int64)
-        if len(np.unique(slots)) != len(slots):
-            raise ProcessorError("tracker: a stream appears twice in one update")
-        boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes_xyxy]
-        scores = [np.asarray(s, np.float64).reshape(-1) for s in scores]
-        class_ids = [np.asarray(c, np.int64).reshape(-1) for c in class_ids]
-        for i, sid in enumerate(stream_ids):
-            if not len(boxes[i]) == len(scores[i]) == len(class_ids[i]):
-                raise ProcessorError(
-                    f"tracker: stream {sid}: {len(boxes[i])} boxes, {len(scores[i])} scores "
-                    f"and {len(class_ids[i])} class ids (expected as many of each)"
-                )
-        for slot, sid, now in zip(slots, stream_ids, pts_s):
-            last = self._last_s[slot]
-            if last is not None and now < last:
-                self.reset(sid)
+        _check_lengths(stream_ids, pts_s, boxes_xyxy, scores, class_ids)
+        if not len(stream_ids):
+            return []
+        slots = self._slots_of(stream_ids)
+        now = np.asarray(pts_s, np.float64)
+        counts = np.array([len(b) for b in boxes_xyxy], np.int64)
+        boxes = _concat(boxes_xyxy, (0, 4), np.float64)
+        score = _concat(scores, (0,), np.float64)
+        cls = _concat(class_ids, (0,), np.int64)
+        for slot in slots[now < self._last_s[slots]]:  # pts went back: a loop
+            self._rows.select(self._rows.slot != slot)
+
+        # Per slot: its position in this call (-1: not in it) and the time since its last frame.
+        position = np.full(len(self._slots), -1, np.int64)
+        position[slots] = np.arange(len(slots))
+        steps = np.zeros(len(self._slots))
+        steps[slots] = np.nan_to_num(now - self._last_s[slots]) * p.nominal_fps
+        self._last_s[slots] = now
 
         rows = self._rows
-        # Predict every track of these streams to its frame's time, in one pass.
-        step_s = np.zeros(len(self._slots))
-        has_last = np.zeros(len(self._slots), bool)
-        for slot, now in zip(slots, pts_s):
-            last = self._last_s[slot]
-            if last is not None:
-                step_s[slot], has_last[slot] = now - last, True
-            self._last_s[slot] = float(now)
-        moving = np.flatnonzero(has_last[rows.slot]) if len(rows.slot) else np.zeros(0, np.intp)
-        if len(moving):
-            means, covs = rows.means[moving], rows.covs[moving]
-            means[~rows.tracked[moving], 7] = 0.0  # a lost track's height stops changing
-            kalman.predict(means, covs, step_s[rows.slot[moving]] * p.nominal_fps)
-            rows.means[moving], rows.covs[moving] = means, covs
+        row_pos = position[rows.slot]
+        moving = np.flatnonzero(row_pos >= 0)
+        means, covs = rows.means[moving], rows.covs[moving]
+        means[~rows.tracked[moving], 7] = 0.0  # a lost track's height stops changing
+        kalman.predict(means, covs, steps[rows.slot[moving]])
+        rows.means[moving], rows.covs[moving] = means, covs
         track_xyxy = kalman.xyah_to_xyxy(rows.means[:, :4])
 
-        # Associate stream by stream on that stream's rows.
-        order = np.argsort(rows.slot, kind="stable")
-        bounds = np.searchsorted(rows.slot[order], np.stack([slots, slots + 1]))
-        matched_rows, matched_boxes, dropped = [], [], []
-        new_parts: list[tuple[int, float, np.ndarray, np.ndarray]] = []
-        out: list[np.ndarray] = []
-        for i, slot in enumerate(slots):
-            mine = order[bounds[0, i] : bounds[1, i]]
-            rows_i, dets_i, drop_i, new_i = self._associate(
-                mine, track_xyxy[mine], boxes[i], scores[i], class_ids[i]
-            )
-            matched_rows.append(rows_i)
-            matched_boxes.append(boxes[i][dets_i])
-            dropped.append(drop_i)
-            new_parts.append((slot, pts_s[i], new_i, dets_i))
-            out.append(np.full(len(boxes[i]), -1, np.int64))
-
-        # Correct the matched tracks, in one pass.
-        now_s = np.array([self._last_s[s] for s in range(len(self._slots))] or [0.0])
-        in_call = np.zeros(len(self._slots), bool)
-        in_call[slots] = True
-        if len(rows.slot):
-            rows.tracked[in_call[rows.slot]] = False
-        hit = np.concatenate(matched_rows) if matched_rows else np.zeros(0, np.intp)
-        if len(hit):
-            xyah = kalman.xyxy_to_xyah(np.concatenate(matched_boxes))
-            rows.means[hit], rows.covs[hit] = kalman.update(rows.means[hit], rows.covs[hit], xyah)
-            rows.hits[hit] += 1
-            rows.confirmed[hit] |= rows.hits[hit] >= p.confirm_hits
-            rows.tracked[hit] = True
-            rows.seen_s[hit] = now_s[rows.slot[hit]]
-        for i, (rows_i, (_, _, _, dets_i)) in enumerate(zip(matched_rows, new_parts)):
-            ids = rows.track_id[rows_i]
-            out[i][dets_i] = np.where(rows.confirmed[rows_i], ids, -1)
-
-        # Drop unconfirmed tracks that missed and tracks lost for too long; add new ones.
-        keep = np.ones(len(rows.slot), bool)
-        for drop_i in dropped:
-            keep[drop_i] = False
-        if len(rows.slot):
-            lost_s = now_s[rows.slot] - rows.seen_s
-            keep &= ~(in_call[rows.slot] & (lost_s > p.max_lost_s))
-        rows.select(keep)
-        self._start(new_parts, boxes, class_ids, out)
-        return out
-
-    def _slot(self, stream_id: Hashable) -> int:
-        slot = self._slots.get(stream_id)
-        if slot is None:
-            slot = self._slots[stream_id] = len(self._slots)
-            self._next_id.append(1)
-            self._last_s.append(None)
-        return slot
-
-    def _associate(
-        self,
-        mine: np.ndarray,
-        track_xyxy: np.ndarray,
-        boxes: np.ndarray,
-        scores: np.ndarray,
-        class_ids: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """One stream: (matched table rows, their box indices, table rows to drop, boxes that
-        start tracks)."""
-        p = self.params
-        rows = self._rows
-        high = np.flatnonzero(scores >= p.high_score)
-        low = np.flatnonzero((scores >= p.low_score) & (scores < p.high_score))
-        confirmed = rows.confirmed[mine]
-        pool, fresh = np.flatnonzero(confirmed), np.flatnonzero(~confirmed)
-        same_class = rows.class_id[mine][:, None] == class_ids[None, :]  # (tracks, boxes)
+        det_pos = np.repeat(np.arange(len(slots)), counts)
+        high = np.flatnonzero(score >= p.high_score)
+        low = np.flatnonzero((score >= p.low_score) & (score < p.high_score))
+        in_call = row_pos >= 0
+        pool = np.flatnonzero(in_call & rows.confirmed)
+        fresh = np.flatnonzero(in_call & ~rows.confirmed)
 
         def stage(tracks, dets, min_overlap, weighted):
-            if not len(tracks) or not len(dets):
-                return tracks[:0], dets[:0], tracks, dets
-            overlap = iou_matrix(track_xyxy[tracks], boxes[dets])
+            t, d = group_pairs(row_pos[tracks], det_pos[dets], len(slots))
+            t, d = tracks[t], dets[d]
+            overlap = pair_iou(track_xyxy[t], boxes[d])
             if weighted:
-                overlap *= scores[dets][None, :]
-            overlap[~same_class[tracks][:, dets]] = 0.0
-            r, c = match(1.0 - overlap, 1.0 - min_overlap)
-            left_t, left_d = np.ones(len(tracks), bool), np.ones(len(dets), bool)
-            left_t[r], left_d[c] = False, False
-            return tracks[r], dets[c], tracks[left_t], dets[left_d]
+                overlap *= score[d]
+            overlap[rows.class_id[t] != cls[d]] = 0.0
+            return match_pairs(t, d, 1.0 - overlap, det_pos[d], 1.0 - min_overlap)
 
-        t1, d1, pool_left, high_left = stage(pool, high, p.min_iou_high, True)
-        was_tracked = pool_left[rows.tracked[mine][pool_left]]
-        t2, d2, _, _ = stage(was_tracked, low, p.min_iou_low, False)
-        t3, d3, fresh_left, high_left = stage(fresh, high_left, p.min_iou_unconfirmed, True)
-        new = high_left[scores[high_left] >= p.new_track_score]
-        matched = np.concatenate([t1, t2, t3])
-        return mine[matched], np.concatenate([d1, d2, d3]), mine[fresh_left], new
+        t1, d1 = stage(pool, high, p.min_iou_high, True)
+        unmatched = np.ones(len(rows.slot), bool)
+        unmatched[t1] = False
+        t2, d2 = stage(pool[unmatched[pool] & rows.tracked[pool]], low, p.min_iou_low, False)
+        high_left = np.ones(len(boxes), bool)
+        high_left[d1] = False
+        high_left = high[high_left[high]]
+        t3, d3 = stage(fresh, high_left, p.min_iou_unconfirmed, True)
+        taken = np.zeros(len(boxes), bool)
+        taken[d3] = True
+        new = high_left[~taken[high_left] & (score[high_left] >= p.new_track_score)]
 
-    def _start(self, new_parts, boxes, class_ids, out) -> None:
-        """New tracks for the boxes no track took, with fresh per-stream ids."""
-        p = self.params
-        parts = [(slot, now, new, i) for i, (slot, now, new, _) in enumerate(new_parts) if len(new)]
-        if not parts:
+        # Correct the matched tracks; mark the rest of this call's tracks lost.
+        hit, hit_box = np.concatenate([t1, t2, t3]), np.concatenate([d1, d2, d3])
+        rows.tracked[moving] = False
+        xyah = kalman.xyxy_to_xyah(boxes[hit_box])
+        rows.means[hit], rows.covs[hit] = kalman.update(rows.means[hit], rows.covs[hit], xyah)
+        rows.hits[hit] += 1
+        rows.confirmed[hit] |= rows.hits[hit] >= p.confirm_hits
+        rows.tracked[hit] = True
+        rows.seen_s[hit] = now[row_pos[hit]]
+        out = np.full(len(boxes), -1, np.int64)
+        out[hit_box] = np.where(rows.confirmed[hit], rows.track_id[hit], -1)
+
+        # Drop unconfirmed tracks that missed and tracks lost too long; then start new ones.
+        keep = np.ones(len(rows.slot), bool)
+        keep[fresh] = False
+        keep[t3] = True
+        keep &= ~(in_call & (now[np.maximum(row_pos, 0)] - rows.seen_s > p.max_lost_s))
+        rows.select(keep)
+        self._start(slots[det_pos[new]], now[det_pos[new]], boxes[new], cls[new])
+        if p.confirm_hits <= 1:
+            out[new] = rows.track_id[len(rows.slot) - len(new) :]
+        return np.split(out, np.cumsum(counts)[:-1])
+
+    def _slots_of(self, stream_ids: Sequence[Hashable]) -> np.ndarray:
+        """Each stream's slot (new streams get one), refusing a stream twice in one call."""
+        for sid in stream_ids:
+            if sid not in self._slots:
+                self._slots[sid] = len(self._slots)
+        grow = len(self._slots) - len(self._last_s)
+        if grow:
+            self._next_id = np.concatenate([self._next_id, np.ones(grow, np.int64)])
+            self._last_s = np.concatenate([self._last_s, np.full(grow, np.nan)])
+        slots = np.array([self._slots[sid] for sid in stream_ids], np.int64)
+        if len(set(slots.tolist())) != len(slots):
+            raise ProcessorError("tracker: a stream appears twice in one update")
+        return slots
+
+    def _start(self, slots: np.ndarray, now: np.ndarray, xyxy: np.ndarray, cls: np.ndarray):
+        """New tracks for the boxes no track took (grouped by stream), with fresh ids."""
+        if not len(slots):
             return
-        slot_col, id_col, xyxy, cls = [], [], [], []
-        for slot, _, new, i in parts:
-            first = self._next_id[slot]
-            self._next_id[slot] = first + len(new)
-            ids = np.arange(first, first + len(new), dtype=np.int64)
-            slot_col.append(np.full(len(new), slot, np.int64))
-            id_col.append(ids)
-            xyxy.append(boxes[i][new])
-            cls.append(class_ids[i][new])
-            if p.confirm_hits <= 1:
-                out[i][new] = ids
-        xyah = kalman.xyxy_to_xyah(np.concatenate(xyxy))
-        means, covs = kalman.initiate(xyah)
-        n = len(means)
+        # Boxes come grouped by stream, in call order: rank within each run of equal slots.
+        first = np.concatenate([[0], np.flatnonzero(np.diff(slots)) + 1])
+        count = np.diff(np.append(first, len(slots)))
+        ids = self._next_id[slots] + np.arange(len(slots)) - np.repeat(first, count)
+        self._next_id[slots[first]] += count
+        means, covs = kalman.initiate(kalman.xyxy_to_xyah(xyxy))
+        n = len(slots)
+        confirmed = self.params.confirm_hits <= 1
         self._rows.extend(
             {
-                "slot": np.concatenate(slot_col),
-                "track_id": np.concatenate(id_col),
-                "class_id": np.concatenate(cls),
+                "slot": slots,
+                "track_id": ids,
+                "class_id": cls,
                 "means": means,
                 "covs": covs,
                 "hits": np.ones(n, np.int64),
-                "confirmed": np.full(n, p.confirm_hits <= 1),
+                "confirmed": np.full(n, confirmed),
                 "tracked": np.ones(n, bool),
-                "seen_s": np.concatenate([np.full(len(new), now) for _, now, new, _ in parts]),
+                "seen_s": now,
             }
         )
+
+
+def _check_lengths(stream_ids, pts_s, boxes_xyxy, scores, class_ids) -> None:
+    """One clear line for inputs that do not line up (before any state changes)."""
+    n = (len(stream_ids), len(pts_s), len(boxes_xyxy), len(scores), len(class_ids))
+    if len(set(n)) != 1:
+        raise ProcessorError(
+            f"tracker: {n[0]} stream ids, {n[1]} pts, {n[2]} box arrays, {n[3]} score arrays "
+            f"and {n[4]} class id arrays (expected one of each per stream)"
+        )
+    for sid, b, s, c in zip(stream_ids, boxes_xyxy, scores, class_ids):
+        n = len(b)
+        if not n == len(s) == len(c) or np.shape(b) not in ((n, 4), (0,)):
+            raise ProcessorError(
+                f"tracker: stream {sid}: boxes {np.shape(b)}, {len(s)} scores and {len(c)} "
+                "class ids (expected (n, 4) boxes and n of each)"
+            )
+
+
+def _concat(parts: Sequence[np.ndarray], empty_shape: tuple[int, ...], dtype) -> np.ndarray:
+    if not len(parts):
+        return np.zeros(empty_shape, dtype)
+    return np.concatenate([np.asarray(x, dtype).reshape((-1, *empty_shape[1:])) for x in parts])

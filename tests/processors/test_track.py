@@ -144,10 +144,45 @@ def test_tracks_of_another_class_are_not_matched():
     "streams, boxes, scores, expected",
     [
         (["a", "a"], [np.zeros((0, 4))] * 2, [np.zeros(0)] * 2, "appears twice"),
-        (["a"], [np.zeros((2, 4))], [np.zeros(1)], "2 boxes, 1 scores"),
+        (["a"], [np.zeros((2, 4))], [np.zeros(1)], r"stream a: boxes \(2, 4\), 1 scores"),
+        (["a"], [np.zeros((2, 3))], [np.zeros(2)], r"expected \(n, 4\) boxes"),
+        (["a", "b"], [np.zeros((0, 4))], [np.zeros(0)], "2 stream ids, 2 pts, 1 box arrays"),
     ],
 )
 def test_bad_input_is_named(streams, boxes, scores, expected):
     tracker = MultiStreamTracker()
+    classes = [np.zeros(len(s)) for s in scores]
     with pytest.raises(ProcessorError, match=expected):
-        tracker.update(streams, [0.0] * len(streams), boxes, scores, [np.zeros(1)] * len(streams))
+        tracker.update(streams, [0.0] * len(streams), boxes, scores, classes)
+
+
+def test_the_order_of_streams_in_a_call_does_not_matter():
+    """Streams met in one order, then updated in others (a batch holds whichever frames came)."""
+    _, campus = sequence("TUD-Campus")
+    _, stadt = sequence("TUD-Stadtmitte")
+    frames = all_frames(campus)
+    (campus_alone,) = track(campus, frames, [f / FPS for f in frames], ["x"])
+    (stadt_alone,) = track(stadt, frames, [f / FPS for f in frames], ["y"])
+    tracker = MultiStreamTracker()
+    empty = [np.zeros((0, 4))] * 2, [np.zeros(0)] * 2, [np.zeros(0)] * 2
+    tracker.update(["campus", "stadt"], [0.0, 0.0], *empty)  # slots in this order
+    got = {"campus": [], "stadt": []}
+    for k, frame in enumerate(frames):
+        order = ["stadt", "campus"] if k % 2 == 0 else ["campus", "stadt"]
+        seqs = {"campus": campus, "stadt": stadt}
+        parts = [seqs[name].by_frame.get(frame, (np.zeros((0, 4)), np.zeros(0))) for name in order]
+        ids = tracker.update(
+            order,
+            [frame / FPS] * 2,
+            [x for x, _ in parts],
+            [s for _, s in parts],
+            [np.zeros(len(s)) for _, s in parts],
+        )
+        for name, (xyxy, _), stream_ids in zip(order, parts, ids):
+            got[name] += [
+                (frame, int(i), b[0], b[1], b[2] - b[0], b[3] - b[1])
+                for i, b in zip(stream_ids, xyxy)
+                if i >= 0
+            ]
+    assert got["campus"] == campus_alone
+    assert got["stadt"] == stadt_alone
