@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--streams", type=int, default=1, help="track N copies in one call (cost per call)"
     )
     parser.add_argument(
+        "--tile",
+        type=int,
+        default=1,
+        help="cost only: each frame's boxes K times side by side (K times the objects); "
+        "the first copy is scored",
+    )
+    parser.add_argument(
         "--compare",
         choices=["trackers"],
         help="also run Roboflow's trackers ByteTrack and SORT (pip install trackers)",
@@ -82,7 +89,9 @@ def read_mot(path: Path, argument: str, ground_truth: bool = False) -> Frames:
     return Frames(by_frame, ids)
 
 
-def run_ours(det: Frames, fps: float, streams: int) -> tuple[list[tuple], list[float]]:
+def run_ours(
+    det: Frames, fps: float, streams: int, tile: int = 1
+) -> tuple[list[tuple], list[float]]:
     """Hypothesis rows ``(frame, id, x, y, w, h)`` of copy 0, and each update's seconds."""
     from processors.track import MultiStreamTracker
 
@@ -91,23 +100,25 @@ def run_ours(det: Frames, fps: float, streams: int) -> tuple[list[tuple], list[f
     rows: list[tuple] = []
     times: list[float] = []
     last = max(det.by_frame, default=0)
+    width = _width(det)
     for frame in range(1, last + 1):
         xyxy, scores = det.by_frame.get(frame, (np.zeros((0, 4)), np.zeros(0)))
-        classes = np.zeros(len(scores), np.int64)
+        tiled = np.concatenate([xyxy + [k * width, 0, k * width, 0] for k in range(tile)])
+        tiled_scores = np.tile(scores, tile)
+        classes = np.zeros(len(tiled_scores), np.int64)
+        n = streams
         start = time.perf_counter()
         ids = tracker.update(
-            names,
-            [frame / fps] * streams,
-            [xyxy] * streams,
-            [scores] * streams,
-            [classes] * streams,
+            names, [frame / fps] * n, [tiled] * n, [tiled_scores] * n, [classes] * n
         )
         times.append(time.perf_counter() - start)
-        rows += _rows(frame, ids[0], xyxy)
+        rows += _rows(frame, ids[0][: len(xyxy)], xyxy)
     return rows, times
 
 
-def run_trackers(det: Frames, fps: float, kind: str) -> tuple[list[tuple], list[float]]:
+def run_trackers(
+    det: Frames, fps: float, kind: str, tile: int = 1
+) -> tuple[list[tuple], list[float]]:
     """The same with Roboflow's ``trackers`` (``kind``: ``bytetrack`` or ``sort``)."""
     try:
         import supervision as sv
@@ -120,8 +131,12 @@ def run_trackers(det: Frames, fps: float, kind: str) -> tuple[list[tuple], list[
     tracker = ByteTrackTracker(frame_rate=fps) if kind == "bytetrack" else SORTTracker()
     rows: list[tuple] = []
     times: list[float] = []
+    width = _width(det)
     for frame in range(1, max(det.by_frame, default=0) + 1):
         xyxy, scores = det.by_frame.get(frame, (np.zeros((0, 4)), np.zeros(0)))
+        if tile > 1:  # cost only: the other copies lie right of the frame, scored as misses
+            xyxy = np.concatenate([xyxy + [k * width, 0, k * width, 0] for k in range(tile)])
+            scores = np.tile(scores, tile)
         dets = sv.Detections(
             xyxy=xyxy.astype(np.float32),
             confidence=scores.astype(np.float32),
@@ -131,8 +146,15 @@ def run_trackers(det: Frames, fps: float, kind: str) -> tuple[list[tuple], list[
         out = tracker.update(dets)
         times.append(time.perf_counter() - start)
         ids = np.asarray(out.tracker_id if out.tracker_id is not None else [], np.int64)
-        rows += _rows(frame, ids, np.asarray(out.xyxy, np.float64).reshape(-1, 4))
+        boxes = np.asarray(out.xyxy, np.float64).reshape(-1, 4)
+        first = boxes[:, 0] < width  # the first copy, when tiled
+        rows += _rows(frame, ids[first], boxes[first])
     return rows, times
+
+
+def _width(det: Frames) -> float:
+    """Right of every box in the file: where a tiled copy starts."""
+    return 1 + max((float(x[:, 2].max()) for x, _ in det.by_frame.values() if len(x)), default=0)
 
 
 def _rows(frame: int, ids: np.ndarray, xyxy: np.ndarray) -> list[tuple]:
@@ -168,6 +190,8 @@ def score(gt: Frames, gt_ids: dict[int, np.ndarray], rows: list[tuple]) -> dict[
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tile < 1:
+        raise StreamsError(f"--tile: expected 1 or more, got {args.tile}")
     if args.streams < 1:
         raise StreamsError(f"--streams: expected 1 or more, got {args.streams}")
     if not args.fps > 0:
@@ -180,11 +204,17 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     gt = read_mot(args.gt, "--gt", ground_truth=True)
     det = read_mot(args.det, "--det")
-    results = [("streams", *run_ours(det, args.fps, args.streams), args.streams)]
+    results = [("streams", *run_ours(det, args.fps, args.streams, args.tile), args.streams)]
     if args.compare == "trackers":
         for kind in ("bytetrack", "sort"):
-            results.append((f"trackers {kind}", *run_trackers(det, args.fps, kind), 1))
-    print(f"{args.det} vs {args.gt}: {len(det.by_frame)} frames at {args.fps:g} fps")
+            results.append((f"trackers {kind}", *run_trackers(det, args.fps, kind, args.tile), 1))
+    boxes = sum(len(s) for _, s in det.by_frame.values()) / max(len(det.by_frame), 1)
+    print(
+        f"{args.det} vs {args.gt}: {len(det.by_frame)} frames at {args.fps:g} fps, "
+        f"{boxes:.1f} boxes a frame"
+        + (f" (x{args.tile} tiled)" if args.tile > 1 else "")
+        + (f", {args.streams} streams a call" if args.streams > 1 else "")
+    )
     print(
         f"{'tracker':<18}"
         + "".join(f"{h:>10}" for h in HEADERS)

@@ -34,7 +34,8 @@ def test_prints_the_metrics_and_the_update_time():
     assert 0 < update_ms < 50, row
 
 
-def test_streams_copies_score_the_same():
+def test_copies_and_tiles_score_the_same():
+    """Copies in one call and tiled boxes change the cost, not the first copy's tracks."""
     result = run_cli(
         "evaluate-tracker",
         "--gt",
@@ -43,6 +44,8 @@ def test_streams_copies_score_the_same():
         str(CAMPUS / "test.txt"),
         "--streams",
         "4",
+        "--tile",
+        "3",
     )
     assert result.returncode == 0, result.stderr
     assert re.match(r"streams\s+53\.8%\s+57\.5%", result.stdout.splitlines()[-1])
@@ -54,6 +57,7 @@ def test_streams_copies_score_the_same():
         (["--det", "/nonexistent/det.txt"], "--det: cannot read /nonexistent/det.txt"),
         (["--det", __file__], "--det: "),
         (["--det", str(CAMPUS / "test.txt"), "--streams", "0"], "--streams: expected 1 or more"),
+        (["--det", str(CAMPUS / "test.txt"), "--tile", "0"], "--tile: expected 1 or more"),
     ],
 )
 def test_bad_input_is_one_line(args, expected):
