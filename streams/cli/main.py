@@ -1,5 +1,5 @@
-"""Command line: ``streams run|init|subscribe|bench|bench-engine|doctor|assets|keys|build-engine``
-(or ``python -m streams ...``)."""
+"""Command line: ``streams run|init|subscribe|bench|bench-engine|evaluate-tracker|doctor|
+assets|keys|build-engine`` (or ``python -m streams ...``)."""
 
 from __future__ import annotations
 
@@ -210,6 +210,14 @@ def _parser() -> argparse.ArgumentParser:
 
     bench_engine_module.add_arguments(bench_engine)
     bench_engine.set_defaults(handler=bench_engine_module.run)
+
+    evaluate = add_command(
+        "evaluate-tracker", help="score the tracker on MOTChallenge files (MOTA, IDF1, ...)"
+    )
+    from streams.bench import tracker as evaluate_module
+
+    evaluate_module.add_arguments(evaluate)
+    evaluate.set_defaults(handler=evaluate_module.run)
 
     doctor = add_command("doctor", help="GPU, driver, CUDA, TensorRT, NVDEC, choices")
     doctor.set_defaults(handler=_cmd_doctor)
