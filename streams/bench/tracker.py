@@ -32,31 +32,6 @@ class Frames:
     ids: dict[int, np.ndarray]  # the file's own ids per frame (used for the ground truth only)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gt", type=Path, required=True, help="MOTChallenge ground truth (gt.txt)")
-    parser.add_argument(
-        "--det", type=Path, required=True, help="MOTChallenge detections (ids ignored)"
-    )
-    parser.add_argument(
-        "--fps", type=float, default=25.0, help="frame rate: frame n is at n / fps s (default 25)"
-    )
-    parser.add_argument(
-        "--streams", type=int, default=1, help="track N copies in one call (cost per call)"
-    )
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=1,
-        help="cost only: each frame's boxes K times side by side (K times the objects); "
-        "the first copy is scored",
-    )
-    parser.add_argument(
-        "--compare",
-        choices=["trackers"],
-        help="also run Roboflow's trackers ByteTrack and SORT (pip install trackers)",
-    )
-
-
 def read_mot(path: Path, argument: str, ground_truth: bool = False) -> Frames:
     """Rows ``frame, id, x, y, w, h, score, ...`` into frames of corner boxes.
 

@@ -126,21 +126,25 @@ def route_pyav(log: DecoderLog | None) -> None:
 # --- OpenCV -------------------------------------------------------------------------------
 
 _opencv_quiet = False
+_opencv_quiet_lock = threading.Lock()
 
 
 def quiet_opencv() -> None:
     """Silence OpenCV's FFmpeg and OpenCV's warnings, unless the user asked to see them.
 
     Process-wide (OpenCV has no per-capture log), before its FFmpeg opens its first file.
+    Streams open at once, each in its own thread: every caller waits until it is done (a
+    flag set first let a second stream open a file while the first still imported cv2).
     """
     global _opencv_quiet
-    if _opencv_quiet:
-        return
-    _opencv_quiet = True
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    if "OPENCV_LOG_LEVEL" not in os.environ:
-        import cv2
+    with _opencv_quiet_lock:
+        if _opencv_quiet:
+            return
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+        if "OPENCV_LOG_LEVEL" not in os.environ:
+            import cv2
 
-        utils_logging = getattr(getattr(cv2, "utils", None), "logging", None)
-        if utils_logging is not None:
-            utils_logging.setLogLevel(utils_logging.LOG_LEVEL_ERROR)
+            utils_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+            if utils_logging is not None:
+                utils_logging.setLogLevel(utils_logging.LOG_LEVEL_ERROR)
+        _opencv_quiet = True

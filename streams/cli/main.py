@@ -214,10 +214,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = add_command(
         "evaluate-tracker", help="score the tracker on MOTChallenge files (MOTA, IDF1, ...)"
     )
-    from streams.bench import tracker as evaluate_module
+    from streams.bench.tracker_args import add_arguments as evaluate_arguments
 
-    evaluate_module.add_arguments(evaluate)
-    evaluate.set_defaults(handler=evaluate_module.run)
+    evaluate_arguments(evaluate)
+    evaluate.set_defaults(handler=_cmd_evaluate_tracker)
 
     doctor = add_command("doctor", help="GPU, driver, CUDA, TensorRT, NVDEC, choices")
     doctor.set_defaults(handler=_cmd_doctor)
@@ -280,6 +280,12 @@ class _Signals:
             os._exit(128 + signum)
         logger.info("%s: draining (send again to exit at once)", signal.Signals(signum).name)
         self.stop.set()
+
+
+def _cmd_evaluate_tracker(args: argparse.Namespace) -> int:
+    from streams.bench.tracker import run
+
+    return run(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
