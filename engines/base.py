@@ -13,6 +13,10 @@ input straight in device memory (a GPU kernel writes ``device_input.ptr`` on
 ``device_input.stream``, then ``submit(n, input_on_device=True)``). A new backend declares
 these and needs no change in the pipeline.
 
+Optional: ``prepare_graphs(input_on_device=...)``. An engine that replays batches from CUDA
+graphs captures them there, once, before the pipeline's threads start (the pipeline calls it
+when the engine has it; engines without graphs leave it out).
+
 Example:
     slot = engine.acquire()
     preprocess_into(slot.input, frames)
