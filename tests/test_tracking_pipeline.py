@@ -3,6 +3,8 @@ messages read by a real subscriber."""
 
 from collections import Counter
 
+import pytest
+
 from streams.bus.messages import validate
 from tests.helpers import (
     Collector,
@@ -14,6 +16,7 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
+from tests.support.rtsp import make_test_clip
 
 # carphone_pristine.mp4 (176x144, 25 fps, 4 s): a man on the phone fills most of the frame
 # from the first frame to the last (tests/test_end_to_end.py).
@@ -173,3 +176,39 @@ def test_a_bad_tracking_key_is_a_config_error(tmp_path):
     assert (
         result.returncode == 2 and "config error: tracking.low_score: 0.7 exceeds" in result.stderr
     )
+
+
+@pytest.mark.rtsp
+def test_a_camera_that_reconnects_starts_its_tracks_afresh(assets, rtsp_server, tmp_path):
+    """A real RTSP camera (GStreamer) killed and restarted: a new session, new tracks."""
+    clip = make_test_clip(assets.videos["bikes.mp4"], tmp_path / "street.mp4")
+    server = rtsp_server(clip, path="cam1")
+    port = free_port()
+    config = write_config(
+        tmp_path / "c.yaml",
+        [{"id": "cam1", "url": server.url, "fps": 5}],
+        port,
+        capture={"open_timeout_s": 3, "read_timeout_s": 2, "reconnect_initial_s": 0.2},
+        tracking={"enabled": True},
+    )
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(config), "--no-live")
+
+    def notes(c):
+        return [m for m in c.of("status", "cam1") if m.get("reason", "").startswith("tracks")]
+
+    try:
+        assert collector.wait_for(lambda c: len(c.of("det", "cam1")) >= 10, 60), process.output()
+        assert not notes(collector)
+        before = len(collector.of("det", "cam1"))
+        server.kill()
+        server.restart()
+        assert collector.wait_for(lambda c: notes(c), 30), collector.of("status", "cam1")
+        assert collector.wait_for(lambda c: len(c.of("det", "cam1")) >= before + 10, 30)
+    finally:
+        cleanup(process, collector)
+    (note,) = notes(collector)
+    assert note["state"] == "live" and note["reason"] == "tracks reset: a new session"
+    states = [m["state"] for m in collector.of("status", "cam1")]
+    assert states.index("reconnecting") < states.index("live", 2), states  # after the drop
+    assert all("track_id" in d for m in collector.of("det", "cam1") for d in m["detections"])
