@@ -1,6 +1,7 @@
 """Track ids through the real pipeline: `python -m streams run` on the sample videos (CPU),
 messages read by a real subscriber."""
 
+import signal
 from collections import Counter
 
 import pytest
@@ -212,3 +213,61 @@ def test_a_camera_that_reconnects_starts_its_tracks_afresh(assets, rtsp_server, 
     states = [m["state"] for m in collector.of("status", "cam1")]
     assert states.index("reconnecting") < states.index("live", 2), states  # after the drop
     assert all("track_id" in d for m in collector.of("det", "cam1") for d in m["detections"])
+
+
+def test_a_stream_restarted_by_a_reload_starts_its_tracks_afresh(assets, tmp_path):
+    """SIGHUP with a changed stream (fps): the new worker plays the file from the start; its
+    tracks are new ones, with ids that carry on counting."""
+    port = free_port()
+    stream = {"id": "cam", "url": str(assets.videos["bikes.mp4"]), "fps": 5}
+    path = write_config(tmp_path / "c.yaml", [stream], port, tracking={"enabled": True})
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(path), "--no-live")
+
+    def confirmed(c) -> list[int]:
+        return [d["track_id"] for m in c.of("det", "cam") for d in m["detections"]]
+
+    try:
+        assert collector.wait_for(lambda c: max(confirmed(c), default=-1) >= 1, 60), (
+            process.output()
+        )
+        write_config(path, [{**stream, "fps": 4}], port, tracking={"enabled": True})
+        restarted_at = len(collector.messages)
+        process.send_signal(signal.SIGHUP)
+
+        def after(c) -> list[dict]:
+            return [m for _, m in c.messages[restarted_at:] if m.get("stream") == "cam"]
+
+        assert collector.wait_for(
+            lambda c: (
+                any(m.get("reason", "").startswith("tracks reset") for m in after(c))
+                and any(
+                    d["track_id"] >= 1
+                    for m in after(c)
+                    if m["type"] == "det"
+                    for d in m["detections"]
+                )
+            ),
+            60,
+        ), process.output()[-2000:]
+    finally:
+        cleanup(process, collector)
+    messages = after(collector)
+    states = [m["state"] for m in messages if m["type"] == "status"]
+    assert states[:4] == ["reconnecting", "connecting", "live", "live"], states
+    note = [m for m in messages if m["type"] == "status"][3]
+    assert note["reason"] == "tracks reset: the file started again", note
+    # Boxes of the old worker's last batch may still arrive between the SIGHUP and the note.
+    before = confirmed_ids(collector.messages[:restarted_at])
+    later = confirmed_ids([("", m) for m in messages[messages.index(note) :]])
+    assert before and later and min(later) > max(before), (before, later)
+
+
+def confirmed_ids(messages) -> list[int]:
+    return [
+        d["track_id"]
+        for _, m in messages
+        if m["type"] == "det"
+        for d in m["detections"]
+        if d["track_id"] >= 1
+    ]
