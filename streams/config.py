@@ -30,6 +30,22 @@ PACES = ("realtime", "none")
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Track ids for a stream's boxes (processors/track: ByteTrack-class, per stream).
+
+    The knobs are :class:`processors.track.TrackerParams`' that a user tunes; the rest keep
+    ByteTrack's defaults. ``streams[i].tracking`` overrides any of them for one stream.
+    """
+
+    enabled: bool = False
+    high_score: float = 0.5
+    low_score: float = 0.1
+    new_track_score: float = 0.6
+    confirm_hits: int = 2
+    max_lost_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """One camera or file.
 
@@ -44,6 +60,7 @@ class StreamConfig:
     fps: float | None = None
     decoder: str = "auto"
     pace: str = "realtime"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # top level merged in
 
     @property
     def is_file(self) -> bool:
@@ -130,6 +147,7 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -207,9 +225,23 @@ def parse_config(
     raw = _interpolate(raw, "", env)
     top = _mapping(raw, "config")
     _reject_unknown(
-        top, "", {"streams", "model", "engine", "batch", "capture", "publish", "metrics", "workers"}
+        top,
+        "",
+        {
+            "streams",
+            "model",
+            "engine",
+            "batch",
+            "capture",
+            "publish",
+            "metrics",
+            "workers",
+            "tracking",
+        },
     )
-    streams = _parse_streams(top.get("streams"), base_dir)
+    tracking_raw = _mapping({} if top.get("tracking") is None else top["tracking"], "tracking")
+    tracking = _parse_tracking(tracking_raw, "tracking")
+    streams = _parse_streams(top.get("streams"), base_dir, tracking_raw, tracking)
     model = _parse_model(top.get("model", {}), base_dir)
     return Config(
         streams=streams,
@@ -260,10 +292,13 @@ def parse_config(
                 "streams_per_process": _integer(1, 10_000),
             },
         ),
+        tracking=tracking,
     )
 
 
-def _parse_streams(raw: Any, base_dir: Path) -> tuple[StreamConfig, ...]:
+def _parse_streams(
+    raw: Any, base_dir: Path, tracking_raw: dict[str, Any], top_tracking: TrackingConfig
+) -> tuple[StreamConfig, ...]:
     if raw is None:
         raise ConfigError("streams: missing; expected a list of {id, url} entries")
     if not isinstance(raw, list) or not raw:
@@ -283,6 +318,7 @@ def _parse_streams(raw: Any, base_dir: Path) -> tuple[StreamConfig, ...]:
                 "fps": _optional(_number(0.01, 1000)),
                 "decoder": _choice(DECODERS),
                 "pace": _choice(PACES),
+                "tracking": _stream_tracking(tracking_raw),
             },
             required=("id", "url"),
         )
@@ -290,7 +326,8 @@ def _parse_streams(raw: Any, base_dir: Path) -> tuple[StreamConfig, ...]:
             raise ConfigError(f"{where}.id: duplicate stream id {stream.id!r}; ids must be unique")
         seen.add(stream.id)
         url = _check_url(stream.url, f"{where}.url", base_dir)
-        streams.append(StreamConfig(**{**stream.__dict__, "url": url}))
+        tracking = stream.tracking if "tracking" in item else top_tracking
+        streams.append(StreamConfig(**{**stream.__dict__, "url": url, "tracking": tracking}))
     return tuple(streams)
 
 
@@ -325,6 +362,28 @@ def _parse_model(raw: Any, base_dir: Path) -> ModelConfig:
         )
         labels = str(resolved_labels)
     return ModelConfig(**{**model.__dict__, "path": path, "labels": labels})
+
+
+def _parse_tracking(raw: Any, where: str) -> TrackingConfig:
+    """A ``tracking`` section; scores must keep ByteTrack's order (low <= high)."""
+    tracking = _dataclass_section(TrackingConfig, raw, where, TRACKING_FIELDS)
+    if tracking.low_score > tracking.high_score:
+        raise ConfigError(
+            f"{where}.low_score: {tracking.low_score} exceeds {where}.high_score "
+            f"({tracking.high_score}); boxes between the two only extend tracks"
+        )
+    return tracking
+
+
+def _stream_tracking(top: dict[str, Any]) -> Validator:
+    """``streams[i].tracking``: its keys over the top-level ``tracking`` section's."""
+
+    def check(value: Any, where: str) -> TrackingConfig:
+        own = _mapping({} if value is None else value, where)
+        _reject_unknown(own, where, set(TRACKING_FIELDS))
+        return _parse_tracking({**top, **own}, where)
+
+    return check
 
 
 def _parse_engine(raw: Any) -> EngineOptions:
@@ -464,6 +523,15 @@ def _device(value: Any, where: str) -> str:
         raise ConfigError(f"{where}: expected 'cpu' or 'cuda:N', got {_describe(value)}")
     return value if value == "cpu" or ":" in value else "cuda:0"
 
+
+TRACKING_FIELDS: dict[str, Validator] = {
+    "enabled": _boolean,
+    "high_score": _number(0, 1),
+    "low_score": _number(0, 1),
+    "new_track_score": _number(0, 1),
+    "confirm_hits": _integer(1, 1000),
+    "max_lost_s": _number(0, 3600),
+}
 
 HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?$")
 IPC_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included

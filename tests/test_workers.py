@@ -108,8 +108,10 @@ def test_two_workers_publish_through_one_endpoint_and_drain_on_sigterm(assets, t
 
 def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tmp_path):
     port = free_port()
+    streams = _streams(assets)
+    streams[2]["tracking"] = {"enabled": True}  # its restart says the tracks start afresh
     config = write_config(
-        tmp_path / "c.yaml", _streams(assets), port, engine={"threads": 1}, workers={"processes": 2}
+        tmp_path / "c.yaml", streams, port, engine={"threads": 1}, workers={"processes": 2}
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
@@ -126,6 +128,7 @@ def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tm
         ), process.output()
         reason = next(m for m in collector.of("status", "c") if m["state"] == "reconnecting")
         assert "worker process 1 exited with code -9" in reason["reason"]
+        assert reason["reason"].endswith("; its tracks start afresh (track ids from 1 again)")
         # Stream a kept flowing during the outage and c comes back with a new worker.
         assert collector.wait_for(
             lambda c: any(

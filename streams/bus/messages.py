@@ -81,26 +81,44 @@ def detection_message(
     }
 
 
+NO_TRACK_ID = -1  # ``track_id`` of a box whose track is not confirmed (yet)
+_UNTRACKED = -2  # internal: the frame's stream has tracking off (no ``track_id`` field)
+
+
 def detection_items(
-    batch: Sequence[Detections], labels: Sequence[str]
+    batch: Sequence[Detections],
+    labels: Sequence[str],
+    track_ids: Sequence[np.ndarray | None] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """The ``detections`` list of each frame's message, for a whole batch at once.
 
     Boxes (rounded to 0.1 px) and scores (to 4 decimals) are rounded and turned into Python
     numbers once per batch, not once per frame; each frame gets its own list of new dicts.
+    ``track_ids[i]``: frame i's ``(n_i,)`` ids (``-1``: unconfirmed) when its stream is
+    tracked, else None; each of its detections then carries ``track_id``.
     """
     counts = [len(detections) for detections in batch]
     if not any(counts):
         return [[] for _ in counts]
-    found = [detections for detections in batch if len(detections)]
-    boxes = np.round(np.concatenate([d.xyxy for d in found]).astype(np.float64), 1).tolist()
-    scores = np.round(np.concatenate([d.scores for d in found]).astype(np.float64), 4).tolist()
-    class_ids = np.concatenate([d.class_ids for d in found]).tolist()
+    found = [i for i, count in enumerate(counts) if count]
+    boxes = np.round(np.concatenate([batch[i].xyxy for i in found]).astype(np.float64), 1)
+    scores = np.round(np.concatenate([batch[i].scores for i in found]).astype(np.float64), 4)
+    class_ids = np.concatenate([batch[i].class_ids for i in found]).tolist()
     num_labels = len(labels)
     entries = [
         {"label": labels[c] if 0 <= c < num_labels else str(c), "class_id": c, "score": s, "box": b}
-        for b, s, c in zip(boxes, scores, class_ids)
+        for b, s, c in zip(boxes.tolist(), scores.tolist(), class_ids)
     ]
+    if track_ids is not None and any(track_ids[i] is not None for i in found):
+        ids = np.concatenate(
+            [
+                np.full(counts[i], _UNTRACKED) if track_ids[i] is None else track_ids[i]
+                for i in found
+            ]
+        ).tolist()
+        for entry, track_id in zip(entries, ids):
+            if track_id != _UNTRACKED:
+                entry["track_id"] = track_id
     items = []
     start = 0
     for count in counts:
@@ -193,6 +211,7 @@ def encode_detection_batch(
     preprocess_ms: float,
     inference_ms: float,
     postprocess_ms: float,
+    track_ids: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], list[float]]:
     """Every ``det`` message of one batch, encoded: ``(topic, payload)`` pairs to hand to the
     publisher in one go, and each frame's ``total`` latency in ms.
@@ -205,13 +224,15 @@ def encode_detection_batch(
         now_mono_s: now, just before the messages are handed to the publisher (``total``
             ends there).
         preprocess_ms, inference_ms, postprocess_ms: the batch's, the same in every message.
+        track_ids: per frame, its boxes' track ids, or None where its stream is not tracked
+            (see :func:`detection_items`).
 
     Each payload is ``encode(detection_message(...))`` of that frame (one definition of
     the schema), with the detections converted for the whole batch at once. A message that
     JSON cannot carry (a NaN box) is logged and left out, as the publisher used to drop it;
     the caller counts ``len(frames) - len(messages)`` as dropped.
     """
-    items = detection_items(batch, labels)
+    items = detection_items(batch, labels, track_ids)
     messages: list[tuple[bytes, bytes]] = []
     totals_ms: list[float] = []
     dumps = orjson.dumps
@@ -312,6 +333,10 @@ def _validate_det(message: dict[str, Any]) -> None:
         x1, y1, x2, y2 = box
         if not (0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height):
             raise SchemaError(f"{where}box: {box} not inside the {width}x{height} frame")
+        if "track_id" in det:
+            track_id = _field(det, "track_id", int, prefix=where)
+            if track_id < 1 and track_id != NO_TRACK_ID:
+                raise SchemaError(f"{where}track_id: {track_id} (expected >= 1, or -1)")
 
 
 def _field(obj: dict[str, Any], key: str, kind, prefix: str = "") -> Any:

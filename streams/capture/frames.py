@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+_SEGMENTS = itertools.count(1)
+
+
+def new_segment() -> int:
+    """A segment number no frame of this process had yet (``next`` on a count is atomic)."""
+    return next(_SEGMENTS)
 
 
 @dataclass
@@ -23,6 +31,10 @@ class Frame:
         image_bgr: host BGR uint8 array ``(H, W, 3)``, or None for a GPU-decoded frame.
         surface: a ``streams.capture.nvdec.DecodedSurface`` (device NV12) when NVDEC decoded it; it
             must be released once the preprocessing kernel has read it.
+        segment: which unbroken run of pictures it belongs to, unique in the process: a new
+            value for each session (open, reconnect, restart) and each pass of a looping
+            file, so that whoever keeps per-stream state over time (the tracker) knows when
+            to start afresh.
     """
 
     stream_id: str
@@ -33,6 +45,7 @@ class Frame:
     decode_ms: float
     image_bgr: np.ndarray | None
     surface: Any = None
+    segment: int = 0
 
     @property
     def source_hw(self) -> tuple[int, int]:

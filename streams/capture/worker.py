@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from streams.capture.backoff import Backoff
 from streams.capture.frame_clock import FrameClock
-from streams.capture.frames import Frame
+from streams.capture.frames import Frame, new_segment
 from streams.capture.source import DecoderRefused, Source, SourceOptions, make_source
 from streams.config import CaptureConfig, StreamConfig
 from streams.errors import CaptureError
@@ -250,6 +250,7 @@ class CaptureWorker:
         clock = self._clock()
         kept = kept_this_pass = 0
         last_pts_s = self._pts_base_s
+        segment = new_segment()  # a new session: tracks start afresh
         while not ctx.stop.is_set():
             picture = source.read()
             if picture is None:
@@ -257,6 +258,7 @@ class CaptureWorker:
                     break
                 self._pts_base_s = last_pts_s + 1e-3  # keep pts increasing across loops
                 clock, kept_this_pass = self._clock(), 0
+                segment = new_segment()  # the file looped
                 continue
             stats.decoded += 1
             if picture.resumed:  # after damaged data, as for a reopened file
@@ -283,6 +285,7 @@ class CaptureWorker:
                 decode_ms,
                 picture.image_bgr,
                 picture.surface,
+                segment,
             )
             self._seq += 1
             kept += 1

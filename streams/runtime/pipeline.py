@@ -15,8 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from engines.base import Engine, EngineSlot
+from processors.detections import Detections
 from processors.letterbox import Letterbox
+from processors.track import MultiStreamTracker, TrackerParams
 from processors.yolo import decode_yolo_batch, detect_head_format
 from streams.bus.messages import (
     encode_detection_batch,
@@ -27,7 +31,7 @@ from streams.bus.messages import (
 from streams.bus.publisher import Publisher
 from streams.capture.frames import Frame
 from streams.capture.worker import CaptureContext, CaptureWorker
-from streams.config import Config, StreamConfig
+from streams.config import Config, StreamConfig, TrackingConfig
 from streams.errors import EngineError
 from streams.runtime.board import FrameBoard
 from streams.runtime.preprocess import choose_preprocess
@@ -115,6 +119,14 @@ class Pipeline:
         self._failed_batches = 0
         self._batcher_round_mono_s = 0.0  # the batcher's last time round its loop
         self.fatal: str | None = None  # why the pipeline gave up, if it did
+        # Tracking, the completer's alone: one tracker per distinct set of parameters (one
+        # for all streams unless a stream overrides them), each stream's last segment.
+        self._trackers: dict[TrackerParams, MultiStreamTracker] = {}
+        self._tracked_in: Config | None = None  # the config _tracked_params was made from
+        self._tracked_params: dict[str, TrackerParams] = {}
+        self._segments: dict[str, int] = {}
+        self._status_lock = threading.Lock()  # a state and its message change together
+        self._live_detail: dict[str, dict] = {}  # each stream's last `live` width/height/decoder
 
     def _new_worker(self, stream: StreamConfig, source: str, first_seq: int = 0) -> CaptureWorker:
         """A capture worker whose status events count only while it is the stream's current
@@ -286,8 +298,16 @@ class Pipeline:
         self._announce(self.stream_stats[stream_id], state, **detail)
 
     def _announce(self, stats: StreamStats, state: StreamState | str, **detail) -> None:
+        with self._status_lock:
+            self._announce_locked(stats, state, **detail)
+
+    def _announce_locked(self, stats: StreamStats, state: StreamState | str, **detail) -> None:
         stream_id = stats.stream_id
         state = stats.state = advance(stats.state, state)
+        if state is StreamState.LIVE and "decoder" in detail:
+            self._live_detail[stream_id] = {
+                key: detail[key] for key in ("width", "height", "decoder") if key in detail
+            }
         log = (
             logger.warning
             if state in (StreamState.RECONNECTING, StreamState.FAILED)
@@ -400,6 +420,12 @@ class Pipeline:
             if any(frame.stream_id not in stream_stats_now for frame in frames):
                 keep = [i for i, f in enumerate(frames) if f.stream_id in stream_stats_now]
                 frames, decoded = [frames[i] for i in keep], [decoded[i] for i in keep]
+            try:
+                track_ids = self._track(frames, decoded)
+            except Exception as err:  # as for postprocessing: this batch, not the pipeline
+                logger.exception("tracking failed for a batch of %d frames", len(frames))
+                self._batch_failed(f"tracking failed: {err}")
+                continue
             # Every message of the batch built and encoded here, in one call, and handed to
             # the publisher thread as one item; ``total`` ends now, just before that.
             now_s = time.monotonic()
@@ -413,6 +439,7 @@ class Pipeline:
                 preprocess_ms=preprocess_ms,
                 inference_ms=inference_ms,
                 postprocess_ms=postprocess_ms,
+                track_ids=track_ids,
             )
             for frame, total_ms in zip(frames, totals_ms):
                 stream_stats = stream_stats_now[frame.stream_id]
@@ -423,3 +450,79 @@ class Pipeline:
             if len(messages) < len(frames):  # could not be encoded (logged)
                 self.publisher.count_dropped(len(frames) - len(messages))
             self.publisher.publish_encoded(messages)
+
+    # --- tracking (completer thread) -----------------------------------------------------------
+
+    def _track(
+        self, frames: list[Frame], decoded: list[Detections]
+    ) -> list[np.ndarray | None] | None:
+        """Track ids for the boxes of every tracked stream of the batch: one tracker call per
+        set of parameters (one, unless streams override them), None where a stream is not
+        tracked; None for the whole batch when none is."""
+        if self._tracked_in is not self.config:  # started, or reloaded
+            config = self._tracked_in = self.config
+            self._tracked_params = {
+                s.id: _tracker_params(s.tracking) for s in config.streams if s.tracking.enabled
+            }
+        tracked = self._tracked_params
+        groups: dict[TrackerParams, list[int]] = {}
+        for index, frame in enumerate(frames):
+            params = tracked.get(frame.stream_id)
+            if params is None:
+                continue
+            groups.setdefault(params, []).append(index)
+            last = self._segments.get(frame.stream_id)
+            if last != frame.segment:
+                self._segments[frame.stream_id] = frame.segment
+                if last is not None:
+                    self._reset_tracks(frame.stream_id, params)
+        if not groups:
+            return None
+        track_ids: list[np.ndarray | None] = [None] * len(frames)
+        for params, indices in groups.items():
+            tracker = self._trackers.get(params)
+            if tracker is None:
+                tracker = self._trackers[params] = MultiStreamTracker(params)
+            ids = tracker.update(
+                [frames[i].stream_id for i in indices],
+                [frames[i].pts_s for i in indices],
+                [decoded[i].xyxy for i in indices],
+                [decoded[i].scores for i in indices],
+                [decoded[i].class_ids for i in indices],
+            )
+            for index, stream_ids in zip(indices, ids):
+                track_ids[index] = stream_ids
+        return track_ids
+
+    def _reset_tracks(self, stream_id: str, params: TrackerParams) -> None:
+        """A new segment (the file looped, the stream reconnected or restarted): its tracks
+        start afresh (ids carry on counting), and a live stream says so in a ``live`` note."""
+        tracker = self._trackers.get(params)
+        if tracker is not None:
+            tracker.reset(stream_id)
+        stream = next((s for s in self.config.streams if s.id == stream_id), None)
+        why = "the file started again" if stream is None or stream.is_file else "a new session"
+        with self._status_lock:
+            stats = self.stream_stats.get(stream_id)
+            if stats is None or stats.state is not StreamState.LIVE:
+                return
+            logger.info("stream %s: tracks reset (%s)", stream_id, why)
+            self.publisher.publish(
+                topic("status", stream_id),
+                status_message(
+                    stream_id,
+                    StreamState.LIVE.value,
+                    reason=f"tracks reset: {why}",
+                    **self._live_detail.get(stream_id, {}),
+                ),
+            )
+
+
+def _tracker_params(tracking: TrackingConfig) -> TrackerParams:
+    return TrackerParams(
+        high_score=tracking.high_score,
+        low_score=tracking.low_score,
+        new_track_score=tracking.new_track_score,
+        confirm_hits=tracking.confirm_hits,
+        max_lost_s=tracking.max_lost_s,
+    )

@@ -454,12 +454,17 @@ class Supervisor:
                 for key in COUNTERS:
                     base[key] += row[key]
             worker.snapshot = {}
+        tracked = {s.id for s in self.config.streams if s.tracking.enabled}
         for sid in worker.stream_ids:
             self._states[sid] = StreamState.RECONNECTING
+            note = "; its tracks start afresh (track ids from 1 again)" if sid in tracked else ""
             self.publisher.publish(
                 topic("status", sid),
                 status_message(
-                    sid, StreamState.RECONNECTING.value, reason=reason, attempt=worker.restarts + 1
+                    sid,
+                    StreamState.RECONNECTING.value,
+                    reason=reason + note,
+                    attempt=worker.restarts + 1,
                 ),
             )
 

@@ -108,7 +108,12 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
     config = write_config(
         tmp_path / "c.yaml",
         [
-            {"id": "carphone", "url": str(assets.videos["carphone_pristine.mp4"]), "pace": "none"},
+            {
+                "id": "carphone",
+                "url": str(assets.videos["carphone_pristine.mp4"]),
+                "pace": "none",
+                "tracking": {"enabled": True},  # detections[].track_id
+            },
             {"id": "garbage", "url": str(garbage)},
             {"id": "absent", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
         ],

@@ -5,6 +5,7 @@ from processors.detections import Detections
 from streams.bus.messages import (
     SchemaError,
     decode,
+    detection_items,
     detection_message,
     encode,
     stats_message,
@@ -52,6 +53,27 @@ def test_detection_message_round_trips_and_validates():
     ]
 
 
+def test_track_ids_go_on_the_tracked_frames_detections_only():
+    """One call for a batch of three frames: tracked (ids given), untracked (None), tracked."""
+    two = Detections(
+        np.array([[1, 2, 30, 40], [5, 5, 9, 9]], np.float32),
+        np.array([0.9, 0.3], np.float32),
+        np.array([0, 0], np.int32),
+    )
+    items = detection_items(
+        [two, two, two], ("person",), [np.array([4, -1]), None, np.array([1, 2])]
+    )
+    assert [[d.get("track_id") for d in frame] for frame in items] == [
+        [4, -1],
+        [None, None],
+        [1, 2],
+    ]
+    assert all("track_id" not in d for d in items[1])
+    assert detection_items([two], ("person",)) == detection_items([two], ("person",), [None])
+    for frame in items:
+        validate(b"det/cam1/", decode(encode(make_det(detections=None, items=frame))))
+
+
 def test_status_and_stats_validate():
     validate(
         b"status/cam1/",
@@ -80,6 +102,8 @@ def test_status_and_stats_validate():
         (lambda m: m["detections"][0].update(score=1.5), r"score: 1.5 outside"),
         (lambda m: m["detections"][0].update(box=[0, 0, 700, 10]), "not inside the 640x272 frame"),
         (lambda m: m.update(seq="3"), "seq: expected"),
+        (lambda m: m["detections"][0].update(track_id=0), r"track_id: 0 \(expected >= 1, or -1\)"),
+        (lambda m: m["detections"][0].update(track_id="4"), "track_id: expected"),
     ],
 )
 def test_validation_names_the_bad_field(mutate, message):
