@@ -1,0 +1,141 @@
+"""Zones (polygons) and lines, validated on construction, and the vectorised tests on them.
+
+Coordinates are whatever the caller uses for boxes (source pixels, y down); nothing here
+knows the frame size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from processors.errors import ProcessorError
+
+
+class GeometryError(ProcessorError, ValueError):
+    """A zone or line that cannot be used (too few points, self-intersecting, zero length)."""
+
+
+def _orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> float:
+    """Sign of the cross product (q - p) x (r - p): +1, -1 or 0 (collinear)."""
+    return float(np.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])))
+
+
+def _on_segment(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> bool:
+    """Whether r, collinear with p-q, lies within the segment's bounding box."""
+    return bool(
+        min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+    )
+
+
+def segments_intersect(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> bool:
+    """Whether segments p1-p2 and q1-q2 share a point (touching and collinear overlap count)."""
+    d1, d2 = _orient(q1, q2, p1), _orient(q1, q2, p2)
+    d3, d4 = _orient(p1, p2, q1), _orient(p1, p2, q2)
+    if d1 * d2 < 0 and d3 * d4 < 0:
+        return True
+    return (
+        (d1 == 0 and _on_segment(q1, q2, p1))
+        or (d2 == 0 and _on_segment(q1, q2, p2))
+        or (d3 == 0 and _on_segment(p1, p2, q1))
+        or (d4 == 0 and _on_segment(p1, p2, q2))
+    )
+
+
+def _as_points(points, what: str, minimum: int) -> np.ndarray:
+    try:
+        xy = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise GeometryError(f"{what}: points must be [x, y] numbers, got {points!r}") from err
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise GeometryError(f"{what}: points must be a list of [x, y] pairs, got shape {xy.shape}")
+    if len(xy) < minimum:
+        raise GeometryError(f"{what}: needs at least {minimum} points, got {len(xy)}")
+    if not np.isfinite(xy).all():
+        raise GeometryError(f"{what}: points must be finite numbers")
+    return xy
+
+
+@dataclass(frozen=True, eq=False)
+class Zone:
+    """A named simple polygon (vertices in order, closed implicitly), shape ``(n, 2)`` float64.
+
+    Raises GeometryError for fewer than 3 points, a repeated consecutive vertex or edges that
+    cross each other (a bow-tie): even-odd membership of such a shape surprises people.
+    """
+
+    name: str
+    points: np.ndarray
+
+    def __post_init__(self) -> None:
+        what = f"zone {self.name!r}"
+        xy = _as_points(self.points, what, 3)
+        n = len(xy)
+        edges = [(xy[i], xy[(i + 1) % n]) for i in range(n)]
+        for i, (a, b) in enumerate(edges):
+            if np.array_equal(a, b):
+                raise GeometryError(f"{what}: point {i} repeats point {(i + 1) % n}")
+        for i in range(n):
+            for j in range(i + 1, n):
+                if j == i + 1 or (i == 0 and j == n - 1):
+                    continue  # neighbours share a vertex by construction
+                if segments_intersect(*edges[i], *edges[j]):
+                    raise GeometryError(
+                        f"{what}: self-intersecting (edge {i} crosses edge {j}); "
+                        "list the points in order around the area"
+                    )
+        object.__setattr__(self, "points", xy)
+
+
+@dataclass(frozen=True, eq=False)
+class Line:
+    """A named segment from ``a`` to ``b``; its direction names the crossing directions.
+
+    'in' is a crossing onto the side where (b - a) x (p - a) > 0, the left of a->b in y-up
+    axes. In image pixels (y down) that is the side on your right as you look from a to b
+    on screen; 'out' is the opposite crossing. Raises GeometryError for a zero-length line.
+    """
+
+    name: str
+    a: np.ndarray
+    b: np.ndarray
+
+    def __post_init__(self) -> None:
+        what = f"line {self.name!r}"
+        ab = _as_points([self.a, self.b], what, 2)
+        if np.array_equal(ab[0], ab[1]):
+            raise GeometryError(f"{what}: a and b are the same point {ab[0].tolist()}")
+        object.__setattr__(self, "a", ab[0])
+        object.__setattr__(self, "b", ab[1])
+
+
+def zone_edges(zones: list[Zone]) -> tuple[np.ndarray, np.ndarray]:
+    """All zones' edges stacked, ``(E, 4)`` as x1 y1 x2 y2, and a one-hot ``(E, Z)`` owner map."""
+    rows, owner = [], []
+    for k, zone in enumerate(zones):
+        xy = zone.points
+        rows.append(np.hstack([xy, np.roll(xy, -1, axis=0)]))
+        owner += [k] * len(xy)
+    if not rows:
+        return np.zeros((0, 4)), np.zeros((0, 0))
+    onehot = np.zeros((len(owner), len(zones)))
+    onehot[np.arange(len(owner)), owner] = 1.0
+    return np.vstack(rows), onehot
+
+
+def points_in_zones(xy: np.ndarray, edges: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """Even-odd membership of every point in every zone at once: ``(N, 2)`` -> ``(N, Z)`` bool.
+
+    A ray to +x from each point, tested against every edge of every zone in one ``(N, E)``
+    expression; the per-zone crossing count is one matrix product with the owner map.
+    """
+    if len(xy) == 0 or onehot.shape[1] == 0:
+        return np.zeros((len(xy), onehot.shape[1]), dtype=bool)
+    px, py = xy[:, 0:1], xy[:, 1:2]
+    x1, y1, x2, y2 = (edges[:, i][None, :] for i in range(4))
+    straddles = (y1 > py) != (y2 > py)
+    dy = np.where(y2 == y1, 1.0, y2 - y1)
+    x_at = x1 + (py - y1) * (x2 - x1) / dy
+    hits = straddles & (px < x_at)
+    return (hits.astype(np.float64) @ onehot).astype(np.int64) % 2 == 1

@@ -1,0 +1,203 @@
+"""One stream's zone and line state, updated for all its tracks in one vectorised call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from processors.analytics.geometry import Line, Zone, points_in_zones, zone_edges
+from processors.errors import ProcessorError
+
+DIRECTIONS = ("in", "out")  # index 0: onto the left of a->b (Line's docstring), 1: the other way
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to one track: ``kind`` is 'enter', 'exit' or 'cross'.
+
+    ``name`` is the zone's or line's; ``direction`` is set for 'cross', ``dwell_s`` for 'exit'
+    (seconds from the frame it was first seen inside to the frame it was first seen outside,
+    or to its last sighting when it was forgotten while inside).
+    """
+
+    kind: str
+    name: str
+    track_id: int
+    class_id: int
+    pts_s: float
+    direction: str | None = None
+    dwell_s: float | None = None
+
+
+class StreamAnalytics:
+    """Zone membership, dwell and line crossings for one stream's tracks.
+
+    The point tested for each track is its box's bottom centre (the feet). State is parallel
+    arrays over the tracks seen (rows kept sorted by track id), so one ``update`` handles every
+    track of a frame at once; a track absent for ``forget_after_s`` seconds is dropped (an
+    'exit' for each zone it was still inside). Track id -1 (unconfirmed) is ignored.
+
+    Example:
+        >>> a = StreamAnalytics([Zone("door", [[0, 0], [10, 0], [10, 10], [0, 10]])], [])
+        >>> [e.kind for e in a.update(0.0, np.array([1]), np.array([[4, 2, 6, 5]]), np.array([0]))]
+        ['enter']
+    """
+
+    def __init__(self, zones: list[Zone], lines: list[Line], forget_after_s: float = 2.0) -> None:
+        self.zones = list(zones)
+        self.lines = list(lines)
+        self.forget_after_s = float(forget_after_s)
+        self._edges, self._onehot = zone_edges(self.zones)
+        self._a = np.array([ln.a for ln in self.lines]).reshape(-1, 2)
+        self._b = np.array([ln.b for ln in self.lines]).reshape(-1, 2)
+        z, n_lines = len(self.zones), len(self.lines)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._cls = np.zeros(0, dtype=np.int64)
+        self._last_xy = np.zeros((0, 2))  # NaN until a track has a previous point
+        self._last_s = np.zeros(0)
+        self._inside = np.zeros((0, z), dtype=bool)
+        self._enter_s = np.zeros((0, z))
+        self._side = np.zeros((0, n_lines), dtype=np.int8)  # last side off the line, 0 = none yet
+        self._crossed = np.zeros((0, n_lines, 2), dtype=bool)
+
+    def occupancy(self) -> np.ndarray:
+        """Tracks inside each zone now, ``(Z,)`` int64."""
+        return self._inside.sum(axis=0).astype(np.int64)
+
+    def dwell_s(self, now_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Track ids ``(n,)`` and seconds each has been inside each zone ``(n, Z)`` (0 outside)."""
+        return self._ids.copy(), np.where(self._inside, now_s - self._enter_s, 0.0)
+
+    def update(
+        self, pts_s: float, track_ids: np.ndarray, boxes_xyxy: np.ndarray, classes: np.ndarray
+    ) -> list[Event]:
+        """Advance to frame time ``pts_s`` with this frame's tracked boxes; returns its events.
+
+        Args:
+            pts_s: the frame's time in seconds (non-decreasing across calls).
+            track_ids: ``(n,)`` int, -1 for boxes without a confirmed track; unique otherwise.
+            boxes_xyxy: ``(n, 4)`` float, x1 y1 x2 y2.
+            classes: ``(n,)`` int class ids.
+        """
+        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        cls = np.asarray(classes, dtype=np.int64).reshape(-1)
+        if not len(ids) == len(boxes) == len(cls):
+            raise ProcessorError(
+                f"analytics update: {len(ids)} track ids, {len(boxes)} boxes and "
+                f"{len(cls)} classes; expected one of each per detection"
+            )
+        keep = ids != -1
+        ids, boxes, cls = ids[keep], boxes[keep], cls[keep]
+        if len(np.unique(ids)) != len(ids):
+            raise ProcessorError("analytics update: a track id appears twice in one frame")
+        events = self._forget(pts_s)
+        self._add(np.setdiff1d(ids, self._ids))
+        rows = np.searchsorted(self._ids, ids)
+        feet = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
+        events += self._zones_step(pts_s, rows, ids, cls, feet)
+        events += self._lines_step(pts_s, rows, ids, cls, feet)
+        self._last_xy[rows] = feet
+        self._last_s[rows] = pts_s
+        self._cls[rows] = cls
+        return events
+
+    def _add(self, new_ids: np.ndarray) -> None:
+        """Rows for tracks seen for the first time, then all rows re-sorted by id."""
+        if len(new_ids) == 0:
+            return
+        k = len(new_ids)
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._cls = np.concatenate([self._cls, np.zeros(k, dtype=np.int64)])
+        self._last_xy = np.vstack([self._last_xy, np.full((k, 2), np.nan)])
+        self._last_s = np.concatenate([self._last_s, np.zeros(k)])
+        self._inside = np.vstack([self._inside, np.zeros((k, len(self.zones)), dtype=bool)])
+        self._enter_s = np.vstack([self._enter_s, np.zeros((k, len(self.zones)))])
+        self._side = np.vstack([self._side, np.zeros((k, len(self.lines)), dtype=np.int8)])
+        self._crossed = np.concatenate(
+            [self._crossed, np.zeros((k, len(self.lines), 2), dtype=bool)]
+        )
+        self._take(np.argsort(self._ids, kind="stable"))
+
+    def _take(self, order: np.ndarray) -> None:
+        for name in ("_ids", "_cls", "_last_xy", "_last_s", "_inside", "_enter_s", "_side"):
+            setattr(self, name, getattr(self, name)[order])
+        self._crossed = self._crossed[order]
+
+    def _forget(self, now_s: float) -> list[Event]:
+        """Drop tracks unseen for ``forget_after_s``; each leaves the zones it was inside."""
+        stale = self._last_s < now_s - self.forget_after_s
+        if not stale.any():
+            return []
+        r, z = np.nonzero(self._inside & stale[:, None])
+        events = [
+            Event(
+                "exit",
+                self.zones[zk].name,
+                int(self._ids[rk]),
+                int(self._cls[rk]),
+                float(self._last_s[rk]),
+                dwell_s=float(self._last_s[rk] - self._enter_s[rk, zk]),
+            )
+            for rk, zk in zip(r, z)
+        ]
+        self._take(np.nonzero(~stale)[0])
+        return events
+
+    def _zones_step(self, now_s, rows, ids, cls, feet) -> list[Event]:
+        inside = points_in_zones(feet, self._edges, self._onehot)
+        was = self._inside[rows]
+        enter_s = self._enter_s[rows]
+        i_exit, z_exit = np.nonzero(was & ~inside)
+        dwell = now_s - enter_s[i_exit, z_exit]
+        events = [
+            Event("exit", self.zones[z].name, int(ids[i]), int(cls[i]), now_s, dwell_s=float(d))
+            for i, z, d in zip(i_exit, z_exit, dwell)
+        ]
+        entered = inside & ~was
+        events += [
+            Event("enter", self.zones[z].name, int(ids[i]), int(cls[i]), now_s)
+            for i, z in zip(*np.nonzero(entered))
+        ]
+        self._enter_s[rows] = np.where(entered, now_s, enter_s)
+        self._inside[rows] = inside
+        return events
+
+    def _lines_step(self, now_s, rows, ids, cls, feet) -> list[Event]:
+        """A crossing: the side of the line flips (a point on it keeps the last side) and the
+        step from the previous point to this one passes between a and b. Counted once per
+        track, line and direction."""
+        if not self.lines or len(rows) == 0:
+            return []
+        a, b = self._a[None], self._b[None]  # (1, L, 2)
+        p = feet[:, None, :]  # (n, 1, 2)
+        ab = b - a
+        side_now = np.sign(
+            ab[..., 0] * (p[..., 1] - a[..., 1]) - ab[..., 1] * (p[..., 0] - a[..., 0])
+        )
+        side_now = side_now.astype(np.int8)  # (n, L)
+        side_last = self._side[rows]
+        prev = self._last_xy[rows][:, None, :]  # (n, 1, 2)
+        step = p - prev
+        da = np.sign(
+            step[..., 0] * (a[..., 1] - prev[..., 1]) - step[..., 1] * (a[..., 0] - prev[..., 0])
+        )
+        db = np.sign(
+            step[..., 0] * (b[..., 1] - prev[..., 1]) - step[..., 1] * (b[..., 0] - prev[..., 0])
+        )
+        between = ~np.isnan(prev[..., 0]) & (da * db <= 0)
+        flipped = (side_now != 0) & (side_last != 0) & (side_now != side_last) & between
+        direction = np.where(side_now > 0, 0, 1)  # (n, L)
+        crossed = self._crossed[rows]
+        i, ln = np.nonzero(flipped)
+        d = direction[i, ln]
+        new = ~crossed[i, ln, d]
+        i, ln, d = i[new], ln[new], d[new]
+        crossed[i, ln, d] = True
+        self._crossed[rows] = crossed
+        self._side[rows] = np.where(side_now != 0, side_now, side_last)
+        return [
+            Event("cross", self.lines[k].name, int(ids[j]), int(cls[j]), now_s, DIRECTIONS[dk])
+            for j, k, dk in zip(i, ln, d)
+        ]

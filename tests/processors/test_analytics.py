@@ -1,0 +1,143 @@
+"""Zone and line analytics on hand-made trajectories: the box coordinates are written out, so
+each expected event can be checked by reading the test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from processors.analytics import Event, GeometryError, Line, StreamAnalytics, Zone
+
+SQUARE = Zone("square", [[10, 10], [20, 10], [20, 20], [10, 20]])
+# A vertical line at x = 50 from y = 0 down to y = 100 (image axes, y down). 'in' is onto the
+# side where (b - a) x (p - a) > 0: (0, 100) x (p - a) = -100 (px - 50) > 0, i.e. x < 50.
+GATE = Line("gate", [50, 0], [50, 100])
+
+
+def feet_box(x: float, y: float) -> list[float]:
+    """A 2-wide, 4-tall box whose bottom centre (the point tested) is (x, y)."""
+    return [x - 1, y - 4, x + 1, y]
+
+
+def step(a: StreamAnalytics, t: float, tracks: dict[int, tuple[float, float]], cls: int = 0):
+    ids = np.array(list(tracks), dtype=np.int64)
+    boxes = np.array([feet_box(*xy) for xy in tracks.values()]).reshape(-1, 4)
+    return a.update(t, ids, boxes, np.full(len(ids), cls))
+
+
+def crossings(events: list[Event]) -> list[tuple[int, str]]:
+    return [(e.track_id, e.direction) for e in events if e.kind == "cross"]
+
+
+def test_a_track_walking_through_a_square_enters_then_exits_with_its_dwell():
+    a = StreamAnalytics([SQUARE], [])
+    path = [(5, 15), (12, 15), (15, 15), (18, 15), (25, 15)]  # inside at t = 1, 2, 3
+    events = []
+    for t, xy in enumerate(path):
+        events += step(a, float(t), {7: xy}, cls=2)
+        if t == 2:
+            assert a.occupancy().tolist() == [1]
+            ids, dwell = a.dwell_s(2.0)
+            assert ids.tolist() == [7] and dwell.tolist() == [[1.0]]
+    assert events == [
+        Event("enter", "square", 7, 2, 1.0),
+        Event("exit", "square", 7, 2, 4.0, dwell_s=3.0),
+    ]
+    assert a.occupancy().tolist() == [0]
+
+
+def test_a_track_that_disappears_inside_exits_when_forgotten():
+    a = StreamAnalytics([SQUARE], [], forget_after_s=1.0)
+    step(a, 0.0, {3: (15, 15)})
+    step(a, 0.5, {3: (16, 15)})
+    assert step(a, 1.0, {}) == []  # absent for 0.5 s: still remembered
+    assert step(a, 2.0, {}) == [Event("exit", "square", 3, 0, 0.5, dwell_s=0.5)]
+    assert a.occupancy().tolist() == [0]
+    assert step(a, 2.5, {3: (15, 15)}) == [Event("enter", "square", 3, 0, 2.5)]  # afresh
+
+
+def test_unconfirmed_tracks_are_ignored():
+    a = StreamAnalytics([SQUARE], [GATE])
+    assert step(a, 0.0, {-1: (15, 15)}) == []
+    assert a.occupancy().tolist() == [0]
+
+
+def test_a_bow_tie_polygon_is_refused():
+    with pytest.raises(GeometryError, match="'bow'.*self-intersecting"):
+        Zone("bow", [[0, 0], [10, 10], [10, 0], [0, 10]])
+    with pytest.raises(ValueError, match="at least 3 points, got 2"):
+        Zone("thin", [[0, 0], [10, 10]])
+    with pytest.raises(ValueError, match="'dot'.*same point"):
+        Line("dot", [5, 5], [5, 5])
+    Zone("concave", [[0, 0], [10, 0], [10, 10], [5, 3], [0, 10]])  # not self-intersecting
+
+
+def test_a_concave_zone_uses_even_odd_membership():
+    a = StreamAnalytics([Zone("v", [[0, 0], [10, 0], [10, 10], [5, 3], [0, 10]])], [])
+    # 1 is in the notch between the arms, 2 in the left arm, 3 in the body
+    assert step(a, 0.0, {1: (5, 8), 2: (1, 8), 3: (5, 1)}) == [
+        Event("enter", "v", 2, 0, 0.0),
+        Event("enter", "v", 3, 0, 0.0),
+    ]
+
+
+def test_one_crossing_counts_once_with_its_direction():
+    a = StreamAnalytics([], [GATE])
+    events = []
+    for t, x in enumerate([60, 55, 45, 40]):  # right to left of the screen: onto x < 50
+        events += step(a, float(t), {1: (x, 50)})
+    assert events == [Event("cross", "gate", 1, 0, 2.0, "in")]
+
+
+def test_passing_beyond_the_end_of_the_line_is_no_crossing():
+    a = StreamAnalytics([], [GATE])
+    assert step(a, 0.0, {1: (60, 150)}) + step(a, 1.0, {1: (40, 150)}) == []
+
+
+def test_a_track_jittering_across_the_line_counts_once_per_direction():
+    a = StreamAnalytics([], [GATE])
+    xs = [52, 48, 50, 52, 48, 52, 48]  # 5 crossings (50 is on the line and changes nothing)
+    events = []
+    for t, x in enumerate(xs):
+        events += step(a, float(t), {4: (x, 50)})
+    assert crossings(events) == [(4, "in"), (4, "out")]
+
+
+def test_two_tracks_crossing_opposite_ways_count_one_each_direction():
+    a = StreamAnalytics([], [GATE])
+    events = []
+    for t, (x1, x2) in enumerate([(30, 70), (45, 55), (55, 45), (70, 30)]):
+        events += step(a, float(t), {1: (x1, 50), 2: (x2, 50)})
+    assert sorted(crossings(events)) == [(1, "out"), (2, "in")]
+
+
+def _random_walks(n: int, frames: int, seed: int = 0) -> np.ndarray:
+    """``(frames, n, 2)`` feet points wandering over two zones and two lines."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(0, 100, size=(1, n, 2))
+    return start + np.cumsum(rng.normal(0, 4, size=(frames, n, 2)), axis=0)
+
+
+def test_many_tracks_in_one_call_match_the_same_tracks_one_by_one():
+    zones = [SQUARE, Zone("tri", [[40, 40], [90, 45], [60, 95]])]
+    lines = [GATE, Line("diag", [0, 0], [100, 80])]
+    walks = _random_walks(500, 20)
+    present = np.random.default_rng(1).random((20, 500)) > 0.1  # some frames missed
+    together = StreamAnalytics(zones, lines, forget_after_s=1.0)
+    alone = [StreamAnalytics(zones, lines, forget_after_s=1.0) for _ in range(500)]
+    got, want = [], []
+    for f in range(20):
+        t = f * 0.25
+        on = np.nonzero(present[f])[0]
+        boxes = np.array([feet_box(*walks[f, k]) for k in range(500)])
+        got += together.update(t, on + 1, boxes[on], on % 3)
+        for k in range(500):
+            if present[f, k]:
+                want += alone[k].update(t, np.array([k + 1]), boxes[k : k + 1], np.array([k % 3]))
+            else:
+                want += alone[k].update(t, np.zeros(0), np.zeros((0, 4)), np.zeros(0))
+    key = lambda e: (e.pts_s, e.track_id, e.kind, e.name, e.direction or "")  # noqa: E731
+    assert sorted(got, key=key) == sorted(want, key=key)
+    kinds = {e.kind for e in got}
+    assert kinds == {"enter", "exit", "cross"}, kinds  # the walk exercises every path
+    assert together.occupancy().tolist() == list(np.sum([s.occupancy() for s in alone], axis=0))
