@@ -107,8 +107,9 @@ class Pipeline:
         self._capture_stopped = False
         self._reload_lock = threading.Lock()  # one reload at a time, never during stop()
         # Replaced, never changed in place (other threads iterate them): stream id -> ...
-        self._workers: dict[str, CaptureWorker] = {}
-        self._workers = {s.id: self._new_worker(s, sources[s.id]) for s in config.streams}
+        self._workers: dict[str, CaptureWorker] = {
+            s.id: self._new_worker(s, sources[s.id]) for s in config.streams
+        }
         self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
         self._completer = threading.Thread(
             target=self._complete_loop, name="completer", daemon=True
@@ -500,12 +501,12 @@ class Pipeline:
         tracker = self._trackers.get(params)
         if tracker is not None:
             tracker.reset(stream_id)
-        stream = next((s for s in self.config.streams if s.id == stream_id), None)
-        why = "the file started again" if stream is None or stream.is_file else "a new session"
         with self._status_lock:
             stats = self.stream_stats.get(stream_id)
             if stats is None or stats.state is not StreamState.LIVE:
                 return
+            stream = next((s for s in self.config.streams if s.id == stream_id), None)
+            why = "the file started again" if stream and stream.is_file else "a new session"
             logger.info("stream %s: tracks reset (%s)", stream_id, why)
             self.publisher.publish(
                 topic("status", stream_id),
