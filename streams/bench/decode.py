@@ -98,7 +98,11 @@ def make_clip(
 
 
 class _Session(threading.Thread):
-    """One decoder decoding the clip in a loop until told to stop."""
+    """``per_thread`` decoders decoding the clip in a loop, in turn, until told to stop.
+
+    ``fps`` > 0 paces each decoder like a camera (one frame per 1/fps); ``per_thread`` > 1
+    shows what serving several streams from one Python thread saves over one thread each.
+    """
 
     def __init__(
         self,
@@ -108,19 +112,24 @@ class _Session(threading.Thread):
         ready: threading.Barrier,
         start: threading.Event,
         stop: threading.Event,
+        fps: float = 0.0,
+        per_thread: int = 1,
     ) -> None:
         super().__init__(daemon=True)
         self.clip, self.gpu_id, self.raw = clip, gpu_id, raw
+        self.fps, self.per_thread = float(fps), max(1, int(per_thread))
         self._ready_barrier, self._go, self._halt = ready, start, stop
         self.frames = 0
         self.error: str | None = None
 
     def run(self) -> None:
+        opened: list[Any] = []
         try:
-            opened = self._open()
+            opened = [self._open() for _ in range(self.per_thread)]
         except Exception as err:  # noqa: BLE001 - reported in the results, not raised
             self.error = f"{type(err).__name__}: {err}"
             self._ready_barrier.abort()
+            self._close(opened)
             return
         try:
             self._ready_barrier.wait()
@@ -131,7 +140,12 @@ class _Session(threading.Thread):
         except Exception as err:  # noqa: BLE001
             self.error = f"{type(err).__name__}: {err}"
         finally:
-            closer = getattr(opened, "close", None)
+            self._close(opened)
+
+    @staticmethod
+    def _close(opened: list[Any]) -> None:
+        for one in opened:
+            closer = getattr(one, "close", None)
             if closer is not None:
                 closer()
 
@@ -139,37 +153,76 @@ class _Session(threading.Thread):
         if not self.raw:
             from streams.capture.nvdec import NvdecReader
 
-            return NvdecReader(self.clip, gpu_id=self.gpu_id, loop=True)
+            return _Reader(NvdecReader(self.clip, gpu_id=self.gpu_id, loop=True))
         import PyNvVideoCodec as nvc
 
         demuxer = nvc.CreateDemuxer(filename=str(self.clip))
         decoder = nvc.CreateDecoder(
             gpuid=self.gpu_id, codec=demuxer.GetNvCodecId(), usedevicememory=True
         )
-        return [demuxer, decoder]
+        return _RawDecoder(self.clip, demuxer, decoder)
 
-    def _decode(self, opened: Any) -> None:
-        if not self.raw:
-            while not self._halt.is_set():
-                surface = opened.read()
-                if surface is None:
-                    break
-                surface.release()
-                self.frames += 1
-            return
+    def _decode(self, opened: list[Any]) -> None:
+        period_s = 1.0 / self.fps if self.fps > 0 else 0.0
+        due_s = time.monotonic()
+        while not self._halt.is_set():
+            for one in opened:
+                frames = one.read_counted()
+                if frames < 0:
+                    return
+                self.frames += frames
+            if period_s:
+                due_s += period_s
+                delay_s = due_s - time.monotonic()
+                if delay_s > 0:
+                    self._halt.wait(delay_s)
+
+
+class _RawDecoder:
+    """Bare PyNvVideoCodec: demux a packet, ``Decode`` it (frames stay in its own buffer)."""
+
+    def __init__(self, clip: Path, demuxer: Any, decoder: Any) -> None:
+        self.clip, self.demuxer, self.decoder = clip, demuxer, decoder
+        self._packets = iter(demuxer)
+
+    def read_counted(self) -> int:
+        """Frames out of one packet (0 while the decoder holds pictures back)."""
         import PyNvVideoCodec as nvc
 
-        demuxer, decoder = opened
-        while not self._halt.is_set():
-            for packet in demuxer:
-                self.frames += len(decoder.Decode(packet))
-                if self._halt.is_set():
-                    return
-            demuxer = nvc.CreateDemuxer(filename=str(self.clip))
+        packet = next(self._packets, None)
+        if packet is None:
+            self.demuxer = nvc.CreateDemuxer(filename=str(self.clip))
+            self._packets = iter(self.demuxer)
+            return 0
+        return len(self.decoder.Decode(packet))
+
+
+class _Reader:
+    """The project's reader: decode into its own surface (a copy), release it at once."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def read_counted(self) -> int:
+        surface = self.reader.read()
+        if surface is None:
+            return -1
+        surface.release()
+        return 1
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def run_sessions(
-    clip: Path, sessions: int, seconds: float, gpu_id: int = 0, raw: bool = False, sync: Any = None
+    clip: Path,
+    sessions: int,
+    seconds: float,
+    gpu_id: int = 0,
+    raw: bool = False,
+    sync: Any = None,
+    fps: float = 0.0,
+    per_thread: int = 1,
 ) -> dict[str, Any]:
     """Decode ``clip`` with ``sessions`` threads for ``seconds``; return the figures.
 
@@ -180,9 +233,13 @@ def run_sessions(
 
     cuda.set_device(gpu_id)
     free_before, total = cuda.mem_get_info()
-    ready = threading.Barrier(sessions + 1)
+    per_thread = max(1, min(int(per_thread), sessions))
+    shares = [per_thread] * (sessions // per_thread) + (
+        [sessions % per_thread] if sessions % per_thread else []
+    )
+    ready = threading.Barrier(len(shares) + 1)
     start, stop = threading.Event(), threading.Event()
-    threads = [_Session(clip, gpu_id, raw, ready, start, stop) for _ in range(sessions)]
+    threads = [_Session(clip, gpu_id, raw, ready, start, stop, fps, n) for n in shares]
     opened_s = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -208,25 +265,31 @@ def run_sessions(
     start.set()
     time.sleep(WARMUP_S)  # decoders allocate their surfaces on their first frames
     first = [t.frames for t in threads]
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     time.sleep(seconds)
     counts = [t.frames - f for t, f in zip(threads, first)]
-    elapsed = time.perf_counter() - began
+    elapsed, cpu_s = time.perf_counter() - began, time.process_time() - cpu_began
     free_during, _ = cuda.mem_get_info()  # decoders allocate their surfaces on first frames
     stop.set()
     for thread in threads:
         thread.join(30)
     errors = sorted({t.error for t in threads if t.error})
-    per_session = [c / elapsed for c in counts]
+    per_session = [c / elapsed / t.per_thread for c, t in zip(counts, threads)]
     return {
         "sessions": sessions,
         "mode": "raw" if raw else "reader",
+        "paced_fps": fps,
+        "sessions_per_thread": per_thread,
         "seconds": round(elapsed, 3),
         "frames": sum(counts),
         "total_fps": round(sum(counts) / elapsed, 1),
         "session_fps_min": round(min(per_session), 1),
         "session_fps_mean": round(sum(per_session) / sessions, 1),
         "setup_s": round(setup_s, 2),
+        # The whole process's CPU (every thread, native code included) per decoded frame:
+        # what one camera's decoding costs a core, before any pipeline work.
+        "cpu_pct": round(100.0 * cpu_s / elapsed, 1),
+        "cpu_ms_per_frame": round(1000.0 * cpu_s / max(sum(counts), 1), 3),
         "gpu_mem_mib": round((free_before - free_during) / 2**20, 1),
         "gpu_mem_total_mib": round(total / 2**20),
         "errors": errors,
@@ -234,11 +297,21 @@ def run_sessions(
 
 
 def _sessions_process(
-    clip: Path, sessions: int, seconds: float, gpu_id: int, raw: bool, barrier: Any, results: Any
+    clip: Path,
+    sessions: int,
+    seconds: float,
+    gpu_id: int,
+    raw: bool,
+    barrier: Any,
+    results: Any,
+    fps: float,
+    per_thread: int,
 ) -> None:
     try:
         results.put(
-            run_sessions(clip, sessions, seconds, gpu_id, raw, sync=lambda: barrier.wait(120))
+            run_sessions(
+                clip, sessions, seconds, gpu_id, raw, lambda: barrier.wait(120), fps, per_thread
+            )
         )
     except Exception as err:  # noqa: BLE001 - reported by the parent
         barrier.abort()
@@ -252,6 +325,8 @@ def run_sessions_in_processes(
     gpu_id: int = 0,
     processes: int = 1,
     raw: bool = False,
+    fps: float = 0.0,
+    per_thread: int = 1,
 ) -> dict[str, Any]:
     """``sessions`` spread over ``processes`` processes, timed windows lined up.
 
@@ -260,7 +335,8 @@ def run_sessions_in_processes(
     its ceiling is measured the same way.
     """
     if processes <= 1:
-        return {**run_sessions(clip, sessions, seconds, gpu_id, raw), "processes": 1}
+        row = run_sessions(clip, sessions, seconds, gpu_id, raw, None, fps, per_thread)
+        return {**row, "processes": 1}
     import multiprocessing
     import queue
 
@@ -274,7 +350,7 @@ def run_sessions_in_processes(
         spawn.Process(
             target=_sessions_process,
             daemon=True,
-            args=(clip, share, seconds, gpu_id, raw, barrier, results),
+            args=(clip, share, seconds, gpu_id, raw, barrier, results, fps, per_thread),
         )
         for share in shares
     ]
@@ -308,6 +384,8 @@ def run_sessions_in_processes(
     return {
         "sessions": sum(r["sessions"] for r in rows),
         "mode": rows[0]["mode"],
+        "paced_fps": fps,
+        "sessions_per_thread": rows[0]["sessions_per_thread"],
         "processes": len(workers),
         "seconds": elapsed,
         "frames": sum(r["frames"] for r in rows),
@@ -315,6 +393,13 @@ def run_sessions_in_processes(
         "session_fps_min": min(r["session_fps_min"] for r in rows),
         "session_fps_mean": round(total_fps / sum(r["sessions"] for r in rows), 1),
         "setup_s": max(r["setup_s"] for r in rows),
+        "cpu_pct": round(sum(r["cpu_pct"] for r in rows), 1),
+        "cpu_ms_per_frame": round(
+            sum(r["cpu_pct"] * r["seconds"] for r in rows)
+            * 10.0
+            / max(sum(r["frames"] for r in rows), 1),
+            3,
+        ),
         # Every process sees the whole GPU's free memory, the others' decoders included.
         "gpu_mem_mib": max(r["gpu_mem_mib"] for r in rows),
         "gpu_mem_total_mib": rows[0]["gpu_mem_total_mib"],
@@ -370,6 +455,15 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="spread each session count over this many processes",
     )
+    parser.add_argument(
+        "--fps", type=float, default=0.0, help="pace each session like a camera at this rate"
+    )
+    parser.add_argument(
+        "--per-thread",
+        type=int,
+        default=1,
+        help="sessions served in turn by one Python thread (default 1: a thread each)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -397,18 +491,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"{'sessions':>8} {'total fps':>10} {'min/session':>12} {'mean/session':>13} "
-            f"{'GPU MiB':>8} {'setup s':>8}"
+            f"{'GPU MiB':>8} {'setup s':>8} {'CPU %':>7} {'CPU ms/frame':>13}"
         )
         results = []
         for sessions in counts:
             row = run_sessions_in_processes(
-                args.clip, sessions, args.seconds, args.gpu, args.processes, args.raw
+                args.clip,
+                sessions,
+                args.seconds,
+                args.gpu,
+                args.processes,
+                args.raw,
+                args.fps,
+                args.per_thread,
             )
             results.append(row)
             print(
                 f"{sessions:>8} {row['total_fps']:>10.1f} {row['session_fps_min']:>12.1f} "
                 f"{row['session_fps_mean']:>13.1f} {row['gpu_mem_mib']:>8.0f} "
-                f"{row['setup_s']:>8.2f}" + (f"  errors: {row['errors']}" if row["errors"] else ""),
+                f"{row['setup_s']:>8.2f} {row['cpu_pct']:>7.1f} {row['cpu_ms_per_frame']:>13.3f}"
+                + (f"  errors: {row['errors']}" if row["errors"] else ""),
                 flush=True,
             )
         if args.json:
