@@ -75,7 +75,7 @@ class TensorRTSlot:
         self.index = index
         self._context = context
         self.stream = cuda.Stream(non_blocking=True)
-        self._done = cuda.Event()
+        self._done = cuda.Event(blocking=True)  # wait() sleeps, not spins, while a batch runs
         spec = engine.input_spec
         self._input_host = cuda.PinnedBuffer((engine.max_batch, *spec.shape[1:]), spec.dtype)
         self.input = self._input_host.array

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import subprocess
 import sys
 import threading
@@ -164,7 +165,12 @@ class _Session(threading.Thread):
 
     def _decode(self, opened: list[Any]) -> None:
         period_s = 1.0 / self.fps if self.fps > 0 else 0.0
-        due_s = time.monotonic()
+        # Cameras are not in step: each session starts at its own phase of the frame period
+        # (128 sessions all decoding at the same instant queue on NVDEC, and every one of
+        # them then waits, spinning, for its picture).
+        due_s = time.monotonic() + random.uniform(0.0, period_s)
+        if period_s:
+            self._halt.wait(due_s - time.monotonic())
         while not self._halt.is_set():
             for one in opened:
                 frames = one.read_counted()

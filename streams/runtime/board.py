@@ -31,6 +31,9 @@ class FrameBoard:
         # Capture workers per active stream: a stream restarted by a reload registers its new
         # worker while the old one may still be leaving.
         self._active: dict[str, int] = {}
+        # Frames the waiting batcher needs before it can send: a put wakes it only then (or
+        # for its first frame), not on every frame while a batch fills up.
+        self._wanted = 1
         self._closed = False
 
     def register(self, stream_id: str) -> None:
@@ -62,7 +65,8 @@ class FrameBoard:
             if replaced is not None:
                 replaced.release()  # a dropped GPU frame gives its surface back at once
             self._frames[frame.stream_id] = frame
-            self._frame_ready.notify()
+            if len(self._frames) >= self._wanted:
+                self._frame_ready.notify()
             return replaced is not None
 
     def wait_taken(self, stream_id: str, timeout_s: float) -> None:
@@ -90,6 +94,7 @@ class FrameBoard:
         """Wait up to ``timeout_s`` for a first frame, then form one batch (oldest first)."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
+            self._wanted = 1
             while not self._frames:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
@@ -97,11 +102,13 @@ class FrameBoard:
                 self._frame_ready.wait(remaining)
             first = min(f.ready_mono_s for f in self._frames.values())
             send_at = first + max_wait_s
-            while len(self._frames) < min(max_batch, max(1, len(self._active))):
+            while len(self._frames) < (wanted := min(max_batch, max(1, len(self._active)))):
                 remaining = send_at - time.monotonic()
                 if remaining <= 0 or self._closed:
                     break
+                self._wanted = wanted  # unregister() and close() wake it regardless
                 self._frame_ready.wait(remaining)
+            self._wanted = 1
             oldest = sorted(self._frames.values(), key=lambda f: f.ready_mono_s)[:max_batch]
             for frame in oldest:
                 del self._frames[frame.stream_id]
