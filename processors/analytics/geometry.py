@@ -12,6 +12,8 @@ import numpy as np
 
 from processors.errors import ProcessorError
 
+_ON_EDGE_PX = 1e-6  # a point this close to a zone's edge is on it (float noise, not pixels)
+
 
 class GeometryError(ProcessorError, ValueError):
     """A zone or line that cannot be used (too few points, self-intersecting, zero length)."""
@@ -60,6 +62,8 @@ def _as_points(points, what: str, minimum: int) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class Zone:
     """A named simple polygon (vertices in order, closed implicitly), shape ``(n, 2)`` float64.
+
+    A point on its edge is inside (a zone drawn to the frame's edge holds boxes cut by it).
 
     Raises GeometryError for fewer than 3 points, a repeated consecutive vertex or edges that
     cross each other (a bow-tie): even-odd membership of such a shape surprises people.
@@ -125,10 +129,13 @@ def zone_edges(zones: list[Zone]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def points_in_zones(xy: np.ndarray, edges: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-    """Even-odd membership of every point in every zone at once: ``(N, 2)`` -> ``(N, Z)`` bool.
+    """Membership of every point in every zone at once: ``(N, 2)`` -> ``(N, Z)`` bool.
 
-    A ray to +x from each point, tested against every edge of every zone in one ``(N, E)``
-    expression; the per-zone crossing count is one matrix product with the owner map.
+    Even-odd inside, or on an edge: a zone is closed. Why: boxes are clipped to the frame, so
+    an object cut by the frame's bottom has its feet exactly on ``y = height``, and a zone
+    drawn to the frame's edge must hold it (with half-open even-odd it never would). A ray to
+    +x from each point, tested against every edge of every zone in one ``(N, E)`` expression;
+    the per-zone counts are one matrix product with the owner map.
     """
     if len(xy) == 0 or onehot.shape[1] == 0:
         return np.zeros((len(xy), onehot.shape[1]), dtype=bool)
@@ -138,4 +145,14 @@ def points_in_zones(xy: np.ndarray, edges: np.ndarray, onehot: np.ndarray) -> np
     dy = np.where(y2 == y1, 1.0, y2 - y1)
     x_at = x1 + (py - y1) * (x2 - x1) / dy
     hits = straddles & (px < x_at)
-    return (hits.astype(np.float64) @ onehot).astype(np.int64) % 2 == 1
+    cross = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+    length = np.hypot(x2 - x1, y2 - y1)
+    on_edge = (
+        (np.abs(cross) <= _ON_EDGE_PX * length)
+        & (px >= np.minimum(x1, x2) - _ON_EDGE_PX)
+        & (px <= np.maximum(x1, x2) + _ON_EDGE_PX)
+        & (py >= np.minimum(y1, y2) - _ON_EDGE_PX)
+        & (py <= np.maximum(y1, y2) + _ON_EDGE_PX)
+    )
+    odd = (hits.astype(np.float64) @ onehot).astype(np.int64) % 2 == 1
+    return odd | ((on_edge.astype(np.float64) @ onehot) > 0)

@@ -81,6 +81,25 @@ def test_a_concave_zone_uses_even_odd_membership():
     ]
 
 
+def test_a_point_on_a_zone_edge_is_inside():
+    """Boxes are clipped to the frame: one cut by the frame's bottom has its feet on y = h, and
+    a zone drawn to the frame's edge must hold it (bikes.mp4: the man whose box always ends at
+    y = 272 was never inside a zone ending there; tests/test_hand_count.py)."""
+    frame = Zone("frame", [[0, 0], [640, 0], [640, 272], [0, 272]])
+    a = StreamAnalytics([frame, SQUARE], [])
+    on = {1: (320, 272), 2: (640, 100), 3: (0, 0), 4: (15, 10), 5: (20, 20)}
+    assert sorted((e.track_id, e.name) for e in step(a, 0.0, on)) == [
+        (1, "frame"), (2, "frame"), (3, "frame"), (4, "frame"), (4, "square"),
+        (5, "frame"), (5, "square"),
+    ]  # fmt: skip
+    off = {1: (320, 272.01), 2: (640.01, 100), 3: (-0.01, 0), 4: (15, 9.99), 5: (20.01, 20)}
+    events = step(a, 1.0, off)
+    assert sorted((e.kind, e.track_id, e.name) for e in events) == [
+        ("exit", 1, "frame"), ("exit", 2, "frame"), ("exit", 3, "frame"), ("exit", 4, "square"),
+        ("exit", 5, "square"),
+    ]  # fmt: skip
+
+
 def test_one_crossing_counts_once_with_its_direction():
     a = StreamAnalytics([], [GATE])
     events = []
