@@ -61,15 +61,20 @@ def _as_points(points, what: str, minimum: int) -> np.ndarray:
 class Zone:
     """A named simple polygon (vertices in order, closed implicitly), shape ``(n, 2)`` float64.
 
-    Raises GeometryError for fewer than 3 points, a repeated consecutive vertex or edges that
-    cross each other (a bow-tie): even-odd membership of such a shape surprises people.
+    ``dwell_alert_s``: a track inside for longer than this raises one 'dwell' event per visit
+    (None: never). Raises GeometryError for fewer than 3 points, a repeated consecutive vertex
+    or edges that cross each other (a bow-tie): even-odd membership of such a shape surprises
+    people; and for a dwell alert time that is not a positive number.
     """
 
     name: str
     points: np.ndarray
+    dwell_alert_s: float | None = None
 
     def __post_init__(self) -> None:
         what = f"zone {self.name!r}"
+        if self.dwell_alert_s is not None and not self.dwell_alert_s > 0:
+            raise GeometryError(f"{what}: dwell_alert_s must be > 0, got {self.dwell_alert_s}")
         xy = _as_points(self.points, what, 3)
         n = len(xy)
         edges = [(xy[i], xy[(i + 1) % n]) for i in range(n)]

@@ -14,11 +14,12 @@ DIRECTIONS = ("in", "out")  # index 0: onto the left of a->b (Line's docstring),
 
 @dataclass(frozen=True)
 class Event:
-    """One thing that happened to one track: ``kind`` is 'enter', 'exit' or 'cross'.
+    """One thing that happened to one track: ``kind`` is 'enter', 'exit', 'dwell' or 'cross'.
 
     ``name`` is the zone's or line's; ``direction`` is set for 'cross', ``dwell_s`` for 'exit'
     (seconds from the frame it was first seen inside to the frame it was first seen outside,
-    or to its last sighting when it was forgotten while inside).
+    or to its last sighting when it was forgotten while inside) and for 'dwell' (seconds
+    inside so far, the first frame past the zone's ``dwell_alert_s``: once per visit).
     """
 
     kind: str
@@ -49,6 +50,9 @@ class StreamAnalytics:
         self.lines = list(lines)
         self.forget_after_s = float(forget_after_s)
         self._edges, self._onehot = zone_edges(self.zones)
+        self._alert_s = np.array(
+            [np.inf if zn.dwell_alert_s is None else zn.dwell_alert_s for zn in self.zones]
+        )
         self._a = np.array([ln.a for ln in self.lines]).reshape(-1, 2)
         self._b = np.array([ln.b for ln in self.lines]).reshape(-1, 2)
         z, n_lines = len(self.zones), len(self.lines)
@@ -58,6 +62,7 @@ class StreamAnalytics:
         self._last_s = np.zeros(0)
         self._inside = np.zeros((0, z), dtype=bool)
         self._enter_s = np.zeros((0, z))
+        self._alerted = np.zeros((0, z), dtype=bool)  # a 'dwell' event sent for this visit
         self._side = np.zeros((0, n_lines), dtype=np.int8)  # last side off the line, 0 = none yet
         self._crossed = np.zeros((0, n_lines, 2), dtype=bool)
 
@@ -90,6 +95,8 @@ class StreamAnalytics:
             )
         keep = ids != -1
         ids, boxes, cls = ids[keep], boxes[keep], cls[keep]
+        if not len(ids) and not len(self._ids):
+            return []  # nothing tracked, nothing remembered: the common empty frame
         if len(np.unique(ids)) != len(ids):
             raise ProcessorError("analytics update: a track id appears twice in one frame")
         events = self._forget(pts_s)
@@ -114,6 +121,7 @@ class StreamAnalytics:
         self._last_s = np.concatenate([self._last_s, np.zeros(k)])
         self._inside = np.vstack([self._inside, np.zeros((k, len(self.zones)), dtype=bool)])
         self._enter_s = np.vstack([self._enter_s, np.zeros((k, len(self.zones)))])
+        self._alerted = np.vstack([self._alerted, np.zeros((k, len(self.zones)), dtype=bool)])
         self._side = np.vstack([self._side, np.zeros((k, len(self.lines)), dtype=np.int8)])
         self._crossed = np.concatenate(
             [self._crossed, np.zeros((k, len(self.lines), 2), dtype=bool)]
@@ -121,7 +129,16 @@ class StreamAnalytics:
         self._take(np.argsort(self._ids, kind="stable"))
 
     def _take(self, order: np.ndarray) -> None:
-        for name in ("_ids", "_cls", "_last_xy", "_last_s", "_inside", "_enter_s", "_side"):
+        for name in (
+            "_ids",
+            "_cls",
+            "_last_xy",
+            "_last_s",
+            "_inside",
+            "_enter_s",
+            "_alerted",
+            "_side",
+        ):
             setattr(self, name, getattr(self, name)[order])
         self._crossed = self._crossed[order]
 
@@ -160,7 +177,17 @@ class StreamAnalytics:
             Event("enter", self.zones[z].name, int(ids[i]), int(cls[i]), now_s)
             for i, z in zip(*np.nonzero(entered))
         ]
-        self._enter_s[rows] = np.where(entered, now_s, enter_s)
+        enter_s = np.where(entered, now_s, enter_s)
+        # A dwell alert once per visit: cleared on entering (and while outside).
+        alerted = self._alerted[rows] & inside & ~entered
+        due = inside & ~alerted & (now_s - enter_s > self._alert_s)
+        i_due, z_due = np.nonzero(due)
+        events += [
+            Event("dwell", self.zones[z].name, int(ids[i]), int(cls[i]), now_s, dwell_s=float(d))
+            for i, z, d in zip(i_due, z_due, now_s - enter_s[i_due, z_due])
+        ]
+        self._enter_s[rows] = enter_s
+        self._alerted[rows] = alerted | due
         self._inside[rows] = inside
         return events
 

@@ -56,6 +56,42 @@ def test_a_track_that_disappears_inside_exits_when_forgotten():
     assert step(a, 2.5, {3: (15, 15)}) == [Event("enter", "square", 3, 0, 2.5)]  # afresh
 
 
+def test_a_dwell_alert_fires_once_per_visit_after_the_set_time():
+    a = StreamAnalytics([Zone("queue", SQUARE.points, dwell_alert_s=1.5)], [])
+    # Inside from t = 0; 1.5 s is not "longer than" 1.5 s; 2.0 is; later frames send nothing.
+    inside = [step(a, t, {5: (15, 15)}) for t in (0.0, 0.5, 1.5, 2.0, 2.5, 4.0)]
+    assert inside == [
+        [Event("enter", "queue", 5, 0, 0.0)],
+        [],
+        [],
+        [Event("dwell", "queue", 5, 0, 2.0, dwell_s=2.0)],
+        [],
+        [],
+    ]
+    # Out and back in: a new visit, its own alert 1.5 s + after entering again.
+    assert step(a, 5.0, {5: (30, 15)}) == [Event("exit", "queue", 5, 0, 5.0, dwell_s=5.0)]
+    assert step(a, 6.0, {5: (15, 15)}) == [Event("enter", "queue", 5, 0, 6.0)]
+    assert step(a, 7.0, {5: (15, 15)}) == []
+    assert step(a, 7.5, {5: (15, 15)}) == []  # 1.5 s: not yet
+    assert step(a, 7.75, {5: (15, 15)}) == [Event("dwell", "queue", 5, 0, 7.75, dwell_s=1.75)]
+
+
+def test_dwell_alerts_are_per_track_and_per_zone():
+    a = StreamAnalytics(
+        [Zone("short", SQUARE.points, dwell_alert_s=1.0), Zone("none", SQUARE.points)], []
+    )
+    step(a, 0.0, {1: (15, 15)})
+    step(a, 1.0, {1: (15, 15), 2: (12, 12)})  # track 2 arrives a second later
+    assert step(a, 1.5, {1: (15, 15), 2: (12, 12)}) == [
+        Event("dwell", "short", 1, 0, 1.5, dwell_s=1.5)
+    ]
+    assert step(a, 2.5, {1: (15, 15), 2: (12, 12)}) == [
+        Event("dwell", "short", 2, 0, 2.5, dwell_s=1.5)
+    ]
+    with pytest.raises(GeometryError, match="dwell_alert_s must be > 0"):
+        Zone("bad", SQUARE.points, dwell_alert_s=0)
+
+
 def test_unconfirmed_tracks_are_ignored():
     a = StreamAnalytics([SQUARE], [GATE])
     assert step(a, 0.0, {-1: (15, 15)}) == []
@@ -119,7 +155,7 @@ def _random_walks(n: int, frames: int, seed: int = 0) -> np.ndarray:
 
 
 def test_many_tracks_in_one_call_match_the_same_tracks_one_by_one():
-    zones = [SQUARE, Zone("tri", [[40, 40], [90, 45], [60, 95]])]
+    zones = [SQUARE, Zone("tri", [[40, 40], [90, 45], [60, 95]], dwell_alert_s=1.0)]
     lines = [GATE, Line("diag", [0, 0], [100, 80])]
     walks = _random_walks(500, 20)
     present = np.random.default_rng(1).random((20, 500)) > 0.1  # some frames missed
@@ -139,5 +175,5 @@ def test_many_tracks_in_one_call_match_the_same_tracks_one_by_one():
     key = lambda e: (e.pts_s, e.track_id, e.kind, e.name, e.direction or "")  # noqa: E731
     assert sorted(got, key=key) == sorted(want, key=key)
     kinds = {e.kind for e in got}
-    assert kinds == {"enter", "exit", "cross"}, kinds  # the walk exercises every path
+    assert kinds == {"enter", "exit", "dwell", "cross"}, kinds  # the walk exercises every path
     assert together.occupancy().tolist() == list(np.sum([s.occupancy() for s in alone], axis=0))
