@@ -112,6 +112,10 @@ class AnalyticsStage:
     def active(self) -> bool:
         return bool(self._plans)
 
+    def live_streams(self) -> set[str]:
+        """The streams whose zones and lines hold state now (one per stream, not per run)."""
+        return set(self._live)
+
     def configure(self, config: Config, stream_stats: Mapping[str, StreamStats]) -> None:
         """Apply a config: a stream removed, or whose zones or lines changed, loses its state
         (a changed stream restarts anyway); each stream with zones or lines gets its counts,
