@@ -185,12 +185,24 @@ def test_a_zone_outside_the_frame_turns_off_that_streams_analytics_only(assets, 
         tracking=PHONE_TRACKING,
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
+    # `streams subscribe` on one stream's events and status, as a person would run it.
+    subscribe = start_cli(
+        "subscribe", f"tcp://127.0.0.1:{port}", "--stream", "fits", "--kinds", "event,status",
+        "--timeout", "8",
+    )  # fmt: skip
     try:
         result = run_cli("run", str(config), "--no-live", timeout=240)
+        subscribe.wait(30)
     finally:
         collector.finish()
+        cleanup(subscribe)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+    lines = subscribe.output().splitlines()
+    assert lines and all(line.startswith(("event fits ", "status fits:")) for line in lines), lines
+    assert re.search(
+        r"^event fits #\d+ pts \d+\.\d\ds: person \d+ enter zone cab$", "\n".join(lines), re.M
+    )
     for topic, message in collector.messages:
         validate(topic, message)
     problem = (

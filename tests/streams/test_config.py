@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -403,3 +404,17 @@ def test_zone_classes_are_checked_against_a_labels_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^streams\[1\]\.zones\[0\]\.classes\[0\]: unknown "
                        r"class 'person'; expected a label of model\.labels \("):  # fmt: skip
         parse_config({**raw, "model": {"labels": str(labels)}})
+
+
+def test_the_default_configs_zone_example_loads_once_uncommented(tmp_path):
+    """streams/default.yaml shows zones and lines in comments (make run stays as it was);
+    uncommented, they are a valid config."""
+    text = (REPO / "streams/default.yaml").read_text()
+    example = re.compile(r"^    # ((?:tracking|zones|lines):.*|  - \{.*)$", re.M)
+    assert len(example.findall(text)) == 5
+    path = tmp_path / "config.yaml"
+    path.write_text(example.sub(r"    \1", text))
+    bikes = load_config(path).streams[0]
+    assert bikes.tracking.enabled and [z.name for z in bikes.zones] == ["road"]
+    assert [(ln.name, ln.classes) for ln in bikes.lines] == [("middle", ("person", "bicycle"))]
+    assert not load_config(REPO / "config.yaml").streams[0].zones
