@@ -62,19 +62,22 @@ class Zone:
     """A named simple polygon (vertices in order, closed implicitly), shape ``(n, 2)`` float64.
 
     ``dwell_alert_s``: a track inside for longer than this raises one 'dwell' event per visit
-    (None: never). Raises GeometryError for fewer than 3 points, a repeated consecutive vertex
-    or edges that cross each other (a bow-tie): even-odd membership of such a shape surprises
+    (None: never). ``class_ids``: the classes it counts (None: every class); others are never
+    inside. Raises GeometryError for fewer than 3 points, a repeated consecutive vertex or
+    edges that cross each other (a bow-tie): even-odd membership of such a shape surprises
     people; and for a dwell alert time that is not a positive number.
     """
 
     name: str
     points: np.ndarray
     dwell_alert_s: float | None = None
+    class_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         what = f"zone {self.name!r}"
         if self.dwell_alert_s is not None and not self.dwell_alert_s > 0:
             raise GeometryError(f"{what}: dwell_alert_s must be > 0, got {self.dwell_alert_s}")
+        _check_classes(self.class_ids, what)
         xy = _as_points(self.points, what, 3)
         n = len(xy)
         edges = [(xy[i], xy[(i + 1) % n]) for i in range(n)]
@@ -99,20 +102,48 @@ class Line:
 
     'in' is a crossing onto the side where (b - a) x (p - a) > 0, the left of a->b in y-up
     axes. In image pixels (y down) that is the side on your right as you look from a to b
-    on screen; 'out' is the opposite crossing. Raises GeometryError for a zero-length line.
+    on screen; 'out' is the opposite crossing. ``class_ids``: the classes it counts (None:
+    every class). Raises GeometryError for a zero-length line.
     """
 
     name: str
     a: np.ndarray
     b: np.ndarray
+    class_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         what = f"line {self.name!r}"
+        _check_classes(self.class_ids, what)
         ab = _as_points([self.a, self.b], what, 2)
         if np.array_equal(ab[0], ab[1]):
             raise GeometryError(f"{what}: a and b are the same point {ab[0].tolist()}")
         object.__setattr__(self, "a", ab[0])
         object.__setattr__(self, "b", ab[1])
+
+
+def _check_classes(class_ids: tuple[int, ...] | None, what: str) -> None:
+    if class_ids is not None and (
+        not class_ids
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in class_ids)
+    ):
+        raise GeometryError(
+            f"{what}: class_ids must be a non-empty tuple of ids >= 0, got {class_ids!r}"
+        )
+
+
+def class_table(filters: list[tuple[int, ...] | None]) -> np.ndarray:
+    """Which class counts for which zone or line: ``(K + 1, n)`` bool, row ``c`` for class
+    ``c < K`` (K: one past the largest id a filter names), the last row for every other class
+    (only unfiltered ones count it). Index it with ``np.minimum(class_ids, K)``."""
+    named = [c for f in filters if f is not None for c in f]
+    k = max(named, default=-1) + 1
+    table = np.zeros((k + 1, len(filters)), dtype=bool)
+    for j, f in enumerate(filters):
+        if f is None:
+            table[:, j] = True
+        else:
+            table[list(f), j] = True
+    return table
 
 
 def zone_edges(zones: list[Zone]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from processors.analytics.geometry import Line, Zone, points_in_zones, zone_edges
+from processors.analytics.geometry import Line, Zone, class_table, points_in_zones, zone_edges
 from processors.errors import ProcessorError
 
 DIRECTIONS = ("in", "out")  # index 0: onto the left of a->b (Line's docstring), 1: the other way
@@ -37,7 +37,9 @@ class StreamAnalytics:
     The point tested for each track is its box's bottom centre (the feet). State is parallel
     arrays over the tracks seen (rows kept sorted by track id), so one ``update`` handles every
     track of a frame at once; a track absent for ``forget_after_s`` seconds is dropped (an
-    'exit' for each zone it was still inside). Track id -1 (unconfirmed) is ignored.
+    'exit' for each zone it was still inside). Track id -1 (unconfirmed) is ignored. A zone or
+    line with ``class_ids`` counts those classes only (a track of another class is never in
+    that zone and never crosses that line), so one instance serves every filter of a stream.
 
     Example:
         >>> a = StreamAnalytics([Zone("door", [[0, 0], [10, 0], [10, 10], [0, 10]])], [])
@@ -55,6 +57,9 @@ class StreamAnalytics:
         )
         self._a = np.array([ln.a for ln in self.lines]).reshape(-1, 2)
         self._b = np.array([ln.b for ln in self.lines]).reshape(-1, 2)
+        # Class filters, looked up by class id; None where nothing is filtered.
+        self._zone_classes = _table_or_none([zn.class_ids for zn in self.zones])
+        self._line_classes = _table_or_none([ln.class_ids for ln in self.lines])
         z, n_lines = len(self.zones), len(self.lines)
         self._ids = np.zeros(0, dtype=np.int64)
         self._cls = np.zeros(0, dtype=np.int64)
@@ -97,13 +102,21 @@ class StreamAnalytics:
         ids, boxes, cls = ids[keep], boxes[keep], cls[keep]
         if not len(ids) and not len(self._ids):
             return []  # nothing tracked, nothing remembered: the common empty frame
-        if len(np.unique(ids)) != len(ids):
+        ordered = np.sort(ids)
+        if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
             raise ProcessorError("analytics update: a track id appears twice in one frame")
         events = self._forget(pts_s)
-        self._add(np.setdiff1d(ids, self._ids))
+        if len(self._ids):  # ids not held yet: where a sorted search does not find them
+            at = np.minimum(np.searchsorted(self._ids, ordered), len(self._ids) - 1)
+            self._add(ordered[self._ids[at] != ordered])
+        else:
+            self._add(ordered)
         rows = np.searchsorted(self._ids, ids)
-        feet = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
-        events += self._zones_step(pts_s, rows, ids, cls, feet)
+        feet = np.empty((len(ids), 2))
+        feet[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2
+        feet[:, 1] = boxes[:, 3]
+        if self.zones:
+            events += self._zones_step(pts_s, rows, ids, cls, feet)
         events += self._lines_step(pts_s, rows, ids, cls, feet)
         self._last_xy[rows] = feet
         self._last_s[rows] = pts_s
@@ -164,6 +177,8 @@ class StreamAnalytics:
 
     def _zones_step(self, now_s, rows, ids, cls, feet) -> list[Event]:
         inside = points_in_zones(feet, self._edges, self._onehot)
+        if self._zone_classes is not None:
+            inside &= self._zone_classes[np.minimum(cls, len(self._zone_classes) - 1)]
         was = self._inside[rows]
         enter_s = self._enter_s[rows]
         i_exit, z_exit = np.nonzero(was & ~inside)
@@ -215,6 +230,8 @@ class StreamAnalytics:
         )
         between = ~np.isnan(prev[..., 0]) & (da * db <= 0)
         flipped = (side_now != 0) & (side_last != 0) & (side_now != side_last) & between
+        if self._line_classes is not None:
+            flipped &= self._line_classes[np.minimum(cls, len(self._line_classes) - 1)]
         direction = np.where(side_now > 0, 0, 1)  # (n, L)
         crossed = self._crossed[rows]
         i, ln = np.nonzero(flipped)
@@ -228,3 +245,7 @@ class StreamAnalytics:
             Event("cross", self.lines[k].name, int(ids[j]), int(cls[j]), now_s, DIRECTIONS[dk])
             for j, k, dk in zip(i, ln, d)
         ]
+
+
+def _table_or_none(filters: list[tuple[int, ...] | None]) -> np.ndarray | None:
+    return None if all(f is None for f in filters) else class_table(filters)

@@ -1,6 +1,7 @@
 """Zones and lines in the pipeline (the completer thread): each stream's tracked boxes through
-its :class:`~processors.analytics.StreamAnalytics`, events encoded for ``event/<stream>/``,
-counts kept in the stream's :class:`~streams.runtime.stats.AnalyticsCounts` for ``stats``.
+its one :class:`~processors.analytics.StreamAnalytics` (class filters included), events
+encoded for ``event/<stream>/``, counts kept in the stream's
+:class:`~streams.runtime.stats.AnalyticsCounts` for ``stats``.
 
 Why apart from processors/analytics: what depends on the running stream lives here. The
 frame size is known only once frames arrive (``units: fraction`` is scaled to it, pixel
@@ -33,21 +34,13 @@ EDGE_PX = 1e-3
 
 
 @dataclass(frozen=True)
-class _Group:
-    """Zones and lines of one stream that count the same classes (one StreamAnalytics)."""
-
-    class_ids: np.ndarray | None  # None: every class
-    zones: tuple[int, ...]  # indices into the stream's zones
-    lines: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class AnalyticsPlan:
     """One stream's zones and lines, their class names resolved to the model's class ids."""
 
     stream: StreamConfig
     where: str  # its key path, ``streams[i]``
-    groups: tuple[_Group, ...]
+    zone_classes: tuple[tuple[int, ...] | None, ...]  # per zone: the ids it counts, None: all
+    line_classes: tuple[tuple[int, ...] | None, ...]
 
 
 def plan_analytics(config: Config, labels: Sequence[str]) -> dict[str, AnalyticsPlan]:
@@ -69,30 +62,23 @@ def plan_analytics(config: Config, labels: Sequence[str]) -> dict[str, Analytics
             tuple(labels),
             config.model.labels,
         )
-        by_classes: dict[tuple[int, ...] | None, tuple[list[int], list[int]]] = {}
-        for kind, items in ((0, stream.zones), (1, stream.lines)):
-            for k, item in enumerate(items):
-                key = (
-                    None
-                    if item.classes is None
-                    else tuple(sorted({index[n] for n in item.classes}))
-                )
-                by_classes.setdefault(key, ([], []))[kind].append(k)
-        groups = tuple(
-            _Group(None if key is None else np.array(key, np.int64), tuple(z), tuple(ln))
-            for key, (z, ln) in by_classes.items()
+
+        def ids(item: ZoneConfig | LineConfig) -> tuple[int, ...] | None:
+            return None if item.classes is None else tuple(sorted({index[n] for n in item.classes}))
+
+        plans[stream.id] = AnalyticsPlan(
+            stream, where, tuple(map(ids, stream.zones)), tuple(map(ids, stream.lines))
         )
-        plans[stream.id] = AnalyticsPlan(stream, where, groups)
     return plans
 
 
 @dataclass
 class _Live:
-    """A stream's analytics for one segment at one frame size (``states`` None: off)."""
+    """A stream's analytics for one segment at one frame size (``state`` None: off)."""
 
     segment: int
     hw: tuple[int, int]
-    states: list[tuple[_Group, StreamAnalytics]] | None
+    state: StreamAnalytics | None
 
 
 class AnalyticsStage:
@@ -164,22 +150,14 @@ class AnalyticsStage:
             live = self._live.get(frame.stream_id)
             if live is None or live.segment != frame.segment:
                 live = self._start(plan, frame, live, stats.analytics, notes)
-            if live.states is None:
+            if live.state is None:
                 continue
             detections = decoded[i]
-            height, width = live.hw
             boxes = detections.xyxy
             if len(boxes):
+                height, width = live.hw
                 boxes = np.minimum(boxes, (width - EDGE_PX, height - EDGE_PX) * 2)
-            events = []
-            for group, state in live.states:
-                if group.class_ids is None:
-                    events += state.update(frame.pts_s, ids, boxes, detections.class_ids)
-                else:
-                    keep = np.isin(detections.class_ids, group.class_ids)
-                    events += state.update(
-                        frame.pts_s, ids[keep], boxes[keep], detections.class_ids[keep]
-                    )
+            events = live.state.update(frame.pts_s, ids, boxes, detections.class_ids)
             if events:
                 messages += self._encode(frame, events, stats.analytics)
         return messages, notes
@@ -197,7 +175,7 @@ class AnalyticsStage:
         a live note, ``analytics_error`` in its stats) until the config or frame size changes."""
         hw = frame.source_hw
         counts.clear_occupancy()
-        if last is not None and last.states is None and last.hw == hw:
+        if last is not None and last.state is None and last.hw == hw:
             live = _Live(frame.segment, hw, None)  # still off: said once already
         else:
             try:
@@ -251,17 +229,18 @@ class _OutOfFrame(ValueError):
     """A zone or line of the config does not fit the stream's frames (message: key path)."""
 
 
-def _build(plan: AnalyticsPlan, hw: tuple[int, int]) -> list[tuple[_Group, StreamAnalytics]]:
+def _build(plan: AnalyticsPlan, hw: tuple[int, int]) -> StreamAnalytics:
     stream, where = plan.stream, plan.where
     scale = np.array([hw[1], hw[0]], np.float64)  # x by width, y by height
-    states = []
-    for group in plan.groups:
-        zones = [_zone(stream.zones[k], f"{where}.zones[{k}]", scale) for k in group.zones]
-        lines = [_line(stream.lines[k], f"{where}.lines[{k}]", scale) for k in group.lines]
-        states.append(
-            (group, StreamAnalytics(zones, lines, forget_after_s=stream.tracking.max_lost_s))
-        )
-    return states
+    zones = [
+        _zone(zone, f"{where}.zones[{k}]", scale, classes)
+        for k, (zone, classes) in enumerate(zip(stream.zones, plan.zone_classes))
+    ]
+    lines = [
+        _line(line, f"{where}.lines[{k}]", scale, classes)
+        for k, (line, classes) in enumerate(zip(stream.lines, plan.line_classes))
+    ]
+    return StreamAnalytics(zones, lines, forget_after_s=stream.tracking.max_lost_s)
 
 
 def _pixels(
@@ -281,18 +260,18 @@ def _pixels(
     return xy
 
 
-def _zone(zone: ZoneConfig, where: str, scale: np.ndarray) -> Zone:
+def _zone(zone: ZoneConfig, where: str, scale: np.ndarray, classes: tuple[int, ...] | None) -> Zone:
     keys = [f"{where}.points[{j}]" for j in range(len(zone.points))]
     points = _pixels(zone.points, zone.units, keys, scale)
     try:
-        return Zone(zone.name, points, zone.dwell_alert_s)
+        return Zone(zone.name, points, zone.dwell_alert_s, classes)
     except GeometryError as err:  # cannot happen after the config's checks; said if it does
         raise _OutOfFrame(f"{where}.points: {err}") from err
 
 
-def _line(line: LineConfig, where: str, scale: np.ndarray) -> Line:
+def _line(line: LineConfig, where: str, scale: np.ndarray, classes: tuple[int, ...] | None) -> Line:
     a, b = _pixels((line.a, line.b), line.units, [f"{where}.a", f"{where}.b"], scale)
     try:
-        return Line(line.name, a, b)
+        return Line(line.name, a, b, classes)
     except GeometryError as err:
         raise _OutOfFrame(f"{where}.b: {err}") from err
