@@ -58,7 +58,10 @@ def test_zone_and_line_events_counts_and_metrics_and_a_loop_starts_them_afresh(a
                 "pace": "none",
                 "fps": 10,  # 100 frames a pass
                 "loop": True,
-                "zones": [{**WHOLE_FRAME, "dwell_alert_s": 0.5}],
+                "zones": [
+                    {**WHOLE_FRAME, "dwell_alert_s": 0.5},
+                    {**WHOLE_FRAME, "name": "people", "classes": ["person"]},
+                ],
                 "lines": [MIDDLE],
             },
         ],
@@ -90,7 +93,8 @@ def test_zone_and_line_events_counts_and_metrics_and_a_loop_starts_them_afresh(a
             150,
         ), process.output()[-3000:]
         before_scrape = Counter(
-            (m["event"], m.get("direction")) for m in events_of(collector.messages, "bikes")
+            (m["event"], m.get("direction") or m.get("zone"))
+            for m in events_of(collector.messages, "bikes")
         )
         metrics = scrape(metrics_port)
         code, _ = process.drain(timeout_s=15)
@@ -108,7 +112,7 @@ def test_zone_and_line_events_counts_and_metrics_and_a_loop_starts_them_afresh(a
     # was first published with its id, once; the events name its class as the det did.
     dets = [m for _, m in first_pass if m["type"] == "det"]
     events = events_of(first_pass, "bikes")
-    enters = [m for m in events if m["event"] == "enter"]
+    enters = [m for m in events if m["event"] == "enter" and m["zone"] == "all"]
     first = first_sightings(dets)
     assert len(first) >= 5, first.keys()
     assert sorted(m["track_id"] for m in enters) == sorted(first), (enters, first.keys())
@@ -118,6 +122,15 @@ def test_zone_and_line_events_counts_and_metrics_and_a_loop_starts_them_afresh(a
         assert m["capture_time"] == seen["capture_time"]
         (box,) = [d for d in seen["detections"] if d["track_id"] == m["track_id"]]
         assert (m["class"], m["class_id"]) == (box["label"], box["class_id"])
+    # The zone for people only: the same, for the tracks of persons (and some are not).
+    people = sorted(
+        m["track_id"] for m in events if m.get("zone") == "people" and m["event"] == "enter"
+    )
+    persons = sorted(
+        i for i, seen in first.items()
+        for d in seen["detections"] if d["track_id"] == i and d["label"] == "person"
+    )  # fmt: skip
+    assert people == persons and 0 < len(people) < len(first), (people, first.keys())
     kinds = Counter(m["event"] for m in events)
     assert kinds["exit"] >= 1 and kinds["cross"] >= 1 and kinds["dwell"] >= 1, kinds
     assert all(m["dwell_s"] > 0.5 for m in events if m["event"] == "dwell")
@@ -133,15 +146,20 @@ def test_zone_and_line_events_counts_and_metrics_and_a_loop_starts_them_afresh(a
     # The final stats (published after the drain, after every event) count what arrived.
     final = [m for _, m in collector.messages if m["type"] == "stats"][-1]
     (row,) = final["streams"]
-    (zone,), (line,) = row["zones"], row["lines"]
-    every = events_of(collector.messages, "bikes")
+    (zone, people_zone), (line,) = row["zones"], row["lines"]
+    every_event = events_of(collector.messages, "bikes")
+    assert people_zone["entered"] == sum(
+        m["event"] == "enter" and m.get("zone") == "people" for m in every_event
+    )
+    assert {c["class"] for c in people_zone["by_class"]} == {"person"}
+    every = [m for m in every_event if m.get("zone") != "people"]
     counted = Counter(m["event"] for m in every)
     assert (zone["entered"], zone["exited"], zone["dwell_alerts"]) == (
         counted["enter"],
         counted["exit"],
         counted["dwell"],
     )
-    since_reset = Counter(m["event"] for m in events_of(later, "bikes"))
+    since_reset = Counter(m["event"] for m in events_of(later, "bikes") if m.get("zone") == "all")
     assert zone["occupancy"] == since_reset["enter"] - since_reset["exit"]  # 0 at the loop
     crossed = Counter(m["direction"] for m in every if m["event"] == "cross")
     assert (line["in"], line["out"]) == (crossed["in"], crossed["out"])
@@ -153,20 +171,19 @@ def test_zone_and_line_events_counts_and_metrics_and_a_loop_starts_them_afresh(a
     enter_series = {
         dict(labels)["class"]: value
         for (name, labels), value in metrics.items()
-        if name == "streams_zone_events_total" and dict(labels)["event"] == "enter"
+        if name == "streams_zone_events_total"
+        and dict(labels)["event"] == "enter"
+        and dict(labels)["zone"] == "all"
     }
-    assert all(
-        dict(labels)["stream"] == "bikes" and dict(labels).get("zone", "all") == "all"
-        for (_, labels) in metrics
-    )
-    assert before_scrape[("enter", None)] <= sum(enter_series.values()) <= zone["entered"]
+    assert all(dict(labels)["stream"] == "bikes" for (_, labels) in metrics)
+    assert before_scrape[("enter", "all")] <= sum(enter_series.values()) <= zone["entered"]
     for label, value in enter_series.items():
         assert value <= by_class[label]
     crossings = sum(v for (n, _), v in metrics.items() if n == "streams_line_crossings_total")
     assert before_scrape[("cross", "in")] + before_scrape[("cross", "out")] <= crossings
     assert crossings <= line["in"] + line["out"]
-    occupancy = [k for k in metrics if k[0] == "streams_zone_occupancy"]
-    assert occupancy == [("streams_zone_occupancy", (("stream", "bikes"), ("zone", "all")))]
+    occupancy = sorted(dict(k[1])["zone"] for k in metrics if k[0] == "streams_zone_occupancy")
+    assert occupancy == ["all", "people"]
 
 
 def test_a_zone_outside_the_frame_turns_off_that_streams_analytics_only(assets, tmp_path):

@@ -1,4 +1,4 @@
-"""Zones (polygons) and lines, validated on construction, and the vectorised tests on them.
+"""Zones (polygons) and lines, validated on construction (the tests on them: state.py).
 
 Coordinates are whatever the caller uses for boxes (source pixels, y down); nothing here
 knows the frame size.
@@ -129,49 +129,3 @@ def _check_classes(class_ids: tuple[int, ...] | None, what: str) -> None:
         raise GeometryError(
             f"{what}: class_ids must be a non-empty tuple of ids >= 0, got {class_ids!r}"
         )
-
-
-def class_table(filters: list[tuple[int, ...] | None]) -> np.ndarray:
-    """Which class counts for which zone or line: ``(K + 1, n)`` bool, row ``c`` for class
-    ``c < K`` (K: one past the largest id a filter names), the last row for every other class
-    (only unfiltered ones count it). Index it with ``np.minimum(class_ids, K)``."""
-    named = [c for f in filters if f is not None for c in f]
-    k = max(named, default=-1) + 1
-    table = np.zeros((k + 1, len(filters)), dtype=bool)
-    for j, f in enumerate(filters):
-        if f is None:
-            table[:, j] = True
-        else:
-            table[list(f), j] = True
-    return table
-
-
-def zone_edges(zones: list[Zone]) -> tuple[np.ndarray, np.ndarray]:
-    """All zones' edges stacked, ``(E, 4)`` as x1 y1 x2 y2, and a one-hot ``(E, Z)`` owner map."""
-    rows, owner = [], []
-    for k, zone in enumerate(zones):
-        xy = zone.points
-        rows.append(np.hstack([xy, np.roll(xy, -1, axis=0)]))
-        owner += [k] * len(xy)
-    if not rows:
-        return np.zeros((0, 4)), np.zeros((0, 0))
-    onehot = np.zeros((len(owner), len(zones)))
-    onehot[np.arange(len(owner)), owner] = 1.0
-    return np.vstack(rows), onehot
-
-
-def points_in_zones(xy: np.ndarray, edges: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-    """Even-odd membership of every point in every zone at once: ``(N, 2)`` -> ``(N, Z)`` bool.
-
-    A ray to +x from each point, tested against every edge of every zone in one ``(N, E)``
-    expression; the per-zone crossing count is one matrix product with the owner map.
-    """
-    if len(xy) == 0 or onehot.shape[1] == 0:
-        return np.zeros((len(xy), onehot.shape[1]), dtype=bool)
-    px, py = xy[:, 0:1], xy[:, 1:2]
-    x1, y1, x2, y2 = (edges[:, i][None, :] for i in range(4))
-    straddles = (y1 > py) != (y2 > py)
-    dy = np.where(y2 == y1, 1.0, y2 - y1)
-    x_at = x1 + (py - y1) * (x2 - x1) / dy
-    hits = straddles & (px < x_at)
-    return (hits.astype(np.float64) @ onehot).astype(np.int64) % 2 == 1

@@ -1,6 +1,6 @@
-"""Zones and lines in the pipeline (the completer thread): each stream's tracked boxes through
-its one :class:`~processors.analytics.StreamAnalytics` (class filters included), events
-encoded for ``event/<stream>/``, counts kept in the stream's
+"""Zones and lines in the pipeline (the completer thread): the tracked boxes of every stream
+of a batch that has zones or lines through one :class:`~processors.analytics.MultiStreamAnalytics`
+call, events encoded for ``event/<stream>/``, counts kept in each stream's
 :class:`~streams.runtime.stats.AnalyticsCounts` for ``stats``.
 
 Why apart from processors/analytics: what depends on the running stream lives here. The
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from processors.analytics import GeometryError, Line, StreamAnalytics, Zone
+from processors.analytics import GeometryError, Line, MultiStreamAnalytics, Zone
 from processors.detections import Detections
 from streams.bus.messages import encode, event_message, topic_bytes
 from streams.capture.frames import Frame
@@ -74,11 +74,11 @@ def plan_analytics(config: Config, labels: Sequence[str]) -> dict[str, Analytics
 
 @dataclass
 class _Live:
-    """A stream's analytics for one segment at one frame size (``state`` None: off)."""
+    """A stream's analytics for one segment at one frame size (``on`` False: off)."""
 
     segment: int
     hw: tuple[int, int]
-    state: StreamAnalytics | None
+    on: bool
 
 
 class AnalyticsStage:
@@ -93,14 +93,15 @@ class AnalyticsStage:
         self.labels = tuple(labels)
         self._plans: dict[str, AnalyticsPlan] = {}
         self._live: dict[str, _Live] = {}
+        self._state = MultiStreamAnalytics()  # the streams whose analytics are on
 
     @property
     def active(self) -> bool:
         return bool(self._plans)
 
     def live_streams(self) -> set[str]:
-        """The streams whose zones and lines hold state now (one per stream, not per run)."""
-        return set(self._live)
+        """The streams whose zones and lines hold state now (each once, whatever its age)."""
+        return set(self._live) | set(self._state.stream_ids())
 
     def configure(self, config: Config, stream_stats: Mapping[str, StreamStats]) -> None:
         """Apply a config: a stream removed, or whose zones or lines changed, loses its state
@@ -111,6 +112,7 @@ class AnalyticsStage:
             old, new = self._plans.get(stream_id), plans.get(stream_id)
             if new is None or old is None or old.stream != new.stream:
                 del self._live[stream_id]
+                self._state.remove_stream(stream_id)
         for stream_id, stats in stream_stats.items():
             plan = plans.get(stream_id)
             if plan is None:
@@ -141,25 +143,38 @@ class AnalyticsStage:
         notes: list[tuple[str, str]] = []
         if not plans or track_ids is None:
             return messages, notes
+        take: list[int] = []  # the frames whose streams count: one update for all of them
+        boxes: list[np.ndarray] = []
         for i, frame in enumerate(frames):
             plan = plans.get(frame.stream_id)
-            ids = track_ids[i]
             stats = stream_stats.get(frame.stream_id)
-            if plan is None or ids is None or stats is None or stats.analytics is None:
+            if plan is None or track_ids[i] is None or stats is None or stats.analytics is None:
                 continue
             live = self._live.get(frame.stream_id)
             if live is None or live.segment != frame.segment:
                 live = self._start(plan, frame, live, stats.analytics, notes)
-            if live.state is None:
+            if not live.on:
                 continue
-            detections = decoded[i]
-            boxes = detections.xyxy
-            if len(boxes):
+            xyxy = decoded[i].xyxy
+            if len(xyxy):
                 height, width = live.hw
-                boxes = np.minimum(boxes, (width - EDGE_PX, height - EDGE_PX) * 2)
-            events = live.state.update(frame.pts_s, ids, boxes, detections.class_ids)
-            if events:
-                messages += self._encode(frame, events, stats.analytics)
+                xyxy = np.minimum(xyxy, (width - EDGE_PX, height - EDGE_PX) * 2)
+            take.append(i)
+            boxes.append(xyxy)
+        if not take:
+            return messages, notes
+        events = self._state.update(
+            [frames[i].stream_id for i in take],
+            [frames[i].pts_s for i in take],
+            [track_ids[i] for i in take],
+            boxes,
+            [decoded[i].class_ids for i in take],
+        )
+        for i, frame_events in zip(take, events):
+            if frame_events:
+                frame = frames[i]
+                counts = stream_stats[frame.stream_id].analytics
+                messages += self._encode(frame, frame_events, counts)
         return messages, notes
 
     def _start(
@@ -173,24 +188,30 @@ class AnalyticsStage:
         """State afresh for a new segment, at this frame's size: fractions scaled, pixels
         checked. A zone or line outside the frame turns this stream's analytics off (logged,
         a live note, ``analytics_error`` in its stats) until the config or frame size changes."""
-        hw = frame.source_hw
+        hw, stream_id = frame.source_hw, plan.stream.id
         counts.clear_occupancy()
-        if last is not None and last.state is None and last.hw == hw:
-            live = _Live(frame.segment, hw, None)  # still off: said once already
+        if last is not None and last.hw == hw:  # the same zones and lines at the same size
+            if last.on:
+                self._state.reset(stream_id)
+            live = _Live(frame.segment, hw, last.on)  # (off: said once already)
         else:
             try:
-                live = _Live(frame.segment, hw, _build(plan, hw))
-                counts.off = None
+                zones, lines = _build(plan, hw)
             except _OutOfFrame as err:
                 reason = (
                     f"analytics off: {err}; this stream's zones and lines count nothing until "
                     "its config is fixed (a reload applies it), other streams go on"
                 )
-                logger.error("stream %s: %s", plan.stream.id, reason)
+                logger.error("stream %s: %s", stream_id, reason)
                 counts.off = str(err)
-                notes.append((plan.stream.id, reason))
-                live = _Live(frame.segment, hw, None)
-        self._live[plan.stream.id] = live
+                notes.append((stream_id, reason))
+                self._state.remove_stream(stream_id)
+                live = _Live(frame.segment, hw, False)
+            else:
+                self._state.set_stream(stream_id, zones, lines, plan.stream.tracking.max_lost_s)
+                counts.off = None
+                live = _Live(frame.segment, hw, True)
+        self._live[stream_id] = live
         return live
 
     def _encode(
@@ -229,7 +250,9 @@ class _OutOfFrame(ValueError):
     """A zone or line of the config does not fit the stream's frames (message: key path)."""
 
 
-def _build(plan: AnalyticsPlan, hw: tuple[int, int]) -> StreamAnalytics:
+def _build(plan: AnalyticsPlan, hw: tuple[int, int]) -> tuple[list[Zone], list[Line]]:
+    """The stream's zones and lines in pixels of its ``hw`` frames (_OutOfFrame if one does
+    not fit)."""
     stream, where = plan.stream, plan.where
     scale = np.array([hw[1], hw[0]], np.float64)  # x by width, y by height
     zones = [
@@ -240,7 +263,7 @@ def _build(plan: AnalyticsPlan, hw: tuple[int, int]) -> StreamAnalytics:
         _line(line, f"{where}.lines[{k}]", scale, classes)
         for k, (line, classes) in enumerate(zip(stream.lines, plan.line_classes))
     ]
-    return StreamAnalytics(zones, lines, forget_after_s=stream.tracking.max_lost_s)
+    return zones, lines
 
 
 def _pixels(
