@@ -6,7 +6,9 @@ so `python -m streams run` can refuse a bad file before anything starts.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable
@@ -27,6 +29,7 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DECODERS = ("auto", "opencv", "nvdec")
 PACES = ("realtime", "none")
+UNITS = ("pixels", "fraction")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,33 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ZoneConfig:
+    """A polygon of one stream (``streams[i].zones[k]``): its points in ``units``.
+
+    ``units: pixels`` (the default) are source pixels, checked against the frame once the
+    stream is live; ``fraction`` points are 0..1 of the frame's width and height, scaled when
+    it is. ``classes``: the label names it counts (None: every class).
+    """
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+    classes: tuple[str, ...] | None = None
+    dwell_alert_s: float | None = None
+    units: str = "pixels"
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """A counting line of one stream (``streams[i].lines[k]``), from ``a`` to ``b``."""
+
+    name: str
+    a: tuple[float, float]
+    b: tuple[float, float]
+    classes: tuple[str, ...] | None = None
+    units: str = "pixels"
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """One camera or file.
 
@@ -61,6 +91,8 @@ class StreamConfig:
     decoder: str = "auto"
     pace: str = "realtime"
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # top level merged in
+    zones: tuple[ZoneConfig, ...] = ()
+    lines: tuple[LineConfig, ...] = ()
 
     @property
     def is_file(self) -> bool:
@@ -243,6 +275,7 @@ def parse_config(
     tracking = _parse_tracking(tracking_raw, "tracking")
     streams = _parse_streams(top.get("streams"), base_dir, tracking_raw, tracking)
     model = _parse_model(top.get("model", {}), base_dir)
+    _check_analytics_classes(streams, model)
     return Config(
         streams=streams,
         model=model,
@@ -319,6 +352,8 @@ def _parse_streams(
                 "decoder": _choice(DECODERS),
                 "pace": _choice(PACES),
                 "tracking": _stream_tracking(tracking_raw),
+                "zones": _zones,
+                "lines": _lines,
             },
             required=("id", "url"),
         )
@@ -327,7 +362,9 @@ def _parse_streams(
         seen.add(stream.id)
         url = _check_url(stream.url, f"{where}.url", base_dir)
         tracking = stream.tracking if "tracking" in item else top_tracking
-        streams.append(StreamConfig(**{**stream.__dict__, "url": url, "tracking": tracking}))
+        stream = StreamConfig(**{**stream.__dict__, "url": url, "tracking": tracking})
+        _check_analytics(stream, where)
+        streams.append(stream)
     return tuple(streams)
 
 
@@ -522,6 +559,170 @@ def _device(value: Any, where: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
         raise ConfigError(f"{where}: expected 'cpu' or 'cuda:N', got {_describe(value)}")
     return value if value == "cpu" or ":" in value else "cuda:0"
+
+
+# --- zones and lines (streams[i].zones, streams[i].lines) -------------------------------------
+
+
+def _zones(value: Any, where: str) -> tuple[ZoneConfig, ...]:
+    return tuple(
+        _dataclass_section(ZoneConfig, item, f"{where}[{k}]", ZONE_FIELDS, ("name", "points"))
+        for k, item in enumerate(_list(value, where))
+    )
+
+
+def _lines(value: Any, where: str) -> tuple[LineConfig, ...]:
+    return tuple(
+        _dataclass_section(LineConfig, item, f"{where}[{k}]", LINE_FIELDS, ("name", "a", "b"))
+        for k, item in enumerate(_list(value, where))
+    )
+
+
+def _list(value: Any, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
+    return value
+
+
+def _point(value: Any, where: str) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+    ):
+        raise ConfigError(
+            f"{where}: expected a point [x, y] of two numbers, got {_describe(value)}"
+        )
+    x, y = (float(v) for v in value)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ConfigError(f"{where}: expected finite numbers, got {value!r}")
+    return x, y
+
+
+def _points(value: Any, where: str) -> tuple[tuple[float, float], ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of [x, y] points, got {_describe(value)}")
+    points = tuple(_point(p, f"{where}[{i}]") for i, p in enumerate(value))
+    if len(points) < 3:
+        raise ConfigError(f"{where}: a zone needs at least 3 points, got {len(points)}")
+    return points
+
+
+def _class_names(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{where}: expected a non-empty list of class names, got {_describe(value)}"
+        )
+    return tuple(_string(name, f"{where}[{i}]") for i, name in enumerate(value))
+
+
+ZONE_FIELDS: dict[str, Validator] = {
+    "name": _string,
+    "points": _points,
+    "classes": _optional(_class_names),
+    "dwell_alert_s": _optional(_number(0.001, 86_400)),
+    "units": _choice(UNITS),
+}
+LINE_FIELDS: dict[str, Validator] = {
+    "name": _string,
+    "a": _point,
+    "b": _point,
+    "classes": _optional(_class_names),
+    "units": _choice(UNITS),
+}
+
+
+def _check_analytics(stream: StreamConfig, where: str) -> None:
+    """One stream's zones and lines: tracking on, names unique, coordinates in their units,
+    no self-intersecting polygon and no zero-length line (what the frame size cannot change;
+    pixels beyond the frame are checked once the stream is live)."""
+    if not (stream.zones or stream.lines):
+        return
+    key = "zones" if stream.zones else "lines"
+    if not stream.tracking.enabled:
+        raise ConfigError(
+            f"{where}.{key}: zones and lines count tracked objects, and this stream's tracking "
+            f"is off; set {where}.tracking.enabled: true (or tracking.enabled: true at the top "
+            "level)"
+        )
+    from processors.analytics.geometry import GeometryError, Line, Zone
+
+    names: dict[str, str] = {}
+    items = [("zones", k, z, z.points) for k, z in enumerate(stream.zones)] + [
+        ("lines", k, ln, (ln.a, ln.b)) for k, ln in enumerate(stream.lines)
+    ]
+    for kind, k, item, points in items:
+        at = f"{where}.{kind}[{k}]"
+        if item.name in names:
+            raise ConfigError(
+                f"{at}.name: {item.name!r} is also {names[item.name]}; zone and line names "
+                "must be unique within a stream (events and counts are named by them)"
+            )
+        names[item.name] = at
+        keys = (
+            [f"{at}.points[{i}]" for i in range(len(points))]
+            if kind == "zones"
+            else [
+                f"{at}.a",
+                f"{at}.b",
+            ]
+        )
+        for point_key, (x, y) in zip(keys, points):
+            if item.units == "fraction" and not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ConfigError(
+                    f"{point_key}: [{x:g}, {y:g}] is outside [0, 1] (units: fraction: "
+                    "0..1 of the frame's width and height)"
+                )
+            if item.units == "pixels" and (x < 0 or y < 0):
+                raise ConfigError(
+                    f"{point_key}: [{x:g}, {y:g}] is negative; pixels count from the frame's "
+                    "top left corner (0, 0)"
+                )
+        try:
+            if kind == "zones":
+                Zone(item.name, [list(p) for p in points])
+            else:
+                Line(item.name, list(item.a), list(item.b))
+        except GeometryError as err:
+            detail = str(err).split(": ", 1)[-1]
+            raise ConfigError(f"{at}.{'points' if kind == 'zones' else 'b'}: {detail}") from err
+
+
+def _check_analytics_classes(streams: tuple[StreamConfig, ...], model: ModelConfig) -> None:
+    """Class names of zones and lines must be the model's labels (``model.labels``)."""
+    wanted = [
+        (f"streams[{i}].{kind}[{k}].classes[{j}]", name)
+        for i, stream in enumerate(streams)
+        for kind, items in (("zones", stream.zones), ("lines", stream.lines))
+        for k, item in enumerate(items)
+        for j, name in enumerate(item.classes or ())
+    ]
+    if not wanted:
+        return
+    from processors.errors import ProcessorError
+    from processors.labels import load_labels
+
+    try:
+        labels = load_labels(model.labels)
+    except ProcessorError as err:
+        raise ConfigError(str(err)) from err
+    check_class_names(wanted, labels, model.labels)
+
+
+def check_class_names(wanted: list[tuple[str, str]], labels: tuple[str, ...], spec: str) -> None:
+    """ConfigError for the first (key path, name) whose name is not one of ``labels``; the
+    pipeline runs the same check against the labels it loaded."""
+    known = set(labels)
+    for where, name in wanted:
+        if name not in known:
+            source = "COCO-80 (model.labels: coco)" if spec == "coco" else f"model.labels ({spec})"
+            close = difflib.get_close_matches(name, labels, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where}: unknown class {name!r}; expected a label of {source}{hint}"
+            )
 
 
 TRACKING_FIELDS: dict[str, Validator] = {

@@ -15,6 +15,7 @@ import yaml
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from streams.bus.messages import KINDS
 from streams.bus.subscriber import Subscriber
 from tests.support.rtsp import free_port  # noqa: F401  (one helper for every test)
 
@@ -66,7 +67,7 @@ class Collector:
         self,
         endpoint: str,
         stream: str | None = None,
-        kinds=("det", "status", "stats"),
+        kinds=KINDS,
         rcvhwm: int = 100_000,
         ready_timeout_s: float = 10.0,
     ) -> None:

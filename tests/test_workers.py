@@ -110,15 +110,30 @@ def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tm
     port = free_port()
     streams = _streams(assets)
     streams[2]["tracking"] = {"enabled": True}  # its restart says the tracks start afresh
+    whole_frame = {"name": "all", "units": "fraction", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+    streams[2]["zones"] = [whole_frame]  # and its zone counts carry over the restart
     config = write_config(
         tmp_path / "c.yaml", streams, port, engine={"threads": 1}, workers={"processes": 2}
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
-        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 90), (
-            process.output()
-        )
+
+        def entered_c(c) -> list[int]:  # c's zone count in each merged stats message
+            return [
+                r["zones"][0]["entered"]
+                for m in c.of("stats")
+                for r in m["streams"]
+                if r["stream"] == "c" and "zones" in r
+            ]
+
+        # Until the supervisor has a report counting c's first objects (what a worker counted
+        # after its last report dies with it, like its other counters).
+        assert collector.wait_for(
+            lambda c: all(len(c.of("det", s)) >= 3 for s in "abc") and max(entered_c(c), default=0),
+            90,
+        ), process.output()
+        reported = max(entered_c(collector))
         # Worker 1 owns stream c (shards are contiguous: [a, b], [c]); worker 0 starts first.
         victim = _worker_pids(process.pid, 2)[1]
         os.kill(victim, signal.SIGKILL)
@@ -152,6 +167,17 @@ def test_a_killed_worker_takes_down_only_its_streams_and_is_restarted(assets, tm
             for m in collector.of("stats")
         ]
         assert processed_c == sorted(processed_c), "merged counters never go backwards"
+        # Zone counts too: the dead worker's reported enters stay counted; the new worker's
+        # objects enter again, and its events reach the subscriber through the relay.
+        assert collector.wait_for(
+            lambda c: any(
+                m["type"] == "event" and m["stream"] == "c" and m["event"] == "enter"
+                for _, m in c.messages[killed_at:]
+            ),
+            30,
+        ), "the restarted worker's zone events"
+        counts = entered_c(collector)
+        assert counts == sorted(counts) and counts[-1] >= reported, counts
         assert process.drain(timeout_s=15)[0] == 0
     finally:
         cleanup(process, collector)

@@ -1,4 +1,4 @@
-"""Zones (polygons) and lines, validated on construction, and the vectorised tests on them.
+"""Zones (polygons) and lines, validated on construction (the tests on them: state.py).
 
 Coordinates are whatever the caller uses for boxes (source pixels, y down); nothing here
 knows the frame size.
@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from processors.errors import ProcessorError
-
-_ON_EDGE_PX = 1e-6  # a point this close to a zone's edge is on it (float noise, not pixels)
 
 
 class GeometryError(ProcessorError, ValueError):
@@ -64,16 +62,23 @@ class Zone:
     """A named simple polygon (vertices in order, closed implicitly), shape ``(n, 2)`` float64.
 
     A point on its edge is inside (a zone drawn to the frame's edge holds boxes cut by it).
-
-    Raises GeometryError for fewer than 3 points, a repeated consecutive vertex or edges that
-    cross each other (a bow-tie): even-odd membership of such a shape surprises people.
+    ``dwell_alert_s``: a track inside for longer than this raises one 'dwell' event per visit
+    (None: never). ``class_ids``: the classes it counts (None: every class); others are never
+    inside. Raises GeometryError for fewer than 3 points, a repeated consecutive vertex or
+    edges that cross each other (a bow-tie): even-odd membership of such a shape surprises
+    people; and for a dwell alert time that is not a positive number.
     """
 
     name: str
     points: np.ndarray
+    dwell_alert_s: float | None = None
+    class_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         what = f"zone {self.name!r}"
+        if self.dwell_alert_s is not None and not self.dwell_alert_s > 0:
+            raise GeometryError(f"{what}: dwell_alert_s must be > 0, got {self.dwell_alert_s}")
+        _check_classes(self.class_ids, what)
         xy = _as_points(self.points, what, 3)
         n = len(xy)
         edges = [(xy[i], xy[(i + 1) % n]) for i in range(n)]
@@ -98,15 +103,18 @@ class Line:
 
     'in' is a crossing onto the side where (b - a) x (p - a) > 0, the left of a->b in y-up
     axes. In image pixels (y down) that is the side on your right as you look from a to b
-    on screen; 'out' is the opposite crossing. Raises GeometryError for a zero-length line.
+    on screen; 'out' is the opposite crossing. ``class_ids``: the classes it counts (None:
+    every class). Raises GeometryError for a zero-length line.
     """
 
     name: str
     a: np.ndarray
     b: np.ndarray
+    class_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         what = f"line {self.name!r}"
+        _check_classes(self.class_ids, what)
         ab = _as_points([self.a, self.b], what, 2)
         if np.array_equal(ab[0], ab[1]):
             raise GeometryError(f"{what}: a and b are the same point {ab[0].tolist()}")
@@ -114,45 +122,11 @@ class Line:
         object.__setattr__(self, "b", ab[1])
 
 
-def zone_edges(zones: list[Zone]) -> tuple[np.ndarray, np.ndarray]:
-    """All zones' edges stacked, ``(E, 4)`` as x1 y1 x2 y2, and a one-hot ``(E, Z)`` owner map."""
-    rows, owner = [], []
-    for k, zone in enumerate(zones):
-        xy = zone.points
-        rows.append(np.hstack([xy, np.roll(xy, -1, axis=0)]))
-        owner += [k] * len(xy)
-    if not rows:
-        return np.zeros((0, 4)), np.zeros((0, 0))
-    onehot = np.zeros((len(owner), len(zones)))
-    onehot[np.arange(len(owner)), owner] = 1.0
-    return np.vstack(rows), onehot
-
-
-def points_in_zones(xy: np.ndarray, edges: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-    """Membership of every point in every zone at once: ``(N, 2)`` -> ``(N, Z)`` bool.
-
-    Even-odd inside, or on an edge: a zone is closed. Why: boxes are clipped to the frame, so
-    an object cut by the frame's bottom has its feet exactly on ``y = height``, and a zone
-    drawn to the frame's edge must hold it (with half-open even-odd it never would). A ray to
-    +x from each point, tested against every edge of every zone in one ``(N, E)`` expression;
-    the per-zone counts are one matrix product with the owner map.
-    """
-    if len(xy) == 0 or onehot.shape[1] == 0:
-        return np.zeros((len(xy), onehot.shape[1]), dtype=bool)
-    px, py = xy[:, 0:1], xy[:, 1:2]
-    x1, y1, x2, y2 = (edges[:, i][None, :] for i in range(4))
-    straddles = (y1 > py) != (y2 > py)
-    dy = np.where(y2 == y1, 1.0, y2 - y1)
-    x_at = x1 + (py - y1) * (x2 - x1) / dy
-    hits = straddles & (px < x_at)
-    cross = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-    length = np.hypot(x2 - x1, y2 - y1)
-    on_edge = (
-        (np.abs(cross) <= _ON_EDGE_PX * length)
-        & (px >= np.minimum(x1, x2) - _ON_EDGE_PX)
-        & (px <= np.maximum(x1, x2) + _ON_EDGE_PX)
-        & (py >= np.minimum(y1, y2) - _ON_EDGE_PX)
-        & (py <= np.maximum(y1, y2) + _ON_EDGE_PX)
-    )
-    odd = (hits.astype(np.float64) @ onehot).astype(np.int64) % 2 == 1
-    return odd | ((on_edge.astype(np.float64) @ onehot) > 0)
+def _check_classes(class_ids: tuple[int, ...] | None, what: str) -> None:
+    if class_ids is not None and (
+        not class_ids
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in class_ids)
+    ):
+        raise GeometryError(
+            f"{what}: class_ids must be a non-empty tuple of ids >= 0, got {class_ids!r}"
+        )

@@ -32,13 +32,16 @@ from streams.states import PUBLISHED
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-KINDS = ("det", "status", "stats")
+KINDS = ("det", "status", "stats", "event")
+EVENTS = ("enter", "exit", "dwell", "cross")  # an ``event`` message's ``event``
+DIRECTIONS = ("in", "out")  # a ``cross`` event's ``direction``
 STATES = PUBLISHED  # every state but "starting" (streams/states.py)
 LATENCY_KEYS = ("decode", "queue", "preprocess", "inference", "postprocess", "total")
 
 
 def topic(kind: str, stream_id: str | None = None) -> str:
-    """``det/cam1/``, ``status/cam1/``, ``stats/``; prefix ``det/`` to get every stream."""
+    """``det/cam1/``, ``status/cam1/``, ``event/cam1/``, ``stats/``; prefix ``det/`` to get
+    every stream."""
     if kind not in KINDS:
         raise ValueError(f"unknown message kind {kind!r}; expected one of {KINDS}")
     return f"{kind}/{stream_id}/" if stream_id else f"{kind}/"
@@ -149,6 +152,45 @@ def status_message(
     if attempt is not None:
         message["attempt"] = attempt
     message.update(extra)
+    return message
+
+
+def event_message(
+    *,
+    stream_id: str,
+    event: str,
+    name: str,
+    track_id: int,
+    label: str,
+    class_id: int,
+    pts_s: float,
+    capture_wall_s: float,
+    seq: int,
+    direction: str | None = None,
+    dwell_s: float | None = None,
+) -> dict[str, Any]:
+    """One zone or line event of a tracked object (``event/<stream>/``).
+
+    ``name`` goes in ``line`` for a ``cross`` event, in ``zone`` otherwise; ``direction``
+    only for ``cross``, ``dwell_s`` only for ``exit`` and ``dwell``.
+    """
+    message: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "type": "event",
+        "stream": stream_id,
+        "event": event,
+        "line" if event == "cross" else "zone": name,
+        "track_id": track_id,
+        "class": label,
+        "class_id": class_id,
+        "pts": round(pts_s, 4),
+        "capture_time": capture_wall_s,
+        "seq": seq,
+    }
+    if direction is not None:
+        message["direction"] = direction
+    if dwell_s is not None:
+        message["dwell_s"] = round(dwell_s, 3)
     return message
 
 
@@ -294,6 +336,8 @@ def validate(topic_bytes: bytes, message: dict[str, Any]) -> None:
         )
     if kind == "det":
         _validate_det(message)
+    elif kind == "event":
+        _validate_event(message)
     elif kind == "status":
         _field(message, "stream", str)
         if _field(message, "state", str) not in STATES:
@@ -337,6 +381,35 @@ def _validate_det(message: dict[str, Any]) -> None:
             track_id = _field(det, "track_id", int, prefix=where)
             if track_id < 1 and track_id != NO_TRACK_ID:
                 raise SchemaError(f"{where}track_id: {track_id} (expected >= 1, or -1)")
+
+
+def _validate_event(message: dict[str, Any]) -> None:
+    _field(message, "stream", str)
+    event = _field(message, "event", str)
+    if event not in EVENTS:
+        raise SchemaError(f"event: unknown event {event!r}; expected one of {EVENTS}")
+    named, other = ("line", "zone") if event == "cross" else ("zone", "line")
+    _field(message, named, str)
+    if other in message:
+        raise SchemaError(f"{other}: a {event!r} event names a {named}, not a {other}")
+    if _field(message, "track_id", int) < 1:
+        raise SchemaError(f"track_id: {message['track_id']} (expected >= 1)")
+    _field(message, "class", str)
+    _field(message, "class_id", int)
+    _field(message, "pts", (int, float))
+    _field(message, "capture_time", float)
+    if _field(message, "seq", int) < 0:
+        raise SchemaError("seq: must be >= 0")
+    if event == "cross":
+        if _field(message, "direction", str) not in DIRECTIONS:
+            raise SchemaError(f"direction: {message['direction']!r}; expected in or out")
+    elif "direction" in message:
+        raise SchemaError(f"direction: only 'cross' events have one, not {event!r}")
+    if event in ("exit", "dwell"):
+        if _field(message, "dwell_s", (int, float)) < 0:
+            raise SchemaError(f"dwell_s: {message['dwell_s']} is negative")
+    elif "dwell_s" in message:
+        raise SchemaError(f"dwell_s: only 'exit' and 'dwell' events have one, not {event!r}")
 
 
 def _field(obj: dict[str, Any], key: str, kind, prefix: str = "") -> Any:

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 logger = logging.getLogger(__name__)
 
 Snapshot = Callable[[], dict]
+ZONE_EVENTS = (("enter", "entered"), ("exit", "exited"), ("dwell", "dwell_alerts"))
 
 
 class PipelineCollector:
@@ -52,6 +53,21 @@ class PipelineCollector:
         up = GaugeMetricFamily(
             "streams_stream_live", "1 while the stream is live", labels=["stream"]
         )
+        zone_events = CounterMetricFamily(
+            "streams_zone_events",
+            "Zone events of tracked objects (event: enter, exit, dwell)",
+            labels=["stream", "zone", "class", "event"],
+        )
+        occupancy = GaugeMetricFamily(
+            "streams_zone_occupancy",
+            "Tracked objects inside the zone now",
+            labels=["stream", "zone"],
+        )
+        crossings = CounterMetricFamily(
+            "streams_line_crossings",
+            "Line crossings of tracked objects, once per object and direction",
+            labels=["stream", "line", "class", "direction"],
+        )
         for stream in snapshot["streams"]:
             sid = stream["stream"]
             for key, family in counters.items():
@@ -61,8 +77,19 @@ class PipelineCollector:
                 if stream[key] is not None:
                     latency.add_metric([sid, quantile], stream[key])
             up.add_metric([sid], 1.0 if stream["state"] == "live" else 0.0)
+            for zone in stream.get("zones", ()):
+                occupancy.add_metric([sid, zone["zone"]], zone["occupancy"])
+                for row in zone["by_class"]:
+                    for event, key in ZONE_EVENTS:
+                        zone_events.add_metric([sid, zone["zone"], row["class"], event], row[key])
+            for line in stream.get("lines", ()):
+                for row in line["by_class"]:
+                    for direction in ("in", "out"):
+                        crossings.add_metric(
+                            [sid, line["line"], row["class"], direction], row[direction]
+                        )
         yield from counters.values()
-        yield from (fps, latency, up)
+        yield from (fps, latency, up, zone_events, occupancy, crossings)
         totals = snapshot["pipeline"]
         yield CounterMetricFamily("streams_batches", "Batches inferred", value=totals["batches"])
         yield CounterMetricFamily(

@@ -32,6 +32,31 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+MAX_NAMED = 3  # zones and lines named in the zones column; more are summed
+
+
+def zones_cell(row: dict) -> str:
+    """A stream's zones and lines in a few characters: ``door:2 road:3/1`` (occupancy now,
+    crossings in/out); ``zones:7 lines:12/5`` (summed) beyond :data:`MAX_NAMED` of them;
+    ``off`` when they do not fit its frames; ``-`` for a stream without any."""
+    zones, lines = row.get("zones", []), row.get("lines", [])
+    if "analytics_error" in row:
+        return "off"
+    if not zones and not lines:
+        return "-"
+    if len(zones) + len(lines) <= MAX_NAMED:
+        return " ".join(
+            [f"{z['zone']}:{z['occupancy']}" for z in zones]
+            + [f"{ln['line']}:{ln['in']}/{ln['out']}" for ln in lines]
+        )
+    parts = []
+    if zones:
+        parts.append(f"zones:{sum(z['occupancy'] for z in zones)}")
+    if lines:
+        parts.append(f"lines:{sum(ln['in'] for ln in lines)}/{sum(ln['out'] for ln in lines)}")
+    return " ".join(parts)
+
+
 COLUMNS = (
     Column("stream", lambda s: s["stream"], right=False),
     Column("state", lambda s: s["state"], right=False),
@@ -40,8 +65,18 @@ COLUMNS = (
     Column("p99 ms", lambda s: _ms(s["p99_ms"])),
     Column("drops", lambda s: str(s["dropped"])),
     Column("done", lambda s: str(s["processed"])),
+    Column("zones", zones_cell, right=False),  # only where a stream has zones or lines
 )
-NARROW_DROPS = ("done", "p50 ms", "drops", "p99 ms")  # what a narrow terminal loses, in order
+# What a narrow terminal loses, in order.
+NARROW_DROPS = ("zones", "done", "p50 ms", "drops", "p99 ms")
+
+
+def columns_for(rows: list[dict]) -> list[Column]:
+    """Every column, but ``zones`` only when a stream has zones or lines."""
+    analytics = any("zones" in r or "lines" in r for r in rows)
+    return [c for c in COLUMNS if c.header != "zones" or analytics]
+
+
 MIN_ID = 10  # ids are not shortened below this many characters (the columns go first)
 GAP = 2  # spaces between columns
 LOG_ROOM = 8  # rows the live table leaves for log records above it on a short terminal
@@ -63,13 +98,14 @@ def pipeline_parts(snapshot: dict) -> list[str]:
 def format_table(snapshot: dict) -> list[str]:
     """Plain rows of the table for a Pipeline.snapshot(): full ids, one line each."""
     rows = snapshot["streams"]
-    cells = [[c.header for c in COLUMNS]] + [[c.cell(s) for c in COLUMNS] for s in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    columns = columns_for(rows)
+    cells = [[c.header for c in columns]] + [[c.cell(s) for c in columns] for s in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = [
         (" " * GAP)
         .join(
             text.rjust(width) if column.right else text.ljust(width)
-            for column, text, width in zip(COLUMNS, row, widths)
+            for column, text, width in zip(columns, row, widths)
         )
         .rstrip()
         for row in cells
@@ -95,7 +131,7 @@ def fit_columns(rows: list[dict], width: int) -> tuple[list[Column], list[str]]:
     tried again. With nothing left to drop, the full ids (rich folds them over lines).
     """
     ids = [s["stream"] for s in rows]
-    columns = list(COLUMNS)
+    columns = columns_for(rows)
     for drop in (None, *NARROW_DROPS):
         if drop is not None:
             columns = [c for c in columns if c.header != drop]

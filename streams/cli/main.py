@@ -27,7 +27,7 @@ logger = logging.getLogger("streams")
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-KINDS = ("det", "status", "stats")
+KINDS = ("det", "status", "stats", "event")  # streams.bus.messages.KINDS, without its imports
 DRAINING_COMMANDS = ("run", "subscribe")  # the first SIGINT/SIGTERM stops them cleanly
 
 
@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         "--kinds",
         type=message_kinds,
         default=list(KINDS),
-        help="comma-separated message kinds (det,status,stats)",
+        help="comma-separated message kinds (det,status,stats,event)",
     )
     sub.add_argument("--count", type=int, help="exit after this many messages")
     sub.add_argument("--timeout", type=float, help="exit after this many idle seconds")

@@ -228,5 +228,14 @@ def describe(message: dict) -> str:
     if kind == "status":
         extra = "".join(f" {k}={message[k]}" for k in ("reason", "attempt") if k in message)
         return f"status {message['stream']}: {message['state']}{extra}"
+    if kind == "event":
+        where = f"line {message['line']}" if "line" in message else f"zone {message['zone']}"
+        extra = f" {message['direction']}" if "direction" in message else ""
+        if "dwell_s" in message:
+            extra += f" after {message['dwell_s']:.1f} s"
+        return (
+            f"event {message['stream']} #{message['seq']} pts {message['pts']:.2f}s: "
+            f"{message['class']} {message['track_id']} {message['event']} {where}{extra}"
+        )
     streams = ", ".join(f"{s['stream']} {s['fps']} fps" for s in message.get("streams", []))
     return f"stats: {streams}"

@@ -33,6 +33,7 @@ from streams.capture.frames import Frame
 from streams.capture.worker import CaptureContext, CaptureWorker
 from streams.config import Config, StreamConfig, TrackingConfig
 from streams.errors import EngineError
+from streams.runtime.analytics import AnalyticsStage, plan_analytics
 from streams.runtime.board import FrameBoard
 from streams.runtime.preprocess import choose_preprocess
 from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload, stream_differences
@@ -126,6 +127,11 @@ class Pipeline:
         self._tracked_in: Config | None = None  # the config _tracked_params was made from
         self._tracked_params: dict[str, TrackerParams] = {}
         self._segments: dict[str, int] = {}
+        # Zones and lines, the completer's too once it runs (configured here first, so that
+        # a class name the labels lack fails the start and stats show zeros from the start).
+        self._analytics = AnalyticsStage(self.labels)
+        self._analytics.configure(config, self.stream_stats)
+        self._analytics_in: Config = config
         self._status_lock = threading.Lock()  # a state and its message change together
         self._live_detail: dict[str, dict] = {}  # each stream's last `live` width/height/decoder
 
@@ -249,6 +255,7 @@ class Pipeline:
                 (default: resolved here, ``sample:`` names fetched if missing).
         """
         plan = plan_reload(self.config, config)
+        plan_analytics(config, self.labels)  # ConfigError for a class the labels lack
         if sources is None:
             sources = resolve_sources(config)
         with self._reload_lock:
@@ -451,6 +458,36 @@ class Pipeline:
             if len(messages) < len(frames):  # could not be encoded (logged)
                 self.publisher.count_dropped(len(frames) - len(messages))
             self.publisher.publish_encoded(messages)
+            # After the det messages: their latency does not include it.
+            self._zones_and_lines(frames, decoded, track_ids, stream_stats_now)
+
+    # --- zones and lines (completer thread) ------------------------------------------------------
+
+    def _zones_and_lines(
+        self,
+        frames: list[Frame],
+        decoded: list[Detections],
+        track_ids: list[np.ndarray | None] | None,
+        stream_stats: dict[str, StreamStats],
+    ) -> None:
+        """The batch's zone and line events on ``event/<stream>/``; a stream whose zones do
+        not fit its frames says so in a live note (its analytics are off, the rest go on)."""
+        config = self.config
+        try:
+            if self._analytics_in is not config:  # reloaded
+                self._analytics_in = config
+                self._analytics.configure(config, self.stream_stats)  # set before config
+            if track_ids is None or not self._analytics.active:
+                return
+            events, notes = self._analytics.process(frames, decoded, track_ids, stream_stats)
+        except Exception as err:  # as for tracking: this batch's events, not the pipeline
+            logger.exception("zone and line analytics failed for a batch of %d frames", len(frames))
+            self._batch_failed(f"zone and line analytics failed: {err}")
+            return
+        for stream_id, reason in notes:
+            self._live_note(stream_id, reason)
+        if events:
+            self.publisher.publish_encoded(events)
 
     # --- tracking (completer thread) -----------------------------------------------------------
 
@@ -465,6 +502,7 @@ class Pipeline:
             self._tracked_params = {
                 s.id: _tracker_params(s.tracking) for s in config.streams if s.tracking.enabled
             }
+            self._forget_untracked()
         tracked = self._tracked_params
         groups: dict[TrackerParams, list[int]] = {}
         for index, frame in enumerate(frames):
@@ -495,28 +533,47 @@ class Pipeline:
                 track_ids[index] = stream_ids
         return track_ids
 
+    def _forget_untracked(self) -> None:
+        """After a reload: each tracker drops the rows of streams it no longer tracks (removed,
+        tracking turned off, or parameters changed and so another tracker), which would
+        otherwise stay for good. Their ids keep counting should they come back."""
+        for stream_id in list(self._segments):
+            params = self._tracked_params.get(stream_id)
+            for tracker_params, tracker in self._trackers.items():
+                if tracker_params != params:
+                    tracker.reset(stream_id)
+            if params is None:
+                del self._segments[stream_id]
+
     def _reset_tracks(self, stream_id: str, params: TrackerParams) -> None:
         """A new segment (the file looped, the stream reconnected or restarted): its tracks
-        start afresh (ids carry on counting), and a live stream says so in a ``live`` note."""
+        start afresh (ids carry on counting), and a live stream says so in a ``live`` note
+        (its zones and lines start afresh with them: occupancy 0, enter events again)."""
         tracker = self._trackers.get(params)
         if tracker is not None:
             tracker.reset(stream_id)
+        stream = next((s for s in self.config.streams if s.id == stream_id), None)
+        why = "the file started again" if stream and stream.is_file else "a new session"
+        if self._live_note(stream_id, f"tracks reset: {why}"):
+            logger.info("stream %s: tracks reset (%s)", stream_id, why)
+
+    def _live_note(self, stream_id: str, reason: str) -> bool:
+        """A ``live`` status with ``reason`` (and the stream's size and decoder), if the
+        stream is live; whether it was published."""
         with self._status_lock:
             stats = self.stream_stats.get(stream_id)
             if stats is None or stats.state is not StreamState.LIVE:
-                return
-            stream = next((s for s in self.config.streams if s.id == stream_id), None)
-            why = "the file started again" if stream and stream.is_file else "a new session"
-            logger.info("stream %s: tracks reset (%s)", stream_id, why)
+                return False
             self.publisher.publish(
                 topic("status", stream_id),
                 status_message(
                     stream_id,
                     StreamState.LIVE.value,
-                    reason=f"tracks reset: {why}",
+                    reason=reason,
                     **self._live_detail.get(stream_id, {}),
                 ),
             )
+            return True
 
 
 def _tracker_params(tracking: TrackingConfig) -> TrackerParams:

@@ -108,6 +108,77 @@ def _ring_copy(ring: np.ndarray, first: int, end: int) -> np.ndarray:
     return np.concatenate((ring[start:], ring[: start + count - size]))
 
 
+ZONE_COUNTS = ("occupancy", "entered", "exited", "dwell_alerts")
+LINE_COUNTS = ("in", "out")
+_ZONE_STEPS = {  # an event's change to a zone's counts, in ZONE_COUNTS order
+    "enter": (1, 1, 0, 0),
+    "exit": (-1, 0, 1, 0),
+    "dwell": (0, 0, 0, 1),
+}
+
+
+class AnalyticsCounts:
+    """One stream's zone and line counts, by class name: what its events added up to.
+
+    The completer counts each event (events are few: a dict lookup each); snapshots, on
+    other threads, read copies. Occupancy is entered minus exited since the stream's state
+    last started afresh (``clear_occupancy``); the other counts only grow, and a config
+    reload keeps them for the zones and lines it keeps (``previous``), by name.
+    """
+
+    def __init__(
+        self,
+        zones: list[str],
+        lines: list[str],
+        previous: AnalyticsCounts | None = None,
+    ) -> None:
+        # name -> class name -> counts (ZONE_COUNTS / LINE_COUNTS order)
+        self.zones: dict[str, dict[str, list[int]]] = {name: {} for name in zones}
+        self.lines: dict[str, dict[str, list[int]]] = {name: {} for name in lines}
+        self.off: str | None = None  # why this stream's analytics are off, if they are
+        if previous is not None:
+            for mine, theirs in ((self.zones, previous.zones), (self.lines, previous.lines)):
+                for name in mine.keys() & theirs.keys():
+                    mine[name] = {c: list(row) for c, row in list(theirs[name].items())}
+            self.clear_occupancy()
+
+    def count(self, kind: str, name: str, label: str, direction: str | None = None) -> None:
+        """One event: ``enter``, ``exit``, ``dwell`` of zone ``name``, ``cross`` of a line."""
+        if kind == "cross":
+            row = self.lines[name].get(label) or self.lines[name].setdefault(label, [0, 0])
+            row[LINE_COUNTS.index(direction)] += 1
+            return
+        row = self.zones[name].get(label) or self.zones[name].setdefault(label, [0, 0, 0, 0])
+        for i, step in enumerate(_ZONE_STEPS[kind]):
+            row[i] += step
+
+    def clear_occupancy(self) -> None:
+        """The stream's tracks started afresh: nobody is inside any more."""
+        for per_class in self.zones.values():
+            for row in list(per_class.values()):
+                row[0] = 0
+
+    def snapshot(self) -> dict:
+        """``zones`` and ``lines`` lists, totals and ``by_class``, as ``stats`` carries them."""
+        out: dict = {
+            "zones": [_counted("zone", n, c, ZONE_COUNTS) for n, c in list(self.zones.items())],
+            "lines": [_counted("line", n, c, LINE_COUNTS) for n, c in list(self.lines.items())],
+        }
+        if self.off is not None:
+            out["analytics_error"] = self.off
+        return out
+
+
+def _counted(kind: str, name: str, per_class: dict[str, list[int]], keys: tuple) -> dict:
+    rows = sorted((label, list(row)) for label, row in list(per_class.items()))
+    totals = [sum(row[i] for _, row in rows) for i in range(len(keys))]
+    return {
+        kind: name,
+        **dict(zip(keys, totals)),
+        "by_class": [{"class": label, **dict(zip(keys, row))} for label, row in rows],
+    }
+
+
 @dataclass
 class StreamStats:
     """What one stream has done so far."""
@@ -121,9 +192,11 @@ class StreamStats:
     skips: int = 0  # damaged stretches of a file skipped over
     latency_ms: LatencyWindow = field(default_factory=LatencyWindow)
     recorded_latency_ms: list[float] | None = None  # set to [] to keep every sample (bench)
+    analytics: AnalyticsCounts | None = None  # streams with zones or lines (the completer's)
 
     def snapshot(self) -> dict:
         fps, (p50, p99) = self.latency_ms.rate_and_percentiles()
+        analytics = self.analytics
         return {
             "stream": self.stream_id,
             "state": self.state.value,
@@ -134,6 +207,7 @@ class StreamStats:
             "processed": self.processed,
             "dropped": self.dropped,
             "reconnects": self.reconnects,
+            **(analytics.snapshot() if analytics is not None else {}),
         }
 
 

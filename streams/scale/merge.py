@@ -12,6 +12,12 @@ from collections.abc import Mapping, Sequence
 from streams.states import StreamState
 
 COUNTERS = ("decoded", "processed", "dropped", "reconnects")
+# A stream row's zone and line counts that carry over a worker's death (occupancy does not:
+# the objects inside went with the worker's tracks): list key -> (name key, counters).
+ANALYTICS = {
+    "zones": ("zone", ("entered", "exited", "dwell_alerts")),
+    "lines": ("line", ("in", "out")),
+}
 
 
 def empty_stream(stream_id: str) -> dict:
@@ -26,6 +32,49 @@ def empty_stream(stream_id: str) -> dict:
     }
 
 
+def analytics_base(base: Mapping | None, row: Mapping) -> dict:
+    """``base`` plus the zone and line counts of ``row`` (a dead worker's last row of a
+    stream): ``{"zones": {name: {class: {counter: n}}}, "lines": ...}``."""
+    out = {
+        key: {
+            n: {c: dict(v) for c, v in per.items()} for n, per in (base or {}).get(key, {}).items()
+        }
+        for key in ANALYTICS
+    }
+    for key, (name_key, counters) in ANALYTICS.items():
+        for item in row.get(key, ()):
+            per_class = out[key].setdefault(item[name_key], {})
+            for entry in item["by_class"]:
+                counts = per_class.setdefault(entry["class"], dict.fromkeys(counters, 0))
+                for counter in counters:
+                    counts[counter] += entry[counter]
+    return out
+
+
+def _with_analytics_base(row: dict, base: Mapping) -> None:
+    """Adds a stream's carried zone and line counts (``analytics_base``) to its row, in place:
+    per class, then the totals again."""
+    for key, (name_key, counters) in ANALYTICS.items():
+        carried = base.get(key) or {}
+        if not carried:
+            continue
+        shown = ("occupancy", *counters) if key == "zones" else counters
+        items = row.get(key)
+        if items is None:  # no worker has reported the stream since: the carried counts alone
+            items = [{name_key: name, "by_class": []} for name in carried]
+        merged = []
+        for item in items:
+            by_class = {entry["class"]: dict(entry) for entry in item["by_class"]}
+            for label, counts in carried.get(item[name_key], {}).items():
+                entry = by_class.setdefault(label, {"class": label, **dict.fromkeys(shown, 0)})
+                for counter in counters:
+                    entry[counter] += counts[counter]
+            rows = [by_class[label] for label in sorted(by_class)]
+            totals = {k: sum(r[k] for r in rows) for k in shown}
+            merged.append({name_key: item[name_key], **totals, "by_class": rows})
+        row[key] = merged
+
+
 def merge_snapshots(
     stream_ids: Sequence[str],
     snapshots: Sequence[Mapping],
@@ -35,6 +84,7 @@ def merge_snapshots(
     restarts: int,
     processes: int,
     uptime_s: float,
+    analytics_bases: Mapping[str, Mapping] | None = None,
 ) -> dict:
     """The merged snapshot, streams in config order.
 
@@ -45,6 +95,8 @@ def merge_snapshots(
         counter_bases: per stream, the counters of workers that died (so none goes back).
         own: the supervisor's own publisher figures (``published``, ``publish_dropped``).
         restarts, processes: worker restarts so far, and worker processes.
+        analytics_bases: per stream, the zone and line counts of workers that died
+            (``analytics_base``), added to the live worker's.
     """
     latest = {s["stream"]: s for snap in snapshots for s in snap.get("streams", [])}
     pipelines = [snap["pipeline"] for snap in snapshots if snap]
@@ -54,6 +106,8 @@ def merge_snapshots(
         row["state"] = StreamState(states.get(sid, row["state"])).value
         for key, value in counter_bases.get(sid, {}).items():
             row[key] += value
+        if analytics_bases and sid in analytics_bases:
+            _with_analytics_base(row, analytics_bases[sid])
         streams.append(row)
     batches = sum(p["batches"] for p in pipelines)
     frames = sum(p["mean_batch"] * p["batches"] for p in pipelines)

@@ -40,7 +40,7 @@ from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.sources import resolve_sources
 from streams.runtime.stats import PipelineStats
-from streams.scale.merge import COUNTERS, merge_snapshots
+from streams.scale.merge import COUNTERS, analytics_base, merge_snapshots
 from streams.scale.relay import Relay
 from streams.scale.shards import reshard, split_streams
 from streams.scale.worker_logs import listen
@@ -131,6 +131,7 @@ class Supervisor:
         self.fatal: str | None = None  # a worker gives up by exiting; it is restarted
         # Counters of streams whose worker died, so merged counters never go backwards.
         self._counter_base: dict[str, dict[str, int]] = {}
+        self._analytics_base: dict[str, dict] = {}  # and their zone and line counts
         self._started_mono_s = 0.0
         self._threads = [
             threading.Thread(target=self._receive_loop, name="reports", daemon=True),
@@ -273,6 +274,7 @@ class Supervisor:
                 for sid in plan.removed:
                     self._states.pop(sid, None)
                     self._counter_base.pop(sid, None)
+                    self._analytics_base.pop(sid, None)
                 for sid in plan.added:
                     self._states[sid] = StreamState.STARTING
                 self.config = config
@@ -453,6 +455,9 @@ class Supervisor:
                 base = self._counter_base.setdefault(row["stream"], dict.fromkeys(COUNTERS, 0))
                 for key in COUNTERS:
                     base[key] += row[key]
+                if "zones" in row or "lines" in row:
+                    sid = row["stream"]
+                    self._analytics_base[sid] = analytics_base(self._analytics_base.get(sid), row)
             worker.snapshot = {}
         tracked = {s.id for s in self.config.streams if s.tracking.enabled}
         for sid in worker.stream_ids:
@@ -476,6 +481,7 @@ class Supervisor:
             snapshots = [w.snapshot for w in self._workers]
             states = dict(self._states)
             bases = {sid: dict(base) for sid, base in self._counter_base.items()}
+            analytics_bases = dict(self._analytics_base)
         return merge_snapshots(
             [s.id for s in self.config.streams],
             snapshots,
@@ -485,6 +491,7 @@ class Supervisor:
             sum(w.restarts for w in self._workers),
             len(self._workers),
             time.monotonic() - self._started_mono_s,
+            analytics_bases,
         )
 
     def _publish_stats(self) -> None:

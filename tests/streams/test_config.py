@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,190 @@ def test_directory_as_model_path_or_url_says_directory(tmp_path):
         parse_config(minimal(model={"labels": str(tmp_path)}))
     with pytest.raises(ConfigError, match=r"^streams\[0\]\.url: .* is a directory"):
         parse_config({"streams": [{"id": "a", "url": str(tmp_path)}]})
+
+
+# --- zones and lines ---------------------------------------------------------------------------
+
+SQUARE = [[0, 0], [100, 0], [100, 100], [0, 100]]
+
+
+def tracked(**keys) -> dict:
+    """Two streams, the second tracked with ``keys`` (zones, lines): errors name streams[1]."""
+    return {
+        "streams": [
+            {"id": "a", "url": "rtsp://h/a"},
+            {"id": "b", "url": "rtsp://h/b", "tracking": {"enabled": True}, **keys},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            tracked(zones=[{"name": "z", "points": [[0, 0], [10, 0]]}]),
+            r"^streams\[1\]\.zones\[0\]\.points: a zone needs at least 3 points, got 2$",
+        ),
+        (
+            tracked(
+                zones=[
+                    {"name": "ok", "points": SQUARE},
+                    {"name": "bow", "points": [[0, 0], [10, 10], [10, 0], [0, 10]]},
+                ]
+            ),
+            r"^streams\[1\]\.zones\[1\]\.points: self-intersecting \(edge 0 crosses edge 2\); "
+            r"list the points in order around the area$",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": [[0, 0], [10, 0], [10, 0], [0, 10]]}]),
+            r"^streams\[1\]\.zones\[0\]\.points: point 1 repeats point 2$",
+        ),
+        (
+            tracked(lines=[{"name": "l", "a": [5, 5], "b": [5, 5]}]),
+            r"^streams\[1\]\.lines\[0\]\.b: a and b are the same point \[5\.0, 5\.0\]$",
+        ),
+        (
+            tracked(
+                zones=[{"name": "door", "points": SQUARE}],
+                lines=[{"name": "door", "a": [0, 0], "b": [9, 9]}],
+            ),
+            r"^streams\[1\]\.lines\[0\]\.name: 'door' is also streams\[1\]\.zones\[0\]; zone and "
+            r"line names must be unique within a stream",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": SQUARE}, {"name": "z", "points": SQUARE}]),
+            r"^streams\[1\]\.zones\[1\]\.name: 'z' is also streams\[1\]\.zones\[0\]",
+        ),
+        (
+            tracked(
+                zones=[{"name": "z", "units": "fraction", "points": [[0, 0], [1.5, 0], [1, 1]]}]
+            ),
+            r"^streams\[1\]\.zones\[0\]\.points\[1\]: \[1\.5, 0\] is outside \[0, 1\] \(units: "
+            r"fraction",
+        ),
+        (
+            tracked(lines=[{"name": "l", "units": "fraction", "a": [0, 0], "b": [0.5, -0.1]}]),
+            r"^streams\[1\]\.lines\[0\]\.b: \[0\.5, -0\.1\] is outside \[0, 1\]",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": [[0, 0], [10, -1], [10, 10]]}]),
+            r"^streams\[1\]\.zones\[0\]\.points\[1\]: \[10, -1\] is negative; pixels count from "
+            r"the frame's top left corner",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": SQUARE, "classes": ["person", "persn"]}]),
+            r"^streams\[1\]\.zones\[0\]\.classes\[1\]: unknown class 'persn'; expected a label "
+            r"of COCO-80 \(model\.labels: coco\); did you mean 'person'\?$",
+        ),
+        (
+            tracked(lines=[{"name": "l", "a": [0, 0], "b": [1, 1], "classes": ["unicorn"]}]),
+            r"^streams\[1\]\.lines\[0\]\.classes\[0\]: unknown class 'unicorn'; expected a label "
+            r"of COCO-80 \(model\.labels: coco\)$",
+        ),
+        (
+            {
+                "streams": [
+                    {"id": "a", "url": "rtsp://h/a"},
+                    {"id": "b", "url": "rtsp://h/b", "zones": [{"name": "z", "points": SQUARE}]},
+                ]
+            },
+            r"^streams\[1\]\.zones: zones and lines count tracked objects, and this stream's "
+            r"tracking is off; set streams\[1\]\.tracking\.enabled: true \(or tracking\.enabled: "
+            r"true at the top level\)$",
+        ),
+        (
+            {
+                "streams": [
+                    {
+                        "id": "b",
+                        "url": "rtsp://h/b",
+                        "tracking": {"enabled": False},
+                        "lines": [{"name": "l", "a": [0, 0], "b": [1, 1]}],
+                    },
+                ],
+                "tracking": {"enabled": True},
+            },
+            r"^streams\[0\]\.lines: zones and lines count tracked objects",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": SQUARE, "dwell_alert_s": 0}]),
+            r"^streams\[1\]\.zones\[0\]\.dwell_alert_s: 0 is out of range",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": SQUARE, "units": "percent"}]),
+            r"^streams\[1\]\.zones\[0\]\.units: expected one of pixels, fraction",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": SQUARE, "colour": "red"}]),
+            r"^streams\[1\]\.zones\[0\]\.colour: unknown key; expected one of classes, "
+            r"dwell_alert_s, name, points, units$",
+        ),
+        (tracked(zones=[{"points": SQUARE}]), r"^streams\[1\]\.zones\[0\]\.name: missing"),
+        (tracked(lines=[{"name": "l", "a": [0, 0]}]), r"^streams\[1\]\.lines\[0\]\.b: missing"),
+        (tracked(zones={"name": "z"}), r"^streams\[1\]\.zones: expected a list, got dict"),
+        (
+            tracked(zones=[{"name": "z", "points": [[0, 0], [1, "x"], [1, 1]]}]),
+            r"^streams\[1\]\.zones\[0\]\.points\[1\]: expected a point \[x, y\] of two numbers",
+        ),
+        (
+            tracked(lines=[{"name": "l", "a": [0, 0, 0], "b": [1, 1]}]),
+            r"^streams\[1\]\.lines\[0\]\.a: expected a point \[x, y\] of two numbers",
+        ),
+        (
+            tracked(zones=[{"name": "z", "points": SQUARE, "classes": []}]),
+            r"^streams\[1\]\.zones\[0\]\.classes: expected a non-empty list of class names",
+        ),
+    ],
+)
+def test_zone_and_line_errors_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_zones_and_lines_load_in_their_units():
+    config = parse_config(
+        tracked(
+            zones=[
+                {"name": "door", "points": SQUARE, "classes": ["person"], "dwell_alert_s": 30},
+                {"name": "lot", "units": "fraction", "points": [[0, 0.5], [1, 0.5], [1, 1]]},
+            ],
+            lines=[{"name": "road", "a": [0, 400], "b": [1280, 400]}],
+        )
+    )
+    door, lot = config.streams[1].zones
+    assert (door.name, door.classes, door.dwell_alert_s, door.units) == (
+        "door",
+        ("person",),
+        30.0,
+        "pixels",
+    )
+    assert door.points == ((0, 0), (100, 0), (100, 100), (0, 100))
+    assert lot.units == "fraction" and lot.classes is None and lot.dwell_alert_s is None
+    (road,) = config.streams[1].lines
+    assert (road.a, road.b, road.units) == ((0.0, 400.0), (1280.0, 400.0), "pixels")
+    assert config.streams[0].zones == () and config.streams[0].lines == ()
+
+
+def test_zone_classes_are_checked_against_a_labels_file(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("forklift\npallet\n")
+    raw = tracked(zones=[{"name": "z", "points": SQUARE, "classes": ["forklift"]}])
+    assert parse_config({**raw, "model": {"labels": str(labels)}}).streams[1].zones[0].classes
+    raw = tracked(zones=[{"name": "z", "points": SQUARE, "classes": ["person"]}])
+    with pytest.raises(ConfigError, match=r"^streams\[1\]\.zones\[0\]\.classes\[0\]: unknown "
+                       r"class 'person'; expected a label of model\.labels \("):  # fmt: skip
+        parse_config({**raw, "model": {"labels": str(labels)}})
+
+
+def test_the_default_configs_zone_example_loads_once_uncommented(tmp_path):
+    """streams/default.yaml shows zones and lines in comments (make run stays as it was);
+    uncommented, they are a valid config."""
+    text = (REPO / "streams/default.yaml").read_text()
+    example = re.compile(r"^    # ((?:tracking|zones|lines):.*|  - \{.*)$", re.M)
+    assert len(example.findall(text)) == 5
+    path = tmp_path / "config.yaml"
+    path.write_text(example.sub(r"    \1", text))
+    bikes = load_config(path).streams[0]
+    assert bikes.tracking.enabled and [z.name for z in bikes.zones] == ["road"]
+    assert [(ln.name, ln.classes) for ln in bikes.lines] == [("middle", ("person", "bicycle"))]
+    assert not load_config(REPO / "config.yaml").streams[0].zones

@@ -20,7 +20,10 @@ MINIMAL = {"streams": [{"id": "a", "url": "sample:bikes.mp4"}]}
 def accepted_keys(section: str) -> set[str]:
     """The keys the real parser accepts in ``section``, read from its unknown-key error."""
     raw = {**MINIMAL}
-    if section == "streams":
+    if section.startswith("streams[]."):  # zones, lines: each item's keys
+        item = {"tracking": {"enabled": True}, section.split(".")[1]: [{"zz_unknown": 1}]}
+        raw["streams"] = [{"id": "a", "url": "sample:bikes.mp4", **item}]
+    elif section == "streams":
         raw["streams"] = [{"id": "a", "url": "sample:bikes.mp4", "zz_unknown": 1}]
     elif section == "publish.curve":
         raw["publish"] = {"curve": {"zz_unknown": 1}}
@@ -41,7 +44,7 @@ def documented_keys() -> dict[str, set[str]]:
     text = (DOCS / "configuration.md").read_text()
     sections: dict[str, set[str]] = {}
     for block in re.split(r"^## ", text, flags=re.M)[1:]:
-        heading = re.match(r"`([\w.]+)`", block)
+        heading = re.match(r"`([\w.\[\]]+)`", block)
         if not heading:
             continue
         name = heading.group(1)
@@ -55,7 +58,8 @@ def documented_keys() -> dict[str, set[str]]:
 
 def test_every_config_key_is_documented_and_every_documented_key_exists():
     documented = documented_keys()
-    assert set(documented) == accepted_keys("") | {"publish.curve"}, sorted(documented)
+    per_stream = {"streams[].zones", "streams[].lines"}
+    assert set(documented) == accepted_keys("") | {"publish.curve"} | per_stream, sorted(documented)
     for section, keys in documented.items():
         assert keys == accepted_keys(section), (
             f"{section}: undocumented {sorted(accepted_keys(section) - keys)}, "
@@ -86,7 +90,7 @@ def documented_fields() -> dict[str, set[str]]:
     text = (DOCS / "messages.md").read_text()
     fields: dict[str, set[str]] = {}
     for block in re.split(r"^## ", text, flags=re.M)[1:]:
-        heading = re.match(r"`(det|status|stats)`", block)
+        heading = re.match(r"`(det|status|stats|event)`", block)
         if not heading:
             continue
         example = json.loads(re.search(r"```json\n(.*?)```", block, re.S).group(1))
@@ -99,7 +103,8 @@ def documented_fields() -> dict[str, set[str]]:
 
 def test_every_message_field_is_documented_and_every_documented_field_is_sent(assets, tmp_path):
     """Real messages from a real run that has every kind of event: a file that plays to its
-    end, one that fails, a camera that is not there (reconnecting), two worker processes."""
+    end, one that fails, a camera that is not there (reconnecting), zones and lines (one that
+    does not fit its frames), two worker processes."""
     from tests.helpers import Collector, free_port, start_cli, wait_until, write_config
 
     garbage = tmp_path / "garbage.mp4"
@@ -113,6 +118,24 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
                 "url": str(assets.videos["carphone_pristine.mp4"]),
                 "pace": "none",
                 "tracking": {"enabled": True},  # detections[].track_id
+                # Beyond its 176x144 frames: stats' analytics_error (and a live note).
+                "zones": [{"name": "wide", "points": [[0, 0], [900, 0], [900, 144]]}],
+            },
+            {  # every kind of event: the cyclists cross the middle, cars stay and go
+                "id": "bikes",
+                "url": str(assets.videos["bikes.mp4"]),
+                "pace": "none",
+                "fps": 10,
+                "tracking": {"enabled": True},
+                "zones": [
+                    {
+                        "name": "all",
+                        "units": "fraction",
+                        "points": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                        "dwell_alert_s": 0.5,
+                    }
+                ],
+                "lines": [{"name": "mid", "units": "fraction", "a": [0.5, 0], "b": [0.5, 1]}],
             },
             {"id": "garbage", "url": str(garbage)},
             {"id": "absent", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
@@ -125,7 +148,7 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
     documented = documented_fields()
 
     def sent_fields() -> dict[str, set[str]]:
-        sent = {kind: set() for kind in ("det", "status", "stats")}
+        sent = {kind: set() for kind in ("det", "status", "stats", "event")}
         for _, message in list(collector.messages):
             sent[message["type"]] |= flatten(message)
         return sent

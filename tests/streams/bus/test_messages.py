@@ -3,11 +3,13 @@ import pytest
 
 from processors.detections import Detections
 from streams.bus.messages import (
+    KINDS,
     SchemaError,
     decode,
     detection_items,
     detection_message,
     encode,
+    event_message,
     stats_message,
     status_message,
     topic,
@@ -174,3 +176,69 @@ def test_encode_gives_the_values_json_dumps_gave():
     assert json.loads(encode(reason)) == json.loads(json.dumps(reason))  # UTF-8, not escapes
     numpy_values = {"fps": np.float64(29.97), "processed": np.int64(5)}  # json.dumps: float only
     assert json.loads(encode(numpy_values)) == {"fps": 29.97, "processed": 5}
+
+
+def an_event(**overrides) -> dict:
+    message = event_message(
+        stream_id="street",
+        event="cross",
+        name="road",
+        track_id=7,
+        label="car",
+        class_id=2,
+        pts_s=12.40004,
+        capture_wall_s=1764000012.5,
+        seq=310,
+        direction="in",
+    )
+    return {**message, **overrides}
+
+
+def test_event_messages_round_trip_and_validate():
+    cross = an_event()
+    assert cross["line"] == "road" and "zone" not in cross and cross["pts"] == 12.4
+    validate(b"event/street/", decode(encode(cross)))
+    exit_ = event_message(
+        stream_id="street", event="exit", name="door", track_id=4, label="person", class_id=0,
+        pts_s=15.0, capture_wall_s=1764000015.1, seq=375, dwell_s=6.23456,
+    )  # fmt: skip
+    assert exit_["zone"] == "door" and exit_["dwell_s"] == 6.235 and "direction" not in exit_
+    validate(topic("event", "street").encode(), exit_)
+    assert topic("event", "street") == "event/street/" and "event" in KINDS
+
+
+@pytest.mark.parametrize(
+    "message, error",
+    [
+        (an_event(event="wave"), r"^event: unknown event 'wave'"),
+        (an_event(direction="up"), r"^direction: 'up'; expected in or out"),
+        ({k: v for k, v in an_event().items() if k != "direction"}, r"^direction: missing"),
+        (an_event(zone="door"), r"^zone: a 'cross' event names a line, not a zone"),
+        ({**an_event(event="enter", zone="door"), "line": None}, r"^line: a 'enter' event"),
+        (an_event(track_id=-1), r"^track_id: -1 \(expected >= 1\)"),
+        (an_event(seq=-3), r"^seq: must be >= 0"),
+        (an_event(dwell_s=2.0), r"^dwell_s: only 'exit' and 'dwell' events have one"),
+        (an_event(**{"class": 2}), r"^class: expected"),
+    ],
+)
+def test_event_validation_names_the_bad_field(message, error):
+    with pytest.raises(SchemaError, match=error):
+        validate(b"event/street/", message)
+
+
+def test_exit_and_dwell_events_need_their_dwell_time():
+    enter = {k: v for k, v in an_event(event="enter").items() if k not in ("line", "direction")}
+    validate(b"event/street/", {**enter, "zone": "door"})
+    with pytest.raises(SchemaError, match=r"^dwell_s: missing"):
+        validate(b"event/street/", {**enter, "zone": "door", "event": "dwell"})
+    with pytest.raises(SchemaError, match=r"^direction: only 'cross' events have one"):
+        validate(b"event/street/", {**enter, "zone": "door", "direction": "in"})
+    with pytest.raises(SchemaError, match=r"topic b'event/other/' does not match"):
+        validate(b"event/other/", {**enter, "zone": "door"})
+
+
+def test_subscribe_knows_every_kind():
+    """The CLI keeps its own copy of KINDS (building the parser imports no NumPy/orjson)."""
+    from streams.cli.main import KINDS as CLI_KINDS
+
+    assert CLI_KINDS == KINDS

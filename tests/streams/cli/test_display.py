@@ -108,3 +108,33 @@ def test_streams_beyond_the_room_are_counted_by_state():
     lines = render(snapshot, 80, max_rows=10)
     assert len(lines) <= 10
     assert "+24 more streams: 24 live" in lines
+
+
+def zoned(zones: list[tuple[str, int]], lines: list[tuple[str, int, int]], **extra) -> dict:
+    """SNAPSHOT with cam1 counting zones (name, occupancy) and lines (name, in, out)."""
+    row = {
+        **SNAPSHOT["streams"][0],
+        "zones": [{"zone": n, "occupancy": o, "by_class": []} for n, o in zones],
+        "lines": [{"line": n, "in": i, "out": o, "by_class": []} for n, i, o in lines],
+        **extra,
+    }
+    return {**SNAPSHOT, "streams": [row, SNAPSHOT["streams"][1]]}
+
+
+def test_a_zones_column_only_where_a_stream_has_zones_or_lines():
+    assert "zones" not in format_table(SNAPSHOT)[0]  # a run without any: the table as before
+    rows = format_table(zoned([("door", 2)], [("road", 3, 1)]))
+    assert rows[0].split()[-1] == "zones"
+    assert rows[1].endswith("door:2 road:3/1") and rows[2].split()[-1] == "-"
+    many = zoned([("a", 1), ("b", 2)], [("c", 3, 4), ("d", 5, 6)])
+    assert format_table(many)[1].endswith("zones:3 lines:8/10")  # summed beyond three
+    off = zoned([("door", 0)], [], analytics_error="streams[0].zones[0].points[1]: ...")
+    assert format_table(off)[1].split()[-1] == "off"
+
+
+def test_a_narrow_terminal_drops_the_zones_column_first():
+    snapshot = zoned([("door", 2)], [("road", 3, 1)])
+    assert render(snapshot, 100)[0].split()[-1] == "zones"
+    lines = render(snapshot, 62)
+    assert all(len(line) <= 62 for line in lines), lines
+    assert lines[0].split() == ["stream", "state", "fps", "p50", "ms", "p99", "ms", "drops", "done"]

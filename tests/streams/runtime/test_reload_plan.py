@@ -3,7 +3,7 @@
 import pytest
 
 from streams.config import parse_config
-from streams.runtime.reload import ReloadRefused, plan_reload
+from streams.runtime.reload import ReloadRefused, plan_reload, stream_differences
 
 
 def config(streams, **sections):
@@ -34,3 +34,16 @@ def test_streams_added_removed_and_changed_in_config_order():
 def test_anything_but_streams_is_refused_by_name(section, key):
     with pytest.raises(ReloadRefused, match=rf"^{key} changed, which cannot apply while running"):
         plan_reload(config([A]), config([A, B], **section))
+
+
+def test_a_changed_zone_or_line_restarts_its_stream_only():
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    zoned = {**A, "tracking": {"enabled": True}, "zones": [{"name": "z", "points": square}]}
+    moved = {**zoned, "zones": [{"name": "z", "points": [[1, 1], *square[1:]]}]}
+    lined = {**zoned, "lines": [{"name": "l", "a": [0, 0], "b": [5, 5]}]}
+    old = config([zoned, B])
+    for new, keys in ((moved, ["zones"]), (lined, ["lines"])):
+        plan = plan_reload(old, config([new, B]))
+        assert (plan.added, plan.removed, plan.changed) == ((), (), ("a",))
+        assert stream_differences(old.streams[0], config([new]).streams[0]) == keys
+    assert plan_reload(old, config([zoned, B])).empty  # the same zones: nothing restarts

@@ -62,3 +62,75 @@ def test_before_any_report_every_stream_is_starting():
     assert merged["streams"][0]["state"] == "starting"
     assert merged["pipeline"]["batches"] == 0 and merged["pipeline"]["mean_batch"] == 0.0
     assert merged["pipeline"]["inference_p50_ms"] is None
+
+
+def counted(events) -> dict:
+    """A worker's zone and line counts of stream 'a' (zone door, line road) after ``events``."""
+    from streams.runtime.stats import AnalyticsCounts
+
+    counts = AnalyticsCounts(["door"], ["road"])
+    for event in events:
+        counts.count(*event)
+    return counts.snapshot()
+
+
+def test_zone_and_line_counts_carry_over_a_dead_worker_but_not_its_occupancy():
+    from streams.scale.merge import analytics_base
+
+    died = stream(
+        "a",
+        **counted(
+            [
+                ("enter", "door", "person"),
+                ("enter", "door", "person"),
+                ("exit", "door", "person"),
+                ("dwell", "door", "person"),
+                ("cross", "road", "car", "in"),
+            ]
+        ),
+    )
+    assert died["zones"][0]["occupancy"] == 1  # one person still inside when it died
+    base = {"a": analytics_base(None, died)}
+    own = {"published": 0, "publish_dropped": 0}
+    alone = merge_snapshots(["a"], [{}], {"a": "reconnecting"}, {}, own, 1, 1, 1.0, base)
+    (row,) = alone["streams"]
+    assert row["zones"] == [
+        {
+            "zone": "door",
+            "occupancy": 0,  # its tracks went with it
+            "entered": 2,
+            "exited": 1,
+            "dwell_alerts": 1,
+            "by_class": [
+                {"class": "person", "occupancy": 0, "entered": 2, "exited": 1, "dwell_alerts": 1}
+            ],
+        }
+    ]
+    assert row["lines"] == [
+        {"line": "road", "in": 1, "out": 0, "by_class": [{"class": "car", "in": 1, "out": 0}]}
+    ]
+
+    restarted = stream(
+        "a",
+        **counted(
+            [("enter", "door", "person"), ("enter", "door", "dog"), ("cross", "road", "car", "out")]
+        ),
+    )
+    snap = {"streams": [restarted], "pipeline": pipeline(1, 1.0, 1.0)}
+    (row,) = merge_snapshots(["a"], [snap], {"a": "live"}, {}, own, 1, 1, 2.0, base)["streams"]
+    door, road = row["zones"][0], row["lines"][0]
+    assert (door["occupancy"], door["entered"], door["exited"], door["dwell_alerts"]) == (
+        2,
+        4,
+        1,
+        1,
+    )
+    assert [(c["class"], c["occupancy"], c["entered"]) for c in door["by_class"]] == [
+        ("dog", 1, 1),
+        ("person", 1, 3),
+    ]
+    assert (road["in"], road["out"]) == (1, 1)
+    # A second death adds up: the base is cumulative.
+    again = analytics_base(base["a"], restarted)
+    assert again["zones"]["door"]["person"] == {"entered": 3, "exited": 1, "dwell_alerts": 1}
+    assert again["lines"]["road"]["car"] == {"in": 1, "out": 1}
