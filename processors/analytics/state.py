@@ -362,7 +362,8 @@ class MultiStreamAnalytics:
 
     def _forget(self, slot_now: np.ndarray, place: np.ndarray, out: list[list[Event]]) -> None:
         """Drop tracks of this call's streams unseen for their ``forget_after_s``; each leaves
-        the zones it was inside (an 'exit' at its last sighting)."""
+        the zones it was inside: an 'exit' stamped with the frame that decided it (so events
+        stay in time order), its dwell up to its last sighting."""
         rows, layout = self._rows, self._layout
         if not len(rows.key):
             return
@@ -378,7 +379,7 @@ class MultiStreamAnalytics:
                     layout.zone_names[slot][zk],
                     int(rows.track_id[rk]),
                     int(rows.cls[rk]),
-                    float(rows.last_s[rk]),
+                    float(slot_now[slot]),
                     dwell_s=float(rows.last_s[rk] - rows.enter_s[rk, zk]),
                 )
             )

@@ -150,7 +150,7 @@ class ReferenceAnalytics:
                 self.zones[zk].name,
                 int(self._ids[rk]),
                 int(self._cls[rk]),
-                float(self._last_s[rk]),
+                float(now_s),  # decided now: events stay in time order
                 dwell_s=float(self._last_s[rk] - self._enter_s[rk, zk]),
             )
             for rk, zk in zip(r, z)

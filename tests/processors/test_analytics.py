@@ -60,9 +60,22 @@ def test_a_track_that_disappears_inside_exits_when_forgotten():
     step(a, 0.0, {3: (15, 15)})
     step(a, 0.5, {3: (16, 15)})
     assert step(a, 1.0, {}) == []  # absent for 0.5 s: still remembered
-    assert step(a, 2.0, {}) == [Event("exit", "square", 3, 0, 0.5, dwell_s=0.5)]
+    # The exit is stamped with the frame that decided it (2.0), so no event that is
+    # published later carries an earlier time; its dwell runs to the last sighting.
+    assert step(a, 2.0, {}) == [Event("exit", "square", 3, 0, 2.0, dwell_s=0.5)]
     assert a.occupancy().tolist() == [0]
     assert step(a, 2.5, {3: (15, 15)}) == [Event("enter", "square", 3, 0, 2.5)]  # afresh
+
+
+def test_a_forgotten_exit_comes_after_the_events_before_it():
+    a = StreamAnalytics([SQUARE], [], forget_after_s=1.0)
+    step(a, 0.0, {1: (15, 15), 2: (50, 50)})
+    events = step(a, 0.5, {2: (15, 15)})  # 1 vanishes inside; 2 enters
+    events += step(a, 1.0, {2: (16, 15)})
+    events += step(a, 1.6, {2: (50, 50)})  # 2 leaves; 1 is forgotten in this frame
+    times = [e.pts_s for e in events]
+    assert times == sorted(times), events
+    assert {(e.kind, e.track_id) for e in events} == {("enter", 2), ("exit", 1), ("exit", 2)}
 
 
 def test_a_dwell_alert_fires_once_per_visit_after_the_set_time():

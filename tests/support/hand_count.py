@@ -228,18 +228,29 @@ class Observed:
 
 
 def observed_from(events: list[Event], fps: float) -> list[Observed]:
-    return [
-        Observed(
-            e.kind,
-            e.name,
-            e.direction,
-            COCO80[e.class_id],
-            round(e.pts_s * fps),
-            e.track_id,
-            e.dwell_s,
+    """Events as frames of the clip. An exit's frame is when the object was last inside (its
+    enter + its dwell): an object that vanished inside is only let go ``forget_after_s``
+    later, and its exit event carries that later time so that events stay in time order."""
+    entered: dict[tuple[int, str], float] = {}
+    observed = []
+    for e in events:
+        at_s = e.pts_s
+        if e.kind == "enter":
+            entered[(e.track_id, e.name)] = e.pts_s
+        elif e.kind == "exit" and (e.track_id, e.name) in entered and e.dwell_s is not None:
+            at_s = entered.pop((e.track_id, e.name)) + e.dwell_s
+        observed.append(
+            Observed(
+                e.kind,
+                e.name,
+                e.direction,
+                COCO80[e.class_id],
+                round(at_s * fps),
+                e.track_id,
+                e.dwell_s,
+            )  # fmt: skip
         )
-        for e in events
-    ]
+    return observed
 
 
 @dataclass
