@@ -124,6 +124,10 @@ class Pipeline:
         # Tracking, the completer's alone: one tracker per distinct set of parameters (one
         # for all streams unless a stream overrides them), each stream's last segment.
         self._trackers: dict[TrackerParams, MultiStreamTracker] = {}
+        # Added to every track id: a worker process restarted by the supervisor gets a new
+        # base, so a stream's ids are not reused after the restart (ids are unique within
+        # one run of `streams run`; see docs/messages.md).
+        self.track_id_base = 0
         self._tracked_in: Config | None = None  # the config _tracked_params was made from
         self._tracked_params: dict[str, TrackerParams] = {}
         self._segments: dict[str, int] = {}
@@ -529,8 +533,11 @@ class Pipeline:
                 [decoded[i].scores for i in indices],
                 [decoded[i].class_ids for i in indices],
             )
+            base = self.track_id_base
             for index, stream_ids in zip(indices, ids):
-                track_ids[index] = stream_ids
+                track_ids[index] = (
+                    np.where(stream_ids > 0, stream_ids + base, stream_ids) if base else stream_ids
+                )
         return track_ids
 
     def _forget_untracked(self) -> None:

@@ -53,6 +53,7 @@ RESTART_INITIAL_S = 1.0
 RESTART_MAX_S = 30.0
 STOP_GRACE_S = 8.0  # a worker drains its pipeline in 4 s; then its engine and publisher close
 RELOAD_APPLY_S = 15.0  # how long a reload waits for the workers to apply it (2 s per stream)
+TRACK_ID_BLOCK = 1_000_000_000  # track ids of one worker launch (JSON-safe for 9 million launches)
 
 
 def resolve_processes(config: Config) -> tuple[int, str]:
@@ -106,6 +107,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._shards_lock = threading.Lock()  # a reload's new shards vs a worker's (re)start
         self._generation = 0  # reloads applied so far
+        self._launches = 0  # worker processes started so far (restarts included)
         self._tmp = tempfile.mkdtemp(prefix="streams-")
         self.stats = PipelineStats()
         self._relay = self._context = self._reports = self.publisher = None
@@ -176,6 +178,12 @@ class Supervisor:
         with self._shards_lock:
             self._launch_locked(worker)
 
+    def _next_track_id_base(self) -> int:
+        """Each worker launch's track ids start above every earlier launch's: a restarted
+        worker (or a stream a reload moved to another worker) never reuses a stream's id."""
+        base, self._launches = self._launches * TRACK_ID_BLOCK, self._launches + 1
+        return base
+
     def _launch_locked(self, worker: _Worker) -> None:
         worker.ready = worker.finished = False
         worker.error = None
@@ -197,6 +205,7 @@ class Supervisor:
                 self._log_level,
                 self._log_queue,
                 receive,
+                self._next_track_id_base(),
             ),
         )
         try:
@@ -462,7 +471,7 @@ class Supervisor:
         tracked = {s.id for s in self.config.streams if s.tracking.enabled}
         for sid in worker.stream_ids:
             self._states[sid] = StreamState.RECONNECTING
-            note = "; its tracks start afresh (track ids from 1 again)" if sid in tracked else ""
+            note = "; its tracks start afresh (new track ids)" if sid in tracked else ""
             self.publisher.publish(
                 topic("status", sid),
                 status_message(

@@ -80,6 +80,7 @@ def worker_main(
     log_level: int,
     log_queue: Any,
     commands: Any,
+    track_id_base: int = 0,
 ) -> None:
     """Process entry point (must be importable: ``spawn`` pickles a reference to it).
 
@@ -100,6 +101,7 @@ def worker_main(
             reporter,
             lambda: stop.is_set() or terminated.is_set(),
             commands,
+            track_id_base,
         )
     finally:
         reporter.close()
@@ -115,6 +117,7 @@ def _serve(
     reporter: Reporter,
     stopped: Callable[[], bool],
     commands: Any,
+    track_id_base: int = 0,
 ) -> int:
     from streams.errors import USER_ERRORS
     from streams.runtime.wiring import build_runtime
@@ -137,6 +140,7 @@ def _serve(
         logger.exception("worker %d could not start", index)
         return 1
     pipeline = runtime.pipeline
+    pipeline.track_id_base = track_id_base  # this launch's ids, never an earlier one's
     parent = multiprocessing.parent_process()
     clean = False
     try:
