@@ -34,8 +34,8 @@ def match(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray]:
 
 def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of ``a[k]`` with ``b[k]`` for each row of two ``(p, 4)`` xyxy arrays: ``(p,)``."""
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    w = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0)
+    h = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0)
     inter = w * h
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -48,7 +48,11 @@ def group_pairs(
     """Every ``(i, j)`` with ``group_a[i] == group_b[j]``, for all groups at once.
 
     Returns index arrays into ``a`` and ``b``; the cost is the number of pairs, not the groups.
+    The pairs come ordered by group, then by ``a`` (stably), then by ``b``.
     """
+    if groups == 1:  # one stream: every pair, in the same order
+        n_a, n_b = len(group_a), len(group_b)
+        return np.repeat(np.arange(n_a), n_b), np.tile(np.arange(n_b), n_a)
     order_a = np.argsort(group_a, kind="stable")
     order_b = np.argsort(group_b, kind="stable")
     count_b = np.bincount(group_b, minlength=groups)
@@ -74,17 +78,16 @@ def match_pairs(
     ``linear_sum_assignment`` runs only on the groups where candidates compete. Same result
     as one assignment per group: the optimum splits over the pairs' connected parts.
     """
-    ok = cost < max_cost
-    a, b, cost, group = a[ok], b[ok], cost[ok], group[ok]
-    if not len(a):
+    ok = np.flatnonzero(cost < max_cost)
+    if not len(ok):
+        return ok, ok
+    a, b = a[ok], b[ok]
+    alone = (np.bincount(a)[a] == 1) & (np.bincount(b)[b] == 1)
+    if alone.all():
         return a, b
-    _, inv_a, count_a = np.unique(a, return_inverse=True, return_counts=True)
-    _, inv_b, count_b = np.unique(b, return_inverse=True, return_counts=True)
-    alone = (count_a[inv_a] == 1) & (count_b[inv_b] == 1)
+    cost, group = cost[ok], group[ok]
     out_a, out_b = [a[alone]], [b[alone]]
     crowded = np.flatnonzero(~alone)
-    if not len(crowded):
-        return out_a[0], out_b[0]
     crowded = crowded[np.argsort(group[crowded], kind="stable")]
     a, b, cost, group = a[crowded], b[crowded], cost[crowded], group[crowded]
     row, col = _rank_in_group(a, group), _rank_in_group(b, group)

@@ -13,6 +13,16 @@ import numpy as np
 POSITION_WEIGHT = 1.0 / 20  # ByteTrack's std_weight_position: noise relative to box height
 VELOCITY_WEIGHT = 1.0 / 160  # std_weight_velocity
 
+# Per-call constants, so each step is a few whole-array operations: the process noise std is
+# ``h * _NOISE_W`` except for the aspect entries, fixed at ``_NOISE_ASPECT``.
+_NOISE_W = np.array(
+    [POSITION_WEIGHT] * 2 + [0.0, POSITION_WEIGHT] + [VELOCITY_WEIGHT] * 2 + [0.0, VELOCITY_WEIGHT]
+)
+_ASPECT = [2, 6]
+_DIAG = np.arange(8)
+_NOISE_ASPECT = np.array([1e-2, 1e-5])
+_MEAS_W = np.array([POSITION_WEIGHT, POSITION_WEIGHT, 0.0, POSITION_WEIGHT])
+
 
 def xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
     """``(n, 4)`` corners to ``(n, 4)`` centre x, centre y, aspect (w / h), height."""
@@ -57,23 +67,25 @@ def predict(means: np.ndarray, covs: np.ndarray, steps: np.ndarray) -> None:
     p11 += k3 * (p12 + p21) + k3 * k3 * p22
     p12 += k3 * p22
     p21 += k3 * p22
-    h = means[:, 3]
-    n = len(h)
-    pos, vel = POSITION_WEIGHT * h, VELOCITY_WEIGHT * h
-    var = np.stack([pos, pos, np.full(n, 1e-2), pos, vel, vel, np.full(n, 1e-5), vel], axis=1)
-    covs[:, np.arange(8), np.arange(8)] += k * var**2
+    var = means[:, 3:4] * _NOISE_W
+    var[:, _ASPECT] = _NOISE_ASPECT
+    var *= var
+    var *= k
+    if covs.flags.c_contiguous:
+        covs.reshape(len(covs), 64)[:, ::9] += var  # the diagonal, as a view
+    else:
+        covs[:, _DIAG, _DIAG] += var
 
 
 def update(means: np.ndarray, covs: np.ndarray, xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Correct tracks ``(n, 8)`` with their matched measurements ``(n, 4)``; new arrays."""
     if not len(means):
         return means, covs
-    h = means[:, 3]
-    n = len(h)
-    pos = POSITION_WEIGHT * h
-    r = np.stack([pos, pos, np.full(n, 1e-1), pos], axis=1) ** 2
+    r = means[:, 3:4] * _MEAS_W
+    r[:, 2] = 1e-1
+    r *= r
     s = covs[:, :4, :4].copy()
-    s[:, np.arange(4), np.arange(4)] += r
+    s.reshape(len(s), 16)[:, ::5] += r
     # K = P H^T S^-1; S is symmetric, so K^T = S^-1 H P.
     gain_t = np.linalg.solve(s, covs[:, :4, :])  # (n, 4, 8)
     innovation = xyah - means[:, :4]

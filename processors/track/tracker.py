@@ -142,68 +142,113 @@ class MultiStreamTracker:
         position = np.full(len(self._slots), -1, np.int64)
         position[slots] = np.arange(len(slots))
         steps = np.zeros(len(self._slots))
-        steps[slots] = np.nan_to_num(now - self._last_s[slots]) * p.nominal_fps
+        gap = now - self._last_s[slots]
+        gap[np.isnan(gap)] = 0.0  # a stream's first frame
+        steps[slots] = gap * p.nominal_fps
         self._last_s[slots] = now
 
         rows = self._rows
         row_pos = position[rows.slot]
-        moving = np.flatnonzero(row_pos >= 0)
-        means, covs = rows.means[moving], rows.covs[moving]
-        means[~rows.tracked[moving], 7] = 0.0  # a lost track's height stops changing
-        kalman.predict(means, covs, steps[rows.slot[moving]])
-        rows.means[moving], rows.covs[moving] = means, covs
-        track_xyxy = kalman.xyah_to_xyxy(rows.means[:, :4])
-
-        det_pos = np.repeat(np.arange(len(slots)), counts)
-        high = np.flatnonzero(score >= p.high_score)
-        low = np.flatnonzero((score >= p.low_score) & (score < p.high_score))
         in_call = row_pos >= 0
-        pool = np.flatnonzero(in_call & rows.confirmed)
+        moving = np.flatnonzero(in_call)
+        if len(moving):
+            self._predict(moving, steps[rows.slot[moving]])
+        det_pos = np.repeat(np.arange(len(slots)), counts)
+        out = np.full(len(boxes), -1, np.int64)
+        high_mask = score >= p.high_score
+        high = np.flatnonzero(high_mask)
         fresh = np.flatnonzero(in_call & ~rows.confirmed)
-
-        def stage(tracks, dets, min_overlap, weighted):
-            t, d = group_pairs(row_pos[tracks], det_pos[dets], len(slots))
-            t, d = tracks[t], dets[d]
-            overlap = pair_iou(track_xyxy[t], boxes[d])
-            if weighted:
-                overlap *= score[d]
-            overlap[rows.class_id[t] != cls[d]] = 0.0
-            return match_pairs(t, d, 1.0 - overlap, det_pos[d], 1.0 - min_overlap)
-
-        t1, d1 = stage(pool, high, p.min_iou_high, True)
-        unmatched = np.ones(len(rows.slot), bool)
-        unmatched[t1] = False
-        t2, d2 = stage(pool[unmatched[pool] & rows.tracked[pool]], low, p.min_iou_low, False)
-        high_left = np.ones(len(boxes), bool)
-        high_left[d1] = False
-        high_left = high[high_left[high]]
-        t3, d3 = stage(fresh, high_left, p.min_iou_unconfirmed, True)
-        taken = np.zeros(len(boxes), bool)
-        taken[d3] = True
-        new = high_left[~taken[high_left] & (score[high_left] >= p.new_track_score)]
+        if len(moving) and len(boxes):
+            t1, d1, t2, d2, t3, d3 = self._associate(
+                moving, row_pos, boxes, score, cls, det_pos, high_mask, len(slots)
+            )
+            high_left = np.ones(len(boxes), bool)
+            high_left[d1] = False
+            high_left[d3] = False
+            new = high[high_left[high] & (score[high] >= p.new_track_score)]
+        else:
+            t1 = t2 = t3 = d1 = d2 = d3 = np.zeros(0, np.intp)
+            new = high[score[high] >= p.new_track_score]
 
         # Correct the matched tracks; mark the rest of this call's tracks lost.
-        hit, hit_box = np.concatenate([t1, t2, t3]), np.concatenate([d1, d2, d3])
         rows.tracked[moving] = False
-        xyah = kalman.xyxy_to_xyah(boxes[hit_box])
-        rows.means[hit], rows.covs[hit] = kalman.update(rows.means[hit], rows.covs[hit], xyah)
-        rows.hits[hit] += 1
-        rows.confirmed[hit] |= rows.hits[hit] >= p.confirm_hits
-        rows.tracked[hit] = True
-        rows.seen_s[hit] = now[row_pos[hit]]
-        out = np.full(len(boxes), -1, np.int64)
-        out[hit_box] = np.where(rows.confirmed[hit], rows.track_id[hit], -1)
+        if len(t1) + len(t2) + len(t3):
+            hit, hit_box = np.concatenate([t1, t2, t3]), np.concatenate([d1, d2, d3])
+            xyah = kalman.xyxy_to_xyah(boxes[hit_box])
+            rows.means[hit], rows.covs[hit] = kalman.update(rows.means[hit], rows.covs[hit], xyah)
+            rows.hits[hit] += 1
+            rows.confirmed[hit] |= rows.hits[hit] >= p.confirm_hits
+            rows.tracked[hit] = True
+            rows.seen_s[hit] = now[row_pos[hit]]
+            out[hit_box] = np.where(rows.confirmed[hit], rows.track_id[hit], -1)
 
         # Drop unconfirmed tracks that missed and tracks lost too long; then start new ones.
-        keep = np.ones(len(rows.slot), bool)
-        keep[fresh] = False
-        keep[t3] = True
-        keep &= ~(in_call & (now[np.maximum(row_pos, 0)] - rows.seen_s > p.max_lost_s))
-        rows.select(keep)
-        self._start(slots[det_pos[new]], now[det_pos[new]], boxes[new], cls[new])
-        if p.confirm_hits <= 1:
-            out[new] = rows.track_id[len(rows.slot) - len(new) :]
+        if len(moving):
+            drop = now[row_pos[moving]] - rows.seen_s[moving] > p.max_lost_s
+            drop[np.searchsorted(moving, fresh)] = True
+            drop[np.searchsorted(moving, t3)] = False
+            if drop.any():
+                keep = np.ones(len(rows.slot), bool)
+                keep[moving[drop]] = False
+                rows.select(keep)
+        if len(new):
+            self._start(slots[det_pos[new]], now[det_pos[new]], boxes[new], cls[new])
+            if p.confirm_hits <= 1:
+                out[new] = rows.track_id[len(rows.slot) - len(new) :]
+        if len(counts) == 1:
+            return [out]
         return np.split(out, np.cumsum(counts)[:-1])
+
+    def _predict(self, moving: np.ndarray, steps: np.ndarray) -> None:
+        """Kalman-predict the rows ``moving`` (sorted) by ``steps`` frames, in the table."""
+        rows = self._rows
+        if len(moving) == len(rows.slot):  # every track is in this call: no gather
+            means, covs = rows.means, rows.covs
+            means[~rows.tracked, 7] = 0.0  # a lost track's height stops changing
+            kalman.predict(means, covs, steps)
+            return
+        means, covs = rows.means[moving], rows.covs[moving]
+        means[~rows.tracked[moving], 7] = 0.0
+        kalman.predict(means, covs, steps)
+        rows.means[moving], rows.covs[moving] = means, covs
+
+    def _associate(self, moving, row_pos, boxes, score, cls, det_pos, high_mask, groups):
+        """ByteTrack's three matching stages over this call's tracks ``moving`` (sorted).
+
+        Every track-box pair of the same stream is listed and its IoU computed once; each stage
+        keeps the pairs of its own tracks and boxes (in the same order a per-stage listing
+        would give) and matches them. Returns ``t1, d1, t2, d2, t3, d3`` (rows, boxes).
+        """
+        p = self.params
+        rows = self._rows
+        dets = np.flatnonzero(score >= p.low_score)
+        t, d = group_pairs(row_pos[moving], det_pos[dets], groups)
+        empty = np.zeros(0, np.intp)
+        if not len(t):
+            return empty, empty, empty, empty, empty, empty
+        t, d = moving[t], dets[d]
+        iou = pair_iou(kalman.xyah_to_xyxy(rows.means[t, :4]), boxes[d])
+        other_class = rows.class_id[t] != cls[d]
+        pair_high = high_mask[d]
+        confirmed = rows.confirmed[t]
+
+        def stage(keep, min_overlap, weighted):
+            k = np.flatnonzero(keep)
+            if not len(k):
+                return empty, empty
+            overlap = iou[k] * score[d[k]] if weighted else iou[k]
+            overlap[other_class[k]] = 0.0
+            tk, dk = t[k], d[k]
+            return match_pairs(tk, dk, 1.0 - overlap, det_pos[dk], 1.0 - min_overlap)
+
+        t1, d1 = stage(confirmed & pair_high, p.min_iou_high, True)
+        free = rows.tracked.copy()  # stage 2: tracked on the last frame, unmatched above
+        free[t1] = False
+        t2, d2 = stage(confirmed & ~pair_high & free[t], p.min_iou_low, False)
+        left = np.ones(len(boxes), bool)
+        left[d1] = False
+        t3, d3 = stage(~confirmed & pair_high & left[d], p.min_iou_unconfirmed, True)
+        return t1, d1, t2, d2, t3, d3
 
     def _slots_of(self, stream_ids: Sequence[Hashable]) -> np.ndarray:
         """Each stream's slot (new streams get one), refusing a stream twice in one call."""
