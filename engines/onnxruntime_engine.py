@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import TensorSpec
+from engines.dynamic_batch import make_dynamic
 from engines.errors import EngineError
 from engines.options import EngineOptions
 
@@ -58,30 +59,22 @@ class OnnxRuntimeEngine:
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
             session_options.intra_op_num_threads = options.threads
-        try:
-            self._session = ort.InferenceSession(
-                str(model_path), session_options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # onnxruntime raises its own exception types per failure
-            raise EngineError(
-                f"{model_path}: ONNX Runtime cannot load this model ({err}); "
-                "expected an ONNX file with one image input shaped (N, 3, H, W)"
-            ) from err
-        inputs = self._session.get_inputs()
-        if len(inputs) != 1:
-            raise EngineError(f"{model_path}: expected one input tensor, found {len(inputs)}")
-        self.input_spec = _spec(inputs[0], model_path)
-        if len(self.input_spec.shape) != 4 or self.input_spec.shape[1] != 3:
-            raise EngineError(
-                f"{model_path}: input {self.input_spec.name!r} has shape "
-                f"{self.input_spec.shape}; expected (N, 3, H, W)"
-            )
-        if min(self.input_spec.shape[2:]) <= 0:
-            raise EngineError(
-                f"{model_path}: input height and width must be fixed, got {self.input_spec.shape}"
-            )
-        self.output_specs = tuple(_spec(o, model_path) for o in self._session.get_outputs())
+        self._session = _load(ort, model_path, session_options)
+        self._check_input(model_path)
         static_batch = self.input_spec.shape[0]
+        if static_batch == 1 and options.max_batch > 1 and options.rewrite_fixed_batch:
+            rewrite = make_dynamic(model_path, options.cache_dir)
+            if rewrite.dynamic:
+                self._session = _load(ort, rewrite.path, session_options)
+                self._check_input(rewrite.path)
+                static_batch = self.input_spec.shape[0]
+            else:
+                logger.warning(
+                    "%s has a fixed batch of 1 and cannot be given a dynamic one: %s",
+                    model_path.name,
+                    rewrite.reason,
+                )
+        self.output_specs = tuple(_spec(o, model_path) for o in self._session.get_outputs())
         self.max_batch = options.max_batch if static_batch <= 0 else static_batch
         if static_batch > 0 and static_batch != options.max_batch:
             logger.warning(
@@ -109,6 +102,22 @@ class OnnxRuntimeEngine:
             self.max_batch,
         )
 
+    def _check_input(self, model_path: Path) -> None:
+        """Read the one (N, 3, H, W) input of the loaded session into ``input_spec``."""
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise EngineError(f"{model_path}: expected one input tensor, found {len(inputs)}")
+        self.input_spec = _spec(inputs[0], model_path)
+        if len(self.input_spec.shape) != 4 or self.input_spec.shape[1] != 3:
+            raise EngineError(
+                f"{model_path}: input {self.input_spec.name!r} has shape "
+                f"{self.input_spec.shape}; expected (N, 3, H, W)"
+            )
+        if min(self.input_spec.shape[2:]) <= 0:
+            raise EngineError(
+                f"{model_path}: input height and width must be fixed, got {self.input_spec.shape}"
+            )
+
     @property
     def input_hw(self) -> tuple[int, int]:
         return int(self.input_spec.shape[2]), int(self.input_spec.shape[3])
@@ -129,6 +138,18 @@ class OnnxRuntimeEngine:
         if not self._closed.is_set():
             self._closed.set()
             self._executor.shutdown(wait=True)
+
+
+def _load(ort, model_path: Path, session_options):
+    try:
+        return ort.InferenceSession(
+            str(model_path), session_options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as err:  # onnxruntime raises its own exception types per failure
+        raise EngineError(
+            f"{model_path}: ONNX Runtime cannot load this model ({err}); "
+            "expected an ONNX file with one image input shaped (N, 3, H, W)"
+        ) from err
 
 
 def _spec(node, model_path: Path) -> TensorSpec:

@@ -29,6 +29,8 @@ class EngineOptions:
             (``$STREAMS_CACHE/engines``, else ``~/.cache/streams/engines``).
         cuda_graphs: capture one CUDA graph per batch size where TensorRT allows it.
         threads: ONNX Runtime intra-op threads (0 = one per core).
+        rewrite_fixed_batch: give a fixed-batch-1 model a dynamic batch when that is proven
+            (engines/dynamic_batch.py), so it batches up to max_batch; False keeps batch 1.
     """
 
     backend: str = "auto"
@@ -42,6 +44,7 @@ class EngineOptions:
     cache_dir: Path = field(default_factory=lambda: cache_root() / "engines")
     cuda_graphs: bool = False
     threads: int = 0
+    rewrite_fixed_batch: bool = True
 
     @property
     def device_index(self) -> int:

@@ -165,6 +165,29 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
     return CacheEntry(key, digest, base.with_suffix(".engine"), base.with_suffix(".json"))
 
 
+def batch_model(model_path: Path, options: EngineOptions) -> Path:
+    """The ONNX file to build for ``model_path``: its proven dynamic-batch copy when the model
+    has a fixed batch of 1 and ``max_batch`` > 1 (:mod:`engines.dynamic_batch`, made once and
+    cached in ``options.cache_dir``), else ``model_path`` itself (a dynamic model is untouched).
+    """
+    from engines import dynamic_batch
+
+    model_path = Path(model_path)
+    if options.max_batch <= 1 or not options.rewrite_fixed_batch or not model_path.is_file():
+        return model_path
+    if dynamic_batch.input_batch(model_path) != 1:
+        return model_path
+    rewrite = dynamic_batch.make_dynamic(model_path, Path(options.cache_dir).expanduser())
+    if not rewrite.dynamic:
+        logger.warning(
+            "%s has a fixed batch of 1 and cannot be given a dynamic one: %s",
+            model_path.name,
+            rewrite.reason,
+        )
+        return model_path
+    return rewrite.path
+
+
 def engine_path(model_path: Path, options: EngineOptions) -> Path:
     """Where the engine for ``model_path`` and ``options`` is (or would be) cached."""
     return cache_entry(model_path, options).engine_path
@@ -345,6 +368,7 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
         The path of the cached engine.
     """
     trt = import_tensorrt()
+    model_path = batch_model(model_path, options)
 
     def show(line: str) -> None:
         print(line, flush=True)

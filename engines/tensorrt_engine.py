@@ -34,6 +34,7 @@ from engines.base import DeviceInput, TensorSpec
 from engines.errors import EngineError
 from engines.options import EngineOptions
 from engines.tensorrt_build import (
+    batch_model,
     deserialize_copy,
     engine_path,
     import_tensorrt,
@@ -212,7 +213,7 @@ class TensorRTEngine:
         started = time.perf_counter()
         trt = import_tensorrt()
         self._trt = trt
-        model_path = Path(model_path)
+        model_path = batch_model(Path(model_path), options)  # a fixed batch of 1 made dynamic
         self._device_index = options.device_index
         cuda.set_device(self._device_index)
         self.device = cuda.device_info(self._device_index)

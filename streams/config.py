@@ -440,6 +440,7 @@ def _parse_engine(raw: Any) -> EngineOptions:
             "cache_dir": _string,
             "cuda_graphs": _boolean,
             "threads": _integer(0, 1024),
+            "rewrite_fixed_batch": _boolean,
         },
     )
     if options.opt_batch is not None and options.opt_batch > options.max_batch:
