@@ -44,15 +44,11 @@ from tests.support.hand_count import (
     match_events,
     observed_from,
     run_clip,
+    span_track_ids,
 )
 
 # The detector over 250 frames on the CPU (~16 s on 2 cores, once for the module).
 slow = pytest.mark.slow
-
-# How far (px) a box's bottom centre may be from where the eye put the object: the rider's
-# and cyclist's boxes were within ~30 px of it; the nearest other box of their class (the
-# parked motorbike's helmet, a 'person' at x ~580) is 145 px from the cyclist.
-SPAN_TOLERANCE_PX = 60
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +70,12 @@ def test_the_hand_count_is_consistent(truth):
     frame a person wrote, and the counts are the table's above."""
     w, h = truth.size_wh
     px, frac = analytics_config(truth), analytics_config(truth, fractions=True)
-    for kind in ("zones", "lines"):
-        for a, b in zip(px[kind], frac[kind]):
-            np.testing.assert_allclose(np.array(b["points"]) * [w, h], a["points"])
+    (zone_px,), (zone_frac,) = px["zones"], frac["zones"]
+    (line_px,), (line_frac,) = px["lines"], frac["lines"]
+    assert "units" not in zone_px and zone_frac["units"] == line_frac["units"] == "fraction"
+    np.testing.assert_allclose(np.array(zone_frac["points"]) * [w, h], zone_px["points"])
+    for end in ("a", "b"):
+        np.testing.assert_allclose(np.array(line_frac[end]) * [w, h], line_px[end])
     zones, lines = geometry(truth)
     assert [z.name for z in zones] == ["kerb"] and [ln.name for ln in lines] == ["x480"]
     for e in truth.expected:
@@ -145,14 +144,10 @@ def test_a_person_in_view_keeps_one_track_id(run, truth, object_id, n_frames):
     (span,) = [s for s in truth.spans if s.object_id == object_id]
     first, last = span.frames
     assert last - first + 1 == n_frames
-    ids = []
-    for frame in range(first, last + 1):
-        boxes, classes = run.boxes[frame], run.class_ids[frame]
-        feet_x = (boxes[:, 0] + boxes[:, 2]) / 2
-        mine = np.isin([COCO80[c] for c in classes], span.classes)
-        distance = np.where(mine, np.abs(feet_x - span.x_at(frame)), np.inf)
-        nearest = int(np.argmin(distance)) if len(distance) else -1
-        ok = nearest >= 0 and distance[nearest] <= SPAN_TOLERANCE_PX
-        ids.append(int(run.track_ids[frame][nearest]) if ok else None)
+    frames = {
+        frame: (run.boxes[frame], [COCO80[c] for c in run.class_ids[frame]], run.track_ids[frame])
+        for frame in range(first, last + 1)
+    }
+    ids = span_track_ids(span, frames)
     assert None not in ids, ids  # found on every frame
     assert len(set(ids)) == 1 and ids[0] >= 1, ids

@@ -1,8 +1,9 @@
 """A person's count of a sample clip (tests/data/*.yaml) and the tools to hold a run against it.
 
-Used by tests/test_hand_count.py (detector + tracker + analytics called directly) and meant
-for the pipeline-level test (events a ZeroMQ subscriber receives): ``load_hand_count`` reads
-the truth, ``geometry``/``analytics_config`` give the zone and line to configure, and
+Used by tests/test_hand_count.py (detector + tracker + analytics called directly) and
+tests/test_hand_count_pipeline.py (events a ZeroMQ subscriber receives, turned back into
+``Event``s by ``events_from_messages``): ``load_hand_count`` reads the truth,
+``geometry``/``analytics_config`` give the zone and line to configure, and
 ``match_events`` compares what was reported with what a person counted, whatever produced it
 (an ``Observed`` per event: kind, zone/line name, direction, label, frame, track id).
 
@@ -109,14 +110,14 @@ def geometry(truth: HandCount) -> tuple[list[Zone], list[Line]]:
 
 
 def analytics_config(truth: HandCount, fractions: bool = False) -> dict:
-    """The zone and line as plain config dicts (pixels, or fractions of the frame): the
-    pipeline-level test adapts these to the config schema once it is merged."""
+    """The zone and the line as a stream's ``zones:`` and ``lines:`` config entries
+    (docs/configuration.md), in source pixels or, ``fractions``, as ``units: fraction``."""
     zone, line = truth.zone, truth.line
-    suffix = "_frac" if fractions else ""
+    suffix, units = ("_frac", {"units": "fraction"}) if fractions else ("", {})
     return {
-        "zones": [{"name": zone["name"], "points": zone[f"points{suffix}"]}],
+        "zones": [{"name": zone["name"], "points": zone[f"points{suffix}"], **units}],
         "lines": [
-            {"name": line["name"], "points": [line[f"a{suffix}"], line[f"b{suffix}"]]},
+            {"name": line["name"], "a": line[f"a{suffix}"], "b": line[f"b{suffix}"], **units}
         ],
     }
 
@@ -251,6 +252,53 @@ def observed_from(events: list[Event], fps: float) -> list[Observed]:
             )  # fmt: skip
         )
     return observed
+
+
+def events_from_messages(messages: list[dict]) -> list[Event]:
+    """``event/<stream>/`` messages (docs/messages.md) as the analytics' ``Event``s, in the
+    order received, for ``observed_from``: the pipeline's events held to the same count."""
+    return [
+        Event(
+            kind=m["event"],
+            name=m["line"] if m["event"] == "cross" else m["zone"],
+            track_id=m["track_id"],
+            class_id=m["class_id"],
+            pts_s=m["pts"],
+            direction=m.get("direction"),
+            dwell_s=m.get("dwell_s"),
+        )
+        for m in messages
+    ]
+
+
+# How far (px) a box's bottom centre may be from where the eye put the object: the rider's
+# and cyclist's boxes were within ~30 px of it; the nearest other box of their class (the
+# parked motorbike's helmet, a 'person' at x ~580) is 145 px from the cyclist.
+SPAN_TOLERANCE_PX = 60
+
+
+def span_track_ids(
+    span: TrackSpan,
+    frames: dict[int, tuple[np.ndarray, list[str], np.ndarray]],
+    tolerance_px: float = SPAN_TOLERANCE_PX,
+) -> list[int | None]:
+    """Per frame of ``span``, the track id of the box of its classes whose bottom centre is
+    nearest where the eye put the object (None: no such box within ``tolerance_px``, or the
+    frame is missing). ``frames``: frame -> (boxes ``(n, 4)``, labels, track ids)."""
+    ids: list[int | None] = []
+    for frame in range(span.frames[0], span.frames[1] + 1):
+        if frame not in frames:
+            ids.append(None)
+            continue
+        boxes, labels, track_ids = frames[frame]
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        feet_x = (boxes[:, 0] + boxes[:, 2]) / 2
+        mine = np.isin(np.asarray(labels, dtype=object), span.classes)
+        distance = np.where(mine, np.abs(feet_x - span.x_at(frame)), np.inf)
+        nearest = int(np.argmin(distance)) if len(distance) else -1
+        ok = nearest >= 0 and distance[nearest] <= tolerance_px
+        ids.append(int(track_ids[nearest]) if ok else None)
+    return ids
 
 
 @dataclass
