@@ -26,12 +26,6 @@ from streams.runtime.stats import AnalyticsCounts, StreamStats
 
 logger = logging.getLogger(__name__)
 
-# The point tested for a box is its bottom centre; boxes end at the frame's right and bottom
-# edges (x2 == width), where a zone drawn along those edges ends too, and even-odd membership
-# leaves a point on those edges outside. Boxes are held this far inside the frame so that a
-# zone covering the frame holds every box in it.
-EDGE_PX = 1e-3
-
 
 @dataclass(frozen=True)
 class AnalyticsPlan:
@@ -155,12 +149,8 @@ class AnalyticsStage:
                 live = self._start(plan, frame, live, stats.analytics, notes)
             if not live.on:
                 continue
-            xyxy = decoded[i].xyxy
-            if len(xyxy):
-                height, width = live.hw
-                xyxy = np.minimum(xyxy, (width - EDGE_PX, height - EDGE_PX) * 2)
-            take.append(i)
-            boxes.append(xyxy)
+            take.append(i)  # a box on the frame's edge is inside a zone drawn to it (closed)
+            boxes.append(decoded[i].xyxy)
         if not take:
             return messages, notes
         events = self._state.update(
