@@ -188,16 +188,17 @@ class _RawDecoder:
     """Bare PyNvVideoCodec: demux a packet, ``Decode`` it (frames stay in its own buffer)."""
 
     def __init__(self, clip: Path, demuxer: Any, decoder: Any) -> None:
+        import PyNvVideoCodec as nvc
+
+        self._nvc = nvc
         self.clip, self.demuxer, self.decoder = clip, demuxer, decoder
         self._packets = iter(demuxer)
 
     def read_counted(self) -> int:
         """Frames out of one packet (0 while the decoder holds pictures back)."""
-        import PyNvVideoCodec as nvc
-
         packet = next(self._packets, None)
         if packet is None:
-            self.demuxer = nvc.CreateDemuxer(filename=str(self.clip))
+            self.demuxer = self._nvc.CreateDemuxer(filename=str(self.clip))
             self._packets = iter(self.demuxer)
             return 0
         return len(self.decoder.Decode(packet))
