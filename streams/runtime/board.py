@@ -108,7 +108,6 @@ class FrameBoard:
                     break
                 self._wanted = wanted  # unregister() and close() wake it regardless
                 self._frame_ready.wait(remaining)
-            self._wanted = 1
             oldest = sorted(self._frames.values(), key=lambda f: f.ready_mono_s)[:max_batch]
             for frame in oldest:
                 del self._frames[frame.stream_id]
