@@ -496,3 +496,28 @@ def test_out_of_gpu_memory_is_named_and_keeps_the_cached_engine(yolo_reference, 
         assert out.shape[0] == 4
     finally:
         engine.close()
+
+
+# -- fixed-batch exports (issue 13, part 1) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["v5", "v8"])
+def test_fixed_batch_export_batches_on_tensorrt(tmp_path, cache_dir, style):
+    """A fixed-batch-1 export (as Ultralytics writes them) builds for max_batch, not batch 1,
+    and a batch of 6 gives what 6 runs of the original batch-1 model give in ONNX Runtime."""
+    import onnxruntime as ort
+
+    from tests.engines import yolo_exports
+
+    path = getattr(yolo_exports, style)(tmp_path / f"{style}.onnx")
+    images = np.random.default_rng(3).random((6, 3, 64, 64), dtype=np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    want = np.concatenate([session.run(None, {name: images[i : i + 1]})[0] for i in range(6)])
+    with TensorRTEngine(path, options(cache_dir, max_batch=8)) as engine:
+        assert engine.max_batch == 8 and engine.dynamic_batch
+        (got,) = engine.infer(images)
+    assert got.shape == want.shape
+    stats = compare(got, want)
+    print(f"\n{style} fixed-batch export, batch 6 on TensorRT vs 6 x batch 1 in ORT: {stats}")
+    assert stats["rel"] < 5e-3
