@@ -31,6 +31,7 @@ import numpy as np
 
 from streams.capture.av_errors import describe
 from streams.capture.frames import DisplayClock
+from streams.capture.packet_ring import CodecTemplate, PacketRing
 from streams.errors import CaptureError
 from streams.redact import redact_url
 
@@ -93,7 +94,11 @@ class NetworkReader:
     """
 
     def __init__(
-        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+        self,
+        url: str,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        ring: PacketRing | None = None,
     ) -> None:
         av = _av()
         self.name = redact_url(url)
@@ -109,8 +114,11 @@ class NetworkReader:
             )
         except (av.FFmpegError, OSError) as err:
             raise CaptureError(f"{self.name}: cannot open stream: {describe(err)}") from err
+        self._ring = ring
         try:
             self._describe()
+            if ring is not None:  # a new session: the ring starts afresh with its codec
+                ring.restart(CodecTemplate(self._stream))
         except BaseException:
             self.close()
             raise
@@ -160,6 +168,8 @@ class NetworkReader:
                 continue  # joined mid-GOP: nothing can decode these
             self._started = True
             self.arrived_mono_s = time.monotonic()
+            if self._ring is not None and packet.pts is not None:  # a reference, no copy
+                self._ring.add(packet, float(packet.pts * packet.time_base))
             return packet
 
     def _packet_seconds(self, pts: int | None, time_base: Any) -> float:
@@ -200,9 +210,13 @@ class PacketReader(NetworkReader):
     """
 
     def __init__(
-        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+        self,
+        url: str,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        ring: PacketRing | None = None,
     ) -> None:
-        super().__init__(url, open_timeout_s, read_timeout_s)
+        super().__init__(url, open_timeout_s, read_timeout_s, ring)
         self._queue: list[Any] = []
         try:
             self._set_up_for_nvdec()
@@ -255,6 +269,8 @@ class PacketReader(NetworkReader):
             packet = self._next_packet()
             if packet is None:
                 return None
+            if self._ring is not None:  # the filter takes the packet's data: the ring keeps it
+                packet = _copy_packet(av, packet)
             try:
                 self._queue.extend(self._filter.filter(packet))
             except av.FFmpegError as err:  # a damaged packet: skip it, the next GOP heals
@@ -266,13 +282,26 @@ class PacketReader(NetworkReader):
         super().close()
 
 
+def _copy_packet(av: Any, packet: Any) -> Any:
+    """A packet with its own copy of the data and the same times and key flag."""
+    copy = av.Packet(bytes(packet))
+    copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    copy.stream = packet.stream
+    return copy
+
+
 class FrameReader(NetworkReader):
     """The stream decoded on the CPU by FFmpeg: BGR pictures, starting at a keyframe."""
 
     def __init__(
-        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+        self,
+        url: str,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        ring: PacketRing | None = None,
     ) -> None:
-        super().__init__(url, open_timeout_s, read_timeout_s)
+        super().__init__(url, open_timeout_s, read_timeout_s, ring)
         self._pending: list[Any] = []
 
     def read(self) -> tuple[np.ndarray, float, float] | None:
