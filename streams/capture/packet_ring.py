@@ -7,7 +7,8 @@ and keeps the source's codec, profile and quality; holding them costs a few MB p
 The capture thread appends one reference per packet (the PyAV ``Packet`` it demuxed anyway,
 no copy) under a short lock; whole GOPs fall off the old end, so the ring always starts at a
 keyframe. It is bounded twice: in time (from the last keyframe at or before ``keep_s`` before
-the newest packet) and in bytes (``max_bytes``: the oldest GOPs go first; a single GOP larger
+the newest packet, or before the start of a clip still waiting for its packets: a
+:meth:`hold`) and in bytes (which win over holds) (``max_bytes``: the oldest GOPs go first; a single GOP larger
 than the bound is dropped whole, and the packets up to the next keyframe with it, counted in
 ``dropped``). A reader (the recorder's writer thread) takes a :meth:`cut`: a list of entries
 of one segment, which it may remux while the ring goes on.
@@ -92,6 +93,8 @@ class PacketRing:
         self.newest_s = float("-inf")
         self.dropped = 0  # packets not kept because one GOP alone was over max_bytes
         self.peak_bytes = 0
+        self._holds: dict[int, float] = {}  # token -> a waiting clip's start (frames' clock)
+        self._next_hold = 0
 
     # --- the capture thread -----------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class PacketRing:
             if entry.pts_s > self.newest_s:
                 self.newest_s = entry.pts_s
             horizon = self.newest_s - self.keep_s
+            if self._holds:
+                horizon = min(horizon, min(self._holds.values()))
             while len(gops) > 1 and gops[1][0].pts_s <= horizon:
                 self._pop_oldest()
             while self._bytes > self.max_bytes and len(gops) > 1:
@@ -143,6 +148,19 @@ class PacketRing:
         self._bytes -= sum(entry.size for entry in gop)
 
     # --- readers ------------------------------------------------------------------------------
+
+    def hold(self, start_s: float) -> int:
+        """Keep the packets from ``start_s`` on (within ``max_bytes``) until :meth:`release`:
+        a clip waits for its last packets however fast the stream runs (a file read as fast as
+        the pipeline goes covers ``keep_s`` in moments)."""
+        with self._lock:
+            self._next_hold += 1
+            self._holds[self._next_hold] = start_s
+            return self._next_hold
+
+    def release(self, token: int) -> None:
+        with self._lock:
+            self._holds.pop(token, None)
 
     @property
     def bytes(self) -> int:

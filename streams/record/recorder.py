@@ -104,6 +104,8 @@ class _Job:
     generation: int = 0
     due_mono_s: float = 0.0
     future: concurrent.futures.Future | None = None  # requests: the path, or the error
+    ring: PacketRing | None = None  # clips: the ring it holds packets of (from start_s)
+    hold: int = 0
     paths: list[str] = field(default_factory=list)
 
 
@@ -208,6 +210,9 @@ class Recorder:
                 start_s=frame.pts_s - record.pre_s,
                 end_s=frame.pts_s + record.post_s,
             )
+            ring = self._rings.get(stream_id) if record.clips else None
+            if ring is not None:  # its packets stay until the clip is cut
+                job.ring, job.hold = ring, ring.hold(job.start_s)
             self._put(job)
 
     def _put(self, job: _Job) -> bool:
@@ -215,6 +220,7 @@ class Recorder:
             self._queue.put_nowait(job)
         except queue.Full:
             self.counts.setdefault(job.stream_id, RecordCounts()).dropped += 1
+            _release(job)
             return False
         return True
 
@@ -277,13 +283,17 @@ class Recorder:
             self._cut_due(final=stopping)
 
     def _take(self, job: _Job) -> None:
-        try:
-            if job.snapshot:
+        if job.snapshot:
+            try:
                 self._write_snapshot(job)
-            if job.clip:
+            except Exception as err:  # noqa: BLE001 - one job, never the thread
+                self._failed(job, err, "snapshot")
+        if job.clip:
+            try:
                 self._queue_clip(job)
-        except Exception as err:  # noqa: BLE001 - one job, never the thread
-            self._failed(job, err, "snapshot")
+            except Exception as err:  # noqa: BLE001
+                _release(job)
+                self._failed(job, err, "clip")
 
     def _queue_clip(self, job: _Job) -> None:
         ring = self._rings.get(job.stream_id)
@@ -298,6 +308,7 @@ class Recorder:
                 and pending.start_s <= job.seen.pts_s <= pending.end_s
             ):
                 pending.events += job.events  # within that clip: one file for both
+                _release(job)
                 return
         job.generation = ring.generation
         job.due_mono_s = time.monotonic() + (job.end_s - job.seen.pts_s) + CLIP_WAIT_S
@@ -323,6 +334,8 @@ class Recorder:
                 self._write_clip(job, ring)
             except Exception as err:  # noqa: BLE001
                 self._failed(job, err, "clip")
+            finally:
+                _release(job)
 
     def _write_snapshot(self, job: _Job) -> None:
         seen = job.seen
@@ -406,6 +419,12 @@ class Recorder:
         if now - self._errors_logged.get(job.stream_id, -ERROR_EVERY_S) >= ERROR_EVERY_S:
             self._errors_logged[job.stream_id] = now
             logger.error("%s%s (%d so far; the pipeline goes on)", message, reason, counts.errors)
+
+
+def _release(job: _Job) -> None:
+    if job.ring is not None:
+        job.ring.release(job.hold)
+        job.ring = None
 
 
 def _seen(frame: Any, detections: Any, track_ids: Sequence | None, index: int) -> _Seen:
