@@ -6,12 +6,12 @@ and keeps the source's codec, profile and quality; holding them costs a few MB p
 
 The capture thread appends one reference per packet (the PyAV ``Packet`` it demuxed anyway,
 no copy) under a short lock; whole GOPs fall off the old end, so the ring always starts at a
-keyframe. It is bounded twice: in time (from the last keyframe at or before ``keep_s`` before
-the newest packet, or before the start of a clip still waiting for its packets: a
-:meth:`hold`) and in bytes (which win over holds) (``max_bytes``: the oldest GOPs go first; a single GOP larger
-than the bound is dropped whole, and the packets up to the next keyframe with it, counted in
-``dropped``). A reader (the recorder's writer thread) takes a :meth:`cut`: a list of entries
-of one segment, which it may remux while the ring goes on.
+keyframe. It is bounded twice: in time (from the last keyframe at or before ``keep_s``
+before the newest packet, or before the start of a clip still waiting for its packets: a
+:meth:`hold`) and in bytes (``max_bytes``, which wins over holds: the oldest GOPs go first;
+a single GOP larger than the bound is dropped whole, and the packets up to the next keyframe
+with it, counted in ``dropped``). A reader (the recorder's writer thread) takes a
+:meth:`cut`: a list of entries of one segment, which it may remux while the ring goes on.
 
 Times: entries carry ``pts_s`` on the clock of the stream's frames (``Frame.pts_s``): the
 source gives seconds on its own clock, and :meth:`restart` (a new session, a loop of a file)
