@@ -347,7 +347,11 @@ class Recorder:
         names = [labels[c] if 0 <= c < len(labels) else str(c) for c in seen.class_ids.tolist()]
         drawn = draw_boxes(image, seen.boxes, names, _list(seen.track_ids), highlight)
         path = self._path(job, seen.pts_s, "jpg")
-        write_jpeg(drawn, path)
+        try:
+            write_jpeg(drawn, path)
+        except Exception:
+            path.unlink(missing_ok=True)  # a full disk leaves no half a file behind
+            raise
         self.store.added(path)
         self.counts.setdefault(job.stream_id, RecordCounts()).snapshots += 1
         self._announce("snapshot", job, path, pts_s=seen.pts_s, seq=seen.seq)
