@@ -52,6 +52,9 @@ SLACK_S = 2.0  # ring time beyond pre_s + post_s: the event reaches the recorder
 CLIP_WAIT_S = 10.0  # beyond post_s: a stream that stopped gets the clip of what arrived
 ERROR_EVERY_S = 60.0  # one error line per stream this often; the rest are counted
 TICK_S = 0.05
+# A clip is cut once packets shown this long after its end arrived: with B-frames a later
+# picture's packet comes before the ones shown up to the end.
+REORDER_S = 0.5
 
 
 class RecordError(StreamsError):
@@ -273,13 +276,14 @@ class Recorder:
         while not stopping or self._pending:
             try:
                 job = self._queue.get(timeout=TICK_S)
+                while True:  # every job queued by now, before cutting: events join clips
+                    if job is None:
+                        stopping = True
+                    else:
+                        self._take(job)
+                    job = self._queue.get_nowait()
             except queue.Empty:
-                job = None
-            else:
-                if job is None:
-                    stopping = True
-                else:
-                    self._take(job)
+                pass
             self._cut_due(final=stopping)
 
     def _take(self, job: _Job) -> None:
@@ -322,7 +326,8 @@ class Recorder:
             ring = self._rings.get(job.stream_id)
             ready = (
                 ring is None
-                or ring.newest_s >= job.end_s
+                or job.future is not None  # asked for: what the ring holds now
+                or ring.newest_s >= job.end_s + REORDER_S
                 or ring.generation != job.generation
                 or now >= job.due_mono_s
                 or final

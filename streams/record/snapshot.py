@@ -21,13 +21,18 @@ def draw_boxes(
     highlight: set[int],
 ) -> np.ndarray:
     """A copy of ``image_bgr`` with ``boxes`` (``(n, 4)`` xyxy pixels) drawn; the boxes whose
-    track id is in ``highlight`` in :data:`EVENT_BGR`, 2 px wide."""
+    track id is in ``highlight`` in :data:`EVENT_BGR` (drawn last, on top), 2 px wide."""
     import cv2
 
     out = image_bgr.copy()
     height, width = out.shape[:2]
-    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
-        track = None if track_ids is None else int(track_ids[i])
+    xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
+    tracks = [None] * len(xyxy) if track_ids is None else [int(t) for t in track_ids]
+    # The event's objects last, so that no other box is drawn over theirs.
+    order = sorted(range(len(xyxy)), key=lambda i: tracks[i] in highlight)
+    for i in order:
+        x1, y1, x2, y2 = xyxy[i]
+        track = tracks[i]
         colour = EVENT_BGR if track is not None and track in highlight else OTHER_BGR
         a = (int(np.clip(round(x1), 0, width - 1)), int(np.clip(round(y1), 0, height - 1)))
         b = (int(np.clip(round(x2), 0, width - 1)), int(np.clip(round(y2), 0, height - 1)))
