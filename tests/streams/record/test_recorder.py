@@ -22,6 +22,7 @@ from processors.detections import Detections
 from streams.bus.messages import event_message, topic, validate
 from streams.capture.frames import Frame
 from streams.capture.source import SourceOptions, make_source
+from streams.cli.subscribe import describe
 from streams.config import parse_config
 from streams.record.recorder import Recorder, RecordError
 from streams.record.snapshot import EVENT_BGR, OTHER_BGR
@@ -149,6 +150,8 @@ def test_an_event_gets_a_snapshot_with_its_box_and_a_clip_of_the_sources_packets
         ]
     )
     assert (snap["seq"], snap["pts"]) == (125, round(event_pts, 4))
+    assert describe(snap) == f"snapshot bikes pts 5.00s (cross x480 #7): {snap['path']}"
+    assert describe(clip).startswith("clip bikes 1.20-") and describe(clip).endswith(".mp4")
     # The snapshot: that frame, the event's object boxed in red, the other in green.
     image = cv2.imread(snap["path"])
     assert image.shape == frames[125].image_bgr.shape
