@@ -80,9 +80,17 @@ def cross(frame: Frame, track_id: int = 7) -> dict:
     )
 
 
-def play(recorder: Recorder, video: str, events_at: set[int], frames: int = 250) -> list[Frame]:
+def play(
+    recorder: Recorder,
+    video: str,
+    events_at: set[int],
+    frames: int = 250,
+    on_gpu: bool = False,
+) -> list[Frame]:
     """Decode ``video`` into the recorder as the pipeline would: packets into the stream's
-    ring, each frame with two boxes seen, a cross event on the frames ``events_at``."""
+    ring, each frame with two boxes seen, a cross event on the frames ``events_at``.
+    ``on_gpu``: the frames reach the recorder without pixels, as NVDEC's do (the test keeps
+    them in ``Frame.surface`` to compare)."""
     ring = recorder.ring_for("bikes")
     source = make_source(video, "file", "opencv", SourceOptions("bikes", packets=ring))
     source.open()
@@ -97,7 +105,11 @@ def play(recorder: Recorder, video: str, events_at: set[int], frames: int = 250)
             frame = Frame("bikes", seq, picture.pts_s, time.time(), time.monotonic(), 0.0,
                           picture.image_bgr)  # fmt: skip
             events = [(0, [cross(frame)])] if seq in events_at else []
-            recorder.seen([frame], [detections], [TRACKS], events)
+            if on_gpu:
+                sent = Frame(**{**frame.__dict__, "image_bgr": None})
+                recorder.seen([sent], [detections], [TRACKS], events)
+            else:
+                recorder.seen([frame], [detections], [TRACKS], events)
             out.append(frame)
     finally:
         source.close()
@@ -287,3 +299,27 @@ def test_a_clip_of_a_stream_that_restarted_is_refused_in_words(video, tmp_path):
 def test_topics():
     assert topic("clip", "cam1") == "clip/cam1/" and topic("snapshot", "cam1") == "snapshot/cam1/"
     assert av.__version__  # remuxing needs PyAV's add_stream_from_template (PyAV >= 12)
+
+
+def test_a_frame_without_pixels_is_decoded_from_the_ring_for_its_snapshot(video, tmp_path):
+    """The NVDEC path's snapshot, without a GPU: the frame came without pixels, so the writer
+    decodes the event's picture from the ring on the CPU: the same picture OpenCV decoded."""
+    bus = Bus()
+    recorder = Recorder(make_config(tmp_path, pre_s=1, post_s=1), bus, LABELS)
+    recorder.start()
+    try:
+        frames = play(recorder, video, events_at={37, 130}, on_gpu=True)
+    finally:
+        recorder.close()
+    snapshots = bus.of("snapshot")
+    assert [s["seq"] for s in snapshots] == [37, 130]
+    for snapshot in snapshots:
+        image = cv2.imread(snapshot["path"])
+        original = frames[snapshot["seq"]].image_bgr
+        assert np.abs(box_edge_bgr(image, BOX[0]) - EVENT_BGR).max() < 40
+        inside = (slice(100, 160), slice(140, 220))  # inside the box: the picture itself
+        assert np.abs(image[inside].astype(int) - original[inside]).mean() < 8
+        # Not its neighbour: the picture a frame earlier differs more than JPEG does.
+        before = frames[snapshot["seq"] - 1].image_bgr
+        here = np.abs(image[inside].astype(int) - original[inside]).mean()
+        assert here < np.abs(image[inside].astype(int) - before[inside]).mean()
