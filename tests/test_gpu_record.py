@@ -20,7 +20,7 @@ import pytest
 from streams.bus.messages import validate
 from tests.helpers import Collector, cleanup, free_port, run_cli, start_cli, write_config
 from tests.support.hand_count import analytics_config, load_hand_count
-from tests.support.probe import decodes_cleanly, ffprobe
+from tests.support.probe import decodes_cleanly, ffprobe, picture_hashes
 from tests.support.rtsp import make_test_clip
 from tests.test_gpu_pipeline import tensorrt_ready, trt_engine
 from tests.test_record_pipeline import WHOLE_FRAME, of, red_edge_fraction
@@ -32,7 +32,11 @@ pytestmark = [
 ]
 
 
-def check_clips_and_snapshots(messages, stream: str, source: dict, same_bytes: bool) -> None:
+def check_clips_and_snapshots(
+    messages, stream: str, source: dict, same_bytes: bool, pictures: list[str] | None = None
+) -> None:
+    """``same_bytes``: the clip's packets are the source file's; ``pictures``: the served
+    file's picture hashes, which a camera's clips decode to, in order (looped)."""
     clips, snapshots = of(messages, "clip", stream), of(messages, "snapshot", stream)
     assert clips and snapshots, (clips, snapshots)
     for clip in clips:
@@ -44,6 +48,10 @@ def check_clips_and_snapshots(messages, stream: str, source: dict, same_bytes: b
             first = source["hashes"].index(probe["hashes"][0])
             assert probe["hashes"] == source["hashes"][first : first + probe["frames"]], path
         assert probe["keyframes"][0] and decodes_cleanly(path) == "", path
+        if pictures is not None:
+            got = picture_hashes(path)
+            at = pictures.index(got[0])
+            assert got == [pictures[(at + k) % len(pictures)] for k in range(len(got))], path
         for event in clip["events"]:
             assert clip["start"] <= event["pts"] <= clip["end"], clip
     dets = {m["seq"]: m for m in of(messages, "det", stream)}
@@ -118,4 +126,6 @@ def test_a_camera_on_nvdec_gets_snapshots_and_clips(assets, rtsp_server, tmp_pat
     messages = list(collector.messages)
     lives = [m for m in of(messages, "status", "cam1") if m["state"] == "live"]
     assert lives and lives[0]["decoder"] == "nvdec", lives
-    check_clips_and_snapshots(messages, "cam1", ffprobe(clip), same_bytes=False)
+    check_clips_and_snapshots(
+        messages, "cam1", ffprobe(clip), same_bytes=False, pictures=picture_hashes(clip)
+    )

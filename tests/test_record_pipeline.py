@@ -23,7 +23,7 @@ from streams.bus.messages import validate
 from streams.record.snapshot import EVENT_BGR
 from tests.helpers import Collector, cleanup, free_port, run_cli, start_cli, write_config
 from tests.support.hand_count import analytics_config, load_hand_count
-from tests.support.probe import decodes_cleanly, ffprobe
+from tests.support.probe import decodes_cleanly, ffprobe, picture_hashes
 from tests.support.rtsp import make_test_clip
 
 slow = pytest.mark.slow
@@ -304,10 +304,11 @@ def test_a_full_disk_is_one_error_naming_stream_and_dir_and_the_run_goes_on(
 @pytest.mark.rtsp
 def test_a_camera_gets_snapshots_and_clips_of_its_own_packets(assets, rtsp_server, tmp_path):
     """A real RTSP camera (GStreamer, bikes.mp4 re-encoded as H.264 baseline): the clips are
-    its H.264 as sent (codec, profile, size; no encoder in the path), they play and cover
-    their events on the camera's clock; the snapshots have the boxes drawn."""
+    its H.264 as sent (codec, profile, size, and pictures that decode bit for bit as the
+    served file's: no encoder in the path), they play and cover their events on the camera's
+    clock; the snapshots have the boxes drawn."""
     clip = make_test_clip(assets.videos["bikes.mp4"], tmp_path / "street.mp4")
-    served = ffprobe(clip)
+    served, served_pictures = ffprobe(clip), picture_hashes(clip)
     server = rtsp_server(clip, path="cam1")
     port = free_port()
     config = write_config(
@@ -337,6 +338,12 @@ def test_a_camera_gets_snapshots_and_clips_of_its_own_packets(assets, rtsp_serve
         assert (probe["codec"], probe["profile"]) == (served["codec"], served["profile"])
         assert (probe["width"], probe["height"]) == (served["width"], served["height"])
         assert probe["keyframes"][0] and decodes_cleanly(path) == "", path
+        # RTP repacketises the camera's H.264 (its packets are not the file's bytes), but the
+        # pictures decode bit for bit as the served file's, in order (it loops): no encoder.
+        pictures = picture_hashes(path)
+        at = served_pictures.index(pictures[0])
+        n = len(served_pictures)
+        assert pictures == [served_pictures[(at + k) % n] for k in range(len(pictures))], path
         for event in message["events"]:
             assert message["start"] <= event["pts"] <= message["end"], message
         assert probe["duration_s"] == pytest.approx(

@@ -63,3 +63,17 @@ def decodes_cleanly(path: Path) -> str:
         timeout=60,
     )
     return out.stderr.strip() + ("" if out.returncode == 0 else f" (exit {out.returncode})")
+
+
+def picture_hashes(path: Path) -> list[str]:
+    """The MD5 of each decoded picture (its YUV planes), in display order: a clip remuxed
+    from a stream's packets decodes to bit-identical pictures; a re-encoded one never does."""
+    import hashlib
+
+    import av
+
+    with av.open(str(path)) as container:
+        return [
+            hashlib.md5(b"".join(bytes(plane) for plane in frame.planes)).hexdigest()
+            for frame in container.decode(video=0)
+        ]
