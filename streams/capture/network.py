@@ -142,6 +142,7 @@ class NetworkReader:
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
         self.reorders = bool(getattr(context, "has_b_frames", 0))
+        self._time_base_s = float(self._stream.time_base or 0)  # a float: Fractions are slow
 
     def _next_packet(self) -> Any | None:
         """The next video packet with data, from the first keyframe on; None at the end, on a
@@ -169,7 +170,7 @@ class NetworkReader:
             self._started = True
             self.arrived_mono_s = time.monotonic()
             if self._ring is not None and packet.pts is not None:  # a reference, no copy
-                self._ring.add(packet, float(packet.pts * packet.time_base))
+                self._ring.add(packet, packet.pts * self._time_base_s)
             return packet
 
     def _packet_seconds(self, pts: int | None, time_base: Any) -> float:
