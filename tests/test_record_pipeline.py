@@ -204,6 +204,11 @@ def test_the_size_cap_removes_the_oldest_files_first(assets, tmp_path):
         key=lambda m: m["time"],
     )
     present = [Path(m["path"]).exists() for m in announced]
+    # Over the whole run (the file looped several times) the ring stayed within its bound:
+    # pre_s + post_s + 2 s, back to the keyframe before (bikes.mp4's GOPs: up to 2.44 s).
+    held = [row["record"] for m in collector.of("stats") for row in m["streams"]]
+    assert len(held) >= 10 and max(r["buffer_s"] for r in held) <= 1 + 1 + 2 + 2.44 + 0.04
+    assert max(r["buffer_bytes"] for r in held) < 1 << 20
     total = sum(p.stat().st_size for p in (tmp_path / "rec").rglob("*") if p.is_file())
     assert total <= cap
     assert not present[0] and present[-1]
