@@ -22,6 +22,7 @@ two segments.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,9 @@ class Cut:
     template: CodecTemplate
 
 
+_GENERATIONS = itertools.count(1)  # unique in the process: a replaced ring never matches
+
+
 class PacketRing:
     """One stream's packets of the last ``keep_s`` seconds (and more, back to a keyframe).
 
@@ -89,7 +93,7 @@ class PacketRing:
         self._template: CodecTemplate | None = None
         self._offset_s = 0.0
         self._skipping = True  # until a keyframe: nothing before one can be decoded
-        self.generation = 0  # counts restarts: a cut never mixes two
+        self.generation = next(_GENERATIONS)  # new at each restart: a clip never spans two
         self.newest_s = float("-inf")
         self.dropped = 0  # packets not kept because one GOP alone was over max_bytes
         self.peak_bytes = 0
@@ -106,7 +110,7 @@ class PacketRing:
             self._bytes = 0
             self._skipping = True
             self.newest_s = float("-inf")
-            self.generation += 1
+            self.generation = next(_GENERATIONS)
             if template is not None:
                 self._template = template
             if offset_s is not None:

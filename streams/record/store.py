@@ -1,15 +1,21 @@
 """The directory snapshots and clips go to, kept under a size cap: after each new file the
-oldest files (by modification time) are removed until the total fits."""
+oldest files (by modification time) are removed until the total fits.
+
+The directory is read again at most every :data:`RESCAN_S` (worker processes each have a
+store over the same directory, for their own streams: each sees the others' files from then
+on), and between reads only this store's own files are added up."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".jpg", ".mp4")  # only what the recorder writes is ever removed
+RESCAN_S = 5.0
 
 
 class Store:
@@ -21,6 +27,7 @@ class Store:
         self.max_bytes = int(max_bytes)
         self.removed = 0  # files removed to stay under the cap
         self._files: dict[Path, tuple[float, int]] | None = None  # path -> (mtime, size)
+        self._scanned_mono_s = float("-inf")
 
     def stream_dir(self, stream_id: str) -> Path:
         """The stream's directory, created if missing (OSError if it cannot be)."""
@@ -50,8 +57,10 @@ class Store:
     def added(self, path: Path) -> list[Path]:
         """Count a file just written; remove the oldest until the total fits (never the new
         file itself). Returns what was removed."""
-        if self._files is None:
-            self._files = self._scan()  # files of an earlier run count too
+        now = time.monotonic()
+        if self._files is None or now - self._scanned_mono_s >= RESCAN_S:
+            self._files = self._scan()  # files of an earlier run, and of other workers
+            self._scanned_mono_s = now
         info = path.stat()
         self._files[path] = (info.st_mtime, info.st_size)
         total = sum(size for _, size in self._files.values())
