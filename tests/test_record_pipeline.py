@@ -369,3 +369,61 @@ def test_a_camera_gets_snapshots_and_clips_of_its_own_packets(assets, rtsp_serve
     rows = [row for m in collector.of("stats") for row in m["streams"] if "record" in row]
     # pre_s + post_s + 2 s of slack, back to a keyframe (one a second), a frame's leeway.
     assert rows and max(r["record"]["buffer_s"] for r in rows) <= 2 + 2 + 2 + 1.0 + 0.1
+
+
+@slow
+def test_on_demand_through_the_running_pipeline_and_a_reload_that_turns_it_on(assets, tmp_path):
+    """In one process, what a control API would call: ``pipeline.recorder.snapshot(stream)``
+    and ``.clip(stream, seconds)`` on a live looping file (paths back, files there, announced
+    on the bus); a stream without record is refused in words; a reload that turns record on
+    for it (that stream restarts) makes it answer too."""
+    import threading
+
+    from streams.config import load_config
+    from streams.record.recorder import RecordError
+    from streams.runtime.wiring import build_runtime
+
+    bikes = {"id": "bikes", "url": str(assets.videos["bikes.mp4"]), "loop": True, "fps": 5}
+    plain = {**bikes, "id": "plain"}
+    port = free_port()
+    record = {"dir": str(tmp_path / "rec"), "pre_s": 1, "post_s": 1}
+    path = write_config(
+        tmp_path / "c.yaml",
+        [{**bikes, "record": {"enabled": True}}, plain],
+        port,
+        record=record,
+    )
+    runtime = build_runtime(load_config(path))
+    pipeline = runtime.pipeline
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    try:
+        pipeline.start()
+        assert collector.wait_for(lambda c: len(c.of("det", "bikes")) >= 10, 60)
+        snapshot = pipeline.recorder.snapshot("bikes")
+        clip = pipeline.recorder.clip("bikes", 2.0)
+        assert Path(snapshot).is_file() and Path(clip).is_file()
+        assert decodes_cleanly(Path(clip)) == ""
+        assert 1.0 <= ffprobe(Path(clip))["duration_s"] <= 2.0 + 2.44 + 0.1  # back to a key
+        with pytest.raises(RecordError, match="stream plain: not recording"):
+            pipeline.recorder.snapshot("plain")
+        path = write_config(
+            tmp_path / "c.yaml",
+            [{**bikes, "record": {"enabled": True}}, {**plain, "record": {"enabled": True}}],
+            port,
+            record=record,
+        )
+        plan = pipeline.reload(load_config(path))
+        assert plan.changed == ("plain",)
+        assert collector.wait_for(lambda c: len(c.of("det", "plain")) >= 20, 60)
+        again = pipeline.recorder.snapshot("plain")
+        assert Path(again).parent == tmp_path / "rec" / "plain"
+        assert collector.wait_for(lambda c: len(c.of("snapshot")) >= 2, 10)
+    finally:
+        stopper = threading.Thread(target=pipeline.stop)
+        stopper.start()
+        stopper.join(10)
+        collector.close()
+        runtime.close()
+    announced = {m["path"]: m for m in of(collector.messages, "snapshot")}
+    assert {snapshot, again} <= set(announced) and announced[snapshot]["trigger"] == "request"
+    assert of(collector.messages, "clip")[0]["path"] == clip

@@ -292,6 +292,8 @@ class Recorder:
                 self._write_snapshot(job)
             except Exception as err:  # noqa: BLE001 - one job, never the thread
                 self._failed(job, err, "snapshot")
+        if job.future is None:  # its own copy of the frame's view: a waiting clip needs no pixels
+            job.seen.image = None
         if job.clip:
             try:
                 self._queue_clip(job)
