@@ -11,8 +11,10 @@ and the directory, and the pipeline goes on."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -166,7 +168,7 @@ def test_each_snapshot_is_its_frame_with_the_events_boxes_in_red(run):
 def test_the_size_cap_removes_the_oldest_files_first(assets, tmp_path):
     """A looping file with a whole-frame zone and a 1 MiB cap (a few clips): the directory
     stays under it, and what is left are the newest files announced."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     cap = 1 << 20
     config = write_config(
         tmp_path / "c.yaml",
@@ -189,12 +191,20 @@ def test_the_size_cap_removes_the_oldest_files_first(assets, tmp_path):
             "pre_s": 1,
             "post_s": 1,
         },
+        metrics={"port": metrics_port},
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     process = start_cli("run", str(config), "--no-live")
     try:
         sizes = lambda c: sum(m["bytes"] for m in c.of("clip") + c.of("snapshot"))  # noqa: E731
         assert collector.wait_for(lambda c: sizes(c) > 2 * cap, 120), process.output()[-3000:]
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        scraped = {
+            (name, labels): float(value)
+            for name, labels, value in re.findall(
+                r"^(streams_record_\w+)\{([^}]*)\} (\S+)$", text.read().decode(), re.M
+            )
+        }
         code, _ = process.drain(timeout_s=20)
         assert code == 0, process.output()[-3000:]
     finally:
@@ -203,6 +213,11 @@ def test_the_size_cap_removes_the_oldest_files_first(assets, tmp_path):
         of(collector.messages, "clip") + of(collector.messages, "snapshot"),
         key=lambda m: m["time"],
     )
+    # /metrics counted what the bus announced by then (at least as many, later).
+    written = scraped[("streams_record_files_total", 'kind="clip",stream="bikes"')]
+    assert written >= 2 and scraped[("streams_record_buffer_bytes", 'stream="bikes"')] > 0
+    assert scraped[("streams_record_lost_total", 'stream="bikes",why="error"')] == 0
+    assert len(of(collector.messages, "clip")) >= written
     present = [Path(m["path"]).exists() for m in announced]
     # Over the whole run (the file looped several times) the ring stayed within its bound:
     # pre_s + post_s + 2 s, back to the keyframe before (bikes.mp4's GOPs: up to 2.44 s).
