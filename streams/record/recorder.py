@@ -39,10 +39,11 @@ from typing import Any
 import numpy as np
 
 from streams.bus.messages import record_message, topic
-from streams.capture.packet_ring import Cut, PacketRing
+from streams.capture.packet_ring import PacketRing
 from streams.config import Config, RecordConfig
 from streams.errors import StreamsError
 from streams.record.clip import write_clip
+from streams.record.decode import decode_frame_at
 from streams.record.snapshot import draw_boxes, write_jpeg
 from streams.record.store import Store
 
@@ -477,35 +478,3 @@ def _explain(err: Exception, directory: Path) -> str:
     if "No space left" in text:
         return f"the disk is full (no space left on device): {text}"
     return text or type(err).__name__
-
-
-def decode_frame_at(cut: Cut, pts_s: float) -> np.ndarray:
-    """The picture shown at ``pts_s`` (the nearest), decoded on the CPU from a cut that
-    starts at a keyframe: BGR uint8."""
-    import av
-
-    template = cut.template
-    context = av.CodecContext.create(template.codec, "r")
-    if template.extradata:
-        context.extradata = template.extradata
-    seconds = {e.pts: e.pts_s for e in cut.entries}
-    best: tuple[float, Any] | None = None
-    packets = [av.Packet(bytes(e.packet)) for e in cut.entries]
-    for entry, packet in zip(cut.entries, packets):
-        packet.pts, packet.dts = entry.pts, entry.dts
-        packet.time_base = template.time_base
-    for packet in [*packets, None]:
-        try:
-            pictures = context.decode(packet)
-        except av.FFmpegError:
-            continue
-        for picture in pictures:
-            shown = seconds.get(picture.pts)
-            if shown is None:
-                continue
-            gap = abs(shown - pts_s)
-            if best is None or gap < best[0]:
-                best = (gap, picture.to_ndarray(format="bgr24"))
-    if best is None:
-        raise RecordError(f"no picture decodes at {pts_s:.2f} s")
-    return best[1]
