@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from streams.capture.av_errors import describe
-from streams.capture.packet_ring import CodecTemplate, PacketRing
+from streams.capture.packet_ring import PacketRing, template_of
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,11 @@ class FileTee:
             self._start = stream.start_time or 0
             rate = stream.average_rate or stream.guessed_rate
             self._frame_s = 1.0 / float(rate) if rate else 0.04
+            template = template_of(stream, self._name)
+            if template is None:
+                raise OSError("no codec template")  # logged already: the tee is off
             self._packets = self._container.demux(stream)
-            self._ring.restart(CodecTemplate(stream))
+            self._ring.restart(template)
         except (av.FFmpegError, OSError, IndexError) as err:
             self.close()
             if not self._failed:

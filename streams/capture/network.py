@@ -31,7 +31,7 @@ import numpy as np
 
 from streams.capture.av_errors import describe
 from streams.capture.frames import DisplayClock
-from streams.capture.packet_ring import CodecTemplate, PacketRing
+from streams.capture.packet_ring import PacketRing, template_of
 from streams.errors import CaptureError
 from streams.redact import redact_url
 
@@ -118,7 +118,9 @@ class NetworkReader:
         try:
             self._describe()
             if ring is not None:  # a new session: the ring starts afresh with its codec
-                ring.restart(CodecTemplate(self._stream))
+                template = template_of(self._stream, self.name)
+                ring.restart(template)
+                self._ring = ring if template is not None else None
         except BaseException:
             self.close()
             raise

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -63,6 +66,16 @@ class CodecTemplate:
         self.height = int(stream.codec_context.height or 0)
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
+
+
+def template_of(stream: Any, name: str) -> CodecTemplate | None:
+    """The stream's :class:`CodecTemplate`, or None (logged) where PyAV cannot make one: the
+    stream then records no clips this session, and decodes as ever."""
+    try:
+        return CodecTemplate(stream)
+    except Exception as err:  # noqa: BLE001 - clips are extra; the stream must not fail
+        logger.warning("%s: no clips this session: its codec cannot be remuxed (%s)", name, err)
+        return None
 
 
 @dataclass
