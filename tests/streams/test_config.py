@@ -410,12 +410,13 @@ def test_the_default_configs_zone_example_loads_once_uncommented(tmp_path):
     """streams/default.yaml shows zones and lines in comments (make run stays as it was);
     uncommented, they are a valid config."""
     text = (REPO / "streams/default.yaml").read_text()
-    example = re.compile(r"^    # ((?:tracking|zones|lines):.*|  - \{.*)$", re.M)
-    assert len(example.findall(text)) == 5
+    example = re.compile(r"^    # ((?:tracking|record|zones|lines):.*|  - \{.*)$", re.M)
+    assert len(example.findall(text)) == 6
     path = tmp_path / "config.yaml"
     path.write_text(example.sub(r"    \1", text))
     bikes = load_config(path).streams[0]
     assert bikes.tracking.enabled and [z.name for z in bikes.zones] == ["road"]
+    assert bikes.record.enabled and bikes.record.dir == str(tmp_path / "recordings")
     assert [(ln.name, ln.classes) for ln in bikes.lines] == [("middle", ("person", "bicycle"))]
     assert not load_config(REPO / "config.yaml").streams[0].zones
 
