@@ -30,6 +30,7 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"
 DECODERS = ("auto", "opencv", "nvdec")
 PACES = ("realtime", "none")
 UNITS = ("pixels", "fraction")
+EVENT_KINDS = ("enter", "exit", "dwell", "cross")  # what zones and lines report
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,28 @@ class TrackingConfig:
     new_track_score: float = 0.6
     confirm_hits: int = 2
     max_lost_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Snapshots and clips of a stream's zone and line events (streams/record).
+
+    ``dir`` and ``max_bytes`` (the whole directory's cap, oldest files removed first) are
+    top-level only, as is ``queue_size`` (the one writer thread's); the rest may be
+    overridden per stream (``streams[i].record``), as
+    ``tracking`` is. ``buffer_bytes`` bounds each stream's ring of compressed packets.
+    """
+
+    enabled: bool = False
+    dir: str = "recordings"
+    max_bytes: int = 1 << 30
+    pre_s: float = 5.0
+    post_s: float = 5.0
+    snapshots: bool = True
+    clips: bool = True
+    events: tuple[str, ...] = EVENT_KINDS
+    buffer_bytes: int = 64 << 20
+    queue_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -93,6 +116,7 @@ class StreamConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # top level merged in
     zones: tuple[ZoneConfig, ...] = ()
     lines: tuple[LineConfig, ...] = ()
+    record: RecordConfig = field(default_factory=RecordConfig)  # top level merged in
 
     @property
     def is_file(self) -> bool:
@@ -180,6 +204,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -269,11 +294,14 @@ def parse_config(
             "metrics",
             "workers",
             "tracking",
+            "record",
         },
     )
+    record_raw = _mapping({} if top.get("record") is None else top["record"], "record")
+    record = _parse_record(record_raw, "record", base_dir)
     tracking_raw = _mapping({} if top.get("tracking") is None else top["tracking"], "tracking")
     tracking = _parse_tracking(tracking_raw, "tracking")
-    streams = _parse_streams(top.get("streams"), base_dir, tracking_raw, tracking)
+    streams = _parse_streams(top.get("streams"), base_dir, tracking_raw, tracking, record_raw)
     model = _parse_model(top.get("model", {}), base_dir)
     _check_analytics_classes(streams, model)
     return Config(
@@ -326,12 +354,19 @@ def parse_config(
             },
         ),
         tracking=tracking,
+        record=record,
     )
 
 
 def _parse_streams(
-    raw: Any, base_dir: Path, tracking_raw: dict[str, Any], top_tracking: TrackingConfig
+    raw: Any,
+    base_dir: Path,
+    tracking_raw: dict[str, Any],
+    top_tracking: TrackingConfig,
+    record_raw: dict[str, Any] | None = None,
 ) -> tuple[StreamConfig, ...]:
+    record_raw = {} if record_raw is None else record_raw
+    top_record = _parse_record(record_raw, "record", base_dir)
     if raw is None:
         raise ConfigError("streams: missing; expected a list of {id, url} entries")
     if not isinstance(raw, list) or not raw:
@@ -354,6 +389,7 @@ def _parse_streams(
                 "tracking": _stream_tracking(tracking_raw),
                 "zones": _zones,
                 "lines": _lines,
+                "record": _stream_record(record_raw, base_dir),
             },
             required=("id", "url"),
         )
@@ -362,7 +398,10 @@ def _parse_streams(
         seen.add(stream.id)
         url = _check_url(stream.url, f"{where}.url", base_dir)
         tracking = stream.tracking if "tracking" in item else top_tracking
-        stream = StreamConfig(**{**stream.__dict__, "url": url, "tracking": tracking})
+        record = stream.record if "record" in item else top_record
+        stream = StreamConfig(
+            **{**stream.__dict__, "url": url, "tracking": tracking, "record": record}
+        )
         _check_analytics(stream, where)
         streams.append(stream)
     return tuple(streams)
@@ -421,6 +460,59 @@ def _stream_tracking(top: dict[str, Any]) -> Validator:
         return _parse_tracking({**top, **own}, where)
 
     return check
+
+
+RECORD_STREAM_FIELDS: dict[str, Validator] = {}  # filled below, after the validators
+RECORD_TOP_ONLY = ("dir", "max_bytes", "queue_size")
+
+
+def _parse_record(raw: Any, where: str, base_dir: Path) -> RecordConfig:
+    """A ``record`` section; ``dir`` resolved from the config file's directory."""
+    record = _dataclass_section(
+        RecordConfig,
+        raw,
+        where,
+        {
+            **RECORD_STREAM_FIELDS,
+            "dir": _string,
+            "max_bytes": _integer(1 << 20, 1 << 50),
+            "queue_size": _integer(1, 100_000),
+        },
+    )
+    directory = _resolve_path(record.dir, base_dir)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(
+            f"{where}.dir: {directory} is not a directory; snapshots and clips are written "
+            "into a directory"
+        )
+    return RecordConfig(**{**record.__dict__, "dir": str(directory)})
+
+
+def _stream_record(top: dict[str, Any], base_dir: Path) -> Validator:
+    """``streams[i].record``: its keys over the top-level ``record`` section's (not ``dir``
+    and ``max_bytes``: one directory and one cap for all streams)."""
+
+    def check(value: Any, where: str) -> RecordConfig:
+        own = _mapping({} if value is None else value, where)
+        for key in RECORD_TOP_ONLY:
+            if key in own:
+                raise ConfigError(
+                    f"{where}.{key}: set at the top level only (record.{key}): one directory, "
+                    "one size cap and one writer hold every stream's snapshots and clips"
+                )
+        _reject_unknown(own, where, set(RECORD_STREAM_FIELDS))
+        return _parse_record({**top, **own}, where, base_dir)
+
+    return check
+
+
+def _event_kinds(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{where}: expected a non-empty list of event kinds ({', '.join(EVENT_KINDS)}), "
+            f"got {_describe(value)}"
+        )
+    return tuple(_choice(EVENT_KINDS)(kind, f"{where}[{i}]") for i, kind in enumerate(value))
 
 
 def _parse_engine(raw: Any) -> EngineOptions:
@@ -725,6 +817,18 @@ def check_class_names(wanted: list[tuple[str, str]], labels: tuple[str, ...], sp
                 f"{where}: unknown class {name!r}; expected a label of {source}{hint}"
             )
 
+
+RECORD_STREAM_FIELDS.update(
+    {
+        "enabled": _boolean,
+        "pre_s": _number(0, 300),
+        "post_s": _number(0, 300),
+        "snapshots": _boolean,
+        "clips": _boolean,
+        "events": _event_kinds,
+        "buffer_bytes": _integer(1 << 16, 1 << 34),
+    }
+)
 
 TRACKING_FIELDS: dict[str, Validator] = {
     "enabled": _boolean,

@@ -32,7 +32,8 @@ from streams.states import PUBLISHED
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-KINDS = ("det", "status", "stats", "event")
+KINDS = ("det", "status", "stats", "event", "snapshot", "clip")
+TRIGGERS = ("event", "request")  # why a snapshot or clip was made
 EVENTS = ("enter", "exit", "dwell", "cross")  # an ``event`` message's ``event``
 DIRECTIONS = ("in", "out")  # a ``cross`` event's ``direction``
 STATES = PUBLISHED  # every state but "starting" (streams/states.py)
@@ -194,6 +195,42 @@ def event_message(
     return message
 
 
+def record_message(
+    kind: str,
+    *,
+    stream_id: str,
+    path: str,
+    size: int,
+    trigger: str,
+    events: list[dict[str, Any]],
+    pts_s: float | None = None,
+    seq: int | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> dict[str, Any]:
+    """A ``snapshot`` (``pts``, ``seq`` of its frame) or ``clip`` (``start``, ``end``: the
+    shown times it covers) written to ``path``; ``events``: what it was made for (each with
+    ``event``, ``zone`` or ``line``, ``track_id``, ``pts``, ``seq``), empty on request."""
+    message: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "type": kind,
+        "stream": stream_id,
+        "time": time.time(),
+        "path": path,
+        "bytes": size,
+        "trigger": trigger,
+        "events": events,
+    }
+    if kind == "snapshot":
+        message["pts"] = round(pts_s, 4)
+        if seq is not None:
+            message["seq"] = seq
+    else:
+        message["start"] = round(start_s, 4)
+        message["end"] = round(end_s, 4)
+    return message
+
+
 def stats_message(streams: list[dict], pipeline: dict, uptime_s: float) -> dict[str, Any]:
     return {
         "v": SCHEMA_VERSION,
@@ -338,6 +375,8 @@ def validate(topic_bytes: bytes, message: dict[str, Any]) -> None:
         _validate_det(message)
     elif kind == "event":
         _validate_event(message)
+    elif kind in ("snapshot", "clip"):
+        _validate_record(message, kind)
     elif kind == "status":
         _field(message, "stream", str)
         if _field(message, "state", str) not in STATES:
@@ -410,6 +449,31 @@ def _validate_event(message: dict[str, Any]) -> None:
             raise SchemaError(f"dwell_s: {message['dwell_s']} is negative")
     elif "dwell_s" in message:
         raise SchemaError(f"dwell_s: only 'exit' and 'dwell' events have one, not {event!r}")
+
+
+def _validate_record(message: dict[str, Any], kind: str) -> None:
+    _field(message, "stream", str)
+    _field(message, "time", float)
+    _field(message, "path", str)
+    if _field(message, "bytes", int) <= 0:
+        raise SchemaError(f"bytes: {message['bytes']} (a written file is not empty)")
+    if _field(message, "trigger", str) not in TRIGGERS:
+        raise SchemaError(f"trigger: {message['trigger']!r}; expected one of {TRIGGERS}")
+    for i, event in enumerate(_field(message, "events", list)):
+        where = f"events[{i}]."
+        if _field(event, "event", str, prefix=where) not in EVENTS:
+            raise SchemaError(f"{where}event: unknown event {event['event']!r}")
+        if ("zone" in event) == ("line" in event):
+            raise SchemaError(f"{where}: names a zone or a line (one of them)")
+        _field(event, "track_id", int, prefix=where)
+        _field(event, "pts", (int, float), prefix=where)
+        _field(event, "seq", int, prefix=where)
+    if kind == "snapshot":
+        _field(message, "pts", (int, float))
+    else:
+        start, end = _field(message, "start", (int, float)), _field(message, "end", (int, float))
+        if end < start:
+            raise SchemaError(f"end: {end} is before start {start}")
 
 
 def _field(obj: dict[str, Any], key: str, kind, prefix: str = "") -> Any:

@@ -68,8 +68,29 @@ class PipelineCollector:
             "Line crossings of tracked objects, once per object and direction",
             labels=["stream", "line", "class", "direction"],
         )
+        record_files = CounterMetricFamily(
+            "streams_record_files",
+            "Snapshots and clips written (kind: snapshot, clip)",
+            labels=["stream", "kind"],
+        )
+        record_lost = CounterMetricFamily(
+            "streams_record_lost",
+            "Snapshot and clip jobs lost (why: dropped by the full queue, error writing)",
+            labels=["stream", "why"],
+        )
+        record_buffer = GaugeMetricFamily(
+            "streams_record_buffer_bytes",
+            "Compressed packet bytes the stream's clip ring holds",
+            labels=["stream"],
+        )
         for stream in snapshot["streams"]:
             sid = stream["stream"]
+            if (record := stream.get("record")) is not None:
+                record_files.add_metric([sid, "snapshot"], record["snapshots"])
+                record_files.add_metric([sid, "clip"], record["clips"])
+                record_lost.add_metric([sid, "dropped"], record["dropped"])
+                record_lost.add_metric([sid, "error"], record["errors"])
+                record_buffer.add_metric([sid], record["buffer_bytes"])
             for key, family in counters.items():
                 family.add_metric([sid], stream[key])
             fps.add_metric([sid], stream["fps"])
@@ -90,6 +111,7 @@ class PipelineCollector:
                         )
         yield from counters.values()
         yield from (fps, latency, up, zone_events, occupancy, crossings)
+        yield from (record_files, record_lost, record_buffer)
         totals = snapshot["pipeline"]
         yield CounterMetricFamily("streams_batches", "Batches inferred", value=totals["batches"])
         yield CounterMetricFamily(

@@ -31,6 +31,7 @@ import numpy as np
 
 from streams.capture.av_errors import describe
 from streams.capture.frames import DisplayClock
+from streams.capture.packet_ring import PacketRing, template_of
 from streams.errors import CaptureError
 from streams.redact import redact_url
 
@@ -93,7 +94,11 @@ class NetworkReader:
     """
 
     def __init__(
-        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+        self,
+        url: str,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        ring: PacketRing | None = None,
     ) -> None:
         av = _av()
         self.name = redact_url(url)
@@ -109,8 +114,13 @@ class NetworkReader:
             )
         except (av.FFmpegError, OSError) as err:
             raise CaptureError(f"{self.name}: cannot open stream: {describe(err)}") from err
+        self._ring = ring
         try:
             self._describe()
+            if ring is not None:  # a new session: the ring starts afresh with its codec
+                template = template_of(self._stream, self.name)
+                ring.restart(template)
+                self._ring = ring if template is not None else None
         except BaseException:
             self.close()
             raise
@@ -134,6 +144,7 @@ class NetworkReader:
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
         self.reorders = bool(getattr(context, "has_b_frames", 0))
+        self._time_base_s = float(self._stream.time_base or 0)  # a float: Fractions are slow
 
     def _next_packet(self) -> Any | None:
         """The next video packet with data, from the first keyframe on; None at the end, on a
@@ -160,6 +171,8 @@ class NetworkReader:
                 continue  # joined mid-GOP: nothing can decode these
             self._started = True
             self.arrived_mono_s = time.monotonic()
+            if self._ring is not None and packet.pts is not None:  # a reference, no copy
+                self._ring.add(packet, packet.pts * self._time_base_s)
             return packet
 
     def _packet_seconds(self, pts: int | None, time_base: Any) -> float:
@@ -200,9 +213,13 @@ class PacketReader(NetworkReader):
     """
 
     def __init__(
-        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+        self,
+        url: str,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        ring: PacketRing | None = None,
     ) -> None:
-        super().__init__(url, open_timeout_s, read_timeout_s)
+        super().__init__(url, open_timeout_s, read_timeout_s, ring)
         self._queue: list[Any] = []
         try:
             self._set_up_for_nvdec()
@@ -255,6 +272,8 @@ class PacketReader(NetworkReader):
             packet = self._next_packet()
             if packet is None:
                 return None
+            if self._ring is not None:  # the filter takes the packet's data: the ring keeps it
+                packet = _copy_packet(av, packet)
             try:
                 self._queue.extend(self._filter.filter(packet))
             except av.FFmpegError as err:  # a damaged packet: skip it, the next GOP heals
@@ -266,13 +285,26 @@ class PacketReader(NetworkReader):
         super().close()
 
 
+def _copy_packet(av: Any, packet: Any) -> Any:
+    """A packet with its own copy of the data and the same times and key flag."""
+    copy = av.Packet(bytes(packet))
+    copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    copy.stream = packet.stream
+    return copy
+
+
 class FrameReader(NetworkReader):
     """The stream decoded on the CPU by FFmpeg: BGR pictures, starting at a keyframe."""
 
     def __init__(
-        self, url: str, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+        self,
+        url: str,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        ring: PacketRing | None = None,
     ) -> None:
-        super().__init__(url, open_timeout_s, read_timeout_s)
+        super().__init__(url, open_timeout_s, read_timeout_s, ring)
         self._pending: list[Any] = []
 
     def read(self) -> tuple[np.ndarray, float, float] | None:

@@ -192,6 +192,7 @@ class NvdecReader:
             (no decoder re-creation); ``pts_s`` keeps increasing across loops.
         open_timeout_s, read_timeout_s: for network streams: give up opening, or end the
             stream when nothing arrives, after this long (``capture.*_timeout_s``).
+        ring: network streams: a ``PacketRing`` the demuxed packets also go to (clips).
 
     Attributes:
         width, height: picture size. fps: the container's frame rate (0 when unknown).
@@ -207,6 +208,7 @@ class NvdecReader:
         loop: bool = False,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
+        ring: Any = None,
     ) -> None:
         self.source = str(path_or_url)
         self._name = redact_url(self.source)
@@ -239,7 +241,7 @@ class NvdecReader:
         self._index = 0
         try:
             if self.network:
-                self._network = PacketReader(self.source, open_timeout_s, read_timeout_s)
+                self._network = PacketReader(self.source, open_timeout_s, read_timeout_s, ring)
                 self.codec = getattr(nvc.cudaVideoCodec, self._network.nvdec_codec)
                 self._demuxer = None
             else:

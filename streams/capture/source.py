@@ -88,6 +88,8 @@ class SourceOptions:
             :meth:`Source.rewind` s when the worker asks).
         open_timeout_s, read_timeout_s: network streams: give up opening, or end a read that
             gets nothing, after this long.
+        packets: a :class:`~streams.capture.packet_ring.PacketRing` the source appends its
+            compressed packets to (the stream records clips), or None.
     """
 
     name: str
@@ -95,6 +97,7 @@ class SourceOptions:
     loop: bool = False
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
+    packets: Any = None
 
 
 class Source(Protocol):

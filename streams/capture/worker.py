@@ -31,6 +31,7 @@ from streams.errors import CaptureError
 from streams.redact import redact_url
 
 if TYPE_CHECKING:  # the runtime sits above capture: it hands these in
+    from streams.capture.packet_ring import PacketRing
     from streams.runtime.board import FrameBoard
     from streams.runtime.stats import StreamStats
 
@@ -68,6 +69,7 @@ class CaptureWorker:
         stats: StreamStats,
         context: CaptureContext,
         first_seq: int = 0,
+        ring: PacketRing | None = None,
     ) -> None:
         self.stream = stream
         self.url = source
@@ -83,7 +85,9 @@ class CaptureWorker:
             stream.loop,
             policy.open_timeout_s,
             policy.read_timeout_s,
+            ring,
         )
+        self._ring = ring  # the stream records clips: its packets, on the frames' clock
         self._seq = first_seq  # a stream restarted by a reload carries on counting
         self._pts_base_s = 0.0  # added to a looping file's times so that they keep increasing
         self.stalls = 0
@@ -251,6 +255,8 @@ class CaptureWorker:
         kept = kept_this_pass = 0
         last_pts_s = self._pts_base_s
         segment = new_segment()  # a new session: tracks start afresh
+        if self._ring is not None:
+            self._ring.restart(offset_s=self._pts_base_s)
         while not ctx.stop.is_set():
             picture = source.read()
             if picture is None:
@@ -259,6 +265,8 @@ class CaptureWorker:
                 self._pts_base_s = last_pts_s + 1e-3  # keep pts increasing across loops
                 clock, kept_this_pass = self._clock(), 0
                 segment = new_segment()  # the file looped
+                if self._ring is not None:  # a clip never spans a loop
+                    self._ring.restart(offset_s=self._pts_base_s)
                 continue
             stats.decoded += 1
             if picture.resumed:  # after damaged data, as for a reopened file

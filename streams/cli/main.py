@@ -27,7 +27,7 @@ logger = logging.getLogger("streams")
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-KINDS = ("det", "status", "stats", "event")  # streams.bus.messages.KINDS, without its imports
+KINDS = ("det", "status", "stats", "event", "snapshot", "clip")  # streams.bus.messages.KINDS
 DRAINING_COMMANDS = ("run", "subscribe")  # the first SIGINT/SIGTERM stops them cleanly
 
 

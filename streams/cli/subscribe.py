@@ -237,5 +237,16 @@ def describe(message: dict) -> str:
             f"event {message['stream']} #{message['seq']} pts {message['pts']:.2f}s: "
             f"{message['class']} {message['track_id']} {message['event']} {where}{extra}"
         )
+    if kind in ("snapshot", "clip"):
+        span = (
+            f"pts {message['pts']:.2f}s"
+            if kind == "snapshot"
+            else f"{message['start']:.2f}-{message['end']:.2f}s"
+        )
+        why = ", ".join(
+            f"{e['event']} {e.get('zone') or e.get('line')} #{e['track_id']}"
+            for e in message["events"]
+        )
+        return f"{kind} {message['stream']} {span} ({why or 'on request'}): {message['path']}"
     streams = ", ".join(f"{s['stream']} {s['fps']} fps" for s in message.get("streams", []))
     return f"stats: {streams}"

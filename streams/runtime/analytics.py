@@ -88,6 +88,9 @@ class AnalyticsStage:
         self._plans: dict[str, AnalyticsPlan] = {}
         self._live: dict[str, _Live] = {}
         self._state = MultiStreamAnalytics()  # the streams whose analytics are on
+        # The last process() call's (index in its frames, that frame's event messages), for
+        # the recorder (snapshots and clips of events).
+        self.frame_events: list[tuple[int, list[dict]]] = []
 
     @property
     def active(self) -> bool:
@@ -135,6 +138,7 @@ class AnalyticsStage:
         plans = self._plans
         messages: list[tuple[bytes, bytes]] = []
         notes: list[tuple[str, str]] = []
+        self.frame_events = []
         if not plans or track_ids is None:
             return messages, notes
         take: list[int] = []  # the frames whose streams count: one update for all of them
@@ -164,7 +168,9 @@ class AnalyticsStage:
             if frame_events:
                 frame = frames[i]
                 counts = stream_stats[frame.stream_id].analytics
-                messages += self._encode(frame, frame_events, counts)
+                dicts: list[dict] = []
+                messages += self._encode(frame, frame_events, counts, dicts)
+                self.frame_events.append((i, dicts))
         return messages, notes
 
     def _start(
@@ -205,7 +211,7 @@ class AnalyticsStage:
         return live
 
     def _encode(
-        self, frame: Frame, events: list, counts: AnalyticsCounts
+        self, frame: Frame, events: list, counts: AnalyticsCounts, dicts: list[dict]
     ) -> list[tuple[bytes, bytes]]:
         """Each event counted and made a message; per event, as events are few."""
         labels, num_labels = self.labels, len(self.labels)
@@ -233,6 +239,7 @@ class AnalyticsStage:
                 dwell_s=event.dwell_s,
             )
             out.append((out_topic, encode(message)))
+            dicts.append(message)
         return out
 
 

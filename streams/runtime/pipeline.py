@@ -33,6 +33,7 @@ from streams.capture.frames import Frame
 from streams.capture.worker import CaptureContext, CaptureWorker
 from streams.config import Config, StreamConfig, TrackingConfig
 from streams.errors import EngineError
+from streams.record.recorder import RecordCounts, Recorder
 from streams.runtime.analytics import AnalyticsStage, plan_analytics
 from streams.runtime.board import FrameBoard
 from streams.runtime.preprocess import choose_preprocess
@@ -107,6 +108,10 @@ class Pipeline:
         )
         self._capture_stopped = False
         self._reload_lock = threading.Lock()  # one reload at a time, never during stop()
+        # Snapshots and clips of events (streams with record.enabled): their packet rings
+        # go to their capture workers; the writer is a thread of its own. snapshot() and
+        # clip() on it are the entry points for a control API.
+        self.recorder = Recorder(config, publisher.publish, self.labels)
         # Replaced, never changed in place (other threads iterate them): stream id -> ...
         self._workers: dict[str, CaptureWorker] = {
             s.id: self._new_worker(s, sources[s.id]) for s in config.streams
@@ -149,7 +154,12 @@ class Pipeline:
                 self._on_status(stream_id, state, **detail)
 
         context = replace(self._capture, on_status=on_status, stop=threading.Event())
-        mine.append(CaptureWorker(stream, source, self.stream_stats[stream.id], context, first_seq))
+        ring = self.recorder.ring_for(stream.id)
+        stats = self.stream_stats[stream.id]
+        stats.record = (
+            None if ring is None else self.recorder.counts.setdefault(stream.id, RecordCounts())
+        )
+        mine.append(CaptureWorker(stream, source, stats, context, first_seq, ring))
         return mine[0]
 
     def _stop_capture(self) -> None:
@@ -195,6 +205,7 @@ class Pipeline:
     def start(self, cancel: threading.Event | None = None) -> None:
         """Start every thread (quick: nothing here can be slow enough to need ``cancel``)."""
         self._started_mono_s = self._batcher_round_mono_s = time.monotonic()
+        self.recorder.start()
         self._completer.start()
         self._batcher.start()
         for worker in self._workers.values():
@@ -237,6 +248,7 @@ class Pipeline:
         self._completer.join(max(0.0, deadline - time.monotonic()))
         if not self._completer.is_alive():
             self._preprocess.close()
+        self.recorder.close()  # the clips still waiting get what arrived
         self._done.set()
         self._stats_thread.join(1.0)
         for stream_stats in self.stream_stats.values():
@@ -294,6 +306,8 @@ class Pipeline:
                     StreamState.RECONNECTING,
                     reason=f"restarting: the config changed ({keys})",
                 )
+            self.recorder.configure(config)
+            self.recorder.start()
             starting = {
                 i: self._new_worker(by_id[i], sources[i], seqs.get(i, 0))
                 for i in plan.added + plan.changed
@@ -464,6 +478,8 @@ class Pipeline:
             self.publisher.publish_encoded(messages)
             # After the det messages: their latency does not include it.
             self._zones_and_lines(frames, decoded, track_ids, stream_stats_now)
+            if self.recorder.active:
+                self._record(frames, decoded, track_ids)
 
     # --- zones and lines (completer thread) ------------------------------------------------------
 
@@ -492,6 +508,19 @@ class Pipeline:
             self._live_note(stream_id, reason)
         if events:
             self.publisher.publish_encoded(events)
+
+    def _record(
+        self,
+        frames: list[Frame],
+        decoded: list[Detections],
+        track_ids: list[np.ndarray | None] | None,
+    ) -> None:
+        """Hand the batch's event frames to the recorder (a queue put each, never a wait)."""
+        try:
+            self.recorder.seen(frames, decoded, track_ids, self._analytics.frame_events)
+        except Exception:  # the recorder's trouble costs its snapshots, not the pipeline
+            logger.exception("the recorder failed for a batch of %d frames", len(frames))
+        self._analytics.frame_events = []
 
     # --- tracking (completer thread) -----------------------------------------------------------
 

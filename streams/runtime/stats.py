@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streams.record.recorder import RecordCounts
 from streams.states import StreamState
 
 WINDOW_S = 5.0
@@ -193,6 +194,7 @@ class StreamStats:
     latency_ms: LatencyWindow = field(default_factory=LatencyWindow)
     recorded_latency_ms: list[float] | None = None  # set to [] to keep every sample (bench)
     analytics: AnalyticsCounts | None = None  # streams with zones or lines (the completer's)
+    record: RecordCounts | None = None  # streams that record snapshots and clips
 
     def snapshot(self) -> dict:
         fps, (p50, p99) = self.latency_ms.rate_and_percentiles()
@@ -208,6 +210,7 @@ class StreamStats:
             "dropped": self.dropped,
             "reconnects": self.reconnects,
             **(analytics.snapshot() if analytics is not None else {}),
+            **({"record": self.record.snapshot()} if self.record is not None else {}),
         }
 
 

@@ -410,11 +410,76 @@ def test_the_default_configs_zone_example_loads_once_uncommented(tmp_path):
     """streams/default.yaml shows zones and lines in comments (make run stays as it was);
     uncommented, they are a valid config."""
     text = (REPO / "streams/default.yaml").read_text()
-    example = re.compile(r"^    # ((?:tracking|zones|lines):.*|  - \{.*)$", re.M)
-    assert len(example.findall(text)) == 5
+    example = re.compile(r"^    # ((?:tracking|record|zones|lines):.*|  - \{.*)$", re.M)
+    assert len(example.findall(text)) == 6
     path = tmp_path / "config.yaml"
     path.write_text(example.sub(r"    \1", text))
     bikes = load_config(path).streams[0]
     assert bikes.tracking.enabled and [z.name for z in bikes.zones] == ["road"]
+    assert bikes.record.enabled and bikes.record.dir == str(tmp_path / "recordings")
     assert [(ln.name, ln.classes) for ln in bikes.lines] == [("middle", ("person", "bicycle"))]
     assert not load_config(REPO / "config.yaml").streams[0].zones
+
+
+RECORDING = {"id": "cam", "url": "rtsp://cam.local/1", "tracking": {"enabled": True}}
+
+
+def test_record_top_level_and_per_stream_merge(tmp_path):
+    config = parse_config(
+        {
+            "streams": [
+                {**RECORDING, "record": {"events": ["cross"], "pre_s": 2}},
+                {"id": "other", "url": "rtsp://cam.local/2"},
+            ],
+            "record": {"enabled": True, "dir": "rec", "post_s": 3, "max_bytes": 10 << 20},
+        },
+        base_dir=tmp_path,
+    )
+    cam, other = (s.record for s in config.streams)
+    assert (cam.enabled, cam.events, cam.pre_s, cam.post_s) == (True, ("cross",), 2.0, 3.0)
+    assert (other.enabled, other.events, other.pre_s) == (
+        True,
+        ("enter", "exit", "dwell", "cross"),
+        5.0,
+    )
+    assert cam.dir == other.dir == config.record.dir == str(tmp_path / "rec")  # from the file's dir
+    assert config.record.max_bytes == 10 << 20
+    off = parse_config({"streams": [{**RECORDING, "record": {"enabled": False}}],
+                        "record": {"enabled": True}})  # fmt: skip
+    assert not off.streams[0].record.enabled
+    assert not parse_config({"streams": [RECORDING]}).streams[0].record.enabled  # off by default
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"record": {"enabled": "yes"}}, r"^record\.enabled: expected true or false"),
+        ({"record": {"pre_s": -1}}, r"^record\.pre_s: -1 is out of range"),
+        ({"record": {"max_bytes": 1000}}, r"^record\.max_bytes: 1000 is out of range"),
+        ({"record": {"events": ["crossing"]}}, r"^record\.events\[0\]: expected one of enter"),
+        ({"record": {"events": []}}, r"^record\.events: expected a non-empty list"),
+        ({"record": {"folder": "x"}}, r"^record\.folder: unknown key; expected one of"),
+        (
+            {"streams": [{**RECORDING, "record": {"dir": "elsewhere"}}]},
+            r"^streams\[0\]\.record\.dir: set at the top level only \(record\.dir\)",
+        ),
+        (
+            {"streams": [{**RECORDING, "record": {"max_bytes": 5 << 20}}]},
+            r"^streams\[0\]\.record\.max_bytes: set at the top level only",
+        ),
+        (
+            {"streams": [{**RECORDING, "record": {"buffer_bytes": 10}}]},
+            r"^streams\[0\]\.record\.buffer_bytes: 10 is out of range",
+        ),
+    ],
+)
+def test_record_errors_name_the_key(raw, message, tmp_path):
+    full = {"streams": [RECORDING], **raw}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(full, base_dir=tmp_path)
+
+
+def test_record_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "rec").write_text("a file")
+    with pytest.raises(ConfigError, match=r"^record\.dir: .*rec is not a directory"):
+        parse_config({"streams": [RECORDING], "record": {"dir": "rec"}}, base_dir=tmp_path)

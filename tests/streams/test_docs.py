@@ -90,7 +90,7 @@ def documented_fields() -> dict[str, set[str]]:
     text = (DOCS / "messages.md").read_text()
     fields: dict[str, set[str]] = {}
     for block in re.split(r"^## ", text, flags=re.M)[1:]:
-        heading = re.match(r"`(det|status|stats|event)`", block)
+        heading = re.match(r"`(det|status|stats|event|snapshot|clip)`", block)
         if not heading:
             continue
         example = json.loads(re.search(r"```json\n(.*?)```", block, re.S).group(1))
@@ -104,7 +104,7 @@ def documented_fields() -> dict[str, set[str]]:
 def test_every_message_field_is_documented_and_every_documented_field_is_sent(assets, tmp_path):
     """Real messages from a real run that has every kind of event: a file that plays to its
     end, one that fails, a camera that is not there (reconnecting), zones and lines (one that
-    does not fit its frames), two worker processes."""
+    does not fit its frames), snapshots and clips of events, two worker processes."""
     from tests.helpers import Collector, free_port, start_cli, wait_until, write_config
 
     garbage = tmp_path / "garbage.mp4"
@@ -136,6 +136,7 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
                     }
                 ],
                 "lines": [{"name": "mid", "units": "fraction", "a": [0.5, 0], "b": [0.5, 1]}],
+                "record": {"enabled": True, "pre_s": 1, "post_s": 1},  # snapshot, clip
             },
             {"id": "garbage", "url": str(garbage)},
             {"id": "absent", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
@@ -143,12 +144,13 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
         port,
         workers={"processes": 2},
         capture={"open_timeout_s": 1, "reconnect_max_s": 1},
+        record={"dir": str(tmp_path / "recordings")},
     )
     collector = Collector(f"tcp://127.0.0.1:{port}")
     documented = documented_fields()
 
     def sent_fields() -> dict[str, set[str]]:
-        sent = {kind: set() for kind in ("det", "status", "stats", "event")}
+        sent = {kind: set() for kind in ("det", "status", "stats", "event", "snapshot", "clip")}
         for _, message in list(collector.messages):
             sent[message["type"]] |= flatten(message)
         return sent

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from streams.capture.ffmpeg_log import DecoderLog, route_pyav
+from streams.capture.file_tee import FileTee
 from streams.capture.network import UnsupportedCodec
 from streams.capture.source import DecoderRefused, Picture, SourceOptions, register
 from streams.errors import CaptureError
@@ -35,6 +36,7 @@ class NvdecSource:
         self._network = "://" in url
         self.log = DecoderLog(options.name)
         self._reader: Any = None  # NvdecReader, imported when opened (CUDA libraries)
+        self._tee: FileTee | None = None  # a recording file's packets (PyAV, alongside)
 
     @property
     def stalled(self) -> bool:
@@ -61,7 +63,11 @@ class NvdecSource:
                 loop=options.loop,
                 open_timeout_s=options.open_timeout_s,
                 read_timeout_s=options.read_timeout_s,
+                ring=options.packets if self._network else None,
             )
+            if options.packets is not None and not self._network:
+                # The reader's own demuxer keeps its packets; the file loops inside it.
+                self._tee = FileTee(self._url, options.packets, options.name, loop=options.loop)
         except CaptureError as err:
             route_pyav(None)
             if self._refused(err):
@@ -81,6 +87,8 @@ class NvdecSource:
             raise
         if surface is None:
             return None
+        if self._tee is not None:
+            self._tee.advance(surface.pts_s)
         # A camera's picture counts from when its packet arrived, not from when this thread
         # started waiting for the camera.
         since_s = surface.arrived_mono_s if self._reader.network else began_s
@@ -96,4 +104,7 @@ class NvdecSource:
             while reader.surfaces_held and time.monotonic() < deadline:
                 time.sleep(0.005)  # frames in a batch being preprocessed right now
             reader.close()
+        if self._tee is not None:
+            self._tee.close()
+            self._tee = None
         route_pyav(None)

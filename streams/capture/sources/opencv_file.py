@@ -17,6 +17,7 @@ import numpy as np
 
 from streams.capture.av_errors import describe
 from streams.capture.ffmpeg_log import DecoderLog, quiet_opencv, route_pyav
+from streams.capture.file_tee import FileTee
 from streams.capture.source import Picture, SourceOptions, register
 from streams.errors import CaptureError
 
@@ -37,6 +38,8 @@ class OpenCvFile:
         self.skips = 0
         self.log = DecoderLog(options.name)
         self._cap: cv2.VideoCapture | None = None
+        self._ring = options.packets  # the stream records clips: PyAV demuxes alongside
+        self._tee: FileTee | None = None
 
     def open(self) -> None:
         quiet_opencv()
@@ -50,6 +53,11 @@ class OpenCvFile:
         self._frame_s = 1.0 / rate if rate > 0 else 0.04
         self._resume_s = 0.0  # where the last skip resumed (each skip goes further)
         self._reopened()
+        if self._ring is not None:
+            if self._tee is None:
+                self._tee = FileTee(self._path, self._ring, self._name)
+            else:
+                self._tee.reopen()
 
     def _reopened(self) -> None:
         self._position_s = 0.0  # the last grabbed picture's time since this (re)open
@@ -95,6 +103,8 @@ class OpenCvFile:
                     else:  # OpenCV says 0 for the first picture, and for files without times
                         pts_s = began_s - self._opened_mono_s if self._grabbed else 0.0
                     self._position_s, self._grabbed = pts_s, True
+                    if self._tee is not None:
+                        self._tee.advance(pts_s)
                     return Picture(pts_s, began_s, resumed=resumed, fetch=self._retrieve)
             if not self._skip_ahead():
                 return None
@@ -123,7 +133,7 @@ class OpenCvFile:
             self._resume_s,
         )
         self.skips += 1
-        self.close()
+        self._release()
         try:
             self._cap = self._open_capture()
         except CaptureError as err:
@@ -131,14 +141,22 @@ class OpenCvFile:
             return False
         self._cap.set(cv2.CAP_PROP_POS_MSEC, self._resume_s * 1000.0)
         self._reopened()
+        if self._tee is not None:
+            self._tee.reopen(self._resume_s)
         return True
 
     def rewind(self) -> bool:
-        self.close()
+        self._release()
         self._start_pass()
         return True
 
-    def close(self) -> None:
+    def _release(self) -> None:
         cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
+
+    def close(self) -> None:
+        self._release()
+        if self._tee is not None:
+            self._tee.close()
+            self._tee = None

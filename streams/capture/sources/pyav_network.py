@@ -31,7 +31,10 @@ class PyAvNetwork:
         route_pyav(self.log)
         try:
             self._reader = FrameReader(
-                self._url, self._options.open_timeout_s, self._options.read_timeout_s
+                self._url,
+                self._options.open_timeout_s,
+                self._options.read_timeout_s,
+                self._options.packets,
             )
         except BaseException:
             route_pyav(None)

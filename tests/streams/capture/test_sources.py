@@ -110,7 +110,9 @@ class StandInReader:
     fail_open: Exception | None = None
     fail_read: Exception | None = None
 
-    def __init__(self, url, gpu_id, loop=False, open_timeout_s=10.0, read_timeout_s=10.0):
+    def __init__(
+        self, url, gpu_id, loop=False, open_timeout_s=10.0, read_timeout_s=10.0, ring=None
+    ):
         self.network = "://" in url
         self.loop, self.stalled, self.surfaces_held, self.closed = loop, False, 0, False
         self.next = [] if StandInReader.fail_read is None else [StandInReader.fail_read]
