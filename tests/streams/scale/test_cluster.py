@@ -55,3 +55,20 @@ def test_for_shard_keeps_the_nodes_share_in_config_order():
         assert node.shard == ShardConfig(k, 3)
         assert node.model == config.model and node.publish == config.publish
     assert sorted(s.id for node in cut for s in node.streams) == sorted(ids)
+
+
+def test_the_worker_split_takes_only_the_nodes_share():
+    from streams.scale.shards import split_streams
+    from streams.scale.supervisor import resolve_processes
+
+    ids = [f"cam-{i}" for i in range(12)]
+    config = parse_config(
+        {
+            "streams": [{"id": i, "url": "sample:bikes.mp4"} for i in ids],
+            "workers": {"processes": 12},
+        }
+    )
+    node = for_shard(config, ShardConfig(1, 4))
+    share = assign(ids, 4)[1]
+    assert resolve_processes(node)[0] == len(share)  # at most one process per stream it has
+    assert sorted(sum(split_streams(node, 2), [])) == sorted(share)
