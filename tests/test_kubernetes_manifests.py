@@ -124,3 +124,23 @@ def test_the_configmaps_config_is_valid():
             pytest.skip("this checkout has no http section yet (the HTTP server's branch)")
         raise
     assert len(config.streams) == 4 and config.http.port == 9108
+
+
+def test_kustomize_renders_every_manifest(offline):
+    """``kubectl apply -k`` input: kubectl's own kustomize renders the same objects, offline
+    (skipped where kubectl is not installed)."""
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(rendered.stdout)}
+    assert set(docs) == set(_documents())
+    for doc in docs.values():
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "streams"
+        kubernetes_validate.validate(doc, VERSIONS[-1], strict=True)
