@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from streams.cli.systemd import Notifier, Watchdog
+    from streams.config import Config, ShardConfig
 
 logger = logging.getLogger("streams")
 
@@ -364,7 +365,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         watchdog.stop()
 
 
-def _shard(args: argparse.Namespace):
+def _shard(args: argparse.Namespace) -> ShardConfig | None:
     """The ShardConfig of ``--shard`` (None without it); UsageError naming what is wrong."""
     from streams.scale.cluster import parse_shard
 
@@ -380,7 +381,7 @@ def _shard(args: argparse.Namespace):
         raise UsageError("--shard", str(err)) from None
 
 
-def _node_config(config, shard):
+def _node_config(config: Config, shard: ShardConfig | None) -> Config:
     """``config`` cut to this node's share (run --shard), with the share logged."""
     from streams.scale.cluster import for_shard
 
@@ -397,7 +398,9 @@ def _node_config(config, shard):
     return mine
 
 
-def _wait_for_streams(args: argparse.Namespace, shard, signals: _Signals):
+def _wait_for_streams(
+    args: argparse.Namespace, shard: ShardConfig, signals: _Signals
+) -> Config | None:
     """A node whose share is empty waits (a pod that exited would only be restarted, again
     and again) until a reload (SIGHUP) gives it streams; None once stopped."""
     from streams.config import load_config
