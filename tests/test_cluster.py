@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import pytest
 import yaml
 
 from streams.scale.rendezvous import assign
-from tests.helpers import CliProcess, Collector, cleanup, free_port, start_cli, wait_until
+from tests.helpers import REPO, CliProcess, Collector, cleanup, free_port, start_cli, wait_until
 
 STREAMS = 32
 pytestmark = pytest.mark.slow
@@ -221,11 +223,7 @@ def test_four_nodes_share_32_streams_restart_reload_and_grow_to_five(slow_clip, 
 
 
 def _subscribe(endpoints: list[str], out) -> CliProcess:
-    import subprocess
-    import sys
-
-    from tests.helpers import REPO
-
+    """``streams subscribe`` over every endpoint, its JSON lines into ``out``."""
     process = CliProcess(
         [sys.executable, "-m", "streams", "subscribe", *endpoints, "--kinds", "det", "--json"],
         cwd=REPO,
