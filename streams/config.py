@@ -194,6 +194,20 @@ class WorkersConfig:
 
 
 @dataclass(frozen=True)
+class ShardConfig:
+    """This node's place in a cluster: node ``index`` (from 0) of ``count``, set by ``run
+    --shard`` (or the StatefulSet pod name), never by the YAML file, which every node shares.
+    ``streams`` then holds only this node's share (streams/scale/cluster.py)."""
+
+    index: int
+    count: int
+
+    def describe(self) -> dict[str, int]:
+        """What ``stats`` carries as ``pipeline.shard``."""
+        return {"index": self.index, "count": self.count}
+
+
+@dataclass(frozen=True)
 class Config:
     streams: tuple[StreamConfig, ...]
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -205,6 +219,7 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    shard: ShardConfig | None = None  # not a YAML key: run --shard (see ShardConfig)
 
 
 # --- loading -------------------------------------------------------------------------------

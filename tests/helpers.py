@@ -173,11 +173,13 @@ class CliProcess(subprocess.Popen):
         return code, time.monotonic() - began
 
 
-def start_cli(*args: str) -> CliProcess:
+def start_cli(*args: str, env: dict[str, str] | None = None) -> CliProcess:
+    """``python -m streams ARGS`` in the background; ``env``: variables added to ours."""
     # Not a context manager: the file must outlive this call (the process writes to it).
     log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)  # noqa: SIM115
     process = CliProcess(
         [sys.executable, "-m", "streams", *args],
+        env=None if env is None else {**os.environ, **env},
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

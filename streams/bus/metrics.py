@@ -125,6 +125,14 @@ class PipelineCollector:
         yield GaugeMetricFamily(
             "streams_mean_batch_size", "Mean frames per batch", value=totals["mean_batch"]
         )
+        if "shard" in totals:  # run --shard: which node of the cluster this is
+            shard = GaugeMetricFamily(
+                "streams_shard",
+                "This node's shard (run --shard K/N), labelled index and count; always 1",
+                labels=["index", "count"],
+            )
+            shard.add_metric([str(totals["shard"]["index"]), str(totals["shard"]["count"])], 1)
+            yield shard
 
 
 def serve_metrics(snapshot: Snapshot, host: str, port: int):

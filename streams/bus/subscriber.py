@@ -1,7 +1,9 @@
-"""A subscriber client: connect to one or more publishers, filter by stream and kind."""
+"""A subscriber client: connect to one or more publishers, filter by stream and kind; or
+several publishers (the nodes of a cluster) read as one, each message with its endpoint."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,51 @@ class Subscriber:
         self._socket.close(0)
 
     def __enter__(self) -> Subscriber:  # noqa: PYI034 (typing.Self needs 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MergedSubscriber:
+    """One :class:`Subscriber` per endpoint, read as one: what each message came from is
+    known (one SUB socket connected to all would mix them), so the ``stats`` of several
+    nodes can be merged and a node gone quiet can be named.
+
+    Example:
+        with MergedSubscriber(["tcp://node0:5555", "tcp://node1:5555"]) as sub:
+            endpoint, topic, message = sub.receive(1.0) or (None, None, None)
+    """
+
+    def __init__(self, endpoints: Iterable[str], **options: Any) -> None:
+        self.endpoints = list(dict.fromkeys(endpoints))  # each once, in the order given
+        self._subs: dict[zmq.Socket, tuple[str, Subscriber]] = {}
+        self._poller = zmq.Poller()
+        self._pending: deque[tuple[str, bytes, dict[str, Any]]] = deque()
+        try:
+            for endpoint in self.endpoints:
+                sub = Subscriber([endpoint], **options)
+                self._subs[sub._socket] = (endpoint, sub)
+                self._poller.register(sub._socket, zmq.POLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self, timeout_s: float) -> tuple[str, bytes, dict[str, Any]] | None:
+        """Next ``(endpoint, topic, message)`` from any endpoint, or None after ``timeout_s``.
+        One message from each ready endpoint in turn, so a busy node never starves another."""
+        if not self._pending:
+            for sock, _ in self._poller.poll(int(timeout_s * 1000)):
+                endpoint, sub = self._subs[sock]
+                if (item := sub.receive(0)) is not None:
+                    self._pending.append((endpoint, *item))
+        return self._pending.popleft() if self._pending else None
+
+    def close(self) -> None:
+        for _, sub in self._subs.values():
+            sub.close()
+
+    def __enter__(self) -> MergedSubscriber:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -85,7 +85,8 @@ LOG_ROOM = 8  # rows the live table leaves for log records above it on a short t
 def pipeline_parts(snapshot: dict) -> list[str]:
     """The pipeline summary, piece by piece (a narrow terminal breaks lines between them)."""
     p = snapshot["pipeline"]
-    return [
+    shard = [f"shard {p['shard']['index']}/{p['shard']['count']}"] if "shard" in p else []
+    return shard + [
         f"{snapshot['uptime_s']:.0f} s up",
         f"{p['batches']} batches",
         f"mean batch {p['mean_batch']}",

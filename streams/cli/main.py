@@ -1,5 +1,5 @@
-"""Command line: ``streams run|init|subscribe|bench|bench-engine|evaluate-tracker|doctor|
-assets|keys|build-engine`` (or ``python -m streams ...``)."""
+"""Command line: ``streams run|shards|init|subscribe|bench|bench-engine|evaluate-tracker|
+doctor|assets|keys|build-engine`` (or ``python -m streams ...``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from streams.cli.systemd import Notifier, Watchdog
+    from streams.config import Config, ShardConfig
 
 logger = logging.getLogger("streams")
 
@@ -76,6 +77,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def node_count(text: str) -> int:
+    """argparse type: a number of nodes, 1 to 10,000."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of nodes, got {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 10000 nodes, got {value}")
+    return value
+
+
 def message_kinds(text: str) -> list[str]:
     """argparse type: comma-separated message kinds, each one of KINDS."""
     kinds = [k.strip() for k in text.split(",") if k.strip()]
@@ -124,7 +136,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
     run.add_argument("--no-live", action="store_true", help="no live table, summary only")
+    run.add_argument(
+        "--shard",
+        metavar="K/N|auto",
+        help="run only this node's share of the streams: node K (from 0) of N, by rendezvous "
+        "hashing of stream ids; auto: K from the StatefulSet pod name (streams-3, from "
+        "$POD_NAME or $HOSTNAME), N from --replicas or $STREAMS_REPLICAS",
+    )
+    run.add_argument(
+        "--replicas",
+        type=node_count,
+        metavar="N",
+        help="with --shard auto: the number of nodes (default: $STREAMS_REPLICAS)",
+    )
     run.set_defaults(handler=_cmd_run)
+
+    shards = add_command(
+        "shards", help="which node of a cluster takes which stream (run --shard K/N)"
+    )
+    shards.add_argument("config", type=Path, help="the YAML config every node reads")
+    shards.add_argument("--nodes", type=node_count, required=True, metavar="N", help="nodes")
+    shards.add_argument(
+        "--from",
+        dest="from_nodes",
+        type=node_count,
+        metavar="M",
+        help="also list the streams that move when the cluster goes from M nodes to N",
+    )
+    shards.set_defaults(handler=_cmd_shards)
 
     init = add_command("init", help="write the default config to DIR/config.yaml, to edit")
     init.add_argument(
@@ -294,10 +333,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from streams.config import DEFAULT_CONFIG, load_config
     from streams.scale.supervisor import resolve_processes
 
+    shard = _shard(args)
     if args.config is None:
         logger.info("config: the packaged default %s (init writes a copy to edit)", DEFAULT_CONFIG)
         args.config = DEFAULT_CONFIG
-    config = load_config(args.config)
+    config = _node_config(load_config(args.config), shard)
     signals = args.signals
     # Pings from here on: loading the model (a TensorRT build) comes before READY=1.
     notifier = Notifier()
@@ -306,6 +346,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     watchdog = Watchdog(notifier, log_summary=args.service and args.console is None)
     watchdog.start()
     try:
+        if not config.streams:  # a shard that holds no stream of the file (yet)
+            config = _wait_for_streams(args, shard, signals)
+            if config is None:
+                return 0
         processes, why = resolve_processes(config)
         if processes > 1:
             logger.info("workers.processes -> %d (%s)", processes, why)
@@ -319,6 +363,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
             runtime.close()
     finally:
         watchdog.stop()
+
+
+def _shard(args: argparse.Namespace) -> ShardConfig | None:
+    """The ShardConfig of ``--shard`` (None without it); UsageError naming what is wrong."""
+    from streams.scale.cluster import parse_shard
+
+    if args.shard is None:
+        if args.replicas is not None:
+            raise UsageError("--replicas", "goes with --shard auto")
+        return None
+    if args.replicas is not None and args.shard.strip() != "auto":
+        raise UsageError("--replicas", "goes with --shard auto (K/N already gives N)")
+    try:
+        return parse_shard(args.shard, args.replicas)
+    except ValueError as err:
+        raise UsageError("--shard", str(err)) from None
+
+
+def _node_config(config: Config, shard: ShardConfig | None) -> Config:
+    """``config`` cut to this node's share (run --shard), with the share logged."""
+    from streams.scale.cluster import for_shard
+
+    mine = for_shard(config, shard)
+    if shard is not None:
+        logger.info(
+            "shard %d/%d: %d of the %d streams (rendezvous hashing of stream ids)%s",
+            shard.index,
+            shard.count,
+            len(mine.streams),
+            len(config.streams),
+            f": {', '.join(s.id for s in mine.streams)}" if mine.streams else "",
+        )
+    return mine
+
+
+def _wait_for_streams(
+    args: argparse.Namespace, shard: ShardConfig, signals: _Signals
+) -> Config | None:
+    """A node whose share is empty waits (a pod that exited would only be restarted, again
+    and again) until a reload (SIGHUP) gives it streams; None once stopped."""
+    from streams.config import load_config
+    from streams.errors import USER_ERRORS
+
+    while True:
+        logger.warning(
+            "shard %d/%d holds none of the streams in %s; waiting for a reload (SIGHUP) "
+            "that gives it some",
+            shard.index,
+            shard.count,
+            args.config,
+        )
+        while not (signals.stop.is_set() or signals.hangup.wait(0.2)):
+            pass
+        if signals.stop.is_set():
+            return None
+        signals.hangup.clear()
+        try:
+            config = _node_config(load_config(args.config), shard)
+        except USER_ERRORS as err:
+            logger.error("reload refused: %s", err)
+            continue
+        if config.streams:
+            return config
 
 
 def _run_supervised(
@@ -363,7 +470,7 @@ def _drive(
     # On a terminal the live table; piped, plain lines now and then; under systemd neither.
     show = not args.no_live and (args.console is not None or not args.service)
     view = LiveView(pipeline.snapshot, args.console) if show else None
-    reloader = Reloader(args.config, pipeline, notifier, signals.hangup)
+    reloader = Reloader(args.config, pipeline, notifier, signals.hangup, shard=config.shard)
     reason = "did not start"
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
@@ -400,6 +507,17 @@ def _drive(
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+# --- shards ---------------------------------------------------------------------------------------
+
+
+def _cmd_shards(args: argparse.Namespace) -> int:
+    from streams.cli.shards import print_shards
+    from streams.config import load_config
+
+    print_shards(load_config(args.config), args.nodes, args.from_nodes)
     return 0
 
 

@@ -18,6 +18,7 @@ from streams.errors import USER_ERRORS, ConfigError
 
 if TYPE_CHECKING:
     from streams.cli.systemd import Notifier
+    from streams.config import ShardConfig
     from streams.runtime.runnable import Runnable
 
 logger = logging.getLogger("streams")
@@ -28,9 +29,15 @@ class Reloader:
     that came while the pipeline was starting is applied once it runs)."""
 
     def __init__(
-        self, path: Path, run: Runnable, notifier: Notifier, wanted: threading.Event
+        self,
+        path: Path,
+        run: Runnable,
+        notifier: Notifier,
+        wanted: threading.Event,
+        shard: ShardConfig | None = None,
     ) -> None:
         self._path = path
+        self._shard = shard  # run --shard: the new file's streams are cut to this node's share
         self._run = run
         self._notifier = notifier
         self._wanted = wanted
@@ -57,12 +64,13 @@ class Reloader:
     def reload(self) -> bool:
         """Read and apply the file once; True if it was applied. Never raises."""
         from streams.config import load_config
+        from streams.scale.cluster import for_shard
 
         # systemd (Type=notify with ExecReload) shows "reloading" until READY=1 again.
         self._notifier.send(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
         applied = False
         try:
-            config = load_config(self._path)
+            config = for_shard(load_config(self._path), self._shard)
             plan = self._run.reload(config)
             logger.info("reloaded %s: %s", self._path, plan.describe())
             applied = True

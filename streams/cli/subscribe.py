@@ -1,12 +1,15 @@
 """``python -m streams subscribe``: print what one or more publishers send, one line each.
 
-Three things a plain SUB loop gets wrong for a person reading a terminal:
+Four things a plain SUB loop gets wrong for a person reading a terminal:
 
 * ``stats`` messages are pipeline-wide (one message lists every stream), so with ``--stream``
   only that stream's entry is printed (with the pipeline's figures under ``--json``);
 * a ``--stream`` id that matches nothing prints nothing, for ever: after ``HINT_AFTER_S`` with
   no message for it, while the publishers' ``stats`` name other streams, the ids seen are
   named once on stderr (which is why ``--stream`` always listens to ``stats``);
+* with several endpoints (the nodes of a cluster), each node's ``stats`` lists only its
+  own streams: the lines printed merge them (``MergedStats``), and a node that goes quiet
+  is named on stderr (``SilentPublishers``);
 * gaps in ``seq`` are expected under ``pace: realtime`` or overload (each stream keeps only its
   newest frame): hundreds a minute. They are summed per stream and printed every
   ``--gap-interval`` seconds; ``--gaps`` prints each one.
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from streams.cli.main import _Signals
 
 HINT_AFTER_S = 3.0  # how long an unknown --stream id waits before the hint
+SILENT_AFTER_S = 5.0  # several endpoints: one that sends nothing this long is named
 POLL_S = 0.2
 
 
@@ -111,6 +115,88 @@ class StreamHint:
         )
 
 
+class MergedStats:
+    """With several publishers (the nodes of a cluster, each sending ``stats`` for its own
+    streams), one ``stats`` view of them all: each publisher's latest, streams in the order
+    the endpoints were given, a publisher silent for ``stale_s`` left out. Shown at most
+    every ``every_s``, so four nodes make one line a second, not four."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        every_s: float = 1.0,
+        stale_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._endpoints = endpoints
+        self._every_s = every_s
+        self._stale_s = stale_s
+        self._clock = clock
+        self._latest: dict[str, tuple[float, dict]] = {}
+        self._shown_s = -float("inf")
+
+    def note(self, endpoint: str, message: dict) -> dict | None:
+        """Take one publisher's ``stats``; the merged message when one is due, else None."""
+        now_s = self._clock()
+        self._latest[endpoint] = (now_s, message)
+        if now_s - self._shown_s < self._every_s:
+            return None
+        self._shown_s = now_s
+        return self.merged()
+
+    def merged(self) -> dict:
+        now_s = self._clock()
+        fresh = [
+            self._latest[e][1]
+            for e in self._endpoints
+            if e in self._latest and now_s - self._latest[e][0] <= self._stale_s
+        ]
+        return {
+            "v": 1,
+            "type": "stats",
+            "time": max(m.get("time", 0.0) for m in fresh),
+            "streams": [row for m in fresh for row in m.get("streams", [])],
+            "publishers": (len(fresh), len(self._endpoints)),
+        }
+
+
+class SilentPublishers:
+    """Names, once each time, a publisher that has sent nothing for ``after_s`` (a node that
+    is down, or a wrong address), and says when it sends again."""
+
+    def __init__(
+        self, endpoints: list[str], after_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._after_s = after_s
+        self._clock = clock
+        began = clock()
+        self._last_s = {e: began for e in endpoints}
+        self._heard: set[str] = set()
+        self._silent: set[str] = set()
+
+    def note(self, endpoint: str) -> str | None:
+        self._last_s[endpoint] = self._clock()
+        self._heard.add(endpoint)
+        if endpoint in self._silent:
+            self._silent.discard(endpoint)
+            return f"subscribe: {endpoint} is sending again"
+        return None
+
+    def due(self) -> list[str]:
+        now_s = self._clock()
+        lines = []
+        for endpoint, last_s in self._last_s.items():
+            if endpoint in self._silent or now_s - last_s < self._after_s:
+                continue
+            self._silent.add(endpoint)
+            what = "nothing more" if endpoint in self._heard else "nothing yet"
+            lines.append(
+                f"subscribe: {what} from {endpoint} for {self._after_s:g} s (a node down or "
+                "restarting, or no publisher at that address); the others carry on"
+            )
+        return lines
+
+
 def curve_keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """The ``--server-key`` and ``--client-key`` files, each checked (UsageError naming the
     argument and the file: missing, a directory, not a CURVE key, no secret key)."""
@@ -136,13 +222,13 @@ def run_subscribe(args: argparse.Namespace, signals: _Signals) -> int:
     import zmq
 
     from streams.bus.messages import SchemaError, validate
-    from streams.bus.subscriber import Subscriber
+    from streams.bus.subscriber import MergedSubscriber
 
     server_key, client_key = curve_keys(args)
     kinds = list(args.kinds)
     listen = kinds + (["stats"] if args.stream and "stats" not in kinds else [])  # the hint
     try:
-        subscriber = Subscriber(
+        subscriber = MergedSubscriber(
             args.endpoints,
             stream=args.stream,
             kinds=listen,
@@ -158,21 +244,31 @@ def run_subscribe(args: argparse.Namespace, signals: _Signals) -> int:
         ) from None
     gaps = GapCounter(args.gap_interval, each=args.gaps)
     hint = StreamHint(args.stream, HINT_AFTER_S)
+    several = len(subscriber.endpoints) > 1
+    # Several publishers, for a person: one merged stats line; --json keeps each message.
+    merged = MergedStats(subscriber.endpoints) if several and not args.json else None
+    silent = SilentPublishers(subscriber.endpoints, SILENT_AFTER_S) if several else None
     printed = 0
     last_printed_s = time.monotonic()
     with subscriber as sub:
         while not signals.stop.is_set():
             item = sub.receive(POLL_S)
             gaps.tick()
+            for line in silent.due() if silent else ():
+                print(line, file=sys.stderr, flush=True)
             if item is not None:
-                topic_bytes, message = item
+                endpoint, topic_bytes, message = item
                 hint.note(message)
+                if silent and (line := silent.note(endpoint)):
+                    print(line, file=sys.stderr, flush=True)
                 if args.validate:
                     try:
                         validate(topic_bytes, message)
                     except SchemaError as err:
                         print(f"INVALID {topic_bytes.decode()}: {err}", file=sys.stderr)
-                shown = _shown(message, args.stream, kinds)
+                if merged is not None and message.get("type") == "stats":
+                    message = merged.note(endpoint, message)
+                shown = None if message is None else _shown(message, args.stream, kinds)
                 if shown is not None:
                     if shown.get("type") == "det":
                         gaps.seen(shown["stream"], shown["seq"])
@@ -249,4 +345,7 @@ def describe(message: dict) -> str:
         )
         return f"{kind} {message['stream']} {span} ({why or 'on request'}): {message['path']}"
     streams = ", ".join(f"{s['stream']} {s['fps']} fps" for s in message.get("streams", []))
+    if "publishers" in message:  # merged over several endpoints (MergedStats)
+        heard, of = message["publishers"]
+        return f"stats ({len(message['streams'])} streams, {heard}/{of} publishers): {streams}"
     return f"stats: {streams}"

@@ -93,7 +93,9 @@ def summary_line(snapshot: dict) -> str:
     fps = sum(row["fps"] for row in rows)
     others = ", ".join(f"{n} {state}" for state, n in sorted(states.items()) if state != "live")
     text = f"{states.get('live', 0)}/{len(rows)} streams live, {fps:.1f} frames/s"
-    return f"{text}, {others}" if others else text
+    text = f"{text}, {others}" if others else text
+    shard = snapshot.get("pipeline", {}).get("shard")
+    return f"shard {shard['index']}/{shard['count']}: {text}" if shard else text
 
 
 class Watchdog:

@@ -40,7 +40,7 @@ from streams.runtime.preprocess import choose_preprocess
 from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload, stream_differences
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.sources import resolve_sources
-from streams.runtime.stats import PipelineStats, StreamStats
+from streams.runtime.stats import PipelineStats, StreamStats, with_shard
 from streams.states import StreamState, advance
 
 logger = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class Pipeline:
         return {
             "uptime_s": time.monotonic() - self._started_mono_s,
             "streams": [s.snapshot() for s in self.stream_stats.values()],
-            "pipeline": self.stats.snapshot(),
+            "pipeline": with_shard(self.stats.snapshot(), self.config),
             "stalled_s": self.stalled_s(),  # for a supervisor's watchdog; not published
         }
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streams.record.recorder import RecordCounts
 from streams.states import StreamState
+
+if TYPE_CHECKING:
+    from streams.config import Config
 
 WINDOW_S = 5.0
 MAX_SAMPLES = 4096
@@ -233,6 +237,12 @@ class PipelineStats:
             "published": self.published,
             "publish_dropped": self.publish_dropped,
         }
+
+
+def with_shard(pipeline: dict, config: Config) -> dict:
+    """``pipeline`` figures with ``shard`` (this node's ``index`` and ``count``) on a node
+    started with ``run --shard``; as they are otherwise."""
+    return pipeline if config.shard is None else {**pipeline, "shard": config.shard.describe()}
 
 
 def _round(value: float) -> float | None:

@@ -39,7 +39,7 @@ from streams.errors import StreamsError
 from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.sources import resolve_sources
-from streams.runtime.stats import PipelineStats
+from streams.runtime.stats import PipelineStats, with_shard
 from streams.scale.merge import COUNTERS, analytics_base, merge_snapshots
 from streams.scale.relay import Relay
 from streams.scale.shards import reshard, split_streams
@@ -491,7 +491,7 @@ class Supervisor:
             states = dict(self._states)
             bases = {sid: dict(base) for sid, base in self._counter_base.items()}
             analytics_bases = dict(self._analytics_base)
-        return merge_snapshots(
+        merged = merge_snapshots(
             [s.id for s in self.config.streams],
             snapshots,
             states,
@@ -502,6 +502,8 @@ class Supervisor:
             time.monotonic() - self._started_mono_s,
             analytics_bases,
         )
+        merged["pipeline"] = with_shard(merged["pipeline"], self.config)
+        return merged
 
     def _publish_stats(self) -> None:
         snap = self.snapshot()

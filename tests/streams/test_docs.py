@@ -104,7 +104,8 @@ def documented_fields() -> dict[str, set[str]]:
 def test_every_message_field_is_documented_and_every_documented_field_is_sent(assets, tmp_path):
     """Real messages from a real run that has every kind of event: a file that plays to its
     end, one that fails, a camera that is not there (reconnecting), zones and lines (one that
-    does not fit its frames), snapshots and clips of events, two worker processes."""
+    does not fit its frames), snapshots and clips of events, two worker processes, a node of a
+    cluster (``--shard``)."""
     from tests.helpers import Collector, free_port, start_cli, wait_until, write_config
 
     garbage = tmp_path / "garbage.mp4"
@@ -157,7 +158,8 @@ def test_every_message_field_is_documented_and_every_documented_field_is_sent(as
 
     # Until every documented field has been seen (however slowly a loaded machine starts the
     # workers), then a drain: its `ended` messages are part of what is checked.
-    process = start_cli("run", str(config), "--no-live")
+    # A cluster of one node (--shard 0/1, every stream): stats' pipeline.shard.
+    process = start_cli("run", str(config), "--no-live", "--shard", "0/1")
     try:
         wait_until(lambda: all(documented[k] <= v for k, v in sent_fields().items()), 90, 0.5)
         code, _ = process.drain(timeout_s=30)
