@@ -29,6 +29,7 @@ def write_config(path: Path, streams: list[dict], port: int, **sections) -> Path
         "engine": {"backend": "onnxruntime", "max_batch": 4, **sections.pop("engine", {})},
         "publish": {"endpoint": f"tcp://127.0.0.1:{port}", "stats_interval_s": 0.5},
         "metrics": {"port": 0},
+        "http": {"port": 0},
     }
     raw.update(sections)
     path.write_text(yaml.safe_dump(raw))

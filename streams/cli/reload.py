@@ -28,9 +28,15 @@ class Reloader:
     that came while the pipeline was starting is applied once it runs)."""
 
     def __init__(
-        self, path: Path, run: Runnable, notifier: Notifier, wanted: threading.Event
+        self,
+        path: Path,
+        run: Runnable,
+        notifier: Notifier,
+        wanted: threading.Event,
+        lock: threading.Lock | None = None,
     ) -> None:
         self._path = path
+        self._lock = lock or threading.Lock()  # the HTTP API's changes take it too
         self._run = run
         self._notifier = notifier
         self._wanted = wanted
@@ -63,7 +69,8 @@ class Reloader:
         applied = False
         try:
             config = load_config(self._path)
-            plan = self._run.reload(config)
+            with self._lock:
+                plan = self._run.reload(config)
             logger.info("reloaded %s: %s", self._path, plan.describe())
             applied = True
         except ConfigError as err:
