@@ -174,7 +174,7 @@ class CliProcess(subprocess.Popen):
         return code, time.monotonic() - began
 
 
-def start_cli(*args: str) -> CliProcess:
+def start_cli(*args: str, env: dict[str, str] | None = None) -> CliProcess:
     # Not a context manager: the file must outlive this call (the process writes to it).
     log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)  # noqa: SIM115
     process = CliProcess(
@@ -183,6 +183,7 @@ def start_cli(*args: str) -> CliProcess:
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     process.log_path = Path(log.name)
     log.close()

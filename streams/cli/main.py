@@ -1,4 +1,4 @@
-"""Command line: ``streams run|init|subscribe|bench|bench-engine|evaluate-tracker|doctor|
+"""Command line: ``streams run|init|subscribe|ctl|bench|bench-engine|evaluate-tracker|doctor|
 assets|keys|build-engine`` (or ``python -m streams ...``)."""
 
 from __future__ import annotations
@@ -252,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--print", action="store_true", help="print the unit instead")
     service.add_argument("--force", action="store_true", help="replace an existing unit")
     service.set_defaults(handler=_cmd_install_service)
+
+    ctl = add_command("ctl", help="list, add or remove streams of a running `run` (its API)")
+    from streams.cli import ctl as ctl_module
+
+    ctl_module.add_arguments(ctl)
+    ctl.set_defaults(handler=ctl_module.run)
 
     build = add_command("build-engine", help="build the TensorRT engine ahead of time")
     build.add_argument("config", type=Path)

@@ -89,10 +89,15 @@ def require_token(token: str | None):
         challenge = {"WWW-Authenticate": "Bearer"}
         if credentials is None:
             raise HTTPException(
-                401, "missing 'Authorization: Bearer <token>' header", headers=challenge
+                401,
+                "missing 'Authorization: Bearer <token>' header; changes need the API token "
+                "(http.token or $STREAMS_API_TOKEN)",
+                headers=challenge,
             )
         if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise HTTPException(401, "wrong token (http.token)", headers=challenge)
+            raise HTTPException(
+                401, "wrong bearer token: not the API token (http.token)", headers=challenge
+            )
 
     return check
 
