@@ -114,13 +114,17 @@ def test_list_add_patch_remove_with_a_real_subscriber(run, videos):
     )
 
     seen = len(run.collector.of("det", "car"))
-    patched = client.patch("/api/streams/car", json={"fps": 5}, headers=auth)
+    patched = client.patch("/api/streams/car", json={"fps": 6}, headers=auth)
     assert patched.status_code == 200, patched.text
-    assert patched.json()["fps"] == 5.0
-    assert client.get("/api/streams/car").json()["fps"] == 5.0
+    assert patched.json()["fps"] == 6.0
+    assert client.get("/api/streams/car").json()["fps"] == 6.0
     assert run.collector.wait_for(lambda c: len(c.of("det", "car")) >= seen + 3, 60)
+    # In place: no restart (no reconnecting), one live note, seq carries on, faster.
+    statuses = [(m["state"], m.get("reason")) for m in run.collector.of("status", "car")]
+    assert statuses == [("connecting", None), ("live", None), ("live", "changed in place (fps)")]
     seqs = [m["seq"] for m in run.collector.of("det", "car")]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # seq carries on
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert wait_until(lambda: client.get("/api/streams/car").json()["stats"]["fps"] > 3.5, 20)
 
     removed = client.delete("/api/streams/car", headers=auth)
     assert removed.status_code == 200 and removed.json() == {"removed": "car"}

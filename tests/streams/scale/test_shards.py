@@ -40,9 +40,7 @@ def test_reshard(shards, serving, ids, expected):
         ([["a"], ["c"]], [False, False], "acd", [["a"], ["c"], ["d"]]),  # nobody serves
     ],
 )
-def test_reshard_with_a_capacity_starts_a_worker_when_all_are_full(
-    shards, serving, ids, expected
-):
+def test_reshard_with_a_capacity_starts_a_worker_when_all_are_full(shards, serving, ids, expected):
     assert reshard(shards, serving, _config(*ids), capacity=2) == expected
 
 
