@@ -161,6 +161,11 @@ class Control:
         return {"removed": stream_id}
 
     def _apply(self, config: Config, what: str) -> None:
+        if not self.started.is_set():  # its streams are not running yet: nothing to change
+            raise Unavailable(
+                "the run is still starting (its engine loads); try again once GET /readyz "
+                "says engine_loaded"
+            )
         try:
             plan = self.run.reload(config)
         except ReloadRefused as err:
