@@ -96,7 +96,9 @@ def test_list_add_patch_remove_with_a_real_subscriber(run, videos):
     listed = client.get("/api/streams").json()
     assert [s["id"] for s in listed] == ["bikes"]
     assert listed[0]["state"] == "live" and listed[0]["fps"] == 3.0
-    assert listed[0]["stats"]["processed"] > 0
+    assert wait_until(  # live: its first frame decoded; processed soon after
+        lambda: client.get("/api/streams").json()[0]["stats"]["processed"] > 0, 30
+    )
 
     added = client.post(
         "/api/streams",

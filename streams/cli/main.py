@@ -253,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--force", action="store_true", help="replace an existing unit")
     service.set_defaults(handler=_cmd_install_service)
 
-    ctl = add_command("ctl", help="list, add or remove streams of a running `run` (its API)")
+    ctl = add_command("ctl", help="list, add or remove the streams of a running run (its HTTP API)")
     from streams.cli import ctl as ctl_module
 
     ctl_module.add_arguments(ctl)
