@@ -139,7 +139,11 @@ def gpu_held(pids: set[int]) -> dict:
 def write_config(path: Path, clip: str, port: int, http_port: int, gpu: bool) -> None:
     raw = {
         "streams": [{"id": "base", "url": clip, "loop": True, "fps": 5}],
-        "engine": {"backend": "tensorrt" if gpu else "onnxruntime", "max_batch": 8},
+        "engine": (
+            {"backend": "tensorrt", "max_batch": 32, "builder_optimization_level": 1}
+            if gpu
+            else {"backend": "onnxruntime", "max_batch": 8}
+        ),
         "publish": {"endpoint": f"tcp://127.0.0.1:{port}", "stats_interval_s": 0.5},
         "http": {"port": http_port, "token": TOKEN},
     }
@@ -166,7 +170,7 @@ def churn(args: argparse.Namespace) -> dict:
     rounds: list[dict] = []
     result: dict = {"streams": args.streams, "rounds": args.rounds, "gpu": args.gpu}
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + (900 if args.gpu else 180)  # a first TensorRT build
         while True:
             try:
                 urllib.request.urlopen(f"{base}/readyz", timeout=5)
