@@ -127,13 +127,20 @@ def gpu_held(pids: set[int]) -> dict:
         for app_pid, used in [line.split(", ")]
         if int(app_pid) in pids
     )
-    decoder = subprocess.run(
-        ["nvidia-smi", "--query-gpu=utilization.decoder", "--format=csv,noheader,nounits"],
+    used, decoder = subprocess.run(
+        [
+            "nvidia-smi",
+            "--id=0",
+            "--query-gpu=memory.used,utilization.decoder",
+            "--format=csv,noheader,nounits",
+        ],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()[0]
-    return {"gpu_mib": memory, "decoder_pct": int(decoder)}
+    ).stdout.split(", ")
+    # gpu_mib is 0 where nvidia-smi sees other pids (a container's own pid namespace):
+    # then gpu_used_mib, the whole GPU's, is the figure to watch.
+    return {"gpu_mib": memory, "gpu_used_mib": int(used), "decoder_pct": int(decoder)}
 
 
 def write_config(path: Path, clip: str, port: int, http_port: int, gpu: bool) -> None:

@@ -77,5 +77,7 @@ def test_churn_on_the_gpu_returns_gpu_memory_and_decoder_sessions(assets, tmp_pa
     warm, last = _bounds(report)
     assert last["fds"] <= warm["fds"] + 2, (warm, last)
     assert last["threads"] <= warm["threads"] + 2, (warm, last)
-    assert last["gpu_mib"] - warm["gpu_mib"] <= 64, (warm, last)
+    key = "gpu_mib" if warm["gpu_mib"] else "gpu_used_mib"  # see api_churn.gpu_held
+    assert warm[key] > 0, warm  # the run holds GPU memory: the figure is real
+    assert last[key] - warm[key] <= 64, (warm, last)
     assert last["rss_mib"] - warm["rss_mib"] < 256, (warm, last)
