@@ -287,6 +287,9 @@ class Pipeline:
                     self._announce(
                         stream_stats, StreamState.ENDED, reason="removed from the config"
                     )
+            with self._status_lock:
+                for stream_id in plan.removed:
+                    self._live_detail.pop(stream_id, None)
             by_id = {s.id: s for s in config.streams}
             seqs = {w.stream.id: w.next_seq for w in leaving}
             for stream_id in plan.changed:
