@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,8 +175,27 @@ class PublishConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """The old, separate ``/metrics`` listener (prometheus_client's): off unless a port is
+    given, since ``/metrics`` is served on ``http.port`` (docs/design-changes.md)."""
+
     host: str = "127.0.0.1"
-    port: int = 9108  # 0 turns the /metrics endpoint off
+    port: int = 0  # 0: no separate listener
+
+
+TOKEN_ENV = "STREAMS_API_TOKEN"  # the API token when http.token is not set
+TOKEN_MIN_CHARS = 16
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP server of ``streams run`` (streams/http): ``/metrics``, the REST API under
+    ``/api``, ``/healthz`` and ``/readyz``. ``token``: what mutating API calls must send as
+    ``Authorization: Bearer ...`` (``http.token``, else ``$STREAMS_API_TOKEN``); None: the
+    API is read-only. Never logged or returned (``/api/config`` shows ``***``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9108  # 0 turns the server off
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -216,6 +235,7 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
@@ -307,6 +327,7 @@ def parse_config(
             "capture",
             "publish",
             "metrics",
+            "http",
             "workers",
             "tracking",
             "record",
@@ -319,6 +340,22 @@ def parse_config(
     streams = _parse_streams(top.get("streams"), base_dir, tracking_raw, tracking, record_raw)
     model = _parse_model(top.get("model", {}), base_dir)
     _check_analytics_classes(streams, model)
+    metrics = _dataclass_section(
+        MetricsConfig,
+        top.get("metrics", {}),
+        "metrics",
+        {
+            "host": _string,
+            "port": _integer(0, 65535),
+        },
+    )
+    http = _parse_http(top.get("http", {}), env)
+    if metrics.port and metrics.port == http.port:
+        raise ConfigError(
+            f"metrics.port: {metrics.port} is also http.port; /metrics is served on http.port "
+            "now (http://HOST:PORT/metrics): remove the metrics: section, or give it another "
+            "port for a second, separate /metrics listener"
+        )
     return Config(
         streams=streams,
         model=model,
@@ -350,15 +387,8 @@ def parse_config(
                 "curve": _curve(base_dir),
             },
         ),
-        metrics=_dataclass_section(
-            MetricsConfig,
-            top.get("metrics", {}),
-            "metrics",
-            {
-                "host": _string,
-                "port": _integer(0, 65535),
-            },
-        ),
+        metrics=metrics,
+        http=http,
         workers=_dataclass_section(
             WorkersConfig,
             top.get("workers", {}),
@@ -371,6 +401,32 @@ def parse_config(
         tracking=tracking,
         record=record,
     )
+
+
+def _parse_http(raw: Any, env: Any) -> HttpConfig:
+    http = _dataclass_section(
+        HttpConfig,
+        raw,
+        "http",
+        {"host": _string, "port": _integer(0, 65535), "token": _optional(_token)},
+    )
+    if http.token is None and env.get(TOKEN_ENV):
+        token = _token(env[TOKEN_ENV], f"${TOKEN_ENV}")
+        http = HttpConfig(http.host, http.port, token)
+    return http
+
+
+def _token(value: Any, where: str) -> str:
+    """A bearer token: printable, no spaces, long enough not to be guessed."""
+    text = _string(value, where)
+    if not re.fullmatch(r"[!-~]+", text):
+        raise ConfigError(f"{where}: expected printable ASCII without spaces (a bearer token)")
+    if len(text) < TOKEN_MIN_CHARS:
+        raise ConfigError(
+            f"{where}: {len(text)} characters is too short to keep the API safe; use at least "
+            f"{TOKEN_MIN_CHARS} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
+    return text
 
 
 def _parse_streams(
@@ -387,39 +443,111 @@ def _parse_streams(
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"streams: expected a non-empty list, got {_describe(raw)}")
     streams: list[StreamConfig] = []
-    seen: set[str] = set()
     for index, item in enumerate(raw):
-        where = f"streams[{index}]"
-        stream = _dataclass_section(
-            StreamConfig,
-            item,
-            where,
-            {
-                "id": _stream_id,
-                "url": _string,
-                "loop": _boolean,
-                "fps": _optional(_number(0.01, 1000)),
-                "decoder": _choice(DECODERS),
-                "pace": _choice(PACES),
-                "tracking": _stream_tracking(tracking_raw),
-                "zones": _zones,
-                "lines": _lines,
-                "record": _stream_record(record_raw, base_dir),
-            },
-            required=("id", "url"),
+        streams.append(
+            _parse_stream(
+                item,
+                f"streams[{index}]",
+                base_dir,
+                tracking_raw,
+                top_tracking,
+                streams,
+                record_raw,
+                top_record,
+            )
         )
-        if stream.id in seen:
-            raise ConfigError(f"{where}.id: duplicate stream id {stream.id!r}; ids must be unique")
-        seen.add(stream.id)
-        url = _check_url(stream.url, f"{where}.url", base_dir)
-        tracking = stream.tracking if "tracking" in item else top_tracking
-        record = stream.record if "record" in item else top_record
-        stream = StreamConfig(
-            **{**stream.__dict__, "url": url, "tracking": tracking, "record": record}
-        )
-        _check_analytics(stream, where)
-        streams.append(stream)
     return tuple(streams)
+
+
+STREAM_FIELDS: dict[str, Validator] = {}  # filled below, once the validators exist
+
+
+def _parse_stream(
+    item: Any,
+    where: str,
+    base_dir: Path,
+    tracking_raw: dict[str, Any],
+    top_tracking: TrackingConfig,
+    before: list[StreamConfig] | tuple[StreamConfig, ...],
+    record_raw: dict[str, Any],
+    top_record: RecordConfig,
+) -> StreamConfig:
+    """One ``streams:`` entry, after the ``before`` ones (ids must differ from theirs)."""
+    stream = _dataclass_section(
+        StreamConfig,
+        item,
+        where,
+        {
+            **STREAM_FIELDS,
+            "tracking": _stream_tracking(tracking_raw),
+            "record": _stream_record(record_raw, base_dir),
+        },
+        required=("id", "url"),
+    )
+    if any(s.id == stream.id for s in before):
+        raise ConfigError(f"{where}.id: duplicate stream id {stream.id!r}; ids must be unique")
+    url = _check_url(stream.url, f"{where}.url", base_dir)
+    tracking = stream.tracking if "tracking" in item else top_tracking
+    record = stream.record if "record" in item else top_record
+    stream = StreamConfig(**{**stream.__dict__, "url": url, "tracking": tracking, "record": record})
+    _check_analytics(stream, where)
+    return stream
+
+
+class DuplicateStream(ConfigError):
+    """A stream entry whose id another stream already has (HTTP 409, not 422)."""
+
+
+def add_stream(config: Config, raw: Any, base_dir: Path = Path(".")) -> Config:
+    """``config`` with one more stream, ``raw`` being one ``streams:`` entry as in the file
+    (``POST /api/streams``): checked by the same code, with the same messages, as if it were
+    the file's last entry (``streams[N].url: file not found: ...``). ``${VAR}`` is not
+    expanded: a client must not read the server's environment. Relative paths resolve from
+    ``base_dir`` (the config file's directory)."""
+    where = f"streams[{len(config.streams)}]"
+    if isinstance(raw, dict) and any(s.id == raw.get("id") for s in config.streams):
+        raise DuplicateStream(f"{where}.id: duplicate stream id {raw['id']!r}; ids must be unique")
+    record_raw = {**asdict(config.record), "events": list(config.record.events)}
+    stream = _parse_stream(
+        raw,
+        where,
+        base_dir,
+        asdict(config.tracking),
+        config.tracking,
+        config.streams,
+        record_raw,
+        config.record,
+    )
+    _check_analytics_classes_at([(where, stream)], config.model)
+    return replace(config, streams=(*config.streams, stream))
+
+
+PATCHABLE = ("fps", "zones", "lines")
+
+
+def change_stream(config: Config, stream_id: str, raw: Any) -> Config:
+    """``config`` with stream ``stream_id``'s ``fps``, ``zones`` or ``lines`` replaced by
+    ``raw``'s (``PATCH /api/streams/{id}``), checked as the file's would be, under the
+    stream's key path (``streams[1].zones[0].points: ...``). KeyError: no such stream."""
+    index = next(i for i, s in enumerate(config.streams) if s.id == stream_id)
+    where = f"streams[{index}]"
+    changes = _mapping(raw, where)
+    for key in changes:
+        if key not in PATCHABLE:
+            known = f"; expected one of {', '.join(PATCHABLE)}"
+            if key in STREAM_FIELDS or key in ("tracking", "record"):
+                raise ConfigError(
+                    f"{where}.{key}: cannot change in place{known} (remove the stream and add "
+                    "it again to change the rest)"
+                )
+            raise ConfigError(f"{where}.{key}: unknown key{known}")
+    values = {key: STREAM_FIELDS[key](value, f"{where}.{key}") for key, value in changes.items()}
+    stream = replace(config.streams[index], **values)
+    _check_analytics(stream, where)
+    _check_analytics_classes_at([(where, stream)], config.model)
+    streams = list(config.streams)
+    streams[index] = stream
+    return replace(config, streams=tuple(streams))
 
 
 def _parse_model(raw: Any, base_dir: Path) -> ModelConfig:
@@ -800,9 +928,15 @@ def _check_analytics(stream: StreamConfig, where: str) -> None:
 
 def _check_analytics_classes(streams: tuple[StreamConfig, ...], model: ModelConfig) -> None:
     """Class names of zones and lines must be the model's labels (``model.labels``)."""
+    _check_analytics_classes_at([(f"streams[{i}]", s) for i, s in enumerate(streams)], model)
+
+
+def _check_analytics_classes_at(
+    streams: list[tuple[str, StreamConfig]], model: ModelConfig
+) -> None:
     wanted = [
-        (f"streams[{i}].{kind}[{k}].classes[{j}]", name)
-        for i, stream in enumerate(streams)
+        (f"{where}.{kind}[{k}].classes[{j}]", name)
+        for where, stream in streams
         for kind, items in (("zones", stream.zones), ("lines", stream.lines))
         for k, item in enumerate(items)
         for j, name in enumerate(item.classes or ())
@@ -842,6 +976,19 @@ RECORD_STREAM_FIELDS.update(
         "clips": _boolean,
         "events": _event_kinds,
         "buffer_bytes": _integer(1 << 16, 1 << 34),
+    }
+)
+
+STREAM_FIELDS.update(
+    {
+        "id": _stream_id,
+        "url": _string,
+        "loop": _boolean,
+        "fps": _optional(_number(0.01, 1000)),
+        "decoder": _choice(DECODERS),
+        "pace": _choice(PACES),
+        "zones": _zones,
+        "lines": _lines,
     }
 )
 

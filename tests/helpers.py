@@ -29,6 +29,7 @@ def write_config(path: Path, streams: list[dict], port: int, **sections) -> Path
         "engine": {"backend": "onnxruntime", "max_batch": 4, **sections.pop("engine", {})},
         "publish": {"endpoint": f"tcp://127.0.0.1:{port}", "stats_interval_s": 0.5},
         "metrics": {"port": 0},
+        "http": {"port": 0},
     }
     raw.update(sections)
     path.write_text(yaml.safe_dump(raw))
@@ -173,13 +174,16 @@ class CliProcess(subprocess.Popen):
         return code, time.monotonic() - began
 
 
-def start_cli(*args: str, env: dict[str, str] | None = None) -> CliProcess:
-    """``python -m streams ARGS`` in the background; ``env``: variables added to ours."""
+def start_cli(*args: str, env: dict[str, str | None] | None = None) -> CliProcess:
+    """``python -m streams ARGS`` in the background; ``env``: variables added to ours (a
+    None value removes that one)."""
     # Not a context manager: the file must outlive this call (the process writes to it).
     log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)  # noqa: SIM115
     process = CliProcess(
         [sys.executable, "-m", "streams", *args],
-        env=None if env is None else {**os.environ, **env},
+        env=None
+        if env is None
+        else {k: v for k, v in {**os.environ, **env}.items() if v is not None},
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -20,10 +20,10 @@ def test_import_contracts_are_kept():
     assert "broken" not in result.stdout.split("Contracts:")[-1].replace("0 broken", "")
 
 
-def test_loading_a_config_imports_neither_opencv_nor_the_engines():
+def test_loading_a_config_imports_neither_opencv_nor_the_engines_nor_the_http_stack():
     code = (
         "import sys, streams.config; "
-        "print(sorted(m for m in ('cv2', 'onnxruntime', 'tensorrt', 'zmq') "
+        "print(sorted(m for m in ('cv2', 'onnxruntime', 'tensorrt', 'zmq', 'fastapi', 'uvicorn') "
         "if m in sys.modules))"
     )
     out = subprocess.run(

@@ -153,7 +153,7 @@ def test_streams_init_writes_an_editable_copy_that_runs(installed, assets, tmp_p
     raw = yaml.safe_load(config.read_text())
     port = free_port()
     raw["publish"]["endpoint"] = f"tcp://127.0.0.1:{port}"
-    raw["metrics"]["port"] = 0
+    raw["http"]["port"] = 0
     config.write_text(yaml.safe_dump(raw))
     collector = Collector(f"tcp://127.0.0.1:{port}")
     try:
@@ -170,7 +170,7 @@ def test_streams_init_writes_an_editable_copy_that_runs(installed, assets, tmp_p
     assert again.returncode == 2, again.stderr
     lines = again.stderr.strip().splitlines()
     assert len(lines) == 1 and str(config) in lines[0] and "--force" in lines[0], again.stderr
-    assert yaml.safe_load(config.read_text())["metrics"]["port"] == 0  # untouched
+    assert yaml.safe_load(config.read_text())["http"]["port"] == 0  # untouched
     forced = _run(installed.streams, "init", str(target), "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert config.read_bytes() == (REPO / "config.yaml").read_bytes()

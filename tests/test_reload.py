@@ -37,11 +37,17 @@ def test_sighup_applies_stream_changes_and_leaves_the_rest_running(assets, tmp_p
         ), process.output()
 
         added = {"id": "added", "url": carphone, "loop": True, "fps": 2}
-        write_config(path, [keep, {**change, "fps": 3}, added], port)
+        # keep's fps alone changes: in place; change's decoder too: a restart.
+        retuned = {**keep, "fps": 4}
+        write_config(path, [retuned, {**change, "fps": 3, "decoder": "opencv"}, added], port)
         process.send_signal(signal.SIGHUP)
         assert collector.wait_for(lambda c: len(c.of("det", "added")) >= 2, 60), process.output()
         assert wait_until(lambda: "reloaded" in process.output(), 5), process.output()
-        assert "added added; removed gone; restarted change" in process.output()
+        assert (
+            "added added; removed gone; restarted change; changed in place keep" in process.output()
+        )
+        notes = [m for m in collector.of("status", "keep") if m.get("reason")]
+        assert [(m["state"], m["reason"]) for m in notes] == [("live", "changed in place (fps)")]
 
         ended = [m for m in collector.of("status", "gone") if m["state"] == "ended"]
         assert ended and ended[0]["reason"] == "removed from the config", ended
@@ -54,7 +60,7 @@ def test_sighup_applies_stream_changes_and_leaves_the_rest_running(assets, tmp_p
         assert last_gone_det < gone_ended_at  # nothing from it after its ended
 
         restart = [m for m in collector.of("status", "change") if m["state"] == "reconnecting"]
-        assert restart and restart[0]["reason"] == "restarting: the config changed (fps)"
+        assert restart and restart[0]["reason"] == "restarting: the config changed (fps, decoder)"
         assert collector.wait_for(
             lambda c: (
                 [m["state"] for m in c.of("status", "change")][-3:]
@@ -142,7 +148,8 @@ def test_sighup_with_two_worker_processes_restarts_only_the_changed_streams(asse
             process.output()
         )
         added = {"id": "added", "url": carphone, "loop": True, "fps": 2}
-        write_config(path, [keep0, keep1, {**change, "fps": 3}, added], port, **sections)
+        changed = {**change, "fps": 3, "decoder": "opencv"}
+        write_config(path, [keep0, keep1, changed, added], port, **sections)
         process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: f"reloaded {path}" in process.output(), 30), process.output()
         assert f"reloaded {path}: added added; removed gone; restarted change" in process.output()
@@ -153,7 +160,7 @@ def test_sighup_with_two_worker_processes_restarts_only_the_changed_streams(asse
         ended = [m for m in collector.of("status", "gone") if m["state"] == "ended"]
         assert ended and ended[0]["reason"] == "removed from the config", ended
         restart = [m for m in collector.of("status", "change") if m["state"] == "reconnecting"]
-        assert restart and restart[0]["reason"] == "restarting: the config changed (fps)"
+        assert restart and restart[0]["reason"] == "restarting: the config changed (fps, decoder)"
         assert collector.wait_for(
             lambda c: [m["state"] for m in c.of("status", "change")][-1] == "live", 30
         ), collector.of("status", "change")
@@ -168,7 +175,7 @@ def test_sighup_with_two_worker_processes_restarts_only_the_changed_streams(asse
         # Outside streams: is refused as with one process; the running config stays.
         write_config(
             path,
-            [keep0, keep1, {**change, "fps": 3}, added],
+            [keep0, keep1, changed, added],
             port,
             model={"iou_threshold": 0.5},
             **sections,

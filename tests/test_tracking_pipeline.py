@@ -216,7 +216,8 @@ def test_a_camera_that_reconnects_starts_its_tracks_afresh(assets, rtsp_server, 
 
 
 def test_a_stream_restarted_by_a_reload_starts_its_tracks_afresh(assets, tmp_path):
-    """SIGHUP with a changed stream (fps): the new worker plays the file from the start; its
+    """SIGHUP with a changed stream (its decoder: a restart; fps alone would change in
+    place): the new worker plays the file from the start; its
     tracks are new ones, with ids that carry on counting."""
     port = free_port()
     stream = {"id": "cam", "url": str(assets.videos["bikes.mp4"]), "fps": 5}
@@ -231,7 +232,7 @@ def test_a_stream_restarted_by_a_reload_starts_its_tracks_afresh(assets, tmp_pat
         assert collector.wait_for(lambda c: max(confirmed(c), default=-1) >= 1, 60), (
             process.output()
         )
-        write_config(path, [{**stream, "fps": 4}], port, tracking={"enabled": True})
+        write_config(path, [{**stream, "decoder": "opencv"}], port, tracking={"enabled": True})
         restarted_at = len(collector.messages)
         process.send_signal(signal.SIGHUP)
 

@@ -40,6 +40,11 @@ class FrameClock:
         self._first_pts_s: float | None = None
         self._first_due_s = 0.0
 
+    def set_fps(self, fps: float | None) -> None:
+        """A new cap from the next picture on (a reload changed ``fps`` in place); called
+        from another thread: one attribute, replaced whole."""
+        self._interval_s = 1.0 / fps if fps else 0.0
+
     def keep(self, pts_s: float) -> bool:
         """False for a picture over the fps cap (skip it)."""
         if not self._interval_s:

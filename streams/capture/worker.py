@@ -92,6 +92,7 @@ class CaptureWorker:
         self._pts_base_s = 0.0  # added to a looping file's times so that they keep increasing
         self.stalls = 0
         self._nvdec_refused: str | None = None  # why NVDEC does not decode this stream
+        self._current_clock: FrameClock | None = None  # the session's, for retune()
         self.thread = threading.Thread(target=self._run, name=f"capture-{stream.id}", daemon=True)
 
     def start(self) -> None:
@@ -245,7 +246,16 @@ class CaptureWorker:
             self.stats.skips += source.skips
 
     def _clock(self) -> FrameClock:
-        return FrameClock(self.stream.fps, self._paced, self._ctx.stop)
+        clock = self._current_clock = FrameClock(self.stream.fps, self._paced, self._ctx.stop)
+        return clock
+
+    def retune(self, stream: StreamConfig) -> None:
+        """Take ``stream``'s ``fps`` (and the rest of its entry: zones and lines are the
+        completer's) without restarting: the decoder session and ``seq`` carry on."""
+        self.stream = stream
+        clock = self._current_clock
+        if clock is not None:
+            clock.set_fps(stream.fps)
 
     def _pump(self, source: Source) -> int:
         """Pictures into the board until the source ends, fails or ``stop``; a looping file

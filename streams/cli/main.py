@@ -1,4 +1,4 @@
-"""Command line: ``streams run|shards|init|subscribe|bench|bench-engine|evaluate-tracker|
+"""Command line: ``streams run|shards|init|subscribe|ctl|bench|bench-engine|evaluate-tracker|
 doctor|assets|keys|build-engine`` (or ``python -m streams ...``)."""
 
 from __future__ import annotations
@@ -292,6 +292,12 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--force", action="store_true", help="replace an existing unit")
     service.set_defaults(handler=_cmd_install_service)
 
+    ctl = add_command("ctl", help="list, add or remove the streams of a running run (its HTTP API)")
+    from streams.cli import ctl as ctl_module
+
+    ctl_module.add_arguments(ctl)
+    ctl.set_defaults(handler=ctl_module.run)
+
     build = add_command("build-engine", help="build the TensorRT engine ahead of time")
     build.add_argument("config", type=Path)
     build.set_defaults(handler=_cmd_build_engine)
@@ -470,10 +476,16 @@ def _drive(
     # On a terminal the live table; piped, plain lines now and then; under systemd neither.
     show = not args.no_live and (args.console is not None or not args.service)
     view = LiveView(pipeline.snapshot, args.console) if show else None
-    reloader = Reloader(args.config, pipeline, notifier, signals.hangup, shard=config.shard)
+    changes = threading.Lock()  # one change at a time: SIGHUP's or the API's
+    reloader = Reloader(
+        args.config, pipeline, notifier, signals.hangup, changes, shard=config.shard
+    )
+    control, http_server = _serve_http(args, config, pipeline, changes)
     reason = "did not start"
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
+        if control is not None:
+            control.started.set()
         if not signals.stop.is_set():
             watchdog.running(pipeline.stalled_s, pipeline.snapshot)
             notifier.send(READY=1, STATUS=summary_line(pipeline.snapshot()))
@@ -490,6 +502,8 @@ def _drive(
             if view:
                 view.stop()
         finally:
+            if http_server is not None:  # first: no API change during the drain
+                http_server.stop()
             pipeline.stop()
             if metrics_server is not None:
                 metrics_server.shutdown()
@@ -519,6 +533,24 @@ def _cmd_shards(args: argparse.Namespace) -> int:
 
     print_shards(load_config(args.config), args.nodes, args.from_nodes)
     return 0
+
+
+def _serve_http(args: argparse.Namespace, config, pipeline: Runnable, changes: threading.Lock):
+    """The HTTP server (``http:``): /metrics, the API, health; (None, None) when off."""
+    if config.http.port == 0:
+        return None, None
+    from streams.http.app import create_app
+    from streams.http.control import Control
+    from streams.http.server import HttpServer
+
+    control = Control(pipeline, Path(args.config).resolve().parent, changes)
+    app = create_app(control, token=config.http.token)
+    server = HttpServer(app, config.http.host, config.http.port)
+    if not server.start():
+        return None, None
+    if config.http.token is None:
+        logger.info("http: the API is read-only (no http.token or $STREAMS_API_TOKEN)")
+    return control, server
 
 
 # --- init -----------------------------------------------------------------------------------------

@@ -34,9 +34,11 @@ class Reloader:
         run: Runnable,
         notifier: Notifier,
         wanted: threading.Event,
+        lock: threading.Lock | None = None,
         shard: ShardConfig | None = None,
     ) -> None:
         self._path = path
+        self._lock = lock or threading.Lock()  # the HTTP API's changes take it too
         self._shard = shard  # run --shard: the new file's streams are cut to this node's share
         self._run = run
         self._notifier = notifier
@@ -71,7 +73,8 @@ class Reloader:
         applied = False
         try:
             config = for_shard(load_config(self._path), self._shard)
-            plan = self._run.reload(config)
+            with self._lock:
+                plan = self._run.reload(config)
             logger.info("reloaded %s: %s", self._path, plan.describe())
             applied = True
         except ConfigError as err:

@@ -47,6 +47,8 @@ class FrameBoard:
             left = self._active.pop(stream_id, 0) - 1
             if left > 0:
                 self._active[stream_id] = left
+            else:  # nobody produces for it now: streams added and removed at run time
+                self._slot_free.pop(stream_id, None)  # (the API's churn) leave nothing behind
             self._frame_ready.notify()
 
     def put(self, frame: Frame, wait: bool = False) -> bool:

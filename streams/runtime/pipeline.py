@@ -262,8 +262,10 @@ class Pipeline:
 
     def reload(self, config: Config, sources: dict[str, str] | None = None) -> ReloadPlan:
         """Apply a new config's streams: removed ones stop and publish ``ended``, changed ones
-        restart (``reconnecting``, then ``connecting``; ``seq`` carries on), added ones start;
-        the others are not touched. Raises ReloadRefused (the running config stays) if
+        restart (``reconnecting``, then ``connecting``; ``seq`` carries on), added ones start,
+        ones whose ``fps``, ``zones`` or ``lines`` alone changed keep running with them (a
+        ``live`` note says so; their zone state starts afresh); the others are not touched.
+        Raises ReloadRefused (the running config stays) if
         anything but ``streams:`` differs.
 
         Args:
@@ -297,6 +299,9 @@ class Pipeline:
                     self._announce(
                         stream_stats, StreamState.ENDED, reason="removed from the config"
                     )
+            with self._status_lock:
+                for stream_id in plan.removed:
+                    self._live_detail.pop(stream_id, None)
             by_id = {s.id: s for s in config.streams}
             seqs = {w.stream.id: w.next_seq for w in leaving}
             for stream_id in plan.changed:
@@ -313,9 +318,14 @@ class Pipeline:
                 for i in plan.added + plan.changed
             }
             self._workers = {s.id: kept.get(s.id) or starting[s.id] for s in config.streams}
+            for stream_id in plan.retuned:
+                self._workers[stream_id].retune(by_id[stream_id])
             self.config = config
             for worker in starting.values():
                 worker.start()
+            for stream_id in plan.retuned:
+                keys = ", ".join(stream_differences(old_config[stream_id], by_id[stream_id]))
+                self._live_note(stream_id, f"changed in place ({keys})")
         return plan
 
     # --- status and stats --------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """What a config reload (SIGHUP) changes: the streams added, removed and changed, or why not.
 
 Only ``streams:`` applies live: each stream is its own capture worker, so one can start or
-stop without touching the others. Everything else is shared by every stream (the model and
-engine, the publisher's endpoint, batching, capture timeouts, metrics, worker processes) and
-is refused, naming the keys, so the running config stays as it is; restarting the service
-applies it.
+stop without touching the others; a stream whose ``fps``, ``zones`` or ``lines`` alone
+changed keeps its worker and changes in place. Everything else is shared by every stream
+(the model and engine, the publisher's endpoint, batching, capture timeouts, metrics, http,
+worker processes) and is refused, naming the keys, so the running config stays as it is;
+restarting the service applies it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from streams.config import Config, StreamConfig
 from streams.errors import StreamsError
 
 LIVE_SECTIONS = ("streams",)
+# A stream whose only differences are these keys changes in place: its capture worker, its
+# decoder session and its tracks carry on (the fps cap is the worker's clock; zones and
+# lines are the completer's, read from the config in force).
+IN_PLACE = frozenset({"fps", "zones", "lines"})
 
 
 class ReloadRefused(StreamsError):
@@ -23,24 +28,28 @@ class ReloadRefused(StreamsError):
 
 @dataclass(frozen=True)
 class ReloadPlan:
-    """Stream ids, in the new config's order (``removed``: the old one's)."""
+    """Stream ids, in the new config's order (``removed``: the old one's). ``changed``
+    streams restart; ``retuned`` ones (only ``IN_PLACE`` keys differ) change in place."""
 
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    retuned: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed)
+        return not (self.added or self.removed or self.changed or self.retuned)
 
     def describe(self) -> str:
-        """``added c; removed b; restarted a (url)``, or ``no stream changed``."""
+        """``added c; removed b; restarted a; changed in place d``, or ``no stream
+        changed``."""
         parts = [
             f"{what} {', '.join(ids)}"
             for what, ids in (
                 ("added", self.added),
                 ("removed", self.removed),
                 ("restarted", self.changed),
+                ("changed in place", self.retuned),
             )
             if ids
         ]
@@ -65,10 +74,13 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         )
     before = {s.id: s for s in old.streams}
     after = {s.id: s for s in new.streams}
+    differing = [i for i in after if i in before and before[i] != after[i]]
+    in_place = {i for i in differing if set(stream_differences(before[i], after[i])) <= IN_PLACE}
     return ReloadPlan(
         added=tuple(i for i in after if i not in before),
         removed=tuple(i for i in before if i not in after),
-        changed=tuple(i for i in after if i in before and before[i] != after[i]),
+        changed=tuple(i for i in differing if i not in in_place),
+        retuned=tuple(i for i in differing if i in in_place),
     )
 
 

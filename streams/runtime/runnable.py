@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 class Runnable(Protocol):
     fatal: str | None  # why the run gave up, if it did
+    config: Config  # the config in force (a reload replaces it)
 
     def start(self, cancel: threading.Event | None = None) -> None:
         """Start every stream; ``cancel`` aborts a slow start (a worker's engine build)."""

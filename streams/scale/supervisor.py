@@ -10,9 +10,11 @@ subscribers nothing changes: one endpoint (the :class:`~streams.scale.relay.Rela
 A worker that dies (a driver fault, the OOM killer) takes only its own streams down: they are
 reported ``reconnecting`` with the reason, and the worker is restarted with back-off.
 
-A reload (SIGHUP) reshards (``streams/scale/shards.py``) and sends each worker whose share
-changed its new stream list down a pipe of its own; the worker applies it with
-``Pipeline.reload``, so only the streams added, removed or changed restart. A worker started
+A reload (SIGHUP, or the HTTP API) reshards (``streams/scale/shards.py``) and sends each
+worker whose share changed its new stream list down a pipe of its own; the worker applies it
+with ``Pipeline.reload``, so only the streams added, removed or changed restart. An added
+stream goes to a worker with room (fewer than ``capacity`` streams); when every one is full,
+a worker process left with no streams starts again, or a new one starts. A worker started
 later (a restart) is given its current share.
 """
 
@@ -129,6 +131,11 @@ class Supervisor:
         self._log_queue = self._spawn.Queue()  # the workers' log records, printed here
         self._log_listener: QueueListener | None = listen(self._log_queue)
         self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config, processes))]
+        # Streams a worker takes before an added one goes to another, or to a new worker:
+        # workers.streams_per_process, or what each was started with if that is more.
+        self.capacity = max(
+            config.workers.streams_per_process, math.ceil(len(config.streams) / processes)
+        )
         self._states = {s.id: StreamState.STARTING for s in config.streams}
         self.fatal: str | None = None  # a worker gives up by exiting; it is restarted
         # Counters of streams whose worker died, so merged counters never go backwards.
@@ -271,10 +278,19 @@ class Supervisor:
         with self._shards_lock:
             if self._stopping.is_set():
                 raise ReloadRefused("the run is stopping")
-            serving = [not (w.finished or w.error) for w in self._workers]
-            shards = reshard([w.stream_ids for w in self._workers], serving, config)
-            if shards is None:
+            # A worker left with no streams is on its way out (or gone): not one to tell.
+            serving = [not (w.finished or w.error) and bool(w.stream_ids) for w in self._workers]
+            shards = reshard([w.stream_ids for w in self._workers], serving, config, self.capacity)
+            if shards is None:  # not with a capacity; kept for the contract
                 raise ReloadRefused("no worker process is left to run the added streams")
+            workers = self._workers + [
+                _Worker(index, []) for index in range(len(self._workers), len(shards))
+            ]
+            starting = [
+                w for w, shard in zip(workers, shards) if shard and not w.stream_ids
+            ]  # an idle worker's slot, or a new one
+            for worker in starting:
+                self._wait_gone(worker)
             old = {s.id: s for s in self.config.streams}
             new = {s.id: s for s in config.streams}
             self._generation += 1
@@ -287,10 +303,14 @@ class Supervisor:
                 for sid in plan.added:
                     self._states[sid] = StreamState.STARTING
                 self.config = config
-            for worker, shard in zip(self._workers, shards):
+            self._workers = workers  # replaced, never changed in place (other threads read it)
+            for worker, shard in zip(workers, shards):
                 before = [old[i] for i in worker.stream_ids]
                 worker.stream_ids, removed = shard, [i for i in worker.stream_ids if i not in new]
                 if before == [new[i] for i in shard]:
+                    continue
+                if worker in starting:
+                    self._launch_locked(worker)  # logs its streams
                     continue
                 logger.info("worker %d: streams %s", worker.index, ", ".join(shard) or "none")
                 if self._tell(worker, config, shard):
@@ -305,6 +325,21 @@ class Supervisor:
                         )
         self._wait_applied(told, self._generation)
         return plan
+
+    def _wait_gone(self, worker: _Worker) -> None:
+        """Before a worker's slot starts a new process: its old one (told it has no streams
+        left) has exited and its last report is in, so nothing of it lands on the new one."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        while worker.process is not None and time.monotonic() < deadline:
+            if not worker.alive and (worker.finished or worker.error):
+                return
+            time.sleep(0.02)
+        if worker.alive:
+            logger.warning(
+                "worker %d did not leave in %.0f s; killing it", worker.index, STOP_GRACE_S
+            )
+            worker.process.kill()
+            worker.process.join(2.0)
 
     def _tell(self, worker: _Worker, config: Config, shard: list[str]) -> bool:
         """Send a running worker its new shard; False if it is not running to take it."""
@@ -394,6 +429,8 @@ class Supervisor:
 
     def _on_report(self, report: dict) -> None:
         worker = self._workers[report["worker"]]
+        if worker.process is not None and report.get("pid") not in (None, worker.process.pid):
+            return  # from an earlier process of this slot, reported after it was replaced
         kind = report["type"]
         with self._lock:
             if kind == "ready":

@@ -29,5 +29,20 @@ def test_reshard(shards, serving, ids, expected):
     assert reshard(shards, serving, _config(*ids)) == expected
 
 
+@pytest.mark.parametrize(
+    ("shards", "serving", "ids", "expected"),
+    [
+        ([["a"], ["c"]], [True, True], "acd", [["a", "d"], ["c"]]),  # room: the fewest
+        ([["a", "b"], ["c", "d"]], [True, True], "abcde", [["a", "b"], ["c", "d"], ["e"]]),
+        ([["a", "b"], ["c", "d"]], [True, True], "abcdef", [["a", "b"], ["c", "d"], ["e", "f"]]),
+        ([["a", "b"], []], [True, False], "abe", [["a", "b"], ["e"]]),  # an idle one restarts
+        ([["a", "b"], ["c"]], [True, False], "abce", [["a", "b"], ["c"], ["e"]]),  # c waits
+        ([["a"], ["c"]], [False, False], "acd", [["a"], ["c"], ["d"]]),  # nobody serves
+    ],
+)
+def test_reshard_with_a_capacity_starts_a_worker_when_all_are_full(shards, serving, ids, expected):
+    assert reshard(shards, serving, _config(*ids), capacity=2) == expected
+
+
 def test_split_streams_is_contiguous():
     assert split_streams(_config(*"abcde"), 2) == [["a", "b", "c"], ["d", "e"]]
