@@ -938,16 +938,19 @@ def parse_sinks(raw: Any, base_dir: Path, curve: bool = False) -> tuple[SinkConf
     return tuple(sinks)
 
 
-def sink_from_url(url: str, index: int = 0) -> SinkConfig:
-    """``streams bridge --sink URL``: a sink of the URL's scheme with every default."""
-    scheme = urlsplit(url).scheme.lower()
-    kind = next((k for k, schemes in SINK_SCHEMES.items() if scheme in schemes), None)
-    if kind is None:
-        from streams.redact import redact_url
+def sinks_from_urls(urls: list[str]) -> tuple[SinkConfig, ...]:
+    """``streams bridge --sink URL ...``: a sink of each URL's scheme with every default."""
+    from streams.redact import redact_url
 
-        schemes = ", ".join(f"{s}://" for group in SINK_SCHEMES.values() for s in group)
-        raise ConfigError(f"--sink: {redact_url(url)!r}: expected a URL starting {schemes}")
-    return parse_sinks([{"type": kind, "url": url}], Path("."))[0]
+    raw = []
+    for url in urls:
+        scheme = urlsplit(url).scheme.lower()
+        kind = next((k for k, schemes in SINK_SCHEMES.items() if scheme in schemes), None)
+        if kind is None:
+            schemes = ", ".join(f"{s}://" for group in SINK_SCHEMES.values() for s in group)
+            raise ConfigError(f"{redact_url(url)!r}: expected a URL starting {schemes}")
+        raw.append({"type": kind, "url": url})
+    return parse_sinks(raw, Path("."))
 
 
 def _check_sink(sink: SinkConfig, where: str, base_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``streams run|init|subscribe|bench|bench-engine|evaluate-tracker|doctor|
+"""Command line: ``streams run|bridge|init|subscribe|bench|bench-engine|evaluate-tracker|doctor|
 assets|keys|build-engine`` (or ``python -m streams ...``)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 KINDS = ("det", "status", "stats", "event")  # streams.bus.messages.KINDS, without its imports
-DRAINING_COMMANDS = ("run", "subscribe")  # the first SIGINT/SIGTERM stops them cleanly
+DRAINING_COMMANDS = ("run", "subscribe", "bridge")  # the first SIGINT/SIGTERM stops them cleanly
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +125,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
     run.add_argument("--no-live", action="store_true", help="no live table, summary only")
     run.set_defaults(handler=_cmd_run)
+
+    bridge = add_command(
+        "bridge", help="forward the results to MQTT, Redis Streams or NATS (sinks:), alone"
+    )
+    bridge.add_argument(
+        "config", type=Path, nargs="?", help="YAML config: its sinks: and publish.endpoint"
+    )
+    bridge.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a sink by URL (mqtt://, mqtts://, redis://, rediss://, nats://, tls://) with "
+        "every default, instead of the config's sinks; repeatable",
+    )
+    bridge.add_argument(
+        "--endpoint", help="the ZeroMQ endpoint to subscribe to (default: publish.endpoint)"
+    )
+    bridge.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9109,
+        help="Prometheus /metrics of the bridges on this port (0: off; default 9109)",
+    )
+    bridge.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
+    bridge.set_defaults(handler=_cmd_bridge)
 
     init = add_command("init", help="write the default config to DIR/config.yaml, to edit")
     init.add_argument(
@@ -359,7 +385,11 @@ def _drive(
     from streams.cli.systemd import summary_line
     from streams.errors import StreamsError
 
-    metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
+    sinks = _start_sinks(config)
+    collectors = [] if sinks is None else [_sink_collector(sinks)]
+    metrics_server = serve_metrics(
+        pipeline.snapshot, config.metrics.host, config.metrics.port, collectors
+    )
     # On a terminal the live table; piped, plain lines now and then; under systemd neither.
     show = not args.no_live and (args.console is not None or not args.service)
     view = LiveView(pipeline.snapshot, args.console) if show else None
@@ -383,9 +413,13 @@ def _drive(
             if view:
                 view.stop()
         finally:
-            pipeline.stop()
-            if metrics_server is not None:
-                metrics_server.shutdown()
+            try:
+                pipeline.stop()
+            finally:
+                if sinks is not None:  # after the pipeline: its last messages go out too
+                    sinks.stop()
+                if metrics_server is not None:
+                    metrics_server.shutdown()
     snapshot = pipeline.snapshot()
     print_summary(snapshot, args.console)
     if pipeline.fatal is not None:
@@ -401,6 +435,24 @@ def _drive(
         )
         return 1
     return 0
+
+
+def _start_sinks(config):
+    """The bridges of ``sinks:`` as child processes, subscribed before the pipeline starts
+    (so they see its first ``status`` messages); None without sinks."""
+    if not config.sinks:
+        return None
+    from streams.sinks.process import SinkProcesses
+
+    sinks = SinkProcesses(config.sinks, config.publish.endpoint, logging.getLogger().level)
+    sinks.start()
+    return sinks
+
+
+def _sink_collector(sinks):
+    from streams.sinks.metrics import SinkCollector
+
+    return SinkCollector(sinks.figures)
 
 
 # --- init -----------------------------------------------------------------------------------------
@@ -421,6 +473,15 @@ def _cmd_init(args: argparse.Namespace) -> int:
     prog = program_name(sys.argv[0] if sys.argv else "")
     print(f"wrote {target}: point its streams: at your cameras, then: {prog} run {target}")
     return 0
+
+
+# --- bridge ---------------------------------------------------------------------------------------
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from streams.cli.bridge import run_bridge
+
+    return run_bridge(args, args.signals)
 
 
 # --- subscribe ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ where a binary is missing, unless ``STREAMS_REQUIRE_BROKERS`` is set (CI), then 
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -56,7 +57,10 @@ class Broker:
         d = self.directory
         if self.kind == "mqtt":
             conf = d / "mosquitto.conf"
-            lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+            # Started as root, mosquitto drops to user "mosquitto", who cannot read the temp
+            # dir: stay who we are.
+            lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1"]
+            lines.append("persistence false")
             if self.password is None:
                 lines.append("allow_anonymous true")
             else:
