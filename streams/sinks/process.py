@@ -3,21 +3,24 @@
 A process of its own per bridge keeps a broker client's work (TLS, JSON for discovery, an
 asyncio loop) off the pipeline's GIL, and a bridge that crashes takes nothing else down: it
 is restarted with back-off, its counters carry on, and its state reads ``restarting`` until
-it is back. Figures come up a queue twice a second; log records come up another one and leave
-through the main process's handlers (above the live table).
+it is back. Figures (twice a second) and log records come up a queue of that process's own,
+and the records leave through the main process's handlers (above the live table). The parent
+only ever reads from it: a process killed while writing may leave the queue's lock held, and
+the next process gets a fresh queue.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import re
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from logging.handlers import QueueHandler, QueueListener
+from logging.handlers import QueueHandler
 from typing import Any
 
 from streams.capture.backoff import Backoff
@@ -40,26 +43,33 @@ def connect_endpoint(endpoint: str) -> str:
     return re.sub(r"^tcp://(\*|0\.0\.0\.0):", "tcp://127.0.0.1:", endpoint)
 
 
-def bridge_main(config, endpoint: str, figures: Any, stop: Any, logs: Any, level: int) -> None:
-    """A bridge process (``spawn`` pickles a reference to this function)."""
+def bridge_main(config, endpoint: str, figures: Any, level: int) -> None:
+    """A bridge process (``spawn`` pickles a reference to this function); SIGTERM stops it.
+
+    Not a shared multiprocessing Event: setting one waits for every process waiting on it to
+    wake, and a process that was killed never does.
+    """
+    stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # decides when bridges stop
     root = logging.getLogger()
-    root.handlers[:] = [QueueHandler(logs)]
+    root.handlers[:] = [QueueHandler(figures)]  # records and figures share the one queue
     root.setLevel(level)
     from streams.sinks.base import Bridge
 
+    parent = os.getppid()
     bridge = Bridge(config, endpoint)
     bridge.start()
     _offer(figures, (config.name, bridge.figures()))  # subscribed: the parent may go on
     try:
         while not stop.wait(FIGURES_EVERY_S):
+            if os.getppid() != parent:  # the parent was killed: no orphan bridges
+                break
             _offer(figures, (config.name, bridge.figures()))
     finally:
         bridge.stop()
         _offer(figures, (config.name, bridge.figures()))
-        logs.close()
-        logs.join_thread()
+        root.handlers[:] = []
         figures.close()
         figures.join_thread()
 
@@ -75,6 +85,7 @@ def _offer(channel: Any, item: Any) -> None:
 class _Child:
     config: Any
     process: Any = None
+    channel: Any = None  # this launch's queue: figures and log records
     figures: dict = field(default_factory=dict)
     base: dict = field(default_factory=dict)  # counters of the processes that died
     restarts: int = 0
@@ -89,11 +100,7 @@ class SinkProcesses:
         self._spawn = multiprocessing.get_context("spawn")
         self._endpoint = connect_endpoint(endpoint)
         self._level = log_level
-        self._stop = self._spawn.Event()
         self._stopping = threading.Event()
-        self._figures = self._spawn.Queue(maxsize=1000)
-        self._logs = self._spawn.Queue()
-        self._listener = QueueListener(self._logs, _ThroughMainHandlers())
         self._children = [_Child(sink) for sink in sinks]
         self._lock = threading.Lock()
         self._watch = threading.Thread(target=self._watch_loop, name="sinks", daemon=True)
@@ -101,7 +108,6 @@ class SinkProcesses:
     def start(self, ready_timeout_s: float = 15.0) -> None:
         """Start every bridge; returns once each has subscribed (or ``ready_timeout_s``), so
         that the pipeline's first messages reach them."""
-        self._listener.start()
         for child in self._children:
             self._launch(child)
         deadline = time.monotonic() + ready_timeout_s
@@ -113,9 +119,10 @@ class SinkProcesses:
         self._watch.start()
 
     def _launch(self, child: _Child) -> None:
+        child.channel = self._spawn.Queue(maxsize=10_000)
         child.process = self._spawn.Process(
             target=bridge_main,
-            args=(child.config, self._endpoint, self._figures, self._stop, self._logs, self._level),
+            args=(child.config, self._endpoint, child.channel, self._level),
             name=f"sink-{child.config.name}",
             daemon=True,
         )
@@ -129,18 +136,32 @@ class SinkProcesses:
                 self._supervise(child)
 
     def _read_figures(self, timeout_s: float) -> None:
+        """Take what every bridge sent: figures kept, log records handled here."""
         deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
+        while True:
+            got = 0
+            for child in self._children:
+                got += self._drain(child)
+            if got == 0 and time.monotonic() >= deadline:
+                return
+            if got == 0:
+                time.sleep(0.02)
+
+    def _drain(self, child: _Child, most: int = 1000) -> int:
+        channel = child.channel
+        got = 0
+        while channel is not None and got < most:
             try:
-                name, figures = self._figures.get(timeout=left)
-            except queue.Empty:
-                return
-            except (EOFError, OSError):
-                return
+                item = channel.get_nowait()
+            except (queue.Empty, EOFError, OSError, ValueError):
+                break
+            got += 1
+            if isinstance(item, logging.LogRecord):
+                logging.getLogger().handle(item)  # the main process's handlers, as its own
+                continue
             with self._lock:
-                for child in self._children:
-                    if child.config.name == name:
-                        child.figures = figures
+                child.figures = item[1]
+        return got
 
     def _supervise(self, child: _Child) -> None:
         process = child.process
@@ -148,6 +169,7 @@ class SinkProcesses:
             if child.restart_at is not None and time.monotonic() >= child.restart_at:
                 self._launch(child)
             return
+        self._drain(child)  # its last words
         with self._lock:  # its counters carry on in the next process
             for key in COUNTERS:
                 child.base[key] = child.base.get(key, 0) + child.figures.get(key, 0)
@@ -195,25 +217,24 @@ class SinkProcesses:
         return rows
 
     def stop(self) -> None:
-        """Let each bridge drain (its buffer into a connected broker), then end it."""
+        """Let each bridge drain (its buffer into a connected broker), then end it; their
+        last figures and log lines are read meanwhile (a child blocks on a full queue)."""
         self._stopping.set()
-        self._stop.set()
         if self._watch.is_alive():
             self._watch.join(2)
+        for child in self._children:
+            if child.process is not None and child.process.exitcode is None:
+                child.process.terminate()  # SIGTERM: drain and leave
         deadline = time.monotonic() + STOP_GRACE_S
         for child in self._children:
             process = child.process
             if process is None:
                 continue
-            process.join(max(0.1, deadline - time.monotonic()))
+            while process.exitcode is None and time.monotonic() < deadline:
+                self._drain(child)
+                process.join(0.05)
             if process.exitcode is None:
                 logger.warning("%s: the bridge did not stop in time; killing it", child.config.label)
                 process.kill()
                 process.join(2)
-        self._read_figures(0.1)
-        self._listener.stop()
-
-
-class _ThroughMainHandlers(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger().handle(record)
+            self._drain(child)
