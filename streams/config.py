@@ -912,7 +912,9 @@ def parse_sinks(raw: Any, base_dir: Path, curve: bool = False) -> tuple[SinkConf
         where = f"sinks[{index}]"
         section = _mapping(item, where)
         if "type" not in section:
-            raise ConfigError(f"{where}.type: missing (required); expected one of mqtt, redis, nats")
+            raise ConfigError(
+                f"{where}.type: missing (required); expected one of mqtt, redis, nats"
+            )
         kind = _choice(SINK_TYPES)(section["type"], f"{where}.type")
         fields = {key: SINK_FIELDS[key] for key in SINK_KEYS[kind]}
         if kind == "mqtt":

@@ -14,7 +14,15 @@ import orjson
 import pytest
 import redis
 
-from tests.helpers import Collector, cleanup, free_port, run_cli, start_cli, wait_until, write_config
+from tests.helpers import (
+    Collector,
+    cleanup,
+    free_port,
+    run_cli,
+    start_cli,
+    wait_until,
+    write_config,
+)
 from tests.streams.sinks.support import MqttReader
 
 
@@ -143,10 +151,21 @@ def test_unreachable_broker_and_a_crashed_bridge_never_stop_the_pipeline(
 
 def test_bad_sink_config_is_one_line_naming_the_key(tmp_path):
     cases = [
-        ({"type": "mqtt", "url": "mqtt://broker:1883"}, {"type": "redis", "url": "http://x:6379"},
-         "sinks[1].url: 'http://x:6379': type redis takes redis://HOST:PORT or rediss://HOST:PORT"),
-        ({"type": "kafka", "url": "kafka://x:9092"}, None, "sinks[0].type: expected one of mqtt, redis, nats"),
-        ({"type": "nats", "url": "nats://u:hunter2@:4222"}, None, "sinks[0].url: 'nats://***@:4222' has no host"),
+        (
+            {"type": "mqtt", "url": "mqtt://broker:1883"},
+            {"type": "redis", "url": "http://x:6379"},
+            "sinks[1].url: 'http://x:6379': type redis takes redis://HOST:PORT or rediss://HOST:PORT",
+        ),
+        (
+            {"type": "kafka", "url": "kafka://x:9092"},
+            None,
+            "sinks[0].type: expected one of mqtt, redis, nats",
+        ),
+        (
+            {"type": "nats", "url": "nats://u:hunter2@:4222"},
+            None,
+            "sinks[0].url: 'nats://***@:4222' has no host",
+        ),
     ]
     for first, second, expected in cases:
         sinks = [first] + ([second] if second else [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 
 from streams.cli.usage import UsageError
@@ -32,7 +33,7 @@ def run_bridge(args: argparse.Namespace, signals) -> int:
         try:
             sinks = sinks_from_urls(args.sink)
         except ConfigError as err:
-            raise UsageError("--sink", str(err).split(": ", 1)[-1]) from None
+            raise UsageError("--sink", re.sub(r"^sinks\[\d+\]\.url: ", "", str(err))) from None
     elif config is not None:
         sinks = config.sinks
     else:

@@ -133,7 +133,10 @@ class MqttSink(Sink):
         for index, message in enumerate(batch):
             self._wait_for_window(index)
             rc = self._publish(
-                mqtt_topic(prefix, message), message.payload, qos[message.kind], retain[message.kind]
+                mqtt_topic(prefix, message),
+                message.payload,
+                qos[message.kind],
+                retain[message.kind],
             )
             if rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 dropped += 1

@@ -105,7 +105,9 @@ class NatsSink(Sink):
             )
         except Exception as err:
             await nc.close()
-            raise SinkError(f"JetStream is not answering (is the server run with -js?): {err}")
+            raise SinkError(
+                f"JetStream is not answering (is the server run with -js?): {err}"
+            ) from None
         self._nc, self._js = nc, js
 
     def send(self, batch: list[Message]) -> int:

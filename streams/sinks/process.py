@@ -234,7 +234,9 @@ class SinkProcesses:
                 self._drain(child)
                 process.join(0.05)
             if process.exitcode is None:
-                logger.warning("%s: the bridge did not stop in time; killing it", child.config.label)
+                logger.warning(
+                    "%s: the bridge did not stop in time; killing it", child.config.label
+                )
                 process.kill()
                 process.join(2)
             self._drain(child)

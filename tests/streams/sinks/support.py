@@ -23,10 +23,14 @@ class Bus:
     def __init__(self) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.stats = PipelineStats()
-        self.publisher = Publisher(PublishConfig(endpoint=self.endpoint, join_grace_ms=0), self.stats)
+        self.publisher = Publisher(
+            PublishConfig(endpoint=self.endpoint, join_grace_ms=0), self.stats
+        )
 
     def det(self, stream: str, seq: int) -> None:
-        self.publisher.publish(f"det/{stream}/", {"v": 1, "type": "det", "stream": stream, "seq": seq})
+        self.publisher.publish(
+            f"det/{stream}/", {"v": 1, "type": "det", "stream": stream, "seq": seq}
+        )
 
     def close(self) -> None:
         self.publisher.close()

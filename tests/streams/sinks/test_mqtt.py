@@ -141,7 +141,9 @@ def test_credentials_from_the_environment_and_wrong_ones(broker, bus, caplog, tm
     assert "s3cret" not in repr(good) and "wrong-pass" not in repr(bad)
     from streams.sinks.base import Bridge
 
-    reader = MqttReader(mosquitto.port, topics=("streams/det/#",), username="streams", password="s3cret-pass")
+    reader = MqttReader(
+        mosquitto.port, topics=("streams/det/#",), username="streams", password="s3cret-pass"
+    )
     bridges = [Bridge(good.sinks[0], bus.endpoint), Bridge(bad.sinks[0], bus.endpoint)]
     try:
         for bridge in bridges:
@@ -166,7 +168,9 @@ def test_credentials_from_the_environment_and_wrong_ones(broker, bus, caplog, tm
 
 def test_home_assistant_discovery_of_zone_and_line_counters(broker, bus):
     mosquitto = broker("mqtt")
-    reader = MqttReader(mosquitto.port, topics=("homeassistant/#", "streams/zone/#", "streams/line/#"))
+    reader = MqttReader(
+        mosquitto.port, topics=("homeassistant/#", "streams/zone/#", "streams/line/#")
+    )
     bridge = make_bridge(bus, {"type": "mqtt", "url": mosquitto.url})
     stats = {
         "v": 1,
@@ -174,8 +178,16 @@ def test_home_assistant_discovery_of_zone_and_line_counters(broker, bus):
         "streams": [
             {
                 "stream": "street",
-                "zones": [{"zone": "front door", "occupancy": 2, "entered": 7, "exited": 5,
-                           "dwell_alerts": 1, "by_class": []}],
+                "zones": [
+                    {
+                        "zone": "front door",
+                        "occupancy": 2,
+                        "entered": 7,
+                        "exited": 5,
+                        "dwell_alerts": 1,
+                        "by_class": [],
+                    }
+                ],
                 "lines": [{"line": "road", "in": 12, "out": 9, "by_class": []}],
             },
             {"stream": "plain"},
