@@ -39,8 +39,11 @@ def binary(kind: str) -> str:
 class Broker:
     """One broker process; ``url`` is known before it starts."""
 
-    def __init__(self, kind: str, directory: Path, password: str | None = None) -> None:
+    def __init__(
+        self, kind: str, directory: Path, password: str | None = None, tls: bool = False
+    ) -> None:
         self.kind = kind
+        self.tls = tls  # mqtt only: a TLS listener with a self-signed cert for 127.0.0.1
         self.directory = directory
         self.port = free_port()
         self.password = password  # user "streams" with this password, else anonymous
@@ -50,7 +53,9 @@ class Broker:
 
     @property
     def url(self) -> str:
-        scheme = {"mqtt": "mqtt", "redis": "redis", "nats": "nats"}[self.kind]
+        scheme = {"mqtt": "mqtts" if self.tls else "mqtt", "redis": "redis", "nats": "nats"}[
+            self.kind
+        ]
         return f"{scheme}://127.0.0.1:{self.port}" + ("/0" if self.kind == "redis" else "")
 
     def _command(self) -> list[str]:
@@ -61,6 +66,8 @@ class Broker:
             # dir: stay who we are.
             lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1"]
             lines.append("persistence false")
+            if self.tls:
+                lines += [f"certfile {self.cert}", f"keyfile {d / 'server.key'}"]
             if self.password is None:
                 lines.append("allow_anonymous true")
             else:
@@ -91,6 +98,23 @@ class Broker:
         if self.password is not None:
             command += ["--user", "streams", "--pass", self.password]
         return command
+
+    @property
+    def cert(self) -> Path:
+        """The self-signed certificate (its own CA) for IP 127.0.0.1, made on first use."""
+        cert = self.directory / "server.pem"
+        if not cert.exists():
+            openssl = shutil.which("openssl")
+            if openssl is None:
+                pytest.skip("openssl is not installed (needed to make a test certificate)")
+            subprocess.run(
+                [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                 "-keyout", str(self.directory / "server.key"), "-out", str(cert)],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+        return cert
 
     def start(self, timeout_s: float = 10.0) -> Broker:
         with self.log.open("ab") as log:
@@ -128,13 +152,14 @@ class Broker:
 
 @pytest.fixture
 def broker(tmp_path):
-    """``broker(kind, password=None, start=True)``: a Broker, stopped after the test."""
+    """``broker(kind, password=None, start=True, tls=False)``: a Broker, stopped after the
+    test."""
     started: list[Broker] = []
 
-    def make(kind: str, password: str | None = None, start: bool = True) -> Broker:
+    def make(kind: str, password: str | None = None, start: bool = True, tls: bool = False):
         directory = tmp_path / f"{kind}-{len(started)}"
         directory.mkdir()
-        instance = Broker(kind, directory, password)
+        instance = Broker(kind, directory, password, tls)
         started.append(instance)
         return instance.start() if start else instance
 

@@ -215,3 +215,27 @@ def test_home_assistant_discovery_of_zone_and_line_counters(broker, bus):
     states = [orjson.loads(p) for p in reader.on("streams/zone/street/front_door")]
     assert states[-1] == {"occupancy": 3, "entered": 7, "exited": 5, "dwell_alerts": 1}
     assert orjson.loads(reader.on("streams/line/street/road")[-1]) == {"in": 12, "out": 9}
+
+
+def test_tls_with_the_brokers_ca(broker, bus, tmp_path):
+    mosquitto = broker("mqtt", tls=True, password="tls-pass")
+    bridge = make_bridge(
+        bus,
+        {
+            "type": "mqtt",
+            "url": f"mqtts://streams:tls-pass@127.0.0.1:{mosquitto.port}",
+            "ca_file": str(mosquitto.cert),
+        },
+    )
+    untrusted = make_bridge(
+        bus, {"type": "mqtt", "url": mosquitto.url, "name": "untrusted", "reconnect_max_s": 1}
+    )
+    try:
+        assert wait_state(bridge, "connected"), bridge.figures()
+        assert wait_state(untrusted, "reconnecting")
+        assert "certificate verify failed" in untrusted.figures()["error"]
+        bus.det("cam1", 0)
+        assert wait_until(lambda: bridge.figures()["sent"] == 1, 5)
+    finally:
+        bridge.stop()
+        untrusted.stop()
