@@ -2,8 +2,8 @@
 vs no sinks, side by side in one run, and each bridge's messages/s and CPU (issue 15).
 
     python benchmarks/sinks_bench.py config.yaml --duration 20 --rounds 2
-    python benchmarks/sinks_bench.py benchmarks/gpu.yaml --streams 100 --clip CLIP --paced \
-        --processes auto --duration 20 --rounds 2          # the GPU host (docs/benchmarks.md)
+    PATH=$PWD/.broker-kit/bin:$PATH python benchmarks/sinks_bench.py benchmarks/gpu.yaml \
+        --streams 100 --clip1080 --paced --processes auto --warmup 12   # the GPU host
 
 Brokers: ``mosquitto``, ``redis-server`` and ``nats-server`` from PATH (or /usr/sbin), each
 started on a free loopback port with a temp config (tests/support/brokers.py, Debian packages
@@ -44,6 +44,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--streams", type=int, help="default: engine.max_batch")
     parser.add_argument("--clip", help="read every stream from this file")
+    parser.add_argument(
+        "--clip1080",
+        action="store_true",
+        help="every stream from bench --gpu's 1080p30 clip (clip1080.mp4 in the cache)",
+    )
     parser.add_argument("--paced", action="store_true", help="files in real time, like cameras")
     parser.add_argument("--processes", default="1", help="worker processes: N or auto")
     parser.add_argument(
@@ -56,6 +61,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
+    if args.clip1080:
+        from streams.bench.sweep import apply_gpu_defaults
+
+        args.sweep = None
+        apply_gpu_defaults(args)  # makes clip1080.mp4 once, sets args.clip
     config = load_config(args.config)
     streams = args.streams or config.engine.max_batch
     config = bench_config(config, streams, paced=args.paced, clip=args.clip)

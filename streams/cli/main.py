@@ -418,6 +418,7 @@ def _drive(
             finally:
                 if sinks is not None:  # after the pipeline: its last messages go out too
                     sinks.stop()
+                    _sink_summary(sinks)
                 if metrics_server is not None:
                     metrics_server.shutdown()
     snapshot = pipeline.snapshot()
@@ -447,6 +448,20 @@ def _start_sinks(config):
     sinks = SinkProcesses(config.sinks, config.publish.endpoint, logging.getLogger().level)
     sinks.start()
     return sinks
+
+
+def _sink_summary(sinks) -> None:
+    """One line per bridge at the end of a run: what it sent and dropped."""
+    for row in sinks.figures():
+        logger.info(
+            "sink %s: %d received, %d sent, %d dropped (%s), %d restarts",
+            row["sink"],
+            row["received"],
+            row["sent"],
+            sum(row["dropped"].values()),
+            ", ".join(f"{k} {v}" for k, v in row["dropped"].items() if v) or "none",
+            row["restarts"],
+        )
 
 
 def _sink_collector(sinks):

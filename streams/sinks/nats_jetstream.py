@@ -117,14 +117,25 @@ class NatsSink(Sink):
         return 0
 
     async def _send(self, batch: list[Message]) -> None:
+        """Publish the batch, then wait for its acks, watching the connection meanwhile: a
+        server that died answers nothing, and ``_lost`` says so long before the ack timeout."""
         prefix, js = self.config.prefix, self._js
-        acks = []
         try:
-            for message in batch:
-                acks.append(await js.publish_async(nats_subject(prefix, message), message.payload))
-            await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            raise SinkError(f"JetStream acknowledged nothing within {ACK_TIMEOUT_S:g} s") from None
+            pending = {
+                await js.publish_async(nats_subject(prefix, message), message.payload)
+                for message in batch
+            }
+            deadline = self._loop.time() + ACK_TIMEOUT_S
+            while pending:
+                if self._lost is not None:
+                    raise SinkError(f"connection lost: {self._lost}")
+                if self._loop.time() > deadline:
+                    raise SinkError(f"JetStream acknowledged nothing within {ACK_TIMEOUT_S:g} s")
+                done, pending = await asyncio.wait(pending, timeout=0.1)
+                for ack in done:
+                    ack.result()  # a refused message raises here
+        except SinkError:
+            raise
         except Exception as err:
             raise SinkError(str(err) or type(err).__name__) from None
 

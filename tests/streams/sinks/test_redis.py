@@ -107,3 +107,19 @@ def test_wrong_password_is_one_error_line_without_the_secret(broker, bus, caplog
     assert errors[0].startswith(f"sink redis (redis://***@127.0.0.1:{server.port}/0): ")
     assert "credentials" in errors[0]
     assert "wrong-one" not in caplog.text and "r3dis-secret" not in caplog.text
+
+
+def test_kinds_forwards_only_those(broker, bus):
+    server = broker("redis")
+    bridge = make_bridge(bus, {"type": "redis", "url": server.url, "kinds": ["status"]})
+    try:
+        assert wait_state(bridge, "connected")
+        bus.det("cam1", 0)
+        bus.publisher.publish("status/cam1/", {"v": 1, "type": "status", "state": "live"})
+        bus.publisher.publish("stats/", {"v": 1, "type": "stats", "streams": []})
+        assert wait_until(lambda: bridge.figures()["sent"] == 1, 5)
+        time.sleep(0.3)
+    finally:
+        bridge.stop()
+    assert redis.Redis.from_url(server.url).keys() == [b"streams:status:cam1"]
+    assert bridge.figures()["received"] == 1, "filtered by the SUB socket, not read at all"
