@@ -843,6 +843,11 @@ def _endpoint(value: Any, where: str) -> str:
     return text
 
 
+def check_endpoint(value: Any, where: str) -> str:
+    """A ZeroMQ endpoint as ``publish.endpoint`` takes it (ConfigError naming ``where``)."""
+    return _endpoint(value, where)
+
+
 def _ipc_endpoint(text: str, where: str) -> str:
     path = text[len("ipc://") :]
     if not path:

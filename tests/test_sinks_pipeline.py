@@ -68,7 +68,10 @@ def test_run_forwards_every_message_to_all_three_brokers(assets, broker, tmp_pat
     assert reader.seqs("streams/det/bikes") == list(range(50))
     states = [orjson.loads(p)["state"] for p in reader.on("streams/status/bikes")]
     assert states == ["connecting", "live", "ended"], "the last status got out before the stop"
-    assert "sink mqtt: " in result.stderr and " 0 dropped (none), 0 restarts" in result.stderr
+    assert (
+        "sink mqtt: " in result.stderr
+        and " 0 dropped (none), 0 left unsent, 0 restarts" in result.stderr
+    )
     client = redis.Redis.from_url(brokers["redis"].url)
     entries = client.xrange("streams:det:bikes")
     assert [orjson.loads(f[b"data"])["seq"] for _, f in entries] == list(range(50))

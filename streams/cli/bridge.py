@@ -22,7 +22,7 @@ SUMMARY_EVERY_S = 10.0
 
 def run_bridge(args: argparse.Namespace, signals) -> int:
     from streams.bus.metrics import serve_metrics
-    from streams.config import PublishConfig, load_config, sinks_from_urls
+    from streams.config import PublishConfig, check_endpoint, load_config, sinks_from_urls
     from streams.errors import ConfigError
     from streams.sinks.base import Bridge
     from streams.sinks.metrics import SinkCollector
@@ -40,6 +40,11 @@ def run_bridge(args: argparse.Namespace, signals) -> int:
         raise UsageError("config", "give a config file with sinks:, or --sink URL")
     if not sinks:
         raise UsageError("config", f"{args.config} has no sinks:; add one or give --sink URL")
+    if args.endpoint is not None:
+        try:
+            check_endpoint(args.endpoint, "--endpoint")
+        except ConfigError as err:
+            raise UsageError("--endpoint", str(err).split(": ", 1)[1]) from None
     endpoint = args.endpoint or (config.publish if config else PublishConfig()).endpoint
     endpoint = connect_endpoint(endpoint)
     host = config.metrics.host if config is not None else "127.0.0.1"

@@ -454,12 +454,13 @@ def _sink_summary(sinks) -> None:
     """One line per bridge at the end of a run: what it sent and dropped."""
     for row in sinks.figures():
         logger.info(
-            "sink %s: %d received, %d sent, %d dropped (%s), %d restarts",
+            "sink %s: %d received, %d sent, %d dropped (%s), %d left unsent, %d restarts",
             row["sink"],
             row["received"],
             row["sent"],
             sum(row["dropped"].values()),
             ", ".join(f"{k} {v}" for k, v in row["dropped"].items() if v) or "none",
+            row["queue_depth"],
             row["restarts"],
         )
 

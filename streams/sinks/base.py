@@ -100,6 +100,11 @@ class Bridge:
     def label(self) -> str:
         return self.config.label
 
+    @property
+    def alive(self) -> bool:
+        """Both threads still run (False once stopped, or when one gave up)."""
+        return all(thread.is_alive() for thread in self._threads)
+
     def start(self, timeout_s: float = 5.0) -> None:
         """Start both threads; returns once the SUB socket is connecting (it need not wait
         for the publisher, which may bind later)."""
@@ -166,9 +171,9 @@ class Bridge:
                         batch.append(message)
                 self.received += len(batch)
                 self.buffer.put_many(batch)
-        except Exception:
-            logger.exception("%s: the bus reader failed", self.label)
-            raise
+        except Exception as err:  # a bug or a bad endpoint: this bridge cannot work on
+            logger.error("%s: the bus reader failed (%s: %s)", self.label, type(err).__name__, err)
+            self._stop.set()
         finally:
             socket.close(0)
             context.term()

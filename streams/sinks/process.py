@@ -17,6 +17,7 @@ import os
 import queue
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,9 +62,13 @@ def bridge_main(config, endpoint: str, figures: Any, level: int) -> None:
     bridge = Bridge(config, endpoint)
     bridge.start()
     _offer(figures, (config.name, bridge.figures()))  # subscribed: the parent may go on
+    failed = False
     try:
         while not stop.wait(FIGURES_EVERY_S):
             if os.getppid() != parent:  # the parent was killed: no orphan bridges
+                break
+            if not bridge.alive:  # it gave up (logged): exit non-zero, to be restarted
+                failed = True
                 break
             _offer(figures, (config.name, bridge.figures()))
     finally:
@@ -72,6 +77,8 @@ def bridge_main(config, endpoint: str, figures: Any, level: int) -> None:
         root.handlers[:] = []
         figures.close()
         figures.join_thread()
+    if failed:
+        sys.exit(1)
 
 
 def _offer(channel: Any, item: Any) -> None:

@@ -63,3 +63,8 @@ def test_bridge_argument_errors_are_one_line():
     assert result.returncode == 2
     assert "argument --sink: 'ftp://***@host:21': expected a URL starting mqtt://" in result.stderr
     assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("bridge", "--sink", "redis://h:6379", "--endpoint", "tcp://nohost", timeout=60)
+    assert result.returncode == 2
+    assert "argument --endpoint: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555" in (
+        result.stderr
+    )
