@@ -212,6 +212,68 @@ class WorkersConfig:
     streams_per_process: int = 24
 
 
+SINK_TYPES = ("mqtt", "redis", "nats")
+SINK_SCHEMES = {"mqtt": ("mqtt", "mqtts"), "redis": ("redis", "rediss"), "nats": ("nats", "tls")}
+DEFAULT_QOS = {"det": 0, "status": 1, "event": 1, "stats": 0}  # other kinds: 0
+DEFAULT_RETAIN = {"status": True, "stats": True}  # other kinds: not retained
+NATS_STORAGE = ("file", "memory")
+KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True, repr=False)
+class SinkConfig:
+    """One bridge from the ZeroMQ bus to a broker (``sinks[i]``, streams/sinks/).
+
+    Every type has the fields above ``# mqtt``; the rest belong to one type (the parser
+    accepts a type's own keys only). ``kinds`` None forwards every kind the bus carries, later
+    ones too. ``password`` and the URL's user info never appear in a repr or a log line.
+    """
+
+    type: str
+    url: str
+    name: str = ""
+    prefix: str = "streams"
+    kinds: tuple[str, ...] | None = None
+    queue_size: int = 10_000
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    # mqtt
+    qos: tuple[tuple[str, int], ...] = ()  # (kind, qos) over DEFAULT_QOS
+    retain: tuple[tuple[str, bool], ...] = ()  # (kind, retain) over DEFAULT_RETAIN
+    client_id: str | None = None
+    keepalive_s: int = 30
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    # redis
+    maxlen: int = 10_000
+    # nats
+    stream: str | None = None
+    max_age_s: float = 86_400.0
+    max_msgs_per_subject: int = 10_000
+    storage: str = "file"
+
+    def qos_of(self, kind: str) -> int:
+        return dict(self.qos).get(kind, DEFAULT_QOS.get(kind, 0))
+
+    def retain_of(self, kind: str) -> bool:
+        return dict(self.retain).get(kind, DEFAULT_RETAIN.get(kind, False))
+
+    @property
+    def label(self) -> str:
+        """How logs name it: ``sink mqtt (mqtt://***@host:1883)``."""
+        from streams.redact import redact_url
+
+        return f"sink {self.name} ({redact_url(self.url)})"
+
+    def __repr__(self) -> str:
+        return f"SinkConfig({self.label})"
+
+
 @dataclass(frozen=True)
 class ShardConfig:
     """This node's place in a cluster: node ``index`` (from 0) of ``count``, set by ``run
@@ -240,6 +302,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     shard: ShardConfig | None = None  # not a YAML key: run --shard (see ShardConfig)
+    sinks: tuple[SinkConfig, ...] = ()
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -331,6 +394,7 @@ def parse_config(
             "workers",
             "tracking",
             "record",
+            "sinks",
         },
     )
     record_raw = _mapping({} if top.get("record") is None else top["record"], "record")
@@ -400,6 +464,7 @@ def parse_config(
         ),
         tracking=tracking,
         record=record,
+        sinks=parse_sinks(top.get("sinks"), base_dir, curve="curve" in (top.get("publish") or {})),
     )
 
 
@@ -1044,6 +1109,11 @@ def _endpoint(value: Any, where: str) -> str:
     return text
 
 
+def check_endpoint(value: Any, where: str) -> str:
+    """A ZeroMQ endpoint as ``publish.endpoint`` takes it (ConfigError naming ``where``)."""
+    return _endpoint(value, where)
+
+
 def _ipc_endpoint(text: str, where: str) -> str:
     path = text[len("ipc://") :]
     if not path:
@@ -1093,6 +1163,200 @@ def _curve(base_dir: Path) -> Validator:
         return CurveConfig(str(secret), str(clients))
 
     return check
+
+
+# --- sinks (bridges to MQTT, Redis Streams, NATS JetStream) ------------------------------------
+
+
+def parse_sinks(raw: Any, base_dir: Path, curve: bool = False) -> tuple[SinkConfig, ...]:
+    """The ``sinks`` list; each entry's keys are its ``type``'s (SINK_FIELDS)."""
+    items = _list(raw, "sinks")
+    if items and curve:
+        raise ConfigError(
+            "sinks: publish.curve is set, and the bridges subscribe without CURVE keys; "
+            "run them apart with `streams bridge` next to a plain endpoint, or turn curve off"
+        )
+    types = [item.get("type") if isinstance(item, dict) else None for item in items]
+    sinks: list[SinkConfig] = []
+    seen: dict[str, str] = {}
+    for index, item in enumerate(items):
+        where = f"sinks[{index}]"
+        section = _mapping(item, where)
+        if "type" not in section:
+            raise ConfigError(
+                f"{where}.type: missing (required); expected one of mqtt, redis, nats"
+            )
+        kind = _choice(SINK_TYPES)(section["type"], f"{where}.type")
+        fields = {key: SINK_FIELDS[key] for key in SINK_KEYS[kind]}
+        if kind == "mqtt":
+            fields["prefix"] = _sink_prefix  # topic levels: home/streams
+        default_name = kind if types.count(kind) == 1 else f"{kind}-{index}"
+        sink = _dataclass_section(
+            SinkConfig,
+            {"name": default_name, **section},
+            where,
+            fields,
+            required=("type", "url"),
+        )
+        if sink.name in seen:
+            raise ConfigError(f"{where}.name: {sink.name!r} is also {seen[sink.name]}'s name")
+        seen[sink.name] = where
+        _check_sink(sink, where, base_dir)
+        files = {
+            key: str(_resolve_path(getattr(sink, key), base_dir))
+            for key in ("ca_file", "cert_file", "key_file")
+            if getattr(sink, key) is not None
+        }
+        sinks.append(SinkConfig(**{**sink.__dict__, **files}))
+    return tuple(sinks)
+
+
+def sinks_from_urls(urls: list[str]) -> tuple[SinkConfig, ...]:
+    """``streams bridge --sink URL ...``: a sink of each URL's scheme with every default."""
+    from streams.redact import redact_url
+
+    raw = []
+    for url in urls:
+        scheme = urlsplit(url).scheme.lower()
+        kind = next((k for k, schemes in SINK_SCHEMES.items() if scheme in schemes), None)
+        if kind is None:
+            schemes = ", ".join(f"{s}://" for group in SINK_SCHEMES.values() for s in group)
+            raise ConfigError(f"{redact_url(url)!r}: expected a URL starting {schemes}")
+        raw.append({"type": kind, "url": url})
+    return parse_sinks(raw, Path("."))
+
+
+def _check_sink(sink: SinkConfig, where: str, base_dir: Path) -> None:
+    from streams.redact import redact_url
+
+    parts = urlsplit(sink.url)
+    shown = redact_url(sink.url)
+    schemes = SINK_SCHEMES[sink.type]
+    if parts.scheme.lower() not in schemes:
+        raise ConfigError(
+            f"{where}.url: {shown!r}: type {sink.type} takes "
+            f"{' or '.join(f'{s}://HOST:PORT' for s in schemes)}"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"{where}.url: {shown!r} has no host; expected {schemes[0]}://HOST:PORT")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise ConfigError(f"{where}.url: {shown!r} has a bad port (1..65535)") from None
+    path = parts.path.strip("/")
+    if sink.type == "redis" and path and not path.isdigit():
+        raise ConfigError(f"{where}.url: {shown!r}: the path is the database number, e.g. /0")
+    if sink.type != "redis" and path:
+        raise ConfigError(f"{where}.url: {shown!r}: expected no path after HOST:PORT")
+    if sink.reconnect_initial_s > sink.reconnect_max_s:
+        raise ConfigError(
+            f"{where}.reconnect_initial_s: {sink.reconnect_initial_s} exceeds "
+            f"{where}.reconnect_max_s ({sink.reconnect_max_s})"
+        )
+    for key in ("ca_file", "cert_file", "key_file"):
+        if getattr(sink, key) is not None:
+            _check_file(_resolve_path(getattr(sink, key), base_dir), f"{where}.{key}", "a PEM file")
+    if (sink.cert_file is None) != (sink.key_file is None):
+        raise ConfigError(f"{where}.cert_file: a client certificate needs key_file too")
+
+
+def _sink_prefix(value: Any, where: str) -> str:
+    """Words of letters, digits, ``_`` and ``-``, joined by ``/`` (MQTT topic levels)."""
+    text = _string(value, where)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", text):
+        raise ConfigError(
+            f"{where}: expected letters, digits, '_' or '-' (MQTT: words joined by '/'), "
+            f"got {text!r}"
+        )
+    return text
+
+
+def _plain_prefix(value: Any, where: str) -> str:
+    text = _sink_prefix(value, where)
+    if "/" in text:
+        raise ConfigError(f"{where}: {text!r}: '/' separates MQTT topic levels only")
+    return text
+
+
+def _kind_names(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected a non-empty list of message kinds, e.g. [det, event]")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not KIND_NAME.match(name):
+            raise ConfigError(
+                f"{where}[{i}]: expected a message kind (det, status, event, stats, ...), "
+                f"got {_describe(name)}"
+            )
+    return tuple(value)
+
+
+def _per_kind(inner: Validator) -> Validator:
+    def check(value: Any, where: str) -> tuple:
+        section = _mapping({} if value is None else value, where)
+        for key in section:
+            if not isinstance(key, str) or not KIND_NAME.match(key):
+                raise ConfigError(f"{where}.{key}: expected a message kind (det, status, ...)")
+        return tuple((key, inner(item, f"{where}.{key}")) for key, item in section.items())
+
+    return check
+
+
+def _jetstream_name(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    text = _string(value, where)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ConfigError(f"{where}: expected 1-64 letters, digits, '_' or '-', got {text!r}")
+    return text
+
+
+def _sink_name(value: Any, where: str) -> str:
+    text = _string(value, where)
+    if not STREAM_ID.match(text):
+        raise ConfigError(f"{where}: expected 1-64 letters, digits, '_', '.' or '-', got {text!r}")
+    return text
+
+
+SINK_FIELDS: dict[str, Validator] = {
+    "type": _choice(SINK_TYPES),
+    "url": _string,
+    "name": _sink_name,
+    "prefix": _plain_prefix,
+    "kinds": _kind_names,
+    "queue_size": _integer(1, 10_000_000),
+    "reconnect_initial_s": _number(0.01, 600),
+    "reconnect_max_s": _number(0.01, 3600),
+    "username": _optional(_string),
+    "password": _optional(_string),
+    "ca_file": _optional(_string),
+    "cert_file": _optional(_string),
+    "key_file": _optional(_string),
+    "qos": _per_kind(_integer(0, 2)),
+    "retain": _per_kind(_boolean),
+    "client_id": _optional(_string),
+    "keepalive_s": _integer(5, 3600),
+    "discovery": _boolean,
+    "discovery_prefix": _sink_prefix,
+    "maxlen": _integer(1, 1_000_000_000),
+    "stream": _jetstream_name,
+    "max_age_s": _number(0, 10 * 365 * 86_400),
+    "max_msgs_per_subject": _integer(-1, 1_000_000_000),
+    "storage": _choice(NATS_STORAGE),
+}
+_SINK_COMMON = (
+    "type name url prefix kinds queue_size reconnect_initial_s reconnect_max_s username "
+    "password ca_file cert_file key_file"
+).split()
+SINK_KEYS: dict[str, tuple[str, ...]] = {
+    "mqtt": (
+        *_SINK_COMMON,
+        *"qos retain client_id keepalive_s discovery discovery_prefix".split(),
+    ),
+    "redis": (*_SINK_COMMON, "maxlen"),
+    "nats": (*_SINK_COMMON, *"stream max_age_s max_msgs_per_subject storage".split()),
+}
 
 
 # --- URLs and paths -----------------------------------------------------------------------------

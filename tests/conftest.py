@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]  # rtsp_server, rtsp_clip
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.brokers",
+]  # rtsp_server, rtsp_clip; broker
 
 
 @pytest.fixture(scope="session")

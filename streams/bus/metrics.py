@@ -135,12 +135,19 @@ class PipelineCollector:
             yield shard
 
 
-def serve_metrics(snapshot: Snapshot, host: str, port: int):
-    """Start the ``/metrics`` HTTP server; returns the server (call ``shutdown()``) or None."""
+def serve_metrics(snapshot: Snapshot | None, host: str, port: int, collectors=()):
+    """Start the ``/metrics`` HTTP server; returns the server (call ``shutdown()``) or None.
+
+    ``collectors``: more Prometheus collectors on the same endpoint (the bridges' figures);
+    ``snapshot`` None serves only those (``streams bridge``).
+    """
     if port == 0:
         return None
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(snapshot))
+    if snapshot is not None:
+        registry.register(PipelineCollector(snapshot))
+    for collector in collectors:
+        registry.register(collector)
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as err:

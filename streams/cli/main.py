@@ -1,5 +1,5 @@
-"""Command line: ``streams run|shards|init|subscribe|ctl|bench|bench-engine|evaluate-tracker|
-doctor|assets|keys|build-engine`` (or ``python -m streams ...``)."""
+"""Command line: ``streams run|shards|bridge|init|subscribe|ctl|bench|bench-engine|
+evaluate-tracker|doctor|assets|keys|build-engine`` (or ``python -m streams ...``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 KINDS = ("det", "status", "stats", "event", "snapshot", "clip")  # streams.bus.messages.KINDS
-DRAINING_COMMANDS = ("run", "subscribe")  # the first SIGINT/SIGTERM stops them cleanly
+DRAINING_COMMANDS = ("run", "subscribe", "bridge")  # the first SIGINT/SIGTERM stops them cleanly
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +164,32 @@ def _parser() -> argparse.ArgumentParser:
         help="also list the streams that move when the cluster goes from M nodes to N",
     )
     shards.set_defaults(handler=_cmd_shards)
+
+    bridge = add_command(
+        "bridge", help="forward the results to MQTT, Redis Streams or NATS (sinks:), alone"
+    )
+    bridge.add_argument(
+        "config", type=Path, nargs="?", help="YAML config: its sinks: and publish.endpoint"
+    )
+    bridge.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a sink by URL (mqtt://, mqtts://, redis://, rediss://, nats://, tls://) with "
+        "every default, instead of the config's sinks; repeatable",
+    )
+    bridge.add_argument(
+        "--endpoint", help="the ZeroMQ endpoint to subscribe to (default: publish.endpoint)"
+    )
+    bridge.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9109,
+        help="Prometheus /metrics of the bridges on this port (0: off; default 9109)",
+    )
+    bridge.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
+    bridge.set_defaults(handler=_cmd_bridge)
 
     init = add_command("init", help="write the default config to DIR/config.yaml, to edit")
     init.add_argument(
@@ -472,7 +498,11 @@ def _drive(
     from streams.cli.systemd import summary_line
     from streams.errors import StreamsError
 
-    metrics_server = serve_metrics(pipeline.snapshot, config.metrics.host, config.metrics.port)
+    sinks = _start_sinks(config)
+    collectors = [] if sinks is None else [_sink_collector(sinks)]
+    metrics_server = serve_metrics(
+        pipeline.snapshot, config.metrics.host, config.metrics.port, collectors
+    )
     # On a terminal the live table; piped, plain lines now and then; under systemd neither.
     show = not args.no_live and (args.console is not None or not args.service)
     view = LiveView(pipeline.snapshot, args.console) if show else None
@@ -480,7 +510,7 @@ def _drive(
     reloader = Reloader(
         args.config, pipeline, notifier, signals.hangup, changes, shard=config.shard
     )
-    control, http_server = _serve_http(args, config, pipeline, changes)
+    control, http_server = _serve_http(args, config, pipeline, changes, collectors)
     reason = "did not start"
     try:
         pipeline.start(cancel=signals.stop)  # a supervisor may wait minutes for an engine build
@@ -504,9 +534,14 @@ def _drive(
         finally:
             if http_server is not None:  # first: no API change during the drain
                 http_server.stop()
-            pipeline.stop()
-            if metrics_server is not None:
-                metrics_server.shutdown()
+            try:
+                pipeline.stop()
+            finally:
+                if sinks is not None:  # after the pipeline: its last messages go out too
+                    sinks.stop()
+                    _sink_summary(sinks)
+                if metrics_server is not None:
+                    metrics_server.shutdown()
     snapshot = pipeline.snapshot()
     print_summary(snapshot, args.console)
     if pipeline.fatal is not None:
@@ -535,8 +570,11 @@ def _cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_http(args: argparse.Namespace, config, pipeline: Runnable, changes: threading.Lock):
-    """The HTTP server (``http:``): /metrics, the API, health; (None, None) when off."""
+def _serve_http(
+    args: argparse.Namespace, config, pipeline: Runnable, changes: threading.Lock, collectors=()
+):
+    """The HTTP server (``http:``): /metrics (with ``collectors``: the bridges' figures), the
+    API, health; (None, None) when off."""
     if config.http.port == 0:
         return None, None
     from streams.http.app import create_app
@@ -544,13 +582,46 @@ def _serve_http(args: argparse.Namespace, config, pipeline: Runnable, changes: t
     from streams.http.server import HttpServer
 
     control = Control(pipeline, Path(args.config).resolve().parent, changes)
-    app = create_app(control, token=config.http.token)
+    app = create_app(control, token=config.http.token, collectors=collectors)
     server = HttpServer(app, config.http.host, config.http.port)
     if not server.start():
         return None, None
     if config.http.token is None:
         logger.info("http: the API is read-only (no http.token or $STREAMS_API_TOKEN)")
     return control, server
+
+
+def _start_sinks(config):
+    """The bridges of ``sinks:`` as child processes, subscribed before the pipeline starts
+    (so they see its first ``status`` messages); None without sinks."""
+    if not config.sinks:
+        return None
+    from streams.sinks.process import SinkProcesses
+
+    sinks = SinkProcesses(config.sinks, config.publish.endpoint, logging.getLogger().level)
+    sinks.start()
+    return sinks
+
+
+def _sink_summary(sinks) -> None:
+    """One line per bridge at the end of a run: what it sent and dropped."""
+    for row in sinks.figures():
+        logger.info(
+            "sink %s: %d received, %d sent, %d dropped (%s), %d left unsent, %d restarts",
+            row["sink"],
+            row["received"],
+            row["sent"],
+            sum(row["dropped"].values()),
+            ", ".join(f"{k} {v}" for k, v in row["dropped"].items() if v) or "none",
+            row["queue_depth"],
+            row["restarts"],
+        )
+
+
+def _sink_collector(sinks):
+    from streams.sinks.metrics import SinkCollector
+
+    return SinkCollector(sinks.figures)
 
 
 # --- init -----------------------------------------------------------------------------------------
@@ -571,6 +642,15 @@ def _cmd_init(args: argparse.Namespace) -> int:
     prog = program_name(sys.argv[0] if sys.argv else "")
     print(f"wrote {target}: point its streams: at your cameras, then: {prog} run {target}")
     return 0
+
+
+# --- bridge ---------------------------------------------------------------------------------------
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from streams.cli.bridge import run_bridge
+
+    return run_bridge(args, args.signals)
 
 
 # --- subscribe ------------------------------------------------------------------------------------

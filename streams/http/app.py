@@ -103,9 +103,14 @@ def require_token(token: str | None):
 
 
 def create_app(
-    control: Control, *, token: str | None, routers: Sequence[APIRouter] = ()
+    control: Control,
+    *,
+    token: str | None,
+    routers: Sequence[APIRouter] = (),
+    collectors: Sequence[Any] = (),
 ) -> FastAPI:
-    """The app: the routes above over ``control``, then each of ``routers``."""
+    """The app: the routes above over ``control``, then each of ``routers``; ``collectors``:
+    more Prometheus collectors on /metrics (the bridges' figures)."""
     app = FastAPI(
         title="streams",
         summary="Real-time video analytics: the streams of a running `streams run`",
@@ -119,6 +124,8 @@ def create_app(
 
     registry = CollectorRegistry()
     registry.register(PipelineCollector(control.snapshot))
+    for collector in collectors:
+        registry.register(collector)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
