@@ -292,7 +292,7 @@ def _cmd_evaluate_tracker(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from streams.cli.systemd import Notifier, Watchdog, journal_stderr
     from streams.config import DEFAULT_CONFIG, load_config
-    from streams.scale.supervisor import resolve_processes
+    from streams.scale.supervisor import resolve_gpus, resolve_processes
 
     if args.config is None:
         logger.info("config: the packaged default %s (init writes a copy to edit)", DEFAULT_CONFIG)
@@ -306,10 +306,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     watchdog = Watchdog(notifier, log_summary=args.service and args.console is None)
     watchdog.start()
     try:
-        processes, why = resolve_processes(config)
+        gpus = resolve_gpus(config)
+        processes, why = resolve_processes(config, gpus)
         if processes > 1:
             logger.info("workers.processes -> %d (%s)", processes, why)
-            return _run_supervised(args, config, processes, signals, watchdog, notifier)
+            if gpus:
+                logger.info("engine.device -> GPUs %s", ", ".join(map(str, gpus)))
+            return _run_supervised(args, config, processes, signals, watchdog, notifier, gpus)
         from streams.runtime.wiring import build_runtime
 
         runtime = build_runtime(config)
@@ -328,11 +331,13 @@ def _run_supervised(
     signals: _Signals,
     watchdog: Watchdog,
     notifier: Notifier,
+    gpus: list[int] | None = None,
 ) -> int:
-    """The streams split over worker processes, behind one relay (streams/scale/supervisor.py)."""
+    """The streams split over worker processes, behind one relay (streams/scale/supervisor.py);
+    with ``gpus``, the workers pinned to them."""
     from streams.scale.supervisor import Supervisor
 
-    supervisor = Supervisor(config, processes, logging.getLogger().level)
+    supervisor = Supervisor(config, processes, logging.getLogger().level, gpus)
     try:
         return _drive(args, config, supervisor, signals, watchdog, notifier)
     finally:

@@ -1,0 +1,146 @@
+"""A GPU that fails has its streams moved to the other GPUs (streams/scale/supervisor.py).
+
+On the CPU: real worker processes run ONNX Runtime but are labelled GPU 0 and GPU 1 (the
+supervisor's ``gpus``; each worker also gets ``CUDA_VISIBLE_DEVICES``, harmless here). The
+worker on GPU 1 is killed with SIGKILL past ``workers.gpu_restart_budget``: its streams must
+say so in ``status`` and come back on GPU 0's worker, counters carried, and GPU 1's worker
+must not be started again. What a subscriber sees is read from a real SUB socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.bus.messages import validate
+from streams.config import parse_config
+from streams.scale.supervisor import Supervisor
+from tests.helpers import Collector, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _alive_workers(pid: int) -> list[int]:
+    """Live ``spawn`` children of ``pid`` (worker processes; not the resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+@pytest.fixture
+def supervisor_on_two_gpus(assets):
+    port = free_port()
+    bikes, carphone = assets.videos["bikes.mp4"], assets.videos["carphone_pristine.mp4"]
+    config = parse_config(
+        {
+            "streams": [
+                {"id": sid, "url": str(url), "loop": True, "fps": 4}
+                for sid, url in (("a", bikes), ("b", carphone), ("c", bikes), ("d", carphone))
+            ],
+            "engine": {"backend": "onnxruntime", "max_batch": 4, "threads": 1},
+            "publish": {"endpoint": f"tcp://127.0.0.1:{port}", "stats_interval_s": 0.5},
+            "metrics": {"port": 0},
+            "workers": {"gpu_restart_budget": 1, "gpu_restart_window_s": 300},
+        }
+    )
+    supervisor = Supervisor(config, 2, gpus=[0, 1])
+    collector = Collector(f"tcp://127.0.0.1:{port}", kinds=("det", "status", "stats"))
+    try:
+        yield supervisor, collector
+    finally:
+        supervisor.close()
+        collector.close()
+
+
+def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_gpus):
+    supervisor, collector = supervisor_on_two_gpus
+    supervisor.start()
+    # Equal streams alternate over the GPUs: a, c on GPU 0 (worker 0), b, d on GPU 1.
+    assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 2 for s in "abcd"), 90)
+    gpus = supervisor.snapshot()["pipeline"]["gpus"]
+    assert [(g["gpu"], g["state"], g["streams"]) for g in gpus] == [(0, "ok", 2), (1, "ok", 2)]
+    decoded_b = next(r["decoded"] for r in supervisor.snapshot()["streams"] if r["stream"] == "b")
+
+    first = supervisor.worker_pids()[1]
+    os.kill(first, signal.SIGKILL)  # one death: within the budget, restarted on GPU 1
+    assert wait_until(
+        lambda: supervisor.worker_pids()[1] != first and len(_alive_workers(os.getpid())) == 2, 30
+    )
+    lives = len([m for m in collector.of("status", "b") if m["state"] == "live"])
+    assert collector.wait_for(
+        lambda c: len([m for m in c.of("status", "b") if m["state"] == "live"]) > lives, 60
+    ), "b came back on the restarted GPU 1 worker"
+    assert "GPU 1 failed" not in str(collector.of("status"))
+
+    os.kill(supervisor.worker_pids()[1], signal.SIGKILL)  # past the budget: GPU 1 is out
+    for sid in "bd":
+        assert collector.wait_for(
+            lambda c, s=sid: any(
+                "GPU 1 failed" in (m.get("reason") or "") for m in c.of("status", s)
+            ),
+            30,
+        ), sid
+    moved = [m for m in collector.of("status", "b") if "GPU 1 failed" in (m.get("reason") or "")]
+    assert moved[0]["state"] == "reconnecting"
+    assert (
+        "died 2 times" in moved[0]["reason"]
+        and "moving to GPU 0 (worker process 0)" in (moved[0]["reason"])
+    )
+    # b and d run on GPU 0's worker now, next to a and c, which never stopped.
+    count = {s: len(collector.of("det", s)) for s in "abcd"}
+    assert collector.wait_for(
+        lambda c: all(len(c.of("det", s)) >= count[s] + 3 for s in "abcd"), 60
+    ), collector.of("status")
+    time.sleep(2.0)  # GPU 1's worker is not restarted, however long we wait
+    assert len(_alive_workers(os.getpid())) == 1
+    snapshot = supervisor.snapshot()
+    by_gpu = {g["gpu"]: g for g in snapshot["pipeline"]["gpus"]}
+    assert by_gpu[1]["state"] == "failed" and "died 2 times" in by_gpu[1]["reason"]
+    assert by_gpu[0]["state"] == "ok" and by_gpu[0]["streams"] == 4 and by_gpu[1]["streams"] == 0
+    assert by_gpu[0]["fps"] > 0
+    row_b = next(r for r in snapshot["streams"] if r["stream"] == "b")
+    assert row_b["state"] == "live" and row_b["decoded"] >= decoded_b  # counters carried
+    assert not supervisor.all_streams_finished()
+    for topic, message in collector.messages:
+        validate(topic, message)
+    assert any("gpus" in m["pipeline"] for m in collector.of("stats"))
+
+
+def test_an_xid_in_a_workers_error_log_fails_its_gpu_at_once(supervisor_on_two_gpus):
+    """The log path: an ERROR record from GPU 1's worker naming an Xid (as a CUDA error
+    carries it) moves that GPU's streams without waiting for deaths."""
+    import logging
+
+    supervisor, collector = supervisor_on_two_gpus
+    supervisor.start()
+    assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 1 for s in "abcd"), 90)
+    record = logging.LogRecord("w1 engines", logging.ERROR, __file__, 0, "%s", None, None)
+    record.msg = "batch failed: NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus"
+    record.worker = 1
+    supervisor._on_log_record(record)  # what the log listener calls for each worker record
+    assert collector.wait_for(
+        lambda c: all(
+            any(
+                "GPU 1 failed: Xid 79 (worker process 1)" in (m.get("reason") or "")
+                for m in c.of("status", s)
+            )
+            for s in "bd"
+        ),
+        30,
+    )
+    count = {s: len(collector.of("det", s)) for s in "bd"}
+    assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= count[s] + 2 for s in "bd"), 60)
+    assert len(_alive_workers(os.getpid())) == 1
