@@ -10,6 +10,7 @@ must not be started again. What a subscriber sees is read from a real SUB socket
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -116,7 +117,16 @@ def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_
     assert not supervisor.all_streams_finished()
     for topic, message in collector.messages:
         validate(topic, message)
-    assert any("gpus" in m["pipeline"] for m in collector.of("stats"))
+    sent = {k for m in collector.of("stats") for g in m["pipeline"]["gpus"] for k in g}
+    assert sent == documented_gpu_fields()  # the ok GPU's and the failed one's, all documented
+
+
+def documented_gpu_fields() -> set[str]:
+    """The fields docs/messages.md lists under ``pipeline.gpus``."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "messages.md").read_text()
+    block = text.split("## `pipeline.gpus`", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"^\| (`[^|]+`) \|", block, flags=re.M)
+    return {name for cell in cells for name in re.findall(r"`(\w+)`", cell)}
 
 
 def test_an_xid_in_a_workers_error_log_fails_its_gpu_at_once(supervisor_on_two_gpus):
