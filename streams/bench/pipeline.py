@@ -160,11 +160,38 @@ def measure_pipeline(
     return {**bench_pipeline(config, engine, model_name, duration_s, warmup_s), "processes": 1}
 
 
+def _bench_gpus(args: argparse.Namespace) -> list[int] | None:
+    """``bench --gpu``'s GPUs to scale over: ``--devices``, else ``engine.device`` when it
+    lists several; None for the one-GPU curve."""
+    from streams.errors import StreamsError
+    from streams.scale.supervisor import resolve_gpus
+
+    devices = getattr(args, "devices", None)
+    config = load_config(args.config)
+    if devices is not None:
+        devices = devices if devices == "all" else tuple(devices)
+        config = replace(config, engine=replace(config.engine, devices=devices))
+    try:
+        gpus = resolve_gpus(config)
+    except StreamsError as err:
+        raise StreamsError(f"--devices: {err}") from None
+    if devices is not None and (gpus is None or len(gpus) < 2):
+        raise StreamsError(f"--devices: {len(gpus or [])} GPU(s) here; scaling needs two or more")
+    return gpus if gpus and len(gpus) > 1 else None
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from streams.bench.sweep import apply_gpu_defaults, run_sweep
 
     if getattr(args, "gpu", False):
         apply_gpu_defaults(args)
+        gpus = _bench_gpus(args)
+        if gpus:
+            from streams.bench.multi_gpu import run_multi_gpu
+
+            return run_multi_gpu(args, gpus)
+    elif getattr(args, "devices", None):
+        raise SystemExit("--devices goes with --gpu (the TensorRT + NVDEC curve)")
     args.processes = args.processes or "1"
     if args.sweep:
         return run_sweep(args)

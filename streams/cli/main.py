@@ -197,6 +197,13 @@ def _parser() -> argparse.ArgumentParser:
         "worker processes auto",
     )
     bench.add_argument(
+        "--devices",
+        type=_devices,
+        help="with --gpu: GPUs to scale over, e.g. 0,1 or all: the curve on the first GPU "
+        "alone and on all of them side by side, per-GPU and combined figures (default: "
+        "engine.device when it lists GPUs)",
+    )
+    bench.add_argument(
         "--warmup",
         type=float,
         default=None,
@@ -438,6 +445,12 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 # --- the rest -------------------------------------------------------------------------------------
+
+
+def _devices(text: str):
+    from streams.bench.multi_gpu import parse_devices
+
+    return parse_devices(text)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

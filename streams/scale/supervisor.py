@@ -320,6 +320,10 @@ class Supervisor:
             time.sleep(0.05)
         return False
 
+    def worker_gpus(self) -> list[int | None]:
+        """The GPU each worker is pinned to (None on one device), in worker order."""
+        return [w.gpu for w in self._workers]
+
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process is not None]
 
