@@ -247,9 +247,11 @@ class GpuHealth:
     def healthy(self) -> list[int]:
         return [gpu for gpu in self.gpus if gpu not in self.failed]
 
-    def _fail(self, gpu: int, reason: str) -> str | None:
+    def fail(self, gpu: int, reason: str) -> str | None:
+        """Take ``gpu`` out for ``reason`` (returned), unless it is out already or the last
+        healthy GPU (None: keep restarting its workers)."""
         if gpu in self.failed or self.healthy() == [gpu]:
-            return None  # already out, or the last one: keep restarting its workers
+            return None
         self.failed[gpu] = reason
         return reason
 
@@ -261,7 +263,7 @@ class GpuHealth:
             deaths.popleft()
         if len(deaths) <= self.budget:
             return None
-        return self._fail(
+        return self.fail(
             gpu,
             f"GPU {gpu} failed: its workers died {len(deaths)} times in "
             f"{self.window_s:.0f} s (workers.gpu_restart_budget {self.budget})",
@@ -273,4 +275,4 @@ class GpuHealth:
         fault = gpu_fault(text)
         if fault is None:
             return None
-        return self._fail(gpu, f"GPU {gpu} failed: {fault} (worker process {worker})")
+        return self.fail(gpu, f"GPU {gpu} failed: {fault} (worker process {worker})")

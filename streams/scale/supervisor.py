@@ -97,8 +97,13 @@ def resolve_processes(config: Config, gpus: list[int] | None = None) -> tuple[in
     """How many worker processes ``workers.processes`` means here, and why; with ``gpus``
     (several GPUs), at least one per GPU."""
     count, why = _processes(config)
-    if gpus and count < len(gpus):
+    if not gpus:
+        return count, why
+    if count < len(gpus):
         return len(gpus), f"{why}; at least one per GPU of engine.device ({len(gpus)})"
+    even = math.ceil(count / len(gpus)) * len(gpus)
+    if even != count:
+        return even, f"{why}; as many on each of the {len(gpus)} GPUs"
     return count, why
 
 
@@ -500,6 +505,8 @@ class Supervisor:
             return  # its streams run elsewhere now; late reports would count them twice
         if kind in ("error", "fatal"):
             self._check_fault(worker, report["reason"])
+        if kind == "error" and not self._retired(worker):
+            self._check_start_failure(worker, report["reason"])
         if self._retired(worker):
             return  # that error was its GPU's fault: its streams have moved
         with self._lock:
@@ -578,12 +585,31 @@ class Supervisor:
 
     def _check_fault(self, worker: _Worker, text: str) -> None:
         """A worker's error or log line that names a GPU fault (Xid, ...) fails its GPU."""
-        if self._health is None or worker.gpu is None:
+        if self._health is None or worker.gpu is None or self._stopping.is_set():
             return
         with self._shards_lock:
             reason = self._health.fault(worker.gpu, text, worker.index)
             if reason is not None:
                 self._move_off(worker.gpu, reason)
+
+    def _check_start_failure(self, worker: _Worker, reason: str) -> None:
+        """A worker that cannot start where a worker on another GPU did (same config, same
+        model): its GPU is what differs, so that GPU fails (out of memory, CUDA cannot use
+        it) rather than its streams."""
+        if self._health is None or worker.gpu is None or self._stopping.is_set():
+            return
+        with self._lock:
+            elsewhere = any(w.ready for w in self._workers if w.gpu != worker.gpu)
+        if not elsewhere:
+            return  # the config or model is at fault: every GPU would fail alike
+        with self._shards_lock:
+            failed = self._health.fail(
+                worker.gpu,
+                f"GPU {worker.gpu} failed: worker process {worker.index} could not start "
+                f"({reason})",
+            )
+            if failed is not None:
+                self._move_off(worker.gpu, failed)
 
     def _on_log_record(self, record: logging.LogRecord) -> None:
         """The workers' ERROR records, read for GPU faults (the driver's Xid in a CUDA error)."""

@@ -154,3 +154,32 @@ def test_an_xid_in_a_workers_error_log_fails_its_gpu_at_once(supervisor_on_two_g
     count = {s: len(collector.of("det", s)) for s in "bd"}
     assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= count[s] + 2 for s in "bd"), 60)
     assert len(_alive_workers(os.getpid())) == 1
+
+
+def test_a_worker_that_cannot_start_where_another_gpus_did_fails_its_gpu(
+    supervisor_on_two_gpus,
+):
+    """The same config and model started on GPU 0, so an ``error`` from GPU 1's worker (what
+    it reports when its engine cannot load: out of memory, CUDA unusable) is its GPU's: the
+    streams move instead of failing. Here the report is handed to the supervisor as the
+    report socket would (the CPU workers cannot fail on one label only)."""
+    supervisor, collector = supervisor_on_two_gpus
+    supervisor.start()
+    assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 1 for s in "abcd"), 90)
+    supervisor._on_report(
+        {"worker": 1, "pid": 0, "type": "error", "reason": "out of GPU memory loading it"}
+    )
+    assert collector.wait_for(
+        lambda c: all(
+            any(
+                "GPU 1 failed: worker process 1 could not start (out of GPU memory" in r
+                and "moving to GPU 0" in r
+                for r in (m.get("reason") or "" for m in c.of("status", s))
+            )
+            for s in "bd"
+        ),
+        30,
+    )
+    assert not any(m["state"] == "failed" for m in collector.of("status"))
+    count = {s: len(collector.of("det", s)) for s in "bd"}
+    assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= count[s] + 2 for s in "bd"), 60)

@@ -55,6 +55,14 @@ def test_at_least_one_worker_per_gpu():
     count, why = resolve_processes(config, [0, 1, 2, 3])
     assert count == 4 and "at least one per GPU" in why
     assert resolve_processes(config, [0])[0] == 1
+    five = parse_config(
+        {
+            "streams": [{"id": f"s{i}", "url": "rtsp://h/x"} for i in range(8)],
+            "workers": {"processes": 5},
+        }
+    )
+    count, why = resolve_processes(five, [0, 1])
+    assert count == 6 and "as many on each of the 2 GPUs" in why  # what worker_gpus starts
 
 
 def test_a_gpu_list_on_a_host_without_tensorrt_runs_as_one_device():
