@@ -193,6 +193,7 @@ class StreamStats:
     latency_ms: LatencyWindow = field(default_factory=LatencyWindow)
     recorded_latency_ms: list[float] | None = None  # set to [] to keep every sample (bench)
     analytics: AnalyticsCounts | None = None  # streams with zones or lines (the completer's)
+    size: tuple[int, int] | None = None  # (width, height) of its frames, once live
 
     def snapshot(self) -> dict:
         fps, (p50, p99) = self.latency_ms.rate_and_percentiles()
@@ -207,6 +208,7 @@ class StreamStats:
             "processed": self.processed,
             "dropped": self.dropped,
             "reconnects": self.reconnects,
+            **({"width": self.size[0], "height": self.size[1]} if self.size else {}),
             **(analytics.snapshot() if analytics is not None else {}),
         }
 
