@@ -183,3 +183,28 @@ def test_a_worker_that_cannot_start_where_another_gpus_did_fails_its_gpu(
     assert not any(m["state"] == "failed" for m in collector.of("status"))
     count = {s: len(collector.of("det", s)) for s in "bd"}
     assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= count[s] + 2 for s in "bd"), 60)
+
+
+def test_a_reload_adds_a_stream_to_the_least_loaded_gpu_not_the_fewest_streams(
+    supervisor_on_two_gpus,
+):
+    """GPU 0 runs a and c (bikes, 1280x720), GPU 1 b and d (carphone, 176x144): two streams
+    each, but GPU 1's cost a twentieth of GPU 0's once measured. A stream added by a reload
+    goes to GPU 1 (by count it would have gone to worker 0, the first of equals)."""
+    from dataclasses import replace
+
+    supervisor, collector = supervisor_on_two_gpus
+    supervisor.start()
+
+    def measured() -> bool:
+        rows = supervisor.snapshot()["streams"]
+        return all(r.get("width") and r["fps"] > 0 for r in rows)
+
+    assert wait_until(measured, 90)
+    config = supervisor.config
+    extra = replace(config.streams[0], id="e")
+    plan = supervisor.reload(replace(config, streams=(*config.streams, extra)))
+    assert plan.added == ("e",)
+    assert collector.wait_for(lambda c: len(c.of("det", "e")) >= 2, 60)
+    gpus = supervisor.snapshot()["pipeline"]["gpus"]
+    assert [(g["gpu"], g["streams"]) for g in gpus] == [(0, 2), (1, 3)]
