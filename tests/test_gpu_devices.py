@@ -35,23 +35,42 @@ def _gpu_count() -> int:
     return device_count()
 
 
-def _worker_envs(pid: int) -> dict[int, dict[str, str]]:
-    """Each live worker process of ``pid`` (a ``spawn`` child) and its environment."""
-    found = {}
+def _compute_apps() -> dict[int, set[int]] | None:
+    """pid -> the GPUs (nvidia-smi's numbers) it holds a CUDA context on; None without
+    nvidia-smi."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    query = ["nvidia-smi", "--format=csv,noheader"]
+    gpus = subprocess.run(
+        [*query, "--query-gpu=index,uuid"], capture_output=True, text=True, check=True
+    ).stdout
+    index = {u.strip(): int(i) for i, u in (line.split(",") for line in gpus.splitlines())}
+    apps = subprocess.run(
+        [*query, "--query-compute-apps=pid,gpu_uuid"], capture_output=True, text=True, check=True
+    ).stdout
+    held: dict[int, set[int]] = {}
+    for line in apps.splitlines():
+        pid, uuid = (v.strip() for v in line.split(","))
+        held.setdefault(int(pid), set()).add(index[uuid])
+    return held
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The live worker processes (``spawn`` children) of ``pid``."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != pid or b"spawn_main" not in (entry / "cmdline").read_bytes():
-                continue
-            raw = (entry / "environ").read_bytes().split(b"\0")
+            if int(fields[1]) == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
         except OSError:
             continue
-        found[int(entry.name)] = dict(
-            item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item
-        )
-    return found
+    return sorted(found)
 
 
 def _streams(assets, count: int) -> list[dict]:
@@ -91,12 +110,18 @@ def test_a_list_of_one_gpu_runs_pinned_workers_on_nvdec_and_tensorrt(assets, tmp
         assert collector.wait_for(
             lambda c: all(len(c.of("det", f"s{i}")) >= 5 for i in range(4)), 300
         ), process.output()[-3000:]
-        envs = _worker_envs(process.pid)
-        assert len(envs) == 2 and all(e.get("CUDA_VISIBLE_DEVICES") == "0" for e in envs.values())
+        workers = _worker_pids(process.pid)
+        assert len(workers) == 2
+        held = _compute_apps()
+        if held is not None:  # each worker has its context on GPU 0, the supervisor none
+            assert all(held.get(pid) == {0} for pid in workers), held
+            assert process.pid not in held, held
         assert process.drain(timeout_s=30)[0] == 0, process.output()[-3000:]
     finally:
         cleanup(process, collector)
     log = process.output()
+    for worker in range(2):
+        assert f"worker {worker}: GPU 0 only (CUDA_VISIBLE_DEVICES=0)" in log, log[-3000:]
     assert "decoder auto -> nvdec: NVDEC on cuda:0" in log, log[-3000:]  # in each worker
 
 
@@ -131,16 +156,22 @@ def test_all_spreads_streams_over_every_gpu_and_a_failed_gpu_moves_them(assets, 
         gpus = collector.of("stats")[-1]["pipeline"]["gpus"]
         assert [g["streams"] for g in gpus] == [2] * count
         assert len({g["name"] for g in gpus}) >= 1
-        envs = _worker_envs(process.pid)
-        assert sorted(e["CUDA_VISIBLE_DEVICES"] for e in envs.values()) == [
-            str(g) for g in range(count)
-        ]
+        log = process.output()
+        for worker in range(count):  # one worker per GPU, in order
+            assert f"worker {worker}: GPU {worker} only (CUDA_VISIBLE_DEVICES={worker})" in log
+        workers = _worker_pids(process.pid)
+        held = _compute_apps()
+        if held is not None:  # each worker on one GPU only, all GPUs busy
+            assert all(len(held.get(pid, ())) == 1 for pid in workers), held
+            assert set().union(*(held[pid] for pid in workers)) == set(range(count)), held
         # One engine build for identical GPUs: one file per GPU model in the cache.
         models = {g["name"] for g in gpus}
         assert len(list((tmp_path / "engines").glob("*.engine"))) == len(models)
 
         # GPU 1's worker dies once: with a budget of 0 the GPU is out, its streams move.
-        victim = next(pid for pid, e in envs.items() if e["CUDA_VISIBLE_DEVICES"] == "1")
+        victim = sorted(workers)[1]  # worker 1 (started after worker 0), on GPU 1
+        if held is not None:
+            victim = next(pid for pid in workers if held[pid] == {1})
         os.kill(victim, signal.SIGKILL)
         assert collector.wait_for(
             lambda c: any(

@@ -120,12 +120,13 @@ def worker_main(
     SIGINT (a Ctrl-C reaches the whole process group) is the supervisor's to handle; SIGTERM
     (the supervisor's ``terminate()``, or an operator) drains this worker like ``stop``.
     """
-    if gpu is not None:
-        pin_gpu(gpu)  # first: before anything below can load CUDA
+    visible = pin_gpu(gpu) if gpu is not None else None  # first: before anything loads CUDA
     terminated = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     logs = WorkerLogging(log_queue, index, log_level)  # printed by the supervisor
+    if visible is not None:
+        logger.info("worker %d: GPU %d only (CUDA_VISIBLE_DEVICES=%s)", index, gpu, visible)
     reporter = Reporter(report_endpoint, index)
     try:
         code = _serve(
