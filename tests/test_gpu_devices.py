@@ -191,3 +191,20 @@ def test_all_spreads_streams_over_every_gpu_and_a_failed_gpu_moves_them(assets, 
         assert process.drain(timeout_s=30)[0] == 0, process.output()[-3000:]
     finally:
         cleanup(process, collector)
+
+
+def test_build_engine_builds_once_per_gpu_model(tmp_path):
+    from engines.cuda import device_info
+    from tests.helpers import run_cli
+
+    config = write_config(
+        tmp_path / "build.yaml",
+        [{"id": "a", "url": "rtsp://127.0.0.1/x"}],
+        free_port(),
+        engine={**trt_engine(tmp_path), "device": "all"},
+    )
+    result = run_cli("build-engine", str(config), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    models = {(device_info(g).name, device_info(g).compute_capability) for g in range(_gpu_count())}
+    lines = [line for line in result.stdout.splitlines() if line.startswith("engine: ")]
+    assert len(lines) == len(models) == len(list((tmp_path / "engines").glob("*.engine")))

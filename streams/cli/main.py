@@ -545,6 +545,26 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
         if config.engine.backend == "tensorrt"
         else replace(config.engine, backend="tensorrt")
     )
-    path = build_engine_command(model_path(config), options)
-    print(f"engine: {path}")
+    for device in _one_gpu_per_model(config, options):
+        path = build_engine_command(model_path(config), replace(options, device=device))
+        print(f"engine: {path}")
     return 0
+
+
+def _one_gpu_per_model(config, options) -> list[str]:
+    """``build-engine``'s devices: ``engine.device``, or with a list (or ``all``) the first
+    GPU of each model in it (identical GPUs share one engine file)."""
+    from dataclasses import replace
+
+    from streams.scale.supervisor import resolve_gpus
+
+    gpus = resolve_gpus(replace(config, engine=options)) if options.devices else None
+    if not gpus:
+        return [options.device]
+    from engines import cuda
+
+    models: dict[tuple, int] = {}
+    for gpu in gpus:
+        info = cuda.device_info(gpu)
+        models.setdefault((info.name, info.compute_capability), gpu)
+    return [f"cuda:{gpu}" for gpu in models.values()]
