@@ -46,6 +46,7 @@ from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.sources import resolve_sources
 from streams.runtime.stats import PipelineStats
+from streams.scale.kernel_log import read_kmsg, xid_lines
 from streams.scale.merge import COUNTERS, analytics_base, gpu_figures, merge_snapshots
 from streams.scale.placement import GpuHealth, evacuate, place, stream_cost, worker_gpus
 from streams.scale.placement import reshard as reshard_by_load
@@ -128,6 +129,8 @@ class _Worker:
     stream_ids: list[str]
     gpu: int | None = None  # the GPU it is pinned to (several GPUs), else None
     gpu_name: str | None = None  # that GPU's model, once the worker has its engine
+    gpu_pci: str | None = None  # and its PCI address (the kernel's Xid lines name it)
+    launched_mono_s: float = 0.0  # when this process was started
     process: Any = None
     ready: bool = False
     finished: bool = False  # exited after reporting its final snapshot
@@ -277,6 +280,7 @@ class Supervisor:
             worker.commands.close()
         receive, worker.commands = self._spawn.Pipe(duplex=False)
         worker.applied = self._generation  # it starts with the current shard
+        worker.launched_mono_s = time.monotonic()
         worker.process = self._spawn.Process(
             target=worker_main,
             name=f"streams-worker-{worker.index}",
@@ -514,6 +518,7 @@ class Supervisor:
                 worker.ready = True
                 worker.backoff_s = RESTART_INITIAL_S
                 worker.gpu_name = report.get("gpu_name")
+                worker.gpu_pci = report.get("gpu_pci")
             elif kind == "reloaded":
                 worker.applied = max(worker.applied, report["generation"])
             elif kind == "error":
@@ -561,7 +566,9 @@ class Supervisor:
             worker.finished = True
             return
         if worker.restart_at_s is None:
-            if self._health is not None and self._gpu_died(worker, process.exitcode):
+            if self._health is not None and (
+                self._kernel_fault(worker) or self._gpu_died(worker, process.exitcode)
+            ):
                 return
             self._on_worker_death(worker, process.exitcode)
         elif time.monotonic() >= worker.restart_at_s:
@@ -582,6 +589,18 @@ class Supervisor:
                 worker.gpu, f"{reason}, the last: worker process {worker.index} code {exitcode}"
             )
         return True
+
+    def _kernel_fault(self, worker: _Worker) -> bool:
+        """The kernel log's Xid lines for the dead worker's GPU since it started: True if one
+        failed the GPU (its streams have moved)."""
+        if not worker.gpu_pci:
+            return False
+        lines = xid_lines(read_kmsg(), worker.gpu_pci, worker.launched_mono_s - 1.0)
+        for line in lines:
+            self._check_fault(worker, line)
+            if self._retired(worker):
+                return True
+        return False
 
     def _check_fault(self, worker: _Worker, text: str) -> None:
         """A worker's error or log line that names a GPU fault (Xid, ...) fails its GPU."""

@@ -184,7 +184,10 @@ def _serve(
     try:
         device = getattr(runtime.engine, "device", None)  # TensorRT: the GPU's DeviceInfo
         reporter.send(
-            "ready", backend=runtime.engine.backend, gpu_name=getattr(device, "name", None)
+            "ready",
+            backend=runtime.engine.backend,
+            gpu_name=getattr(device, "name", None),
+            gpu_pci=getattr(device, "pci", None) or None,  # for its Xid lines (kernel_log)
         )
         pipeline.start()
         while not stopped() and not pipeline.all_streams_finished():
