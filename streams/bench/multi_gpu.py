@@ -133,8 +133,15 @@ def _nvdec_together(clip: Path, gpus: list[int], best: dict, seconds: float) -> 
 
 
 def _row_line(label: str, row: dict) -> str:
+    util = row.get("per_gpu_util_pct", {})
+
+    def busy(gpu: int) -> str:
+        pct = util.get(str(gpu))
+        return f" (GPU {pct[0]:.0f}%, NVDEC {pct[1]:.0f}%)" if pct else ""
+
     per_gpu = "  ".join(
-        f"GPU {g['gpu']} {g['fps']:.0f} fps/{g['streams']}" for g in row.get("gpus") or ()
+        f"GPU {g['gpu']} {g['fps']:.0f} fps/{g['streams']}{busy(g['gpu'])}"
+        for g in row.get("gpus") or ()
     )
     return (
         f"{label:<10} {row['streams']:>5} {row['processes']:>5} {row['offered_fps']:>8.0f} "

@@ -96,3 +96,18 @@ def test_the_cli_refuses_bad_devices_in_one_line(tmp_path):
     result = run_cli("bench", str(config), "--devices", "0,1", "--duration", "1")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--devices" in result.stderr
+
+
+def test_utilisation_is_over_the_gpus_the_run_used_and_per_gpu():
+    from streams.bench.measure import utilisation
+
+    out = "0, 80, 60\n1, 0, 0\n0, 90, 70\n1, 0, 0\n0, N/A, N/A\n"
+    assert utilisation(out) == {
+        "gpu_util_pct": 85.0,  # GPU 1 sat idle: not part of this run
+        "nvdec_util_pct": 65.0,
+        "per_gpu_util_pct": {"0": [85.0, 65.0], "1": [0.0, 0.0]},
+    }
+    both = utilisation("0, 80, 60\n1, 40, 20\n")
+    assert (both["gpu_util_pct"], both["nvdec_util_pct"]) == (60.0, 40.0)
+    assert utilisation("0, 0, 0\n")["gpu_util_pct"] == 0.0  # an idle host: all of it
+    assert utilisation("") == {}
