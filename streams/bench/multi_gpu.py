@@ -31,6 +31,7 @@ from streams.config import Config, load_config
 SCALING = 1.9  # two GPUs give at least 1.9x one GPU's frames/s
 P99_MS = 100.0  # paced: the latency cameras allow
 OF_NVDEC = 0.95  # unpaced: of the combined NVDEC ceiling
+MULTI_GPU_SWEEP = "32,100"  # streams per GPU; each count runs on one GPU and on all
 
 
 def parse_devices(text: str) -> list[int] | str:

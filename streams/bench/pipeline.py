@@ -184,11 +184,13 @@ def run_bench(args: argparse.Namespace) -> int:
     from streams.bench.sweep import apply_gpu_defaults, run_sweep
 
     if getattr(args, "gpu", False):
+        asked_sweep = args.sweep
         apply_gpu_defaults(args)
         gpus = _bench_gpus(args)
         if gpus:
-            from streams.bench.multi_gpu import run_multi_gpu
+            from streams.bench.multi_gpu import MULTI_GPU_SWEEP, run_multi_gpu
 
+            args.sweep = asked_sweep or MULTI_GPU_SWEEP  # each count runs twice: keep it short
             return run_multi_gpu(args, gpus)
     elif getattr(args, "devices", None):
         raise SystemExit("--devices goes with --gpu (the TensorRT + NVDEC curve)")
