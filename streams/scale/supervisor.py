@@ -698,10 +698,13 @@ class Supervisor:
             )
 
     def _set_status(self, sid: str, state: StreamState, reason: str) -> None:
+        """A stream's state as the supervisor decided it; ``reconnecting`` as attempt 1 (the
+        stream starts afresh on its new worker)."""
         with self._lock:
             self._states[sid] = state
+        attempt = 1 if state is StreamState.RECONNECTING else None
         self.publisher.publish(
-            topic("status", sid), status_message(sid, state.value, reason=reason)
+            topic("status", sid), status_message(sid, state.value, reason=reason, attempt=attempt)
         )
 
     def _carry(self, worker: _Worker) -> None:

@@ -95,7 +95,7 @@ def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_
             30,
         ), sid
     moved = [m for m in collector.of("status", "b") if "GPU 1 failed" in (m.get("reason") or "")]
-    assert moved[0]["state"] == "reconnecting"
+    assert moved[0]["state"] == "reconnecting" and moved[0]["attempt"] == 1
     assert (
         "died 2 times" in moved[0]["reason"]
         and "moving to GPU 0 (worker process 0)" in (moved[0]["reason"])
