@@ -208,3 +208,19 @@ def test_build_engine_builds_once_per_gpu_model(tmp_path):
     models = {(device_info(g).name, device_info(g).compute_capability) for g in range(_gpu_count())}
     lines = [line for line in result.stdout.splitlines() if line.startswith("engine: ")]
     assert len(lines) == len(models) == len(list((tmp_path / "engines").glob("*.engine")))
+
+
+@pytest.mark.skipif(_two_gpus(), reason="a one-GPU host's refusal")
+def test_bench_devices_on_one_gpu_refuses_in_one_line(tmp_path):
+    from tests.helpers import run_cli
+
+    config = write_config(
+        tmp_path / "b.yaml",
+        [{"id": "a", "url": "sample:bikes.mp4"}],
+        free_port(),
+        engine=trt_engine(tmp_path),
+    )
+    result = run_cli("bench", str(config), "--gpu", "--devices", "0,1", timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "--devices: engine.device[1]: no GPU 1 (CUDA sees 1" in result.stderr
+    assert "Traceback" not in result.stderr
