@@ -175,8 +175,13 @@ def _bench_gpus(args: argparse.Namespace) -> list[int] | None:
         gpus = resolve_gpus(config)
     except StreamsError as err:
         raise StreamsError(f"--devices: {err}") from None
-    if devices is not None and (gpus is None or len(gpus) < 2):
-        raise StreamsError(f"--devices: {len(gpus or [])} GPU(s) here; scaling needs two or more")
+    if devices is not None and gpus is None:
+        from engines.doctor import choose_backend
+
+        _, why = choose_backend(config.engine.backend)
+        raise StreamsError(f"--devices: bench --gpu needs TensorRT and an NVIDIA GPU: {why}")
+    if devices is not None and len(gpus) < 2:
+        raise StreamsError(f"--devices: {len(gpus)} GPU here; scaling needs two or more")
     return gpus if gpus and len(gpus) > 1 else None
 
 
@@ -185,8 +190,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if getattr(args, "gpu", False):
         asked_sweep = args.sweep
+        gpus = _bench_gpus(args)  # before the clip is made: a wrong --devices says so at once
         apply_gpu_defaults(args)
-        gpus = _bench_gpus(args)
         if gpus:
             from streams.bench.multi_gpu import MULTI_GPU_SWEEP, run_multi_gpu
 
