@@ -66,13 +66,16 @@ def supervisor_on_two_gpus(assets):
         collector.close()
 
 
-def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_gpus):
+def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_gpus, caplog):
     supervisor, collector = supervisor_on_two_gpus
+    caplog.set_level("INFO")
     supervisor.start()
     # Equal streams alternate over the GPUs: a, c on GPU 0 (worker 0), b, d on GPU 1.
     assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 2 for s in "abcd"), 90)
     gpus = supervisor.snapshot()["pipeline"]["gpus"]
     assert [(g["gpu"], g["state"], g["streams"]) for g in gpus] == [(0, "ok", 2), (1, "ok", 2)]
+    for worker in (0, 1):  # each worker sees its own GPU only (pinned before CUDA could load)
+        assert f"worker {worker}: GPU {worker} only (CUDA_VISIBLE_DEVICES=" in caplog.text
     decoded_b = next(r["decoded"] for r in supervisor.snapshot()["streams"] if r["stream"] == "b")
 
     first = supervisor.worker_pids()[1]
