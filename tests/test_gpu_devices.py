@@ -35,9 +35,10 @@ def _gpu_count() -> int:
     return device_count()
 
 
-def _compute_apps() -> dict[int, set[int]] | None:
+def _compute_apps(pids: list[int]) -> dict[int, set[int]] | None:
     """pid -> the GPUs (nvidia-smi's numbers) it holds a CUDA context on; None without
-    nvidia-smi."""
+    nvidia-smi, or where it lists none of ``pids`` (in a container it may show none, or the
+    host's pids)."""
     import shutil
     import subprocess
 
@@ -55,7 +56,7 @@ def _compute_apps() -> dict[int, set[int]] | None:
     for line in apps.splitlines():
         pid, uuid = (v.strip() for v in line.split(","))
         held.setdefault(int(pid), set()).add(index[uuid])
-    return held
+    return held if any(pid in held for pid in pids) else None
 
 
 def _worker_pids(pid: int) -> list[int]:
@@ -112,7 +113,7 @@ def test_a_list_of_one_gpu_runs_pinned_workers_on_nvdec_and_tensorrt(assets, tmp
         ), process.output()[-3000:]
         workers = _worker_pids(process.pid)
         assert len(workers) == 2
-        held = _compute_apps()
+        held = _compute_apps(workers)
         if held is not None:  # each worker has its context on GPU 0, the supervisor none
             assert all(held.get(pid) == {0} for pid in workers), held
             assert process.pid not in held, held
@@ -160,7 +161,7 @@ def test_all_spreads_streams_over_every_gpu_and_a_failed_gpu_moves_them(assets, 
         for worker in range(count):  # one worker per GPU, in order
             assert f"worker {worker}: GPU {worker} only (CUDA_VISIBLE_DEVICES={worker})" in log
         workers = _worker_pids(process.pid)
-        held = _compute_apps()
+        held = _compute_apps(workers)
         if held is not None:  # each worker on one GPU only, all GPUs busy
             assert all(len(held.get(pid, ())) == 1 for pid in workers), held
             assert set().union(*(held[pid] for pid in workers)) == set(range(count)), held
