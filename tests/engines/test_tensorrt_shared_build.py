@@ -7,8 +7,6 @@ and a GPU. On a host with several GPUs of one model, the processes are pinned on
 from __future__ import annotations
 
 import multiprocessing
-import os
-from pathlib import Path
 
 import pytest
 
@@ -28,20 +26,9 @@ if _GPUS == 0:
     pytest.skip("no CUDA GPU visible", allow_module_level=True)
 
 
-def _build(gpu: int, model: str, cache: str, results) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before CUDA starts in this process
-    from engines import tensorrt_build
-    from engines.options import EngineOptions
-
-    options = EngineOptions(
-        backend="tensorrt", max_batch=2, builder_optimization_level=0, cache_dir=Path(cache)
-    )
-    data, built = tensorrt_build.build_or_load(Path(model), options)
-    results.put((gpu, built, len(data), tensorrt_build.cache_entry(Path(model), options).digest))
-
-
 def test_processes_wanting_one_engine_build_it_once(tmp_path):
     from tests.engines.test_tensorrt import make_tiny_onnx
+    from tests.support.trt_build import build
 
     model = make_tiny_onnx(tmp_path / "tiny.onnx")
     names = {cuda.device_info(i).name for i in range(_GPUS)}
@@ -50,7 +37,7 @@ def test_processes_wanting_one_engine_build_it_once(tmp_path):
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [
-        context.Process(target=_build, args=(g, str(model), str(tmp_path / "cache"), results))
+        context.Process(target=build, args=(g, str(model), str(tmp_path / "cache"), results))
         for g in gpus
     ]
     for process in processes:
