@@ -144,6 +144,7 @@ class DeviceInfo:
     name: str
     compute_capability: tuple[int, int]
     total_memory_bytes: int
+    pci: str = ""  # "0000:3b:00" (domain:bus:device), as the driver's Xid lines name it
 
     @property
     def sm(self) -> str:
@@ -168,8 +169,13 @@ def device_info(index: int = 0) -> DeviceInfo:
     name = prop.name
     if isinstance(name, (bytes, bytearray)):
         name = bytes(name).split(b"\0", 1)[0].decode(errors="replace")
+    pci = f"{int(prop.pciDomainID):04x}:{int(prop.pciBusID):02x}:{int(prop.pciDeviceID):02x}"
     return DeviceInfo(
-        index, str(name).strip(), (int(prop.major), int(prop.minor)), int(prop.totalGlobalMem)
+        index,
+        str(name).strip(),
+        (int(prop.major), int(prop.minor)),
+        int(prop.totalGlobalMem),
+        pci,
     )
 
 

@@ -60,6 +60,33 @@ def _gpus() -> tuple[str, str, list[str]]:
     return OK, "; ".join(names), names
 
 
+def gpu_rows(status: str, detail: str, names: list[str]) -> list[Row]:
+    """The GPU rows: one row for one GPU (or none); with several, a summary (what
+    ``engine.device: all`` takes, and how many engine builds: one per GPU model) and a row
+    per GPU. ``names``: ``cuda:N model (sm_XY, M GiB)`` or ``cuda:N unreadable (...)``."""
+    if status != OK or len(names) <= 1:
+        return [("GPU", status, detail)]
+    models: dict[str, int] = {}
+    for name in names:
+        label = name.split(" ", 1)[1]
+        if not label.startswith("unreadable"):
+            model = label.split(",", 1)[0] + ")"  # "NVIDIA H200 (sm_90)": what the key names
+            models[model] = models.get(model, 0) + 1
+    builds = len(models)
+    summary = (
+        f"{len(names)} GPUs (engine.device: all takes every one): "
+        + ", ".join(f"{n} x {m}" for m, n in models.items())
+        + f"; {builds} TensorRT engine build{'s' if builds != 1 else ''} (one per GPU model)"
+    )
+    rows: list[Row] = [("GPU", OK, summary)]
+    for name in names:
+        index, label = name.split(" ", 1)
+        rows.append(
+            (f"GPU {index.split(':')[1]}", ERROR if label.startswith("unreadable") else OK, label)
+        )
+    return rows
+
+
 def _tensorrt() -> Row:
     try:
         import tensorrt as trt
@@ -125,8 +152,8 @@ def report() -> list[Row]:
             print(f"{item:12} {status:8} {detail}")
     """
     rows: list[Row] = []
-    gpu_status, gpu_detail, _ = _gpus()
-    rows.append(("GPU", gpu_status, gpu_detail))
+    gpu_status, gpu_detail, names = _gpus()
+    rows.extend(gpu_rows(gpu_status, gpu_detail, names))
     release = _nvidia_driver_release()
     try:
         from engines import cuda

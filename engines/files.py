@@ -8,10 +8,11 @@ process never sees half done.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,3 +65,27 @@ def atomic_write(dest: Path, data: bytes, *, durable: bool = False) -> None:
         if durable:
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    Why: two processes that would build the same cached file (workers of two identical GPUs
+    starting together) must not both build it; the second waits here, then finds the file.
+    ``on_wait`` is called once if the lock is held by someone else (to say so in the log).
+    The kernel drops the lock when its holder dies, so a crashed build never blocks later ones.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -18,7 +18,10 @@ class EngineOptions:
     Attributes:
         backend: ``auto`` picks TensorRT when it imports and a CUDA GPU is present, else
             ONNX Runtime on the CPU.
-        device: ``cpu`` or ``cuda:N``.
+        device: ``cpu`` or ``cuda:N``: the GPU this engine runs on.
+        devices: the GPUs a run spreads its streams over (``engine.device`` given as a list
+            or ``all``; streams/scale/placement.py): CUDA ordinals, or ``"all"`` (resolved
+            when the run starts). Empty: ``device`` alone. An engine only ever uses ``device``.
         max_batch: largest batch the engine accepts (the dynamic profile's max).
         opt_batch: batch size TensorRT tunes for (the profile's opt); defaults to max_batch.
         precision: ``fp32`` or ``fp16`` (GPU only; the CPU always runs fp32).
@@ -35,6 +38,7 @@ class EngineOptions:
 
     backend: str = "auto"
     device: str = "cuda:0"
+    devices: tuple[int, ...] | str = ()
     max_batch: int = 8
     opt_batch: int | None = None
     precision: str = "fp16"

@@ -39,7 +39,7 @@ from typing import Any
 
 from engines import cuda
 from engines.errors import EngineError
-from engines.files import atomic_write, file_sha256
+from engines.files import atomic_write, file_lock, file_sha256
 from engines.options import EngineOptions
 
 logger = logging.getLogger(__name__)
@@ -283,6 +283,25 @@ def build_or_load(
     if data is not None:
         logger.info("using cached TensorRT engine %s", entry.engine_path)
         return data, False
+    # One build per key: the key names the GPU model, not its number, so workers of two
+    # identical GPUs want the same file; the second waits for the first's and loads it.
+    lock = entry.engine_path.with_name(entry.engine_path.name + ".lock")
+
+    def waiting() -> None:
+        logger.info("another process is building %s; waiting for it", entry.engine_path.name)
+
+    with file_lock(lock, waiting):
+        data = _load_verified(entry)
+        if data is not None:
+            logger.info("using TensorRT engine %s, built meanwhile", entry.engine_path)
+            return data, False
+        return _build_and_store(model_path, options, progress, entry)
+
+
+def _build_and_store(
+    model_path: Path, options: EngineOptions, progress: Progress | None, entry: CacheEntry
+) -> tuple[bytes, bool]:
+    """Build the engine and write it and its sidecar to the cache (under the build lock)."""
     started = time.perf_counter()
     data = _build(Path(model_path), options, progress)
     build_s = time.perf_counter() - started

@@ -206,10 +206,15 @@ class WorkersConfig:
     Python, and the GIL is one. ``processes: auto`` runs one process on the CPU backend (ONNX
     Runtime already uses every core) and one per ``streams_per_process`` streams on a GPU;
     each process has its own engine and publishes through one relay at ``publish.endpoint``.
+    With several GPUs (``engine.device`` a list or ``all``), a GPU whose workers die more than
+    ``gpu_restart_budget`` times within ``gpu_restart_window_s`` has its streams moved to the
+    other GPUs (streams/scale/placement.py).
     """
 
     processes: int | str = "auto"
     streams_per_process: int = 24
+    gpu_restart_budget: int = 3
+    gpu_restart_window_s: float = 120.0
 
 
 SINK_TYPES = ("mqtt", "redis", "nats")
@@ -460,6 +465,8 @@ def parse_config(
             {
                 "processes": _auto_or(_integer(1, 256)),
                 "streams_per_process": _integer(1, 10_000),
+                "gpu_restart_budget": _integer(0, 1000),
+                "gpu_restart_window_s": _number(1, 86_400),
             },
         ),
         tracking=tracking,
@@ -747,8 +754,22 @@ def _parse_engine(raw: Any) -> EngineOptions:
         raise ConfigError(
             f"engine.opt_batch: {options.opt_batch} exceeds engine.max_batch ({options.max_batch})"
         )
+    device, devices = options.device, ()
+    if not isinstance(device, str) or device == "all":  # several GPUs: the engine's is the first
+        if options.backend == "onnxruntime":
+            raise ConfigError(
+                "engine.device: a list of GPUs (or all) needs backend tensorrt or auto; "
+                "ONNX Runtime runs on the CPU"
+            )
+        devices = device
+        device = f"cuda:{device[0]}" if isinstance(device, tuple) else "cuda:0"
     return EngineOptions(
-        **{**options.__dict__, "cache_dir": Path(str(options.cache_dir)).expanduser()}
+        **{
+            **options.__dict__,
+            "device": device,
+            "devices": devices,
+            "cache_dir": Path(str(options.cache_dir)).expanduser(),
+        }
     )
 
 
@@ -856,10 +877,40 @@ def _stream_id(value: Any, where: str) -> str:
     return value
 
 
-def _device(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
-        raise ConfigError(f"{where}: expected 'cpu' or 'cuda:N', got {_describe(value)}")
-    return value if value == "cpu" or ":" in value else "cuda:0"
+DEVICE_EXPECTED = "'cpu' or 'cuda:N' (or a GPU number N, a list of GPUs like [0, 1], or 'all')"
+
+
+def _device(value: Any, where: str) -> str | tuple[int, ...]:
+    """``engine.device``: one device (``cpu``, ``cuda:N``, ``N``), or the GPUs to spread the
+    streams over (a list of ``N``/``cuda:N``, or ``all``); a list comes back as a tuple."""
+    if value == "all":
+        return "all"
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where}: expected at least one GPU in the list, got []")
+        gpus = tuple(_gpu_ordinal(item, f"{where}[{i}]") for i, item in enumerate(value))
+        for i, gpu in enumerate(gpus):
+            if gpu in gpus[:i]:
+                raise ConfigError(f"{where}[{i}]: GPU {gpu} is listed twice")
+        return gpus
+    if value == "cpu":
+        return "cpu"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"cuda:{_gpu_ordinal(value, where)}"
+    if not isinstance(value, str) or not re.fullmatch(r"cuda(:\d+)?", value):
+        raise ConfigError(f"{where}: expected {DEVICE_EXPECTED}, got {_describe(value)}")
+    return value if ":" in value else "cuda:0"
+
+
+def _gpu_ordinal(value: Any, where: str) -> int:
+    """A GPU of a list: ``N`` or ``cuda:N`` -> N."""
+    if isinstance(value, str) and re.fullmatch(r"cuda:\d+", value):
+        value = int(value.split(":", 1)[1])
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected a GPU number or 'cuda:N', got {_describe(value)}")
+    if not 0 <= value <= 255:
+        raise ConfigError(f"{where}: GPU {value} is out of range [0, 255]")
+    return value
 
 
 # --- zones and lines (streams[i].zones, streams[i].lines) -------------------------------------

@@ -22,7 +22,7 @@ class GpuSampler:
             self._process = subprocess.Popen(
                 [
                     "nvidia-smi",
-                    "--query-gpu=utilization.gpu,utilization.decoder",
+                    "--query-gpu=index,utilization.gpu,utilization.decoder",
                     "--format=csv,noheader,nounits",
                     "-lms",
                     "500",
@@ -37,17 +37,34 @@ class GpuSampler:
             return {}
         self._process.terminate()
         out, _ = self._process.communicate(timeout=5)
-        rows = [
-            [float(v) for v in line.split(",")]
-            for line in out.splitlines()
-            if line.count(",") == 1 and "N/A" not in line
+        return utilisation(out)
+
+
+def utilisation(out: str) -> dict:
+    """Mean GPU and NVDEC utilisation from ``nvidia-smi`` lines ``index, gpu %, decoder %``:
+    over the GPUs that were busy at all (an idle GPU of the host is not the run's), and per
+    GPU."""
+    rows = [
+        [float(v) for v in line.split(",")]
+        for line in out.splitlines()
+        if line.count(",") == 2 and "N/A" not in line
+    ]
+    if not rows:
+        return {}
+    busy = {int(r[0]) for r in rows if r[1] > 0 or r[2] > 0} or {int(r[0]) for r in rows}
+    used = [r for r in rows if int(r[0]) in busy]  # an idle GPU of the host is not the run's
+    per_gpu = {
+        str(g): [
+            round(float(np.mean([r[1] for r in rows if int(r[0]) == g])), 1),
+            round(float(np.mean([r[2] for r in rows if int(r[0]) == g])), 1),
         ]
-        if not rows:
-            return {}
-        return {
-            "gpu_util_pct": round(float(np.mean([r[0] for r in rows])), 1),
-            "nvdec_util_pct": round(float(np.mean([r[1] for r in rows])), 1),
-        }
+        for g in sorted({int(r[0]) for r in rows})
+    }
+    return {
+        "gpu_util_pct": round(float(np.mean([r[1] for r in used])), 1),
+        "nvdec_util_pct": round(float(np.mean([r[2] for r in used])), 1),
+        "per_gpu_util_pct": per_gpu,  # GPU -> [GPU %, NVDEC %]
+    }
 
 
 def cpu_line(row: dict, top: int = 5) -> str:

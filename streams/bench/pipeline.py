@@ -160,11 +160,45 @@ def measure_pipeline(
     return {**bench_pipeline(config, engine, model_name, duration_s, warmup_s), "processes": 1}
 
 
+def _bench_gpus(args: argparse.Namespace) -> list[int] | None:
+    """``bench --gpu``'s GPUs to scale over: ``--devices``, else ``engine.device`` when it
+    lists several; None for the one-GPU curve."""
+    from streams.errors import StreamsError
+    from streams.scale.supervisor import resolve_gpus
+
+    devices = getattr(args, "devices", None)
+    config = load_config(args.config)
+    if devices is not None:
+        devices = devices if devices == "all" else tuple(devices)
+        config = replace(config, engine=replace(config.engine, devices=devices))
+    try:
+        gpus = resolve_gpus(config)
+    except StreamsError as err:
+        raise StreamsError(f"--devices: {err}") from None
+    if devices is not None and gpus is None:
+        from engines.doctor import choose_backend
+
+        _, why = choose_backend(config.engine.backend)
+        raise StreamsError(f"--devices: bench --gpu needs TensorRT and an NVIDIA GPU: {why}")
+    if devices is not None and len(gpus) < 2:
+        raise StreamsError(f"--devices: {len(gpus)} GPU here; scaling needs two or more")
+    return gpus if gpus and len(gpus) > 1 else None
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from streams.bench.sweep import apply_gpu_defaults, run_sweep
 
     if getattr(args, "gpu", False):
+        asked_sweep = args.sweep
+        gpus = _bench_gpus(args)  # before the clip is made: a wrong --devices says so at once
         apply_gpu_defaults(args)
+        if gpus:
+            from streams.bench.multi_gpu import MULTI_GPU_SWEEP, run_multi_gpu
+
+            args.sweep = asked_sweep or MULTI_GPU_SWEEP  # each count runs twice: keep it short
+            return run_multi_gpu(args, gpus)
+    elif getattr(args, "devices", None):
+        raise SystemExit("--devices goes with --gpu (the TensorRT + NVDEC curve)")
     args.processes = args.processes or "1"
     if args.sweep:
         return run_sweep(args)

@@ -59,13 +59,18 @@ class DetRecorder:
 
 
 def bench_supervised(
-    config: Config, processes: int, duration_s: float, warmup_s: float = WARMUP_S
+    config: Config,
+    processes: int,
+    duration_s: float,
+    warmup_s: float = WARMUP_S,
+    gpus: list[int] | None = None,
 ) -> dict:
-    """The pipeline over ``processes`` worker processes, measured at a real subscriber."""
+    """The pipeline over ``processes`` worker processes, measured at a real subscriber;
+    ``gpus``: the workers pinned to these GPUs (each GPU's figures in ``gpus``)."""
     from streams.scale.supervisor import Supervisor
 
     config = replace(config, publish=replace(config.publish, stats_interval_s=0.5))
-    supervisor = Supervisor(config, processes, logging.getLogger().level)
+    supervisor = Supervisor(config, processes, logging.getLogger().level, gpus)
     recorder = DetRecorder(supervisor.endpoint)
     try:
         supervisor.start()
@@ -120,12 +125,43 @@ def bench_supervised(
         "published": merged["pipeline"]["published"],
         "publish_dropped": merged["pipeline"]["publish_dropped"],
         "restarts": merged["pipeline"]["restarts"],
+        "gpus": _gpu_rates(before, after, supervisor.worker_gpus(), merged),
         "latency_parts_p50_p99_ms": parts,
         **utilisation,
         "process_cpu_pct": round(sum(cpu), 1),
         "workers_cpu_pct": cpu,
         "threads_cpu_pct": rates["threads_cpu_pct"],
     }
+
+
+def _gpu_rates(
+    before: list[tuple[dict, dict]],
+    after: list[tuple[dict, dict]],
+    gpus: list[int | None],
+    merged: dict,
+) -> list[dict] | None:
+    """Per GPU over the timed window: frames/s inferred (from its workers' own reports, as
+    ``worker_rates`` computes them for all) and its streams; None on one device."""
+    if not any(g is not None for g in gpus) or len(set(gpus)) < 2:
+        return None
+    out = []
+    for gpu in dict.fromkeys(gpus):
+        mine = [i for i, g in enumerate(gpus) if g == gpu]
+        rates = worker_rates([before[i] for i in mine], [after[i] for i in mine])
+        streams = sum(len(after[i][0].get("streams", [])) for i in mine if after[i][0])
+        out.append(
+            {
+                "gpu": gpu,
+                "fps": round(rates["mean_batch"] * rates["batches_per_s"], 1),
+                "decoded_fps": round(rates["decoded_per_s"], 1),
+                "streams": streams,
+            }
+        )
+    named = {g["gpu"]: g for g in merged["pipeline"].get("gpus", [])}
+    for row in out:
+        row["name"] = named.get(row["gpu"], {}).get("name")
+        row["state"] = named.get(row["gpu"], {}).get("state", "ok")
+    return out
 
 
 def worker_rates(before: list[tuple[dict, dict]], after: list[tuple[dict, dict]]) -> dict:

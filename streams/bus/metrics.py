@@ -133,6 +133,23 @@ class PipelineCollector:
             )
             shard.add_metric([str(totals["shard"]["index"]), str(totals["shard"]["count"])], 1)
             yield shard
+        gpus = totals.get("gpus")
+        if gpus:  # several GPUs: each one's share
+            gpu_fps = GaugeMetricFamily(
+                "streams_gpu_fps", "Processed frames per second on the GPU", labels=["gpu"]
+            )
+            gpu_streams = GaugeMetricFamily(
+                "streams_gpu_streams", "Streams the GPU runs now", labels=["gpu"]
+            )
+            gpu_up = GaugeMetricFamily(
+                "streams_gpu_ok", "1 while the GPU serves, 0 once it failed", labels=["gpu"]
+            )
+            for gpu in gpus:
+                label = [str(gpu["gpu"])]
+                gpu_fps.add_metric(label, gpu["fps"])
+                gpu_streams.add_metric(label, gpu["streams"])
+                gpu_up.add_metric(label, 1.0 if gpu["state"] == "ok" else 0.0)
+            yield from (gpu_fps, gpu_streams, gpu_up)
 
 
 def serve_metrics(snapshot: Snapshot | None, host: str, port: int, collectors=()):

@@ -293,6 +293,7 @@ class CaptureWorker:
                 break
             if kept == 0:
                 width, height = picture.size
+                stats.size = (width, height)  # what placing it on a GPU costs (stats)
                 self._status("live", width=width, height=height, decoder=source.decoder)
             frame = Frame(
                 stream_id,

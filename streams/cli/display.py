@@ -83,7 +83,8 @@ LOG_ROOM = 8  # rows the live table leaves for log records above it on a short t
 
 
 def pipeline_parts(snapshot: dict) -> list[str]:
-    """The pipeline summary, piece by piece (a narrow terminal breaks lines between them)."""
+    """The pipeline summary, piece by piece (a narrow terminal breaks lines between them);
+    with several GPUs, one piece per GPU."""
     p = snapshot["pipeline"]
     shard = [f"shard {p['shard']['index']}/{p['shard']['count']}"] if "shard" in p else []
     return shard + [
@@ -93,7 +94,19 @@ def pipeline_parts(snapshot: dict) -> list[str]:
         f"inference p50 {_ms(p['inference_p50_ms'])} ms",
         f"published {p['published']}",
         f"publish drops {p['publish_dropped']}",
+        *(gpu_part(g) for g in p.get("gpus", ())),
     ]
+
+
+def gpu_part(gpu: dict) -> str:
+    """``GPU 0 H200: 12 streams, 360.0 fps, p50 4.1 ms`` or ``GPU 1 failed``."""
+    name = f"GPU {gpu['gpu']}" + (f" {gpu['name']}" if gpu.get("name") else "")
+    if gpu["state"] == "failed":
+        return f"{name} failed"
+    return (
+        f"{name}: {gpu['streams']} streams {gpu['fps']:.1f} fps "
+        f"inference p50 {_ms(gpu['inference_p50_ms'])} ms"
+    )
 
 
 def format_table(snapshot: dict) -> list[str]:

@@ -262,6 +262,13 @@ def _parser() -> argparse.ArgumentParser:
         "worker processes auto",
     )
     bench.add_argument(
+        "--devices",
+        type=_devices,
+        help="with --gpu: GPUs to scale over, e.g. 0,1 or all: the curve on the first GPU "
+        "alone and on all of them side by side, per-GPU and combined figures (default: "
+        "engine.device when it lists GPUs)",
+    )
+    bench.add_argument(
         "--warmup",
         type=float,
         default=None,
@@ -363,7 +370,7 @@ def _cmd_evaluate_tracker(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from streams.cli.systemd import Notifier, Watchdog, journal_stderr
     from streams.config import DEFAULT_CONFIG, load_config
-    from streams.scale.supervisor import resolve_processes
+    from streams.scale.supervisor import resolve_gpus, resolve_processes
 
     shard = _shard(args)
     if args.config is None:
@@ -382,10 +389,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config = _wait_for_streams(args, shard, signals)
             if config is None:
                 return 0
-        processes, why = resolve_processes(config)
+        gpus = resolve_gpus(config)
+        processes, why = resolve_processes(config, gpus)
         if processes > 1:
             logger.info("workers.processes -> %d (%s)", processes, why)
-            return _run_supervised(args, config, processes, signals, watchdog, notifier)
+            if gpus:
+                logger.info("engine.device -> GPUs %s", ", ".join(map(str, gpus)))
+            return _run_supervised(args, config, processes, signals, watchdog, notifier, gpus)
         from streams.runtime.wiring import build_runtime
 
         runtime = build_runtime(config)
@@ -467,11 +477,13 @@ def _run_supervised(
     signals: _Signals,
     watchdog: Watchdog,
     notifier: Notifier,
+    gpus: list[int] | None = None,
 ) -> int:
-    """The streams split over worker processes, behind one relay (streams/scale/supervisor.py)."""
+    """The streams split over worker processes, behind one relay (streams/scale/supervisor.py);
+    with ``gpus``, the workers pinned to them."""
     from streams.scale.supervisor import Supervisor
 
-    supervisor = Supervisor(config, processes, logging.getLogger().level)
+    supervisor = Supervisor(config, processes, logging.getLogger().level, gpus)
     try:
         return _drive(args, config, supervisor, signals, watchdog, notifier)
     finally:
@@ -665,6 +677,12 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 # --- the rest -------------------------------------------------------------------------------------
 
 
+def _devices(text: str):
+    from streams.bench.multi_gpu import parse_devices
+
+    return parse_devices(text)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from streams.bench.pipeline import run_bench
 
@@ -757,6 +775,26 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
         if config.engine.backend == "tensorrt"
         else replace(config.engine, backend="tensorrt")
     )
-    path = build_engine_command(model_path(config), options)
-    print(f"engine: {path}")
+    for device in _one_gpu_per_model(config, options):
+        path = build_engine_command(model_path(config), replace(options, device=device))
+        print(f"engine: {path}")
     return 0
+
+
+def _one_gpu_per_model(config, options) -> list[str]:
+    """``build-engine``'s devices: ``engine.device``, or with a list (or ``all``) the first
+    GPU of each model in it (identical GPUs share one engine file)."""
+    from dataclasses import replace
+
+    from streams.scale.supervisor import resolve_gpus
+
+    gpus = resolve_gpus(replace(config, engine=options)) if options.devices else None
+    if not gpus:
+        return [options.device]
+    from engines import cuda
+
+    models: dict[tuple, int] = {}
+    for gpu in gpus:
+        info = cuda.device_info(gpu)
+        models.setdefault((info.name, info.compute_capability), gpu)
+    return [f"cuda:{gpu}" for gpu in models.values()]

@@ -199,6 +199,7 @@ class StreamStats:
     recorded_latency_ms: list[float] | None = None  # set to [] to keep every sample (bench)
     analytics: AnalyticsCounts | None = None  # streams with zones or lines (the completer's)
     record: RecordCounts | None = None  # streams that record snapshots and clips
+    size: tuple[int, int] | None = None  # (width, height) of its frames, once live
 
     def snapshot(self) -> dict:
         fps, (p50, p99) = self.latency_ms.rate_and_percentiles()
@@ -213,6 +214,7 @@ class StreamStats:
             "processed": self.processed,
             "dropped": self.dropped,
             "reconnects": self.reconnects,
+            **({"width": self.size[0], "height": self.size[1]} if self.size else {}),
             **(analytics.snapshot() if analytics is not None else {}),
             **({"record": self.record.snapshot()} if self.record is not None else {}),
         }

@@ -122,3 +122,47 @@ def merge_snapshots(
         "restarts": restarts,
     }
     return {"uptime_s": uptime_s, "streams": streams, "pipeline": pipeline}
+
+
+def gpu_figures(
+    gpus: Sequence[int],
+    workers: Sequence[Mapping],
+    snapshots: Sequence[Mapping],
+    failed: Mapping[int, str],
+) -> list[dict]:
+    """Per GPU (several GPUs): its model, state, workers, streams and figures.
+
+    Args:
+        gpus: every GPU of the run, in ``engine.device`` order.
+        workers: per worker, ``gpu``, ``name`` (the GPU's model once known) and ``streams``
+            (the ids it runs now).
+        snapshots: each worker's last snapshot (``{}`` for none), in worker order.
+        failed: the GPUs taken out, and why.
+
+    ``fps`` sums the GPU's streams' processed frames per second; ``mean_batch`` and
+    ``inference_p50_ms`` are over its workers, as ``merge_snapshots`` does for all of them.
+    """
+    out = []
+    for gpu in gpus:
+        mine = [i for i, w in enumerate(workers) if w["gpu"] == gpu]
+        pipelines = [snapshots[i]["pipeline"] for i in mine if snapshots[i]]
+        rows = [r for i in mine if snapshots[i] for r in snapshots[i].get("streams", [])]
+        batches = sum(p["batches"] for p in pipelines)
+        frames = sum(p["mean_batch"] * p["batches"] for p in pipelines)
+        inference = sorted(p["inference_p50_ms"] for p in pipelines if p["inference_p50_ms"])
+        names = [workers[i]["name"] for i in mine if workers[i].get("name")]
+        figures = {
+            "gpu": gpu,
+            "name": names[0] if names else None,
+            "state": "failed" if gpu in failed else "ok",
+            "processes": len(mine),
+            "streams": sum(len(workers[i]["streams"]) for i in mine),
+            "fps": round(sum(r["fps"] for r in rows), 2),
+            "batches": batches,
+            "mean_batch": round(frames / batches, 2) if batches else 0.0,
+            "inference_p50_ms": round(inference[len(inference) // 2], 2) if inference else None,
+        }
+        if gpu in failed:
+            figures["reason"] = failed[gpu]
+        out.append(figures)
+    return out

@@ -16,6 +16,12 @@ with ``Pipeline.reload``, so only the streams added, removed or changed restart.
 stream goes to a worker with room (fewer than ``capacity`` streams); when every one is full,
 a worker process left with no streams starts again, or a new one starts. A worker started
 later (a restart) is given its current share.
+
+Several GPUs (``engine.device`` a list or ``all``): each worker is pinned to one GPU (its
+NVDEC and its engine; ``worker_process.pin_gpu``), at least one per GPU, and the streams are
+placed by load (``streams/scale/placement.py``). A GPU whose workers keep dying, or that
+reports an Xid, is taken out: its workers are stopped for good and its streams move to the
+other GPUs' workers, each with a ``status`` saying so.
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.sources import resolve_sources
 from streams.runtime.stats import PipelineStats, with_shard
-from streams.scale.merge import COUNTERS, analytics_base, merge_snapshots
+from streams.scale.kernel_log import read_kmsg, xid_lines
+from streams.scale.merge import COUNTERS, analytics_base, gpu_figures, merge_snapshots
+from streams.scale.placement import GpuHealth, evacuate, place, stream_cost, worker_gpus
+from streams.scale.placement import reshard as reshard_by_load
 from streams.scale.relay import Relay
 from streams.scale.shards import reshard, split_streams
 from streams.scale.worker_logs import listen
@@ -58,8 +67,50 @@ RELOAD_APPLY_S = 15.0  # how long a reload waits for the workers to apply it (2 
 TRACK_ID_BLOCK = 1_000_000_000  # track ids of one worker launch (JSON-safe for 9 million launches)
 
 
-def resolve_processes(config: Config) -> tuple[int, str]:
-    """How many worker processes ``workers.processes`` means here, and why."""
+def resolve_gpus(config: Config) -> list[int] | None:
+    """The GPUs ``engine.device`` spreads the streams over (a list, or ``all``: every GPU CUDA
+    sees), or None for one device as before. Raises StreamsError for a GPU that is not there.
+    On a host where the backend is not TensorRT the list means nothing: None, logged."""
+    devices = config.engine.devices
+    if not devices:
+        return None
+    from engines.doctor import choose_backend
+
+    backend, why = choose_backend(config.engine.backend)
+    if backend != "tensorrt":
+        logger.warning("engine.device lists GPUs, but the engine runs on the CPU: %s", why)
+        return None
+    from engines import cuda
+
+    count = cuda.device_count()
+    if devices == "all":
+        if count == 0:
+            raise StreamsError("engine.device: all, but CUDA sees no GPU")
+        return list(range(count))
+    for i, gpu in enumerate(devices):
+        if gpu >= count:
+            raise StreamsError(
+                f"engine.device[{i}]: no GPU {gpu} (CUDA sees {count}: 0..{count - 1}; "
+                "python -m streams doctor lists them)"
+            )
+    return list(devices)
+
+
+def resolve_processes(config: Config, gpus: list[int] | None = None) -> tuple[int, str]:
+    """How many worker processes ``workers.processes`` means here, and why; with ``gpus``
+    (several GPUs), at least one per GPU."""
+    count, why = _processes(config)
+    if not gpus:
+        return count, why
+    if count < len(gpus):
+        return len(gpus), f"{why}; at least one per GPU of engine.device ({len(gpus)})"
+    even = math.ceil(count / len(gpus)) * len(gpus)
+    if even != count:
+        return even, f"{why}; as many on each of the {len(gpus)} GPUs"
+    return count, why
+
+
+def _processes(config: Config) -> tuple[int, str]:
     streams = len(config.streams)
     wanted = config.workers.processes
     if wanted != "auto":
@@ -78,6 +129,10 @@ def resolve_processes(config: Config) -> tuple[int, str]:
 class _Worker:
     index: int
     stream_ids: list[str]
+    gpu: int | None = None  # the GPU it is pinned to (several GPUs), else None
+    gpu_name: str | None = None  # that GPU's model, once the worker has its engine
+    gpu_pci: str | None = None  # and its PCI address (the kernel's Xid lines name it)
+    launched_mono_s: float = 0.0  # when this process was started
     process: Any = None
     ready: bool = False
     finished: bool = False  # exited after reporting its final snapshot
@@ -97,9 +152,20 @@ class _Worker:
 
 
 class Supervisor:
-    """Runs ``config`` over ``processes`` worker processes; the CLI drives it like a Pipeline."""
+    """Runs ``config`` over ``processes`` worker processes; the CLI drives it like a Pipeline.
 
-    def __init__(self, config: Config, processes: int, log_level: int = logging.INFO) -> None:
+    ``gpus``: the GPUs to pin the workers to (``resolve_gpus``), at least one worker each;
+    None: every worker on ``engine.device`` as before. Each entry is only a label to the
+    supervisor (tests run CPU workers labelled GPU 0 and 1); the worker sees that GPU alone.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        processes: int,
+        log_level: int = logging.INFO,
+        gpus: list[int] | None = None,
+    ) -> None:
         self.config = config
         self._log_level = log_level
         self._spawn = multiprocessing.get_context("spawn")
@@ -129,8 +195,13 @@ class Supervisor:
             self._release()
             raise
         self._log_queue = self._spawn.Queue()  # the workers' log records, printed here
-        self._log_listener: QueueListener | None = listen(self._log_queue)
-        self._workers = [_Worker(i, ids) for i, ids in enumerate(split_streams(config, processes))]
+        self._log_listener: QueueListener | None = listen(self._log_queue, self._on_log_record)
+        self._workers = self._place(config, processes, gpus)
+        self._health = (
+            GpuHealth(gpus, config.workers.gpu_restart_budget, config.workers.gpu_restart_window_s)
+            if gpus and len(gpus) > 1
+            else None
+        )
         # Streams a worker takes before an added one goes to another, or to a new worker:
         # workers.streams_per_process, or what each was started with if that is more.
         self.capacity = max(
@@ -148,6 +219,20 @@ class Supervisor:
         ]
         self._stopped = False
         self._starting = True  # worker 0 is start()'s business until it is ready
+
+    @staticmethod
+    def _place(config: Config, processes: int, gpus: list[int] | None) -> list[_Worker]:
+        """The workers and their first streams: contiguous shards on one device, by load over
+        several GPUs (a worker left without streams waits, to take a failed GPU's)."""
+        if not gpus:
+            return [_Worker(i, ids) for i, ids in enumerate(split_streams(config, processes))]
+        on = worker_gpus(gpus, processes)
+        costs = {s.id: stream_cost(s) for s in config.streams}
+        shards = place([s.id for s in config.streams], costs, on)
+        return [
+            _Worker(i, ids, gpu=gpu, finished=not ids)
+            for i, (ids, gpu) in enumerate(zip(shards, on))
+        ]
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -174,11 +259,15 @@ class Supervisor:
             time.sleep(0.05)
         self._starting = False
         for worker in self._workers[1:]:
-            self._launch(worker)
+            if worker.stream_ids:  # one without streams waits for a failed GPU's
+                self._launch(worker)
         logger.info(
-            "supervisor: %d worker processes, %s streams",
+            "supervisor: %d worker processes, %s streams%s",
             len(self._workers),
             ", ".join(str(len(w.stream_ids)) for w in self._workers),
+            ""
+            if self._health is None
+            else " on GPUs " + ", ".join(str(w.gpu) for w in self._workers),
         )
 
     def _launch(self, worker: _Worker) -> None:
@@ -198,6 +287,7 @@ class Supervisor:
             worker.commands.close()
         receive, worker.commands = self._spawn.Pipe(duplex=False)
         worker.applied = self._generation  # it starts with the current shard
+        worker.launched_mono_s = time.monotonic()
         worker.process = self._spawn.Process(
             target=worker_main,
             name=f"streams-worker-{worker.index}",
@@ -213,6 +303,7 @@ class Supervisor:
                 self._log_queue,
                 receive,
                 self._next_track_id_base(),
+                worker.gpu,
             ),
         )
         try:
@@ -220,9 +311,10 @@ class Supervisor:
         finally:
             receive.close()  # the worker has its own copy now
         logger.info(
-            "worker %d (pid %d): streams %s",
+            "worker %d (pid %d%s): streams %s",
             worker.index,
             worker.process.pid,
+            "" if worker.gpu is None else f", GPU {worker.gpu}",
             ", ".join(worker.stream_ids),
         )
 
@@ -239,16 +331,24 @@ class Supervisor:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if all(w.ready and w.snapshot for w in self._workers):
+                if all(w.ready and w.snapshot for w in self._workers if w.stream_ids):
                     return True
             time.sleep(0.05)
         return False
+
+    def worker_gpus(self) -> list[int | None]:
+        """The GPU each worker is pinned to (None on one device), in worker order."""
+        return [w.gpu for w in self._workers]
 
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process is not None]
 
     def all_streams_finished(self) -> bool:
-        return all(w.finished or w.error for w in self._workers)
+        return all(w.finished or w.error or self._retired(w) for w in self._workers)
+
+    def _retired(self, worker: _Worker) -> bool:
+        """Pinned to a GPU that failed: never started again."""
+        return self._health is not None and worker.gpu in self._health.failed
 
     def stalled_s(self) -> float:
         """The longest any running worker has not moved: its pipeline's own figure, plus the
@@ -278,10 +378,23 @@ class Supervisor:
         with self._shards_lock:
             if self._stopping.is_set():
                 raise ReloadRefused("the run is stopping")
-            # A worker left with no streams is on its way out (or gone): not one to tell.
-            serving = [not (w.finished or w.error) and bool(w.stream_ids) for w in self._workers]
-            shards = reshard([w.stream_ids for w in self._workers], serving, config, self.capacity)
-            if shards is None:  # not with a capacity; kept for the contract
+            current = [w.stream_ids for w in self._workers]
+            if self._health is None:
+                # A worker left with no streams is on its way out (or gone): not one to tell.
+                serving = [
+                    not (w.finished or w.error) and bool(w.stream_ids) for w in self._workers
+                ]
+                shards = reshard(current, serving, config, self.capacity)
+            else:  # several GPUs: by load, onto the GPUs' own workers (idle ones included)
+                serving = [not (w.finished or w.error or self._retired(w)) for w in self._workers]
+                shards = reshard_by_load(
+                    current,
+                    serving,
+                    [s.id for s in config.streams],
+                    self._costs(config),
+                    [w.gpu for w in self._workers],
+                )
+            if shards is None:
                 raise ReloadRefused("no worker process is left to run the added streams")
             workers = self._workers + [
                 _Worker(index, []) for index in range(len(self._workers), len(shards))
@@ -432,10 +545,20 @@ class Supervisor:
         if worker.process is not None and report.get("pid") not in (None, worker.process.pid):
             return  # from an earlier process of this slot, reported after it was replaced
         kind = report["type"]
+        if self._retired(worker):
+            return  # its streams run elsewhere now; late reports would count them twice
+        if kind in ("error", "fatal"):
+            self._check_fault(worker, report["reason"])
+        if kind == "error" and not self._retired(worker):
+            self._check_start_failure(worker, report["reason"])
+        if self._retired(worker):
+            return  # that error was its GPU's fault: its streams have moved
         with self._lock:
             if kind == "ready":
                 worker.ready = True
                 worker.backoff_s = RESTART_INITIAL_S
+                worker.gpu_name = report.get("gpu_name")
+                worker.gpu_pci = report.get("gpu_pci")
             elif kind == "reloaded":
                 worker.applied = max(worker.applied, report["generation"])
             elif kind == "error":
@@ -470,6 +593,8 @@ class Supervisor:
                     logger.exception("supervisor: cannot restart worker %d", worker.index)
 
     def _watch(self, worker: _Worker) -> None:
+        if self._retired(worker):
+            return
         process = worker.process
         if process is None or process.exitcode is None or worker.finished:
             return
@@ -481,11 +606,157 @@ class Supervisor:
             worker.finished = True
             return
         if worker.restart_at_s is None:
+            if self._health is not None and (
+                self._kernel_fault(worker) or self._gpu_died(worker, process.exitcode)
+            ):
+                return
             self._on_worker_death(worker, process.exitcode)
         elif time.monotonic() >= worker.restart_at_s:
             worker.restart_at_s = None
             worker.restarts += 1
             self._launch(worker)
+
+    # --- a GPU that fails ------------------------------------------------------------------
+
+    def _gpu_died(self, worker: _Worker, exitcode: int) -> bool:
+        """Count this death against the worker's GPU; True if that failed the GPU (its
+        streams have moved, nothing to restart)."""
+        with self._shards_lock:
+            reason = self._health.death(worker.gpu, time.monotonic())
+            if reason is None:
+                return False
+            self._move_off(
+                worker.gpu, f"{reason}, the last: worker process {worker.index} code {exitcode}"
+            )
+        return True
+
+    def _kernel_fault(self, worker: _Worker) -> bool:
+        """The kernel log's Xid lines for the dead worker's GPU since it started: True if one
+        failed the GPU (its streams have moved)."""
+        if not worker.gpu_pci:
+            return False
+        lines = xid_lines(read_kmsg(), worker.gpu_pci, worker.launched_mono_s - 1.0)
+        for line in lines:
+            self._check_fault(worker, line)
+            if self._retired(worker):
+                return True
+        return False
+
+    def _check_fault(self, worker: _Worker, text: str) -> None:
+        """A worker's error or log line that names a GPU fault (Xid, ...) fails its GPU."""
+        if self._health is None or worker.gpu is None or self._stopping.is_set():
+            return
+        with self._shards_lock:
+            reason = self._health.fault(worker.gpu, text, worker.index)
+            if reason is not None:
+                self._move_off(worker.gpu, reason)
+
+    def _check_start_failure(self, worker: _Worker, reason: str) -> None:
+        """A worker that cannot start where a worker on another GPU did (same config, same
+        model): its GPU is what differs, so that GPU fails (out of memory, CUDA cannot use
+        it) rather than its streams."""
+        if self._health is None or worker.gpu is None or self._stopping.is_set():
+            return
+        with self._lock:
+            elsewhere = any(w.ready for w in self._workers if w.gpu != worker.gpu)
+        if not elsewhere:
+            return  # the config or model is at fault: every GPU would fail alike
+        with self._shards_lock:
+            failed = self._health.fail(
+                worker.gpu,
+                f"GPU {worker.gpu} failed: worker process {worker.index} could not start "
+                f"({reason})",
+            )
+            if failed is not None:
+                self._move_off(worker.gpu, failed)
+
+    def _on_log_record(self, record: logging.LogRecord) -> None:
+        """The workers' ERROR records, read for GPU faults (the driver's Xid in a CUDA error)."""
+        index = getattr(record, "worker", None)
+        if self._health is None or record.levelno < logging.ERROR or index is None:
+            return
+        if 0 <= index < len(self._workers):
+            self._check_fault(self._workers[index], record.getMessage())
+
+    def _costs(self, config: Config) -> dict[str, float]:
+        """Each stream's cost (placement.stream_cost), from the workers' latest figures."""
+        with self._lock:
+            rows = {r["stream"]: r for w in self._workers for r in w.snapshot.get("streams", [])}
+        return {s.id: stream_cost(s, rows.get(s.id)) for s in config.streams}
+
+    def _move_off(self, gpu: int, reason: str) -> None:
+        """GPU ``gpu`` failed (``self._health`` says so; called under the shards lock): stop its
+        workers for good and move their streams to the other GPUs' workers by load."""
+        leaving = [w for w in self._workers if w.gpu == gpu]
+        logger.error("%s; moving its streams to the other GPUs", reason)
+        for worker in leaving:
+            if worker.alive:
+                worker.process.kill()  # a broken GPU: no drain to wait for
+                worker.process.join(2.0)
+        costs = self._costs(self.config)
+        with self._lock:  # their counters carry on wherever the streams go
+            for worker in leaving:
+                self._carry(worker)
+                worker.restart_at_s = None
+        usable = [not w.error and not self._retired(w) for w in self._workers]
+        result = evacuate(
+            [w.stream_ids for w in self._workers],
+            [w.gpu for w in self._workers],
+            set(self._health.failed),
+            costs,
+            usable,
+        )
+        if result is None:
+            for worker in leaving:
+                for sid in worker.stream_ids:
+                    self._set_status(
+                        sid, StreamState.FAILED, f"{reason}; no worker on another GPU can run it"
+                    )
+            return
+        shards, moves = result
+        order = {s.id: i for i, s in enumerate(self.config.streams)}
+        shards = [sorted(shard, key=order.__getitem__) for shard in shards]
+        self._generation += 1
+        for worker, shard in zip(self._workers, shards):
+            if shard == worker.stream_ids:
+                continue
+            worker.stream_ids = shard
+            if worker.gpu == gpu:
+                continue
+            logger.info(
+                "worker %d (GPU %d): streams %s", worker.index, worker.gpu, ", ".join(shard)
+            )
+            if self._tell(worker, self.config, shard):
+                continue
+            if worker.restart_at_s is None and not worker.alive:  # waiting, or done: start it
+                self._launch_locked(worker)
+        for move in moves:
+            self._set_status(
+                move.stream,
+                StreamState.RECONNECTING,
+                f"{reason}; moving to GPU {move.to_gpu} (worker process {move.to_worker})",
+            )
+
+    def _set_status(self, sid: str, state: StreamState, reason: str) -> None:
+        """A stream's state as the supervisor decided it; ``reconnecting`` as attempt 1 (the
+        stream starts afresh on its new worker)."""
+        with self._lock:
+            self._states[sid] = state
+        attempt = 1 if state is StreamState.RECONNECTING else None
+        self.publisher.publish(
+            topic("status", sid), status_message(sid, state.value, reason=reason, attempt=attempt)
+        )
+
+    def _carry(self, worker: _Worker) -> None:
+        """Keep a gone worker's counters (under ``self._lock``): merged ones never go back."""
+        for row in worker.snapshot.get("streams", []):
+            base = self._counter_base.setdefault(row["stream"], dict.fromkeys(COUNTERS, 0))
+            for key in COUNTERS:
+                base[key] += row[key]
+            if "zones" in row or "lines" in row:
+                sid = row["stream"]
+                self._analytics_base[sid] = analytics_base(self._analytics_base.get(sid), row)
+        worker.snapshot = {}
 
     def _on_worker_death(self, worker: _Worker, exitcode: int) -> None:
         delay_s = worker.backoff_s
@@ -497,14 +768,7 @@ class Supervisor:
         )
         logger.error("%s (streams %s)", reason, ", ".join(worker.stream_ids))
         with self._lock:  # its counters carry on from here; its rates are gone with it
-            for row in worker.snapshot.get("streams", []):
-                base = self._counter_base.setdefault(row["stream"], dict.fromkeys(COUNTERS, 0))
-                for key in COUNTERS:
-                    base[key] += row[key]
-                if "zones" in row or "lines" in row:
-                    sid = row["stream"]
-                    self._analytics_base[sid] = analytics_base(self._analytics_base.get(sid), row)
-            worker.snapshot = {}
+            self._carry(worker)
         tracked = {s.id for s in self.config.streams if s.tracking.enabled}
         for sid in worker.stream_ids:
             self._states[sid] = StreamState.RECONNECTING
@@ -528,6 +792,17 @@ class Supervisor:
             states = dict(self._states)
             bases = {sid: dict(base) for sid, base in self._counter_base.items()}
             analytics_bases = dict(self._analytics_base)
+            gpus = None
+            if self._health is not None:
+                gpus = gpu_figures(
+                    self._health.gpus,
+                    [
+                        {"gpu": w.gpu, "name": w.gpu_name, "streams": list(w.stream_ids)}
+                        for w in self._workers
+                    ],
+                    snapshots,
+                    dict(self._health.failed),
+                )
         merged = merge_snapshots(
             [s.id for s in self.config.streams],
             snapshots,
@@ -540,6 +815,8 @@ class Supervisor:
             analytics_bases,
         )
         merged["pipeline"] = with_shard(merged["pipeline"], self.config)
+        if gpus is not None:
+            merged["pipeline"]["gpus"] = gpus
         return merged
 
     def _publish_stats(self) -> None:

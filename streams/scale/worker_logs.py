@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
@@ -23,6 +24,7 @@ class _ToSupervisor(QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record = super().prepare(record)  # the message formatted, no args or traceback left
         record.name = f"w{self.index} {record.name}"
+        record.worker = self.index  # which worker said it (the supervisor looks for Xid errors)
         return record
 
 
@@ -49,13 +51,25 @@ class WorkerLogging:
 
 
 class _ThroughMainHandlers(logging.Handler):
+    def __init__(self, on_record: Callable[[logging.LogRecord], None] | None) -> None:
+        super().__init__()
+        self._on_record = on_record
+
     def emit(self, record: logging.LogRecord) -> None:
         logging.getLogger().handle(record)  # the main process's handlers, as its own records
+        if self._on_record is not None:
+            try:
+                self._on_record(record)
+            except Exception:  # noqa: BLE001 - a record's consumer must not stop the listener
+                logging.getLogger(__name__).exception("cannot handle a worker's log record")
 
 
-def listen(queue: Any) -> QueueListener:
+def listen(
+    queue: Any, on_record: Callable[[logging.LogRecord], None] | None = None
+) -> QueueListener:
     """In the main process: the workers' records from ``queue`` through the root logger's
-    handlers, from now until ``stop()``."""
-    listener = QueueListener(queue, _ThroughMainHandlers())
+    handlers, from now until ``stop()``; each also to ``on_record`` (the supervisor's check
+    for GPU faults) when given."""
+    listener = QueueListener(queue, _ThroughMainHandlers(on_record))
     listener.start()
     return listener

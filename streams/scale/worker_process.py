@@ -5,9 +5,11 @@ survive ``fork``). It publishes ``det`` and ``status`` through the supervisor's 
 reports its snapshot to the supervisor, which merges them into the one ``stats`` message.
 Signals are the supervisor's business: a worker ignores SIGINT/SIGTERM (a Ctrl-C reaches the
 whole process group) and drains when ``stop`` is set, or exits when its parent is gone.
-A reload arrives on ``commands`` (the full config and this worker's new stream ids) and is
-applied with ``Pipeline.reload``; a worker that cannot apply one exits, and the supervisor
-restarts it with its new shard.
+A worker on one GPU of several (``gpu``) sees only that GPU: ``CUDA_VISIBLE_DEVICES`` is set
+before anything loads CUDA, so NVDEC, the preprocessing kernel and TensorRT all run on it as
+``cuda:0`` (:func:`pin_gpu` says why). A reload arrives on ``commands`` (the full config and
+this worker's new stream ids) and is applied with ``Pipeline.reload``; a worker that cannot
+apply one exits, and the supervisor restarts it with its new shard.
 """
 
 from __future__ import annotations
@@ -59,15 +61,43 @@ class Reporter:
         self._context.term()
 
 
-def shard_config(config: Config, stream_ids: list[str], bus_endpoint: str) -> Config:
-    """The worker's view: its streams only, publishing into the relay (CURVE is the relay's)."""
+def shard_config(
+    config: Config, stream_ids: list[str], bus_endpoint: str, gpu: int | None = None
+) -> Config:
+    """The worker's view: its streams only, publishing into the relay (CURVE is the relay's);
+    pinned to one GPU (``gpu``), its engine on ``cuda:0``, the only GPU it sees."""
     wanted = set(stream_ids)
+    engine = config.engine
+    if gpu is not None:
+        engine = replace(engine, device="cuda:0", devices=())
     return replace(
         config,
         streams=tuple(s for s in config.streams if s.id in wanted),
+        engine=engine,
         publish=replace(config.publish, endpoint=bus_endpoint, curve=None),
         metrics=replace(config.metrics, port=0),
     )
+
+
+def pin_gpu(gpu: int, environ: dict | Any = os.environ) -> str:
+    """Make GPU ``gpu`` (as ``cuda:N`` numbers it in the supervisor) the only one this process
+    sees, and return the ``CUDA_VISIBLE_DEVICES`` value set.
+
+    Why the environment rather than passing ``cuda:N`` down: a library that initialises CUDA
+    on its own (PyNvVideoCodec, the CUDA runtime's first call) makes a context on device 0,
+    which would cost every worker of every GPU memory and time on GPU 0; a worker that sees
+    one GPU cannot touch another, and an Xid on one GPU cannot wedge the others' workers.
+    An inherited ``CUDA_VISIBLE_DEVICES`` (``2,3``) is honoured: ``cuda:1`` is then ``3``.
+    Must run before CUDA is initialised in this process.
+    """
+    inherited = [v.strip() for v in environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    inherited = [v for v in inherited if v]
+    if "CUDA_VISIBLE_DEVICES" in environ and gpu < len(inherited):
+        value = inherited[gpu]
+    else:
+        value = str(gpu)
+    environ["CUDA_VISIBLE_DEVICES"] = value
+    return value
 
 
 def worker_main(
@@ -81,16 +111,22 @@ def worker_main(
     log_queue: Any,
     commands: Any,
     track_id_base: int = 0,
+    gpu: int | None = None,
 ) -> None:
     """Process entry point (must be importable: ``spawn`` pickles a reference to it).
+
+    ``gpu``: the one GPU this worker decodes and infers on (several GPUs), else None.
 
     SIGINT (a Ctrl-C reaches the whole process group) is the supervisor's to handle; SIGTERM
     (the supervisor's ``terminate()``, or an operator) drains this worker like ``stop``.
     """
+    visible = pin_gpu(gpu) if gpu is not None else None  # first: before anything loads CUDA
     terminated = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     logs = WorkerLogging(log_queue, index, log_level)  # printed by the supervisor
+    if visible is not None:
+        logger.info("worker %d: GPU %d only (CUDA_VISIBLE_DEVICES=%s)", index, gpu, visible)
     reporter = Reporter(report_endpoint, index)
     try:
         code = _serve(
@@ -102,6 +138,7 @@ def worker_main(
             lambda: stop.is_set() or terminated.is_set(),
             commands,
             track_id_base,
+            gpu,
         )
     finally:
         reporter.close()
@@ -118,11 +155,12 @@ def _serve(
     stopped: Callable[[], bool],
     commands: Any,
     track_id_base: int = 0,
+    gpu: int | None = None,
 ) -> int:
     from streams.errors import USER_ERRORS
     from streams.runtime.wiring import build_runtime
 
-    config = shard_config(config, stream_ids, bus_endpoint)
+    config = shard_config(config, stream_ids, bus_endpoint, gpu)
     try:
         runtime = build_runtime(
             config,
@@ -144,7 +182,13 @@ def _serve(
     parent = multiprocessing.parent_process()
     clean = False
     try:
-        reporter.send("ready", backend=runtime.engine.backend)
+        device = getattr(runtime.engine, "device", None)  # TensorRT: the GPU's DeviceInfo
+        reporter.send(
+            "ready",
+            backend=runtime.engine.backend,
+            gpu_name=getattr(device, "name", None),
+            gpu_pci=getattr(device, "pci", None) or None,  # for its Xid lines (kernel_log)
+        )
         pipeline.start()
         while not stopped() and not pipeline.all_streams_finished():
             if parent is not None and not parent.is_alive():
@@ -152,8 +196,9 @@ def _serve(
                 break
             if pipeline.fatal is not None:
                 logger.error("worker %d gives up: %s", index, pipeline.fatal)
+                reporter.send("fatal", reason=pipeline.fatal)  # an Xid in it fails the GPU
                 break
-            if not _apply_reload(pipeline, commands, bus_endpoint, reporter):
+            if not _apply_reload(pipeline, commands, bus_endpoint, reporter, gpu):
                 break
             time.sleep(0.1)
         clean = pipeline.fatal is None
@@ -165,7 +210,9 @@ def _serve(
     return 0 if clean else 3
 
 
-def _apply_reload(pipeline: Any, commands: Any, bus_endpoint: str, reporter: Reporter) -> bool:
+def _apply_reload(
+    pipeline: Any, commands: Any, bus_endpoint: str, reporter: Reporter, gpu: int | None = None
+) -> bool:
     """Apply the newest reload waiting on ``commands``, if any; False if it failed (this
     worker then exits, and the supervisor starts it again with its new shard)."""
     command = None
@@ -178,7 +225,7 @@ def _apply_reload(pipeline: Any, commands: Any, bus_endpoint: str, reporter: Rep
         return True
     config, stream_ids, generation = command
     try:
-        plan = pipeline.reload(shard_config(config, stream_ids, bus_endpoint))
+        plan = pipeline.reload(shard_config(config, stream_ids, bus_endpoint, gpu))
     except Exception as err:
         pipeline.fatal = f"cannot apply the reload: {err}"
         logger.exception("worker %d: cannot apply the reload", reporter.index)

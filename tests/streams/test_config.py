@@ -483,3 +483,54 @@ def test_record_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "rec").write_text("a file")
     with pytest.raises(ConfigError, match=r"^record\.dir: .*rec is not a directory"):
         parse_config({"streams": [RECORDING], "record": {"dir": "rec"}}, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("device", "engine_device", "devices"),
+    [
+        ("cuda:1", "cuda:1", ()),
+        ("cuda", "cuda:0", ()),
+        ("cpu", "cpu", ()),
+        (2, "cuda:2", ()),  # a GPU number
+        ([1, 0], "cuda:1", (1, 0)),  # several: the engine's own is the first
+        (["cuda:0", "cuda:3"], "cuda:0", (0, 3)),
+        ([0], "cuda:0", (0,)),  # a list of one
+        ("all", "cuda:0", "all"),  # resolved when the run starts
+    ],
+)
+def test_engine_device_takes_one_device_a_list_or_all(device, engine_device, devices):
+    engine = parse_config(minimal(engine={"device": device})).engine
+    assert (engine.device, engine.devices) == (engine_device, devices)
+
+
+@pytest.mark.parametrize(
+    ("engine", "message"),
+    [
+        ({"device": []}, r"^engine\.device: expected at least one GPU in the list, got \[\]$"),
+        ({"device": [0, "gpu1"]}, r"^engine\.device\[1\]: expected a GPU number or 'cuda:N'"),
+        ({"device": [0, True]}, r"^engine\.device\[1\]: expected a GPU number"),
+        ({"device": [0, 1, 0]}, r"^engine\.device\[2\]: GPU 0 is listed twice$"),
+        ({"device": [0, "cuda:0"]}, r"^engine\.device\[1\]: GPU 0 is listed twice$"),
+        ({"device": [-1]}, r"^engine\.device\[0\]: GPU -1 is out of range"),
+        ({"device": -1}, r"^engine\.device: GPU -1 is out of range"),
+        ({"device": "every"}, r"^engine\.device: expected 'cpu' or 'cuda:N' \(or a GPU number"),
+        ({"device": {"gpu": 0}}, r"^engine\.device: expected 'cpu' or 'cuda:N'"),
+        (
+            {"device": [0, 1], "backend": "onnxruntime"},
+            r"^engine\.device: a list of GPUs \(or all\) needs backend tensorrt or auto",
+        ),
+        ({"device": "all", "backend": "onnxruntime"}, r"^engine\.device: a list of GPUs"),
+    ],
+)
+def test_engine_device_errors_name_the_key(engine, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(minimal(engine=engine))
+
+
+def test_gpu_restart_budget_keys_are_checked():
+    workers = parse_config(minimal(workers={"gpu_restart_budget": 0})).workers
+    assert (workers.gpu_restart_budget, workers.gpu_restart_window_s) == (0, 120.0)
+    with pytest.raises(ConfigError, match=r"^workers\.gpu_restart_budget: expected an integer"):
+        parse_config(minimal(workers={"gpu_restart_budget": "3"}))
+    with pytest.raises(ConfigError, match=r"^workers\.gpu_restart_window_s: 0 is out of range"):
+        parse_config(minimal(workers={"gpu_restart_window_s": 0}))

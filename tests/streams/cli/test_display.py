@@ -138,3 +138,20 @@ def test_a_narrow_terminal_drops_the_zones_column_first():
     lines = render(snapshot, 62)
     assert all(len(line) <= 62 for line in lines), lines
     assert lines[0].split() == ["stream", "state", "fps", "p50", "ms", "p99", "ms", "drops", "done"]
+
+
+def test_several_gpus_get_a_summary_part_each_and_a_failed_one_says_so():
+    gpus = [
+        {"gpu": 0, "name": "NVIDIA H200", "state": "ok", "processes": 2, "streams": 12,
+         "fps": 360.0, "batches": 10, "mean_batch": 12.0, "inference_p50_ms": 4.12},
+        {"gpu": 1, "name": None, "state": "failed", "reason": "GPU 1 failed: Xid 79",
+         "processes": 2, "streams": 0, "fps": 0.0, "batches": 0, "mean_batch": 0.0,
+         "inference_p50_ms": None},
+    ]  # fmt: skip
+    snapshot = {**SNAPSHOT, "pipeline": {**SNAPSHOT["pipeline"], "gpus": gpus}}
+    text = "\n".join(format_table(snapshot))
+    assert "GPU 0 NVIDIA H200: 12 streams 360.0 fps inference p50 4.1 ms" in text
+    assert "GPU 1 failed" in text
+    lines = render(snapshot, 60)
+    assert any(line.strip().startswith("GPU 0 NVIDIA H200: 12 streams") for line in lines), lines
+    assert "GPU 1 failed" not in "\n".join(render(SNAPSHOT, 200))  # one device: no GPU part
