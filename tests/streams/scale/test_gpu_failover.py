@@ -169,8 +169,9 @@ def test_a_worker_that_cannot_start_where_another_gpus_did_fails_its_gpu(
     supervisor, collector = supervisor_on_two_gpus
     supervisor.start()
     assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 1 for s in "abcd"), 90)
+    pid = supervisor._workers[1].process.pid  # reports of a replaced process are ignored
     supervisor._on_report(
-        {"worker": 1, "pid": 0, "type": "error", "reason": "out of GPU memory loading it"}
+        {"worker": 1, "pid": pid, "type": "error", "reason": "out of GPU memory loading it"}
     )
     assert collector.wait_for(
         lambda c: all(
