@@ -156,6 +156,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PreviewConfig:
+    """The annotated pictures of the browser view (streams/runtime/preview.py): made only
+    for a stream somebody subscribes to ``preview/<id>/``, at most ``fps`` a second, scaled
+    down to ``max_width`` pixels, JPEG at ``quality``."""
+
+    fps: float = 5.0
+    max_width: int = 640
+    quality: int = 75
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     """How many processes share the streams (see streams/scale/supervisor.py).
 
@@ -180,6 +191,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -269,6 +281,7 @@ def parse_config(
             "metrics",
             "workers",
             "tracking",
+            "preview",
         },
     )
     tracking_raw = _mapping({} if top.get("tracking") is None else top["tracking"], "tracking")
@@ -326,6 +339,16 @@ def parse_config(
             },
         ),
         tracking=tracking,
+        preview=_dataclass_section(
+            PreviewConfig,
+            top.get("preview", {}),
+            "preview",
+            {
+                "fps": _number(0.1, 60),
+                "max_width": _integer(16, 7680),
+                "quality": _integer(10, 100),
+            },
+        ),
     )
 
 
