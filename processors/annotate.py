@@ -77,7 +77,7 @@ def draw_zones(
 ) -> None:
     """Zone polygons and counting lines (points in source pixels) with their names."""
     width = image.shape[1]
-    thickness = max(1, round(width / 480))
+    thickness = max(2, round(width / 320))  # JPEG chroma at half resolution: 1 px fades
     font_scale = max(0.4, width / 1600)
     for name, points in zones:
         pts = np.round(np.asarray(points, np.float64) * scale).astype(np.int32)

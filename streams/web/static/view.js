@@ -92,6 +92,7 @@ function picture(data) {
   t.url = url;
   t.img.src = url;
   t.img.dataset.seq = header.seq;
+  t.img.dataset.detections = header.detections;
   if (t.img.hidden) {
     t.img.hidden = false;
     const waiting = t.root.querySelector(".waiting");
