@@ -14,13 +14,13 @@ import pytest
 import zmq
 
 from processors.annotate import PALETTE
-from streams.bus.messages import decode, decode_preview
 from streams.config import parse_config
 from streams.runtime.wiring import build_runtime
 from streams.web.hub import Hub
 from streams.web.server import ViewServer, view_app
 from tests.helpers import free_port
 from tests.support.browser import Browser, find_chromium
+from tests.support.pictures import box_outlines, pictures_with_detections
 
 PREVIEW_FPS = 2.0
 STREAMS = ("bikes", "carphone")
@@ -143,62 +143,16 @@ def test_watching_makes_capped_pictures_and_the_last_viewer_leaving_stops_them(v
 
 def test_pictures_show_the_boxes_at_the_positions_of_that_frames_detections(view):
     _settled(view)
-    context = zmq.Context()
-    try:
-        sub = context.socket(zmq.SUB)
-        sub.connect(view.endpoint)
-        sub.subscribe(b"det/bikes/")
-        sub.subscribe(b"preview/bikes/")
-        dets: dict[int, dict] = {}
-        pictures: list[tuple[dict, np.ndarray]] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(pictures) < 4:
-            if not sub.poll(100):
-                continue
-            topic, payload = sub.recv_multipart()
-            if topic.startswith(b"det/"):
-                message = decode(payload)
-                dets[message["seq"]] = message
-            else:
-                header, jpeg = decode_preview(payload)
-                image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-                if any(
-                    d["score"] > 0.3
-                    for d in dets.get(header["seq"], {"detections": []})["detections"]
-                ):
-                    pictures.append((header, image))
-    finally:
-        context.destroy(linger=0)
+    pictures, dets = pictures_with_detections(view.endpoint, ["bikes"], 4, 20)
     assert pictures, "no picture of a frame with a detection in 20 s"
-    drawn, shifted = [], []
     for header, image in pictures:
-        assert image.shape[1] == header["picture_width"] <= 640
-        scale = header["picture_width"] / header["width"]
-        for d in dets[header["seq"]]["detections"]:
-            if d["score"] > 0.3:
-                box = [v * scale for v in d["box"]]
-                colour = PALETTE[d["class_id"] % len(PALETTE)]
-                drawn.append(_outline_share(image, box, colour))
-                x0, y0, x1, y1 = box
-                dx, dy = (x1 - x0) * 0.2, (y1 - y0) * 0.2
-                shifted.append(_outline_share(image, [x0 + dx, y0 + dy, x1 - dx, y1 - dy], colour))
+        assert image.shape[:2] == (header["picture_height"], header["picture_width"])
+        assert header["picture_width"] <= 640
+    drawn, inside = box_outlines(pictures, dets)
     # Each box's outline is drawn in its class colour where that frame's det message put it
     # (a box may hide part of another: the median); a rectangle inside it is not drawn.
     assert np.median(drawn) > 0.6, drawn
-    assert np.median(shifted) < 0.15, shifted
-
-
-def _outline_share(image: np.ndarray, box: list[float], colour) -> float:
-    """The share of a box's outline (inside the picture) within 2 px of ``colour``."""
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = (round(v) for v in box)
-    x0, x1 = max(2, min(x0, width - 3)), max(2, min(x1, width - 3))
-    y0, y1 = max(2, min(y0, height - 3)), max(2, min(y1, height - 3))
-    near = np.abs(image.astype(int) - np.array(colour)).sum(axis=-1) < 120
-    hits = [near[y - 2 : y + 3, x0:x1].any(axis=0) for y in (y0, y1)]
-    hits += [near[y0:y1, x - 2 : x + 3].any(axis=1) for x in (x0, x1)]
-    hits = np.concatenate(hits)
-    return float(hits.mean()) if hits.size else 0.0
+    assert np.median(inside) < 0.15, inside
 
 
 def test_mjpeg_and_jpeg_endpoints_and_their_errors(view):
