@@ -180,6 +180,34 @@ def test_mjpeg_and_jpeg_endpoints_and_their_errors(view):
     assert _until(lambda: not view.subscribed_previews(), 5)  # the client left
 
 
+def test_the_pages_websocket_gives_watched_pictures_and_says_what_it_refuses(view):
+    import json
+
+    from websockets.sync.client import connect
+
+    _settled(view)
+    url = view.server.url.replace("http://", "ws://") + "/view/ws"
+    with connect(url, open_timeout=10) as ws:
+        figures = json.loads(ws.recv(timeout=10))
+        assert figures["type"] == "streams"
+        assert {s["stream"] for s in figures["streams"]} == set(STREAMS)
+        ws.send("not json")
+        replies = [ws.recv(timeout=10) for _ in range(3)]  # figures may come first
+        assert any('"type": "error"' in r for r in replies if isinstance(r, str)), replies
+        ws.send(json.dumps({"watch": ["carphone"]}))
+        assert _until(lambda: view.subscribed_previews() == {b"preview/carphone/"}, 3)
+        while isinstance(message := ws.recv(timeout=10), str):
+            pass
+        length = int.from_bytes(message[:2], "big")
+        header = json.loads(message[2 : 2 + length])
+        assert header["stream"] == "carphone" and message[2 + length :].startswith(b"\xff\xd8")
+        ws.send(json.dumps({"watch": []}))  # the tiles left the screen
+        assert _until(lambda: not view.subscribed_previews(), 3)
+        ws.send(json.dumps({"watch": ["bikes"]}))
+        assert _until(lambda: view.subscribed_previews() == {b"preview/bikes/"}, 3)
+    assert _until(lambda: not view.subscribed_previews(), 5)  # closed: unwatched
+
+
 def _palette_pixels(image: np.ndarray) -> int:
     """Pixels of the boxes' saturated colours (the raw video has few: the test checks)."""
     pixels = image.astype(int)
