@@ -32,6 +32,16 @@ POLL_MS = 50
 Viewer = Callable[[str, dict, bytes], None]  # (stream id, preview header, JPEG)
 
 
+def local_endpoint(bound: str) -> str:
+    """Where a hub in the publishing process connects to ``publish.endpoint``: a wildcard bind
+    (``tcp://*:5555``, ``tcp://0.0.0.0:5555``, ``tcp://[::]:5555``) becomes loopback."""
+    for wildcard, loopback in (("*", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("[::]", "[::1]")):
+        prefix = f"tcp://{wildcard}:"
+        if bound.startswith(prefix):
+            return f"tcp://{loopback}:" + bound[len(prefix) :]
+    return bound
+
+
 @dataclass
 class StreamView:
     """What the page shows of one stream."""

@@ -16,6 +16,13 @@ process (or on :func:`streams.web.server.view_app` for a standalone view):
 
 Each client keeps only the newest picture per stream: a slow browser misses pictures, it
 never makes the server queue them.
+
+Mounting it on the main process's server (``streams run``)::
+
+    hub = Hub([local_endpoint(config.publish.endpoint)]).start()   # streams.web.hub
+    app = create_app(control, token=token, routers=[view_router(hub)])
+    ...
+    hub.close()  # after the server stopped
 """
 
 from __future__ import annotations

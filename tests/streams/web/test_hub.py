@@ -10,7 +10,7 @@ from streams.bus.messages import encode, preview_payload, stats_message, status_
 from streams.bus.publisher import Publisher
 from streams.config import PublishConfig
 from streams.runtime.stats import PipelineStats
-from streams.web.hub import Hub
+from streams.web.hub import Hub, local_endpoint
 
 
 def _until(predicate, timeout_s: float = 5.0) -> bool:
@@ -77,3 +77,11 @@ def test_the_hub_merges_several_nodes_and_subscribes_pictures_only_while_watched
         hub.close()
         for node in nodes:
             node.close()
+
+
+def test_a_wildcard_bind_is_reached_on_loopback():
+    assert local_endpoint("tcp://*:5555") == "tcp://127.0.0.1:5555"
+    assert local_endpoint("tcp://0.0.0.0:7") == "tcp://127.0.0.1:7"
+    assert local_endpoint("tcp://[::]:7") == "tcp://[::1]:7"
+    assert local_endpoint("ipc:///tmp/x") == "ipc:///tmp/x"
+    assert local_endpoint("tcp://10.0.0.2:5555") == "tcp://10.0.0.2:5555"
