@@ -382,10 +382,12 @@ class Pipeline:
                     continue
                 started_mono_s = time.monotonic()
                 boxes = self._preprocess(slot, frames)
+                rows = self.preview.due(frames)  # [] unless somebody watches (one check)
+                # Before submit: on a GPU the copy is then ordered before the slot's done
+                # event, so it has landed once ``wait`` returns.
+                pictures = self._preview_download(slot, rows, boxes) if rows else None
                 submitted_mono_s = time.monotonic()
                 slot.submit(len(frames), input_on_device=self._preprocess.on_device)
-                rows = self.preview.due(frames)  # [] unless somebody watches (one check)
-                pictures = self._preview_download(slot, rows, boxes) if rows else None
                 self._in_flight.put(
                     _Batch(frames, boxes, slot, started_mono_s, submitted_mono_s, rows, pictures)
                 )

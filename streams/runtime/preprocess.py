@@ -85,8 +85,9 @@ class DevicePreprocess:
     ) -> dict[int, tuple[np.ndarray, Letterbox]]:
         """Copy the watched rows of the device input into the slot's host input, which a slot
         running on device input does not use (and which is pinned on TensorRT's slots, so the
-        copies are asynchronous); enqueued on the slot's stream after the inference, so they
-        are done once ``wait`` returns. Only the rows of watched streams, a few a second."""
+        copies are asynchronous); enqueued on the slot's stream after the preprocessing kernel
+        and before ``submit`` (which records the slot's done event), so they are done once
+        ``wait`` returns. Only the rows of watched streams, a few a second."""
         from engines.cuda import memcpy_dtoh_async
 
         target, host = slot.device_input, slot.input
