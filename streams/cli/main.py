@@ -65,6 +65,17 @@ def _last_words(line: str) -> None:
     Notifier().send(STATUS=line)
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
+    return value
+
+
 def positive_seconds(text: str) -> float:
     """argparse type: a number of seconds above zero."""
     try:
@@ -169,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     view = add_command("view", help="the browser view over running publishers (until Ctrl-C)")
     view.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
     view.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    view.add_argument("--port", type=int, default=8080, help="port to serve on (8080)")
+    view.add_argument("--port", type=port_number, default=8080, help="port to serve on (8080)")
     view.add_argument("--server-key", help="CURVE: the server's public .key file")
     view.add_argument("--client-key", help="CURVE: this client's .key_secret file")
     view.set_defaults(handler=_cmd_view)

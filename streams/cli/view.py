@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from typing import TYPE_CHECKING
 
 from streams.cli.usage import UsageError
@@ -29,8 +31,10 @@ def run_view(args: argparse.Namespace, signals: _Signals) -> int:
     try:
         try:
             server = ViewServer(view_app(hub), args.host, args.port)
-        except OSError as err:
-            raise UsageError("--port", str(err.strerror or err)) from None
+        except OSError as err:  # the host is no address here, or the port is taken
+            host_wrong = isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL
+            argument = "--host" if host_wrong else "--port"
+            raise UsageError(argument, str(err.strerror or err)) from None
         with server:
             print(f"view: {server.url}/ (over {', '.join(args.endpoints)})", flush=True)
             signals.stop.wait()

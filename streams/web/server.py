@@ -44,7 +44,7 @@ class ViewServer:
             self._socket.bind((host, port))
         except OSError as err:
             self._socket.close()
-            raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror}") from err
+            raise type(err)(err.errno, f"cannot listen on {host}:{port}: {err.strerror}") from err
         self.host, self.port = host, self._socket.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio")
         self._server = uvicorn.Server(config)

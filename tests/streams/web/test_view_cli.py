@@ -36,6 +36,9 @@ def test_view_serves_the_page_until_ctrl_c():
 
 
 def test_view_argument_errors_are_one_line():
+    port = run_cli("view", "tcp://127.0.0.1:5555", "--port", "70000", timeout=60)
+    assert port.returncode == 2 and "argument --port" in port.stderr, port.stderr
+    assert "Traceback" not in port.stderr
     bad = run_cli("view", "notanendpoint", "--port", str(free_port()), timeout=60)
     assert bad.returncode == 2 and "notanendpoint" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
