@@ -35,9 +35,10 @@ def run_view(args: argparse.Namespace, signals: _Signals) -> int:
             host_wrong = isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL
             argument = "--host" if host_wrong else "--port"
             raise UsageError(argument, str(err.strerror or err)) from None
-        with server:
-            print(f"view: {server.url}/ (over {', '.join(args.endpoints)})", flush=True)
-            signals.stop.wait()
+        print(f"view: {server.url}/ (over {', '.join(args.endpoints)})", flush=True)
+        signals.stop.wait()
+        hub.close()  # first: open pages and MJPEG clients are told, then the server stops
+        server.close()
     finally:
         hub.close()
     return 0

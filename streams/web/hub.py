@@ -103,6 +103,9 @@ class Hub:
         self._tokens = 0
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
+        # Set first thing in close(): the web routes end their open picture responses on it,
+        # so that a server stopped after the hub need not cut them off.
+        self.closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="view-hub", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -118,6 +121,7 @@ class Hub:
         return self
 
     def close(self) -> None:
+        self.closing.set()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(2.0)

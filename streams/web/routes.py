@@ -22,7 +22,7 @@ Mounting it on the main process's server (``streams run``)::
     hub = Hub([local_endpoint(config.publish.endpoint)]).start()   # streams.web.hub
     app = create_app(control, token=token, routers=[view_router(hub)])
     ...
-    hub.close()  # after the server stopped
+    hub.close()  # first: open picture responses and WebSockets end, then stop the server
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ FIGURES_EVERY_S = 1.0
 PICTURE_WAIT_S = 5.0
 MAX_WATCH = 256  # streams one page may watch at once
 BOUNDARY = "streamsframe"
+CLOSING_POLL_S = 0.5  # open responses notice the hub closing within this
 
 
 def _static(name: str) -> bytes:
@@ -78,6 +79,14 @@ class _Latest:
         self.ready.clear()
         taken, self.pending = self.pending, {}
         return taken
+
+    async def pictures(self, hub: Hub) -> AsyncIterator[dict[str, tuple[dict, bytes]]]:
+        """What ``take`` gives, until the hub closes (checked every ``CLOSING_POLL_S``)."""
+        while not hub.closing.is_set():
+            try:
+                yield await asyncio.wait_for(self.take(), CLOSING_POLL_S)
+            except asyncio.TimeoutError:
+                continue
 
 
 def _known(hub: Hub, stream_id: str) -> None:
@@ -127,8 +136,8 @@ def view_router(hub: Hub) -> APIRouter:
             latest = _Latest(asyncio.get_running_loop())
             token = hub.watch(stream_id, latest.viewer)
             try:
-                while True:
-                    _, jpeg = (await latest.take())[stream_id]
+                async for taken in latest.pictures(hub):
+                    _, jpeg = taken[stream_id]
                     yield (
                         (
                             f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
@@ -153,11 +162,18 @@ def view_router(hub: Hub) -> APIRouter:
         tokens: dict[str, int] = {}
         tasks = [
             asyncio.create_task(_send_figures(websocket, hub)),
-            asyncio.create_task(_send_pictures(websocket, latest)),
+            asyncio.create_task(_send_pictures(websocket, hub, latest)),
         ]
         try:
             while True:
-                wanted = _watch_list(await websocket.receive_text())
+                try:
+                    text = await asyncio.wait_for(websocket.receive_text(), CLOSING_POLL_S)
+                except asyncio.TimeoutError:
+                    if hub.closing.is_set():
+                        await websocket.close(1001)  # going away
+                        break
+                    continue
+                wanted = _watch_list(text)
                 if wanted is None:
                     await websocket.send_text(
                         json.dumps({"type": "error", "error": 'expected {"watch": [ids]}'})
@@ -194,13 +210,13 @@ def _watch_list(text: str) -> set[str] | None:
 
 
 async def _send_figures(websocket: WebSocket, hub: Hub) -> None:
-    while True:
+    while not hub.closing.is_set():
         await websocket.send_text(json.dumps({"type": "streams", "streams": hub.streams()}))
         await asyncio.sleep(FIGURES_EVERY_S)
 
 
-async def _send_pictures(websocket: WebSocket, latest: _Latest) -> None:
-    while True:
-        for header, jpeg in (await latest.take()).values():
+async def _send_pictures(websocket: WebSocket, hub: Hub, latest: _Latest) -> None:
+    async for taken in latest.pictures(hub):
+        for header, jpeg in taken.values():
             head = json.dumps(header).encode()
             await websocket.send_bytes(len(head).to_bytes(2, "big") + head + jpeg)

@@ -46,7 +46,14 @@ class ViewServer:
             self._socket.close()
             raise type(err)(err.errno, f"cannot listen on {host}:{port}: {err.strerror}") from err
         self.host, self.port = host, self._socket.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio")
+        # Open MJPEG and WebSocket responses never end by themselves: give them 2 s at shutdown.
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            ws="websockets-sansio",
+            timeout_graceful_shutdown=2,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, args=([self._socket],), name="view-http", daemon=True

@@ -85,3 +85,45 @@ def test_a_wildcard_bind_is_reached_on_loopback():
     assert local_endpoint("tcp://[::]:7") == "tcp://[::1]:7"
     assert local_endpoint("ipc:///tmp/x") == "ipc:///tmp/x"
     assert local_endpoint("tcp://10.0.0.2:5555") == "tcp://10.0.0.2:5555"
+
+
+def test_closing_the_hub_ends_open_pages_and_mjpeg_clients_so_the_server_stops_at_once(caplog):
+    import threading
+
+    import httpx
+    from websockets.sync.client import connect
+
+    from streams.web.server import ViewServer, view_app
+
+    node = Publisher(PublishConfig(endpoint="tcp://127.0.0.1:0", join_grace_ms=0), PipelineStats())
+    hub = Hub([node.endpoint]).start()
+    server = None
+    try:
+        assert _until(lambda: b"status/" in node.subscribed)
+        node.publish("status/a/", status_message("a", "live"))
+        assert _until(lambda: hub.streams() != [])
+        server = ViewServer(view_app(hub))
+        ended = threading.Event()
+
+        def read_mjpeg() -> None:
+            with httpx.stream("GET", server.url + "/view/a.mjpg", timeout=30) as response:
+                for _ in response.iter_bytes():
+                    pass
+            ended.set()
+
+        threading.Thread(target=read_mjpeg, daemon=True).start()
+        with connect(server.url.replace("http://", "ws://") + "/view/ws") as ws:
+            ws.send('{"watch": ["a"]}')
+            assert _until(lambda: hub.watched() == {"a": 2})
+            began = time.monotonic()
+            hub.close()
+            server.close()
+            assert time.monotonic() - began < 2.0
+        assert ended.wait(2)  # the MJPEG response ended, it was not cut off
+        assert hub.watched() == {}
+        assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    finally:
+        hub.close()
+        if server is not None:
+            server.close()
+        node.close()

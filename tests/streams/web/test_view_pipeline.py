@@ -71,10 +71,10 @@ def view(assets):
         ), hub.streams()
         yield view
     finally:
-        if server is not None:
-            server.close()
         if hub is not None:
             hub.close()
+        if server is not None:
+            server.close()
         runtime.pipeline.stop()
         runtime.close()
 
