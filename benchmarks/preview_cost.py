@@ -7,6 +7,7 @@ picture's header as the page's server does. Throughput is read from the pipeline
 messages (processed frames over each phase), so worker processes are measured alike.
 
     python benchmarks/preview_cost.py --streams 16                  # CPU, ONNX Runtime
+    python benchmarks/preview_cost.py --idle-check                  # the per-batch check alone
     python benchmarks/preview_cost.py --base benchmarks/gpu.yaml --clip /tmp/clip1080.mp4 \\
         --streams 100 --pace realtime                               # GPU (gpu_preview.sh)
 """
@@ -92,6 +93,27 @@ def phase(hub: Hub, pid: int, seconds: float) -> dict:
     }
 
 
+def idle_check(batch: int = 32, calls: int = 100_000, repeats: int = 7) -> float:
+    """Median ns of ``PreviewMaker.due`` on a batch of ``batch`` frames with nobody watching
+    (what every batch pays for the view when no page is open), over ``repeats`` runs."""
+    import timeit
+
+    from streams.config import PreviewConfig
+    from streams.runtime.preview import PreviewMaker
+
+    class _Publisher:  # what due() reads of the publisher: the subscribed topics
+        subscribed = frozenset({b"det/", b"status/", b"stats/", b"event/"})
+
+    class _Frame:
+        def __init__(self, i: int) -> None:
+            self.stream_id = f"s{i:03d}"
+
+    maker = PreviewMaker(_Publisher(), [], PreviewConfig())
+    frames = [_Frame(i) for i in range(batch)]
+    runs = timeit.repeat(lambda: maker.due(frames), number=calls, repeat=repeats)
+    return statistics.median(runs) / calls * 1e9
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", help="a config to take model, engine, workers from")
@@ -105,7 +127,13 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=2.0, help="after each switch, unmeasured")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write the phases here")
+    parser.add_argument(
+        "--idle-check", action="store_true", help="only time the per-batch check, nobody watching"
+    )
     args = parser.parse_args()
+    if args.idle_check:
+        print(f"PreviewMaker.due, batch of 32, nobody watching: {idle_check():.0f} ns per batch")
+        return 0
     watch = args.streams if args.watch is None else args.watch
 
     port = free_port()
