@@ -25,6 +25,7 @@ run: install
 system-test-deps:
 	bash tests/support/install_rtsp_deps.sh
 	bash tests/support/install_broker_deps.sh
+	bash tests/support/install_browser_deps.sh
 
 test: install system-test-deps
 	$(BIN)/python -m pytest -q

@@ -199,6 +199,17 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class PreviewConfig:
+    """The annotated pictures of the browser view (streams/runtime/preview.py): made only
+    for a stream somebody subscribes to ``preview/<id>/``, at most ``fps`` a second, scaled
+    down to ``max_width`` pixels, JPEG at ``quality``."""
+
+    fps: float = 5.0
+    max_width: int = 640
+    quality: int = 75
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     """How many processes share the streams (see streams/scale/supervisor.py).
 
@@ -308,6 +319,7 @@ class Config:
     record: RecordConfig = field(default_factory=RecordConfig)
     shard: ShardConfig | None = None  # not a YAML key: run --shard (see ShardConfig)
     sinks: tuple[SinkConfig, ...] = ()
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -400,6 +412,7 @@ def parse_config(
             "tracking",
             "record",
             "sinks",
+            "preview",
         },
     )
     record_raw = _mapping({} if top.get("record") is None else top["record"], "record")
@@ -472,6 +485,16 @@ def parse_config(
         tracking=tracking,
         record=record,
         sinks=parse_sinks(top.get("sinks"), base_dir, curve="curve" in (top.get("publish") or {})),
+        preview=_dataclass_section(
+            PreviewConfig,
+            top.get("preview", {}),
+            "preview",
+            {
+                "fps": _number(0.1, 60),
+                "max_width": _integer(16, 7680),
+                "quality": _integer(10, 100),
+            },
+        ),
     )
 
 

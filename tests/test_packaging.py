@@ -125,6 +125,13 @@ def test_the_wheel_ships_the_default_config_and_it_is_the_repo_config(installed)
     assert (REPO / "config.yaml").read_bytes() == (REPO / "streams/default.yaml").read_bytes()
 
 
+def test_the_wheel_ships_the_browser_views_page(installed):
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        names = set(wheel.namelist())
+    for name in ("index.html", "view.js", "view.css"):
+        assert f"streams/web/static/{name}" in names, sorted(names)
+
+
 def test_streams_run_without_a_config_runs_the_packaged_default(installed, assets, tmp_path):
     collector = Collector(DEFAULT_ENDPOINT)
     try:
@@ -186,6 +193,7 @@ SUBCOMMANDS = {
     "run",
     "init",
     "subscribe",
+    "view",
     "bench",
     "bench-engine",
     "doctor",

@@ -275,8 +275,63 @@ def _check_finite(value: Any) -> None:
 
 @lru_cache(maxsize=4096)
 def topic_bytes(kind: str, stream_id: str | None = None) -> bytes:
-    """``topic(kind, stream_id)`` as sent: bytes, made once per stream."""
+    """``topic(kind, stream_id)`` as sent: bytes, made once per stream (``preview`` too)."""
+    if kind == PREVIEW:
+        return preview_topic(stream_id).encode()
     return topic(kind, stream_id).encode()
+
+
+# --- preview: the browser view's pictures -------------------------------------------------------
+# Not one of KINDS: a subscriber to every kind must not get (nor cause: streams/runtime/
+# preview.py makes them only for an exact ``preview/<id>/`` subscription) JPEGs it never asked
+# for. The payload is a one-line JSON header, a newline, then the JPEG (docs/messages.md).
+PREVIEW = "preview"
+
+
+def preview_topic(stream_id: str | None) -> str:
+    """``preview/cam1/``: one stream's pictures, made only while somebody subscribes to it."""
+    if not stream_id:
+        raise ValueError("a preview topic names its stream: preview/<id>/")
+    return f"{PREVIEW}/{stream_id}/"
+
+
+def preview_payload(
+    *,
+    stream_id: str,
+    seq: int,
+    pts_s: float,
+    capture_wall_s: float,
+    source_hw: tuple[int, int],
+    picture_hw: tuple[int, int],
+    detections: int,
+    jpeg: bytes,
+) -> bytes:
+    """Header line (orjson never writes a raw newline) + ``\\n`` + the JPEG bytes."""
+    header = {
+        "v": SCHEMA_VERSION,
+        "type": PREVIEW,
+        "stream": stream_id,
+        "seq": seq,
+        "pts": round(pts_s, 4),
+        "capture_time": capture_wall_s,
+        "width": source_hw[1],
+        "height": source_hw[0],
+        "picture_width": picture_hw[1],
+        "picture_height": picture_hw[0],
+        "detections": detections,
+    }
+    return orjson.dumps(header) + b"\n" + jpeg
+
+
+def decode_preview(payload: bytes) -> tuple[dict[str, Any], bytes]:
+    """(header, JPEG bytes) of a ``preview`` payload; ValueError if it is not one."""
+    header, sep, jpeg = payload.partition(b"\n")
+    if not sep or not jpeg.startswith(b"\xff\xd8"):
+        raise ValueError("not a preview payload (a JSON header line, then a JPEG)")
+    message = orjson.loads(header)
+    if not isinstance(message, dict) or message.get("type") != PREVIEW:
+        raise ValueError("not a preview payload (its header's type is not 'preview')")
+    return message, jpeg
 
 
 def encode_detection_batch(

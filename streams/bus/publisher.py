@@ -5,6 +5,11 @@ waiting: the completer a whole batch's as one item, others one message at a time
 their own thread). One thread owns the socket (ZeroMQ sockets are not thread-safe) and sends.
 Messages beyond the queue's size are dropped and counted; a slow subscriber is cut off by
 ZeroMQ's high-water mark per subscriber, so it never slows the others.
+
+The socket is an XPUB, not a PUB: it sends exactly as a PUB does, and it also tells this
+process which topics somebody subscribes to (``subscribed``), through the supervisor's relay
+too. What costs work only for a watcher (the browser view's pictures, ``preview/<id>/``) is
+made only while somebody subscribes to it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ if TYPE_CHECKING:  # the runtime's counters, handed in: the bus sits below the r
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+SUBSCRIPTIONS_POLL_S = 0.05  # how often the sending thread reads new (un)subscriptions
 
 
 class Publisher:
@@ -60,12 +66,16 @@ class Publisher:
         self._queue_size = config.queue_size
         self._queued = 0
         self._lock = threading.Lock()
+        # Topics at least one subscriber subscribed to (exact prefixes as they sent them),
+        # replaced whole by the sending thread: readers take it without a lock.
+        self.subscribed: frozenset[bytes] = frozenset()
+        self._subscriptions_read_mono_s = 0.0
         if connect:
-            self._socket = _sending_socket(self._context, zmq.PUB, config)
+            self._socket = _sending_socket(self._context, zmq.XPUB, config)
             self._socket.connect(config.endpoint)
             self.endpoint = config.endpoint
         else:
-            self._socket = bind_public_socket(self._context, zmq.PUB, config)
+            self._socket = bind_public_socket(self._context, zmq.XPUB, config)
             self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         time.sleep(config.join_grace_ms / 1000.0)
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -103,10 +113,32 @@ class Publisher:
         with self._lock:
             self.stats.publish_dropped += count
 
+    def _read_subscriptions(self) -> None:
+        """Apply the (un)subscriptions the XPUB has queued: ``\\x01topic`` / ``\\x00topic``, the
+        first subscriber of a topic and its last leaving (a closed connection included)."""
+        self._subscriptions_read_mono_s = time.monotonic()
+        sock, topics = self._socket, None
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            message = sock.recv(zmq.NOBLOCK)
+            if not message or message[0] not in (0, 1):
+                continue  # not a subscription (an XPUB peer may send other messages)
+            topics = set(self.subscribed) if topics is None else topics
+            (topics.add if message[0] == 1 else topics.discard)(message[1:])
+        if topics is not None:
+            self.subscribed = frozenset(topics)
+
     def _run(self) -> None:
         send, more, last = self._socket.send, zmq.SNDMORE | zmq.NOBLOCK, zmq.NOBLOCK
+        get, poll_s = self._queue.get, SUBSCRIPTIONS_POLL_S
         while True:
-            item = self._queue.get()
+            try:
+                item = get(timeout=poll_s)
+            except queue.Empty:
+                item = None
+            if time.monotonic() - self._subscriptions_read_mono_s >= poll_s:
+                self._read_subscriptions()
+            if item is None:
+                continue
             if item is _STOP:
                 break
             with self._lock:

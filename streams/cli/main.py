@@ -29,7 +29,7 @@ EXIT_CONFIG = 2
 EXIT_USAGE = 2  # what argparse exits with on a bad argument
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 KINDS = ("det", "status", "stats", "event", "snapshot", "clip")  # streams.bus.messages.KINDS
-DRAINING_COMMANDS = ("run", "subscribe", "bridge")  # the first SIGINT/SIGTERM stops them cleanly
+DRAINING_COMMANDS = ("run", "subscribe", "bridge", "view")  # the first SIGINT/SIGTERM stops them
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +64,17 @@ def _last_words(line: str) -> None:
 
     print(line, file=sys.stderr)
     Notifier().send(STATUS=line)
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
+    return value
 
 
 def positive_seconds(text: str) -> float:
@@ -230,6 +241,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--server-key", help="CURVE: the server's public .key file")
     sub.add_argument("--client-key", help="CURVE: this client's .key_secret file")
     sub.set_defaults(handler=_cmd_subscribe)
+
+    view = add_command("view", help="the browser view over running publishers (until Ctrl-C)")
+    view.add_argument("endpoints", nargs="+", help="e.g. tcp://127.0.0.1:5555")
+    view.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
+    view.add_argument("--port", type=port_number, default=8080, help="port to serve on (8080)")
+    view.add_argument("--server-key", help="CURVE: the server's public .key file")
+    view.add_argument("--client-key", help="CURVE: this client's .key_secret file")
+    view.set_defaults(handler=_cmd_view)
 
     bench = add_command("bench", help="bare engine vs whole pipeline, side by side")
     bench.add_argument("config", type=Path)
@@ -672,6 +691,12 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     from streams.cli.subscribe import run_subscribe
 
     return run_subscribe(args, args.signals)
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from streams.cli.view import run_view
+
+    return run_view(args, args.signals)
 
 
 # --- the rest -------------------------------------------------------------------------------------

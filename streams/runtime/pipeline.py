@@ -37,6 +37,7 @@ from streams.record.recorder import RecordCounts, Recorder
 from streams.runtime.analytics import AnalyticsStage, plan_analytics
 from streams.runtime.board import FrameBoard
 from streams.runtime.preprocess import choose_preprocess
+from streams.runtime.preview import PreviewMaker, jobs_for
 from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload, stream_differences
 from streams.runtime.runnable import wait_until_done
 from streams.runtime.sources import resolve_sources
@@ -58,6 +59,8 @@ class _Batch:
     slot: EngineSlot
     started_mono_s: float
     submitted_mono_s: float
+    preview_rows: list[int]  # frames the browser view gets a picture of (most batches: none)
+    pictures: dict[int, tuple[np.ndarray, Letterbox]] | None = None  # GPU: their model input
 
 
 class Pipeline:
@@ -143,6 +146,8 @@ class Pipeline:
         self._analytics_in: Config = config
         self._status_lock = threading.Lock()  # a state and its message change together
         self._live_detail: dict[str, dict] = {}  # each stream's last `live` width/height/decoder
+        # The browser view's pictures, for watched streams only (streams/runtime/preview.py).
+        self.preview = PreviewMaker(publisher, self.labels, config.preview)
 
     def _new_worker(self, stream: StreamConfig, source: str, first_seq: int = 0) -> CaptureWorker:
         """A capture worker whose status events count only while it is the stream's current
@@ -206,6 +211,7 @@ class Pipeline:
         """Start every thread (quick: nothing here can be slow enough to need ``cancel``)."""
         self._started_mono_s = self._batcher_round_mono_s = time.monotonic()
         self.recorder.start()
+        self.preview.start()
         self._completer.start()
         self._batcher.start()
         for worker in self._workers.values():
@@ -249,6 +255,7 @@ class Pipeline:
         if not self._completer.is_alive():
             self._preprocess.close()
         self.recorder.close()  # the clips still waiting get what arrived
+        self.preview.stop()
         self._done.set()
         self._stats_thread.join(1.0)
         for stream_stats in self.stream_stats.values():
@@ -399,12 +406,28 @@ class Pipeline:
                     continue
                 started_mono_s = time.monotonic()
                 boxes = self._preprocess(slot, frames)
+                rows = self.preview.due(frames)  # [] unless somebody watches (one check)
+                # Before submit: on a GPU the copy is then ordered before the slot's done
+                # event, so it has landed once ``wait`` returns.
+                pictures = self._preview_download(slot, rows, boxes) if rows else None
                 submitted_mono_s = time.monotonic()
                 slot.submit(len(frames), input_on_device=self._preprocess.on_device)
-                self._in_flight.put(_Batch(frames, boxes, slot, started_mono_s, submitted_mono_s))
+                self._in_flight.put(
+                    _Batch(frames, boxes, slot, started_mono_s, submitted_mono_s, rows, pictures)
+                )
         except Exception:
             logger.exception("batcher crashed; stopping the pipeline")
             self._stop_capture()
+
+    def _preview_download(self, slot: EngineSlot, rows: list[int], boxes: list[Letterbox]):
+        """The watched rows' pictures from the GPU (None on the CPU path, or if the copy
+        could not be enqueued: logged, and the batch goes on without them)."""
+        try:
+            return self._preprocess.download(slot, rows, boxes)
+        except Exception:
+            logger.exception("preview: cannot copy %d pictures from the GPU", len(rows))
+            rows.clear()
+            return None
 
     def _batch_failed(self, reason: str) -> None:
         self._failed_batches += 1
@@ -448,6 +471,8 @@ class Pipeline:
                 continue
             self._failed_batches = 0
             postprocess_ms = (time.monotonic() - post_began_s) * 1000.0 / len(batch.frames)
+            if batch.pictures:  # views of the slot's buffer: copied before it is reused
+                batch.pictures = {i: (p.copy(), b) for i, (p, b) in batch.pictures.items()}
             self.engine.release(batch.slot)
             self.stats.batches += 1
             self.stats.batch_frames += len(batch.frames)
@@ -490,6 +515,23 @@ class Pipeline:
             self._zones_and_lines(frames, decoded, track_ids, stream_stats_now)
             if self.recorder.active:
                 self._record(frames, decoded, track_ids)
+            if batch.preview_rows:
+                self._offer_previews(batch, frames, decoded, track_ids)
+
+    def _offer_previews(self, batch: _Batch, frames, decoded, track_ids) -> None:
+        """The watched frames to the preview thread (frames of streams a reload removed are
+        no longer in ``frames``: rows are found again by identity)."""
+        rows, pictures = batch.preview_rows, batch.pictures
+        if frames is not batch.frames:
+            where = {id(frame): j for j, frame in enumerate(frames)}
+            moved = {i: where[id(batch.frames[i])] for i in rows if id(batch.frames[i]) in where}
+            rows = list(moved.values())
+            if pictures is not None:
+                pictures = {moved[i]: p for i, p in pictures.items() if i in moved}
+        try:
+            self.preview.offer(jobs_for(rows, frames, decoded, track_ids, self.config, pictures))
+        except Exception:  # the view's pictures must never cost the batch
+            logger.exception("preview: cannot hand over %d pictures", len(rows))
 
     # --- zones and lines (completer thread) ------------------------------------------------------
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from engines.base import DeviceInput, Engine, EngineSlot
 from processors.letterbox import Letterbox, preprocess_into
 from streams.capture.frames import Frame
@@ -24,7 +26,13 @@ class Preprocess(Protocol):
 
     def __call__(self, slot: EngineSlot, frames: Sequence[Frame]) -> list[Letterbox]: ...
 
-    def close(self) -> None: ...
+    def download(
+        self, slot: EngineSlot, rows: Sequence[int], boxes: Sequence[Letterbox]
+    ) -> dict[int, tuple[np.ndarray, Letterbox]] | None:
+        """The model input of ``rows`` on the host once the slot's ``wait`` returns (views:
+        copy them before the slot is released), for the browser view's pictures; None where
+        the frames' own host images serve (the CPU path)."""
+        ...
 
 
 class HostPreprocess:
@@ -35,6 +43,9 @@ class HostPreprocess:
 
     def __call__(self, slot: EngineSlot, frames: Sequence[Frame]) -> list[Letterbox]:
         return [preprocess_into(slot.input[i], frame.image_bgr) for i, frame in enumerate(frames)]
+
+    def download(self, slot, rows, boxes) -> None:
+        return None  # the decoded frames are on the host already
 
     def close(self) -> None:
         pass
@@ -68,6 +79,24 @@ class DevicePreprocess:
         finally:
             for frame in frames:
                 frame.release(target.stream)
+
+    def download(
+        self, slot: EngineSlot, rows: Sequence[int], boxes: Sequence[Letterbox]
+    ) -> dict[int, tuple[np.ndarray, Letterbox]]:
+        """Copy the watched rows of the device input into the slot's host input, which a slot
+        running on device input does not use (and which is pinned on TensorRT's slots, so the
+        copies are asynchronous); enqueued on the slot's stream after the preprocessing kernel
+        and before ``submit`` (which records the slot's done event), so they are done once
+        ``wait`` returns. Only the rows of watched streams, a few a second."""
+        from engines.cuda import memcpy_dtoh_async
+
+        target, host = slot.device_input, slot.input
+        row_bytes = host[0].nbytes
+        base = host.ctypes.data
+        for i in rows:
+            offset = i * row_bytes
+            memcpy_dtoh_async(base + offset, target.ptr + offset, row_bytes, target.stream)
+        return {i: (host[i], boxes[i]) for i in rows}
 
     def close(self) -> None:
         self._kernel.close()
