@@ -30,6 +30,9 @@ PATHS = {
     "/api/config": {"get"},
     "/api/streams": {"get", "post"},
     "/api/streams/{stream_id}": {"get", "patch", "delete"},
+    "/view/streams": {"get"},  # the browser view (streams/web), mounted by streams run
+    "/view/{stream_id}.jpg": {"get"},
+    "/view/{stream_id}.mjpg": {"get"},
 }
 
 
@@ -307,3 +310,23 @@ def test_without_a_token_the_api_is_read_only(tmp_path, videos):
         assert [s["id"] for s in run.client.get("/api/streams").json()] == ["bikes"]
     finally:
         run.close()
+
+
+def test_streams_run_serves_the_browser_view_and_pictures_of_a_watched_stream(run):
+    """The view is mounted on run's own HTTP server: the page, the streams' figures, and a
+    picture of bikes, made by the pipeline because this request watches it."""
+    client = run.client
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert wait_until(
+        lambda: any(
+            s["stream"] == "bikes" and s["state"] == "live"
+            for s in client.get("/view/streams").json()
+        ),
+        30,
+    )
+    picture = client.get("/view/bikes.jpg", timeout=30)
+    assert picture.status_code == 200, picture.text
+    assert picture.headers["content-type"] == "image/jpeg"
+    assert picture.content[:2] == b"\xff\xd8" and len(picture.content) > 1000
+    assert client.get("/view/nosuch.jpg").status_code == 404

@@ -613,9 +613,23 @@ def _serve_http(
     from streams.http.server import HttpServer
 
     control = Control(pipeline, Path(args.config).resolve().parent, changes)
-    app = create_app(control, token=config.http.token, collectors=collectors)
-    server = HttpServer(app, config.http.host, config.http.port)
+    hub, routers = None, []
+    if config.publish.curve is None:  # the browser view at /, over the bus like any client
+        from streams.web.hub import Hub, local_endpoint
+        from streams.web.routes import view_router
+
+        hub = Hub([local_endpoint(config.publish.endpoint)]).start()
+        routers.append(view_router(hub))
+    else:
+        logger.info(
+            "http: no browser view with publish.curve (it needs a client key): run "
+            "`streams view ENDPOINT --server-key ... --client-key ...`"
+        )
+    app = create_app(control, token=config.http.token, routers=routers, collectors=collectors)
+    server = HttpServer(app, config.http.host, config.http.port, hub=hub)
     if not server.start():
+        if hub is not None:
+            hub.close()
         return None, None
     if config.http.token is None:
         logger.info("http: the API is read-only (no http.token or $STREAMS_API_TOKEN)")

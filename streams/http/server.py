@@ -23,7 +23,10 @@ STOP_TIMEOUT_S = 5.0
 class HttpServer:
     """Serves ``app`` on ``host:port`` from a daemon thread; ``stop()`` shuts it down."""
 
-    def __init__(self, app, host: str, port: int) -> None:
+    def __init__(self, app, host: str, port: int, hub=None) -> None:
+        """``hub``: the browser view's (streams.web.hub.Hub), closed first on stop so that open
+        pages and MJPEG responses end before the server waits for them."""
+        self._hub = hub
         self.host, self.port = host, port
         self._app = app
         self._server: uvicorn.Server | None = None
@@ -85,6 +88,8 @@ class HttpServer:
             sock.close()
 
     def stop(self) -> None:
+        if self._hub is not None:
+            self._hub.close()
         if self._server is None or self._thread is None:
             return
         self._server.should_exit = True
