@@ -519,14 +519,13 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
     from engines.tensorrt_build import build_engine_command
     from streams.config import load_config
-    from streams.runtime.wiring import model_path
+    from streams.runtime.wiring import engine_options, model_path
 
     config = load_config(args.config)
-    options = (
-        config.engine
-        if config.engine.backend == "tensorrt"
-        else replace(config.engine, backend="tensorrt")
-    )
-    path = build_engine_command(model_path(config), options)
+    model = model_path(config)
+    options = engine_options(config, model) if model.is_file() else config.engine
+    if options.backend != "tensorrt":
+        options = replace(options, backend="tensorrt")
+    path = build_engine_command(model, options)
     print(f"engine: {path}")
     return 0
