@@ -9,8 +9,9 @@ builds is an ONNX graph with QuantizeLinear/DequantizeLinear pairs. ONNX Runtime
 - float weights kept with a Q/DQ pair on them (``AddQDQPairToWeight``) and biases left in
   float (``QuantizeBias: False``): TensorRT folds the weight pair into an int8 kernel and fuses
   the float bias itself;
-- Q/DQ only on the inputs of Conv/MatMul/Gemm (NVIDIA's placement for CNNs): TensorRT then
-  fuses the pointwise layers after each conv; quantizing the box-decoding tail (Sigmoid,
+- Q/DQ only on the inputs of Conv/MatMul/Gemm (the head's output convs too: keeping them float,
+  ``KEEP_HEAD_FLOAT``, measured no better on YOLOv3-tiny), NVIDIA's placement for CNNs: TensorRT
+  then fuses the pointwise layers after each conv; quantizing the box-decoding tail (Sigmoid,
   Exp, Mul, Concat) would only cost accuracy.
 
 The quantized file is kept in the engine cache, named by the model's sha256, the calibration
@@ -37,6 +38,32 @@ RECIPE = 1  # bump when the settings below change
 CALIBRATE_METHOD = "MinMax"  # measured against Percentile/Entropy: docs/benchmarks.md
 OP_TYPES = ["Conv", "MatMul", "Gemm"]
 BATCH = 8
+KEEP_HEAD_FLOAT = False  # keeping the head convs float measured no better (docs/benchmarks.md)
+
+
+def head_convs(model) -> list[str]:
+    """Names of the Conv nodes no other Conv follows: the detection head's output convs, whose
+    raw box and score logits int8 rounds the most visibly; they stay in float."""
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    heads = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        seen, todo, feeds_conv = set(), list(node.output), False
+        while todo and not feeds_conv:
+            tensor = todo.pop()
+            for nxt in consumers.get(tensor, []):
+                if id(nxt) in seen:
+                    continue
+                seen.add(id(nxt))
+                feeds_conv = nxt.op_type == "Conv"
+                todo.extend(nxt.output)
+        if not feeds_conv:
+            heads.append(node.name)
+    return heads
 
 
 def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> Path:
@@ -46,6 +73,7 @@ def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> 
         "calibration": calibration.identity,
         "recipe": RECIPE,
         "method": CALIBRATE_METHOD,
+        "head_float": KEEP_HEAD_FLOAT,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / f"{Path(model_path).stem}-{digest}-qdq.onnx"
@@ -78,7 +106,9 @@ def make_qdq(
         ) from err
     import onnx
 
-    input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(model_path), load_external_data=False)
+    input_name = graph.graph.input[0].name
+    exclude = head_convs(graph) if KEEP_HEAD_FLOAT else []
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -102,6 +132,7 @@ def make_qdq(
             _Reader(),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=OP_TYPES,
+            nodes_to_exclude=exclude,
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,

@@ -41,9 +41,16 @@ def _hits(reference: Detections, candidate: Detections, iou: float) -> np.ndarra
 
 
 def map50(
-    references: Sequence[Detections], candidates: Sequence[Detections], iou: float = IOU
+    references: Sequence[Detections],
+    candidates: Sequence[Detections],
+    iou: float = IOU,
+    min_boxes: int = 1,
 ) -> float:
-    """Mean over the reference's classes of the candidates' average precision at ``iou``."""
+    """Mean over the reference's classes of the candidates' average precision at ``iou``.
+
+    ``min_boxes``: only classes with at least that many reference boxes count (a class seen
+    once scores 0 or 1 on one box; the benchmark reports both means).
+    """
     if len(references) != len(candidates):
         raise ValueError(f"{len(references)} reference frames but {len(candidates)} candidates")
     per_class: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -59,6 +66,9 @@ def map50(
             per_class.setdefault(int(c), []).append((scores[mask], hits[mask]))
     if not totals:
         raise ValueError("the reference has no detections to compare against")
+    totals = {c: n for c, n in totals.items() if n >= min_boxes}
+    if not totals:
+        raise ValueError(f"no class has {min_boxes} reference boxes")
     aps = []
     for c, total in totals.items():
         parts = per_class.get(c, [])
