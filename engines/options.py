@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines.files import cache_root
 
+if TYPE_CHECKING:
+    from engines.calibration import CalibrationSet
+
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_METHODS = ("qdq", "entropy", "minmax")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,14 @@ class EngineOptions:
         threads: ONNX Runtime intra-op threads (0 = one per core).
         rewrite_fixed_batch: give a fixed-batch-1 model a dynamic batch when that is proven
             (engines/dynamic_batch.py), so it batches up to max_batch; False keeps batch 1.
+        int8_method: with ``precision: int8``: ``qdq`` (a Q/DQ ONNX made by ONNX Runtime's
+            static quantization, engines/qdq.py; every TensorRT version) or ``entropy`` /
+            ``minmax`` (TensorRT's implicit calibrators; TensorRT 8.6 and 10 only).
+        calibration: where int8 calibration frames come from: ``streams`` (the configured
+            streams) or a folder (or file) of images and videos.
+        calibration_frames: how many frames calibrate.
+        calibration_set: the frames themselves, resolved from ``calibration`` by the caller
+            (the streams layer); engines read them only when a build needs them.
     """
 
     backend: str = "auto"
@@ -49,6 +62,10 @@ class EngineOptions:
     cuda_graphs: bool = False
     threads: int = 0
     rewrite_fixed_batch: bool = True
+    int8_method: str = "qdq"
+    calibration: str = "streams"
+    calibration_frames: int = 256
+    calibration_set: CalibrationSet | None = field(default=None, compare=False, repr=False)
 
     @property
     def device_index(self) -> int:

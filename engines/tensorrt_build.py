@@ -8,7 +8,10 @@ level and the workspace limit. Layout::
 
     <cache_dir>/<model-stem>-<key16>.engine   serialized engine
     <cache_dir>/<model-stem>-<key16>.json     sidecar: the key fields, the engine's size and sha256
-    <cache_dir>/timing-<trt>-<gpu>.cache       TensorRT timing cache, shared by all builds
+    <cache_dir>/timing-<trt>-<gpu>-<sm>-<model16>-<precision>.cache
+                                               TensorRT timing cache of one network
+    <cache_dir>/<model-stem>-<key16>-qdq.onnx  int8 Q/DQ copy of the model (engines/qdq.py)
+    <cache_dir>/<model-stem>-<key16>-<m>.calib INT8 calibration table (engines/trt_calibrator.py)
 
 A cached file is used only when its sidecar matches the key and its size and sha256 match the
 sidecar; anything else (truncated, corrupted, built elsewhere, interrupted) is logged at
@@ -17,6 +20,10 @@ WARNING with the reason and rebuilt. Files are written atomically (temp file, th
 TensorRT versions: 8.6 (explicit-batch networks, ``BuilderFlag.FP16``), 10.x (networks
 created with flags 0, ``BuilderFlag.FP16``) and 11.x (no weak typing: for fp16 the ONNX is
 first converted to FP16 by :mod:`engines.fp16` and the network is created strongly typed).
+INT8 (``precision: int8``): ``int8_method: qdq`` builds a Q/DQ ONNX made by ONNX Runtime
+(:mod:`engines.qdq`) with ``BuilderFlag.INT8`` (and FP16 for the layers left unquantized) where
+that flag exists, strongly typed where it does not (11.x); ``entropy``/``minmax`` use
+TensorRT's implicit calibrators (:mod:`engines.trt_calibrator`; 8.6 and 10 only).
 The cuBLAS/cuDNN tactic sources are switched off on every version: TensorRT's own kernels
 are as fast for these models, and some deployments (the project's GPU test kit) ship stub
 cuBLAS/cuDNN libraries that abort if called.
@@ -77,6 +84,12 @@ def version_tuple(trt: Any) -> tuple[int, int]:
     """(major, minor) of the imported TensorRT."""
     parts = re.findall(r"\d+", trt.__version__)
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
+def int8_mode(trt: Any) -> str:
+    """How this TensorRT builds a Q/DQ network: ``builder_flag`` (8.6, 10.x) or
+    ``strongly_typed`` (11.x, where the INT8 flag is gone)."""
+    return "builder_flag" if hasattr(trt.BuilderFlag, "INT8") else "strongly_typed"
 
 
 def fp16_mode(trt: Any) -> str:
@@ -160,6 +173,16 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
         "builder_optimization_level": options.builder_optimization_level,
         "workspace_mb": options.workspace_mb,
     }
+    if options.precision == "int8":
+        from engines.calibration import require
+
+        calibration = require(options.calibration_set, str(model_path))
+        key["int8"] = {
+            "method": options.int8_method,
+            "mode": int8_mode(trt) if options.int8_method == "qdq" else "calibrator",
+            "calibration": calibration.identity,
+            "frames": calibration.frames,
+        }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     base = Path(options.cache_dir).expanduser() / f"{model_path.stem}-{digest[:16]}"
     return CacheEntry(key, digest, base.with_suffix(".engine"), base.with_suffix(".json"))
@@ -398,6 +421,8 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
         f"{Path(model_path).name} {options.precision}, batch 1..{options.max_batch}, "
         f"optimization level {options.builder_optimization_level}"
     )
+    if options.precision == "int8" and options.calibration_set is not None:
+        show(f"int8 by {options.int8_method}, calibrated on {options.calibration_set.describe}")
     runtime = trt.Runtime(trt_logger())
     started = time.perf_counter()
     engine, built = load_cuda_engine(Path(model_path), options, runtime, show)
@@ -426,6 +451,11 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     if options.precision == "fp16" and fp16_mode(trt) == "strongly_typed":
         onnx_path = _fp16_onnx(model_path, Path(options.cache_dir).expanduser())
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    calibrator = None
+    if options.precision == "int8":
+        onnx_path = _int8_onnx(trt, model_path, options, emit)
+        if options.int8_method == "qdq" and int8_mode(trt) == "strongly_typed":
+            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, log)
     if not parser.parse_from_file(str(onnx_path)):
@@ -453,6 +483,11 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
                 "(engine.precision: fp32 may be as fast here)"
             )
         config.set_flag(trt.BuilderFlag.FP16)
+    if options.precision == "int8" and not flags & (
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    ):
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run fp16, not fp32
     _own_tactics_only(trt, config)
     if hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = options.builder_optimization_level
@@ -471,8 +506,12 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
             shape[0],
             options.max_batch,
         )
+    if options.precision == "int8" and options.int8_method != "qdq":
+        calibrator = _implicit_calibrator(
+            trt, builder, config, model_path, options, (tensor.name, shape), emit
+        )
 
-    cache_path = _timing_cache_path(trt, options)
+    cache_path = _timing_cache_path(trt, options, onnx_path)
     timing_cache = _load_timing_cache(config, cache_path)
     monitor = _progress_monitor(trt, emit)
     if monitor is not None and hasattr(config, "progress_monitor"):
@@ -496,15 +535,69 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     finally:
         done.set()
         beat.join()
+        if calibrator is not None:
+            calibrator.free()
     if serialized is None:
         raise EngineError(_build_failure(model_path, options, list(log.errors)))
     emit(f"built {model_path.name} in {time.perf_counter() - started:.1f} s")
     if timing_cache is not None:
-        try:
-            atomic_write(cache_path, bytes(config.get_timing_cache().serialize()), durable=True)
-        except Exception as err:  # noqa: BLE001 - a timing cache only speeds up later builds
-            logger.warning("could not save the TensorRT timing cache %s: %s", cache_path, err)
+        _save_timing_cache(trt, builder, config, cache_path)
     return bytes(serialized)
+
+
+def _int8_onnx(trt: Any, model_path: Path, options: EngineOptions, emit: Progress) -> Path:
+    """The ONNX an int8 build parses: the Q/DQ copy (qdq), or the model itself (calibrators)."""
+    from engines import qdq, trt_calibrator
+    from engines.calibration import require
+
+    calibration = require(options.calibration_set, str(model_path))
+    if options.int8_method == "qdq":
+        return qdq.make_qdq(model_path, calibration, Path(options.cache_dir), emit)
+    if not trt_calibrator.available(trt, options.int8_method):
+        raise EngineError(
+            f"engine.int8_method: {options.int8_method} needs TensorRT's implicit calibrators, "
+            f"which TensorRT {trt.__version__} does not have (11 removed them); use "
+            "engine.int8_method: qdq"
+        )
+    return model_path
+
+
+def _implicit_calibrator(
+    trt: Any,
+    builder: Any,
+    config: Any,
+    model_path: Path,
+    options: EngineOptions,
+    named_shape: tuple[str, tuple[int, ...]],
+    emit: Progress,
+) -> Any:
+    """Attach TensorRT's calibrator (entropy or minmax) with a fixed-batch calibration profile."""
+    from engines import trt_calibrator
+
+    name, shape = named_shape
+    calibration = options.calibration_set
+    assert calibration is not None  # _int8_onnx checked
+    table = trt_calibrator.cache_path(
+        trt,
+        model_path,
+        options.int8_method,
+        calibration,
+        Path(options.cache_dir),
+        cuda.device_info(options.device_index),
+    )
+    if not table.is_file():
+        emit(f"calibrating with TensorRT's {options.int8_method} calibrator")
+    batch = trt_calibrator.BATCH if shape[0] == -1 else shape[0]
+    calibrator = trt_calibrator.make_calibrator(
+        trt, options.int8_method, calibration, (batch, *shape[1:]), table, emit
+    )
+    config.int8_calibrator = calibrator
+    if shape[0] == -1 and hasattr(config, "set_calibration_profile"):
+        profile = builder.create_optimization_profile()
+        fixed = (batch, *shape[1:])
+        profile.set_shape(name, fixed, fixed, fixed)
+        config.set_calibration_profile(profile)
+    return calibrator
 
 
 def _own_tactics_only(trt: Any, config: Any) -> None:
@@ -520,21 +613,48 @@ def _own_tactics_only(trt: Any, config: Any) -> None:
         logger.warning("TensorRT refused tactic sources mask %#x; keeping its defaults", mask)
 
 
-def _timing_cache_path(trt: Any, options: EngineOptions) -> Path:
+# What the last build did with its timing cache (benchmarks/trt_levels.py reports it).
+timing_cache_status: dict[str, Any] = {}
+
+
+def _timing_cache_path(trt: Any, options: EngineOptions, onnx_path: Path) -> Path:
+    """One timing cache per (TensorRT, GPU, network, precision).
+
+    Why per network: one cache shared by every model and precision was refused at the start
+    of every build on TensorRT 8.6 (``Myelin error from unknown graph ... The timing cache will
+    not be used!``): 8.6 keeps the timings of its Myelin-compiled subgraphs (YOLO heads'
+    pointwise tails) in the cache under graph identities that only a build of the same network
+    resolves, so a cache last written by another network is refused whole. A network's own
+    cache is read by its next build (another batch profile, builder level, or a lost engine
+    cache). Where TensorRT cannot even read back the cache it just wrote, it is not saved
+    (:func:`_save_timing_cache`), so no later build pays to load a cache that will be refused;
+    benchmarks/trt_levels.py measures the cached rebuild and reports which of the two happened.
+    """
     device = cuda.device_info(options.device_index)
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower()
+    model = file_sha256(onnx_path)[:16]
     return (
         Path(options.cache_dir).expanduser()
-        / f"timing-trt{trt.__version__}-{gpu}-{device.sm}.cache"
+        / f"timing-trt{trt.__version__}-{gpu}-{device.sm}-{model}-{options.precision}.cache"
     )
 
 
+def _cache_errors(errors: list[str]) -> str:
+    """The TensorRT errors that say a timing cache was refused, joined, or ''."""
+    bad = [e for e in errors if "timing cache" in e.lower() or "myelin" in e.lower()]
+    return " | ".join(bad)
+
+
 def _load_timing_cache(config: Any, path: Path) -> Any:
+    timing_cache_status.clear()
+    timing_cache_status.update(path=str(path), loaded_bytes=0, rejected=None)
     if not hasattr(config, "create_timing_cache"):
         return None
     data = b""
     if path.exists():
         data = path.read_bytes()
+    log = trt_logger()
+    log.errors.clear()
     try:
         cache = config.create_timing_cache(data)
     except Exception as err:  # noqa: BLE001 - any failure means: start empty
@@ -542,15 +662,47 @@ def _load_timing_cache(config: Any, path: Path) -> Any:
             "TensorRT timing cache %s is unusable (%s); starting an empty one", path, err
         )
         cache = None
-    if cache is None and data:
-        logger.warning("TensorRT timing cache %s is unusable; starting an empty one", path)
+    refused = _cache_errors(list(log.errors))
+    if data and (cache is None or refused):
+        timing_cache_status["rejected"] = refused or "create_timing_cache failed"
+        logger.warning(
+            "TensorRT timing cache %s is unusable (%s); starting an empty one",
+            path,
+            refused or "no reason given",
+        )
+        data = b""
         cache = config.create_timing_cache(b"")
+    log.errors.clear()
     if cache is None or not config.set_timing_cache(cache, False):
         logger.warning("TensorRT did not accept timing cache %s; building without it", path)
         return None
     if data:
-        logger.debug("loaded TensorRT timing cache %s (%d bytes)", path, len(data))
+        timing_cache_status["loaded_bytes"] = len(data)
+        logger.info("loaded TensorRT timing cache %s (%d bytes)", path, len(data))
     return cache
+
+
+def _save_timing_cache(trt: Any, builder: Any, config: Any, path: Path) -> None:
+    """Write the build's timing cache, once TensorRT has shown it can read it back."""
+    try:
+        data = bytes(config.get_timing_cache().serialize())
+        log = trt_logger()
+        log.errors.clear()
+        probe = builder.create_builder_config().create_timing_cache(data)
+        refused = _cache_errors(list(log.errors))
+        log.errors.clear()
+        timing_cache_status.update(saved_bytes=len(data), roundtrip=not refused and bool(probe))
+        if refused or probe is None:
+            logger.warning(
+                "TensorRT %s cannot read back the timing cache it just made (%s); not saving "
+                "it, so later builds of this network tune from scratch",
+                trt.__version__,
+                refused or "no reason given",
+            )
+            return
+        atomic_write(path, data, durable=True)
+    except Exception as err:  # noqa: BLE001 - a timing cache only speeds up later builds
+        logger.warning("could not save the TensorRT timing cache %s: %s", path, err)
 
 
 def _progress_monitor(trt: Any, emit: Progress) -> Any:

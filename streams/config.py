@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from engines.options import BACKENDS, PRECISIONS, EngineOptions
+from engines.options import BACKENDS, INT8_METHODS, PRECISIONS, EngineOptions
 from processors.formats import HEAD_FORMATS
 from streams.assets import BUILTIN_MODEL, SAMPLE_VIDEOS
 from streams.errors import ConfigError
@@ -771,6 +771,9 @@ def _parse_engine(raw: Any) -> EngineOptions:
             "cuda_graphs": _boolean,
             "threads": _integer(0, 1024),
             "rewrite_fixed_batch": _boolean,
+            "int8_method": _choice(INT8_METHODS),
+            "calibration": _calibration,
+            "calibration_frames": _integer(1, 100_000),
         },
     )
     if options.opt_batch is not None and options.opt_batch > options.max_batch:
@@ -794,6 +797,12 @@ def _parse_engine(raw: Any) -> EngineOptions:
             "cache_dir": Path(str(options.cache_dir)).expanduser(),
         }
     )
+
+
+def _calibration(value: Any, where: str) -> str:
+    """``streams`` or a folder/file of images and videos (checked to exist when int8 builds)."""
+    text = _string(value, where)
+    return text if text == "streams" else str(Path(text).expanduser())
 
 
 # --- field validators: each takes (value, key path) and returns the clean value ---------------

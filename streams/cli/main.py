@@ -806,16 +806,15 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
     from engines.tensorrt_build import build_engine_command
     from streams.config import load_config
-    from streams.runtime.wiring import model_path
+    from streams.runtime.wiring import engine_options, model_path
 
     config = load_config(args.config)
-    options = (
-        config.engine
-        if config.engine.backend == "tensorrt"
-        else replace(config.engine, backend="tensorrt")
-    )
+    model = model_path(config)
+    options = engine_options(config, model) if model.is_file() else config.engine
+    if options.backend != "tensorrt":
+        options = replace(options, backend="tensorrt")
     for device in _one_gpu_per_model(config, options):
-        path = build_engine_command(model_path(config), replace(options, device=device))
+        path = build_engine_command(model, replace(options, device=device))
         print(f"engine: {path}")
     return 0
 

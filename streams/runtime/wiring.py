@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engines import create_engine
 from engines.base import Engine
+from engines.options import EngineOptions
 from processors.labels import load_labels
 from processors.yolo import detect_head_format
 from streams.bus.publisher import Publisher
@@ -43,12 +44,29 @@ def model_path(config: Config) -> Path:
     return Path(config.model.path)
 
 
+def engine_options(config: Config, path: Path) -> EngineOptions:
+    """``config.engine`` with its int8 calibration frames resolved: from ``engine.calibration``
+    (a folder or file of images/videos) or, with ``streams``, the configured streams. Nothing
+    is decoded here; frames are read only if an int8 build needs them."""
+    options = config.engine
+    if options.precision != "int8":
+        return options
+    from processors.calibration import calibration_set, find_sources, model_input_hw
+
+    if options.calibration == "streams":
+        sources = list(dict.fromkeys(resolve_sources(config).values()))
+    else:
+        sources = find_sources(options.calibration)
+    frames = calibration_set(sources, model_input_hw(path), options.calibration_frames)
+    return replace(options, calibration_set=frames)
+
+
 def open_engine(config: Config) -> tuple[Engine, str]:
     """Create the engine for the config's model; returns it with the model's name."""
     path = model_path(config)
     if not path.is_file():
         raise EngineError(f"model.path: file not found: {path}")
-    return create_engine(path, config.engine), path.stem
+    return create_engine(path, engine_options(config, path)), path.stem
 
 
 def model_classes(config: Config, engine: Engine, num_labels: int) -> int | None:

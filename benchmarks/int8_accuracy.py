@@ -1,0 +1,156 @@
+"""Accuracy of int8 (Q/DQ and TensorRT's calibrators) and fp16 against fp32 on real frames.
+
+The reference is fp32 ONNX Runtime on the CPU; its detections at conf 0.25 stand in for
+ground truth. Each candidate's detections on the same frames give mAP50 (candidates decoded
+at conf 0.01, ranked by score) and the fraction of reference boxes kept (candidates at conf
+0.25). Evaluation frames come from the sample videos at offsets between the calibration
+frames, so nothing is scored on a frame it was calibrated on.
+
+    python benchmarks/int8_accuracy.py --frames 256 --eval 120              # CPU: ORT Q/DQ
+    python benchmarks/int8_accuracy.py --trt --level 0 --out acc.json       # + TensorRT paths
+
+Candidates: ``ort-qdq`` (the Q/DQ model in ONNX Runtime, CPU), and with ``--trt``:
+``trt-fp16``, ``trt-int8-qdq``, ``trt-int8-entropy``, ``trt-int8-minmax`` (the last two
+where this TensorRT has the calibrators).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engines.options import EngineOptions  # noqa: E402
+from processors.calibration import calibration_set, model_input_hw  # noqa: E402
+from processors.evaluation import detect, eval_frames, kept, map50  # noqa: E402
+
+REFERENCE_CONF = 0.25
+RANKING_CONF = 0.01
+BATCH = 8
+MIN_BOXES = 10  # the second mAP50 counts classes with at least this many fp32 boxes
+
+
+def score(reference, ranked, thresholded) -> dict:
+    return {
+        "map50": round(map50(reference, ranked), 4),
+        f"map50_classes_ge{MIN_BOXES}": round(map50(reference, ranked, min_boxes=MIN_BOXES), 4),
+        "kept": round(kept(reference, thresholded), 4),
+        "detections": sum(len(d) for d in thresholded),
+    }
+
+
+def ort_infer(path: Path):
+    from engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    engine = OnnxRuntimeEngine(path, EngineOptions(backend="onnxruntime", max_batch=BATCH))
+    return engine, lambda batch: engine.infer(batch)[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="ONNX model (default: YOLOv3-tiny)")
+    parser.add_argument("--frames", type=int, default=256, help="calibration frames")
+    parser.add_argument("--eval", type=int, default=120, help="evaluation frames")
+    parser.add_argument("--trt", action="store_true", help="also TensorRT fp16 and int8")
+    parser.add_argument("--level", type=int, default=0, help="TensorRT builder level")
+    parser.add_argument("--methods", default="qdq,entropy,minmax", help="TensorRT int8 methods")
+    parser.add_argument(
+        "--qdq-method", help="ONNX Runtime calibration: MinMax (default), Percentile, Entropy"
+    )
+    parser.add_argument(
+        "--head-float", action="store_true", help="keep the head's output convs float"
+    )
+    parser.add_argument("--cache", type=Path, help="engine cache (default: a temp folder)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    from engines import qdq
+    from streams.assets import fetch_assets
+
+    if args.qdq_method:
+        qdq.CALIBRATE_METHOD = args.qdq_method  # part of the Q/DQ cache key
+    qdq.KEEP_HEAD_FLOAT = args.head_float  # so is this
+    assets = fetch_assets()
+    model = args.model or assets.model_onnx
+    videos = [str(p) for p in assets.videos.values()]
+    hw = model_input_hw(model)
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="int8-acc-"))
+    calibration = calibration_set(videos, hw, args.frames)
+    images = eval_frames(videos, args.eval, args.frames)
+    result: dict = {
+        "model": model.name,
+        "calibration": calibration.describe,
+        "eval_frames": len(images),
+        "qdq_calibrate_method": qdq.CALIBRATE_METHOD,
+        "qdq_head_float": qdq.KEEP_HEAD_FLOAT,
+        "candidates": {},
+    }
+    engine, infer = ort_infer(model)
+    reference = detect(infer, images, hw, REFERENCE_CONF)
+    engine.close()
+    result["reference_detections"] = sum(len(d) for d in reference)
+    classes, counts = np.unique(
+        np.concatenate([d.class_ids for d in reference]), return_counts=True
+    )
+    result["reference_boxes_per_class"] = {int(c): int(n) for c, n in zip(classes, counts)}
+
+    def run(name: str, infer) -> None:
+        started = time.perf_counter()
+        ranked = detect(infer, images, hw, RANKING_CONF)
+        thresholded = detect(infer, images, hw, REFERENCE_CONF)
+        result["candidates"][name] = {**score(reference, ranked, thresholded)}
+        print(f"{name}: {result['candidates'][name]} ({time.perf_counter() - started:.0f} s)")
+
+    started = time.perf_counter()
+    qdq_model = qdq.make_qdq(model, calibration, cache, print)
+    result["qdq_make_s"] = round(time.perf_counter() - started, 1)
+    engine, infer = ort_infer(qdq_model)
+    run("ort-qdq", infer)
+    engine.close()
+
+    if args.trt:
+        from engines import trt_calibrator
+        from engines.tensorrt_build import import_tensorrt
+        from engines.tensorrt_engine import TensorRTEngine
+
+        trt = import_tensorrt()
+        base = EngineOptions(
+            backend="tensorrt",
+            max_batch=BATCH,
+            contexts=1,
+            builder_optimization_level=args.level,
+            cache_dir=cache,
+            calibration_set=calibration,
+        )
+        runs = [("trt-fp16", replace(base, precision="fp16"))]
+        for method in args.methods.split(","):
+            if method != "qdq" and not trt_calibrator.available(trt, method):
+                result["candidates"][f"trt-int8-{method}"] = "not in this TensorRT"
+                continue
+            runs.append((f"trt-int8-{method}", replace(base, precision="int8", int8_method=method)))
+        for name, options in runs:
+            started = time.perf_counter()
+            engine = TensorRTEngine(model, options)
+            build_s = time.perf_counter() - started
+            run(name, lambda batch, e=engine: e.infer(batch)[0])
+            result["candidates"][name]["setup_s"] = round(build_s, 1)
+            engine.close()
+        result["tensorrt"] = trt.__version__
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""INT8 TensorRT engines (both paths) on a real GPU, scored against fp32 ONNX Runtime.
+
+Marked ``gpu``; skips without TensorRT, cuda-python or a GPU. Builder level 0 (fast builds).
+YOLOv3-tiny calibrated on 64 frames of the sample videos, scored on 24 others: the bound
+(mAP50 >= 0.85 of fp32) is below what ONNX Runtime's Q/DQ model reached on the CPU (0.979 on
+40 frames, tests/engines/test_int8.py); the printed figures (``-s``) say what TensorRT gets.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+
+from engines import cuda  # noqa: E402
+from streams.errors import EngineError  # noqa: E402
+
+try:
+    _GPUS = cuda.device_count()
+except EngineError:
+    _GPUS = 0
+if _GPUS == 0:
+    pytest.skip("no CUDA GPU visible", allow_module_level=True)
+
+from engines import trt_calibrator  # noqa: E402
+from engines.calibration import CalibrationSet  # noqa: E402
+from engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
+from engines.options import EngineOptions  # noqa: E402
+from engines.tensorrt_engine import TensorRTEngine  # noqa: E402
+from processors.calibration import calibration_set  # noqa: E402
+from processors.evaluation import detect, eval_frames, kept, map50  # noqa: E402
+
+METHODS = [
+    pytest.param(
+        m,
+        marks=pytest.mark.skipif(
+            m != "qdq" and not trt_calibrator.available(trt, m),
+            reason=f"TensorRT {trt.__version__} has no {m} calibrator",
+        ),
+    )
+    for m in ("qdq", "entropy")
+]
+
+
+@pytest.fixture(scope="module")
+def frames(assets):
+    videos = [str(p) for p in assets.videos.values()]
+    images = eval_frames(videos, 24, 64)
+    engine = OnnxRuntimeEngine(assets.model_onnx, EngineOptions(backend="onnxruntime"))
+    try:
+        reference = detect(lambda b: engine.infer(b)[0], images, (416, 416), 0.25)
+    finally:
+        engine.close()
+    return calibration_set(videos, (416, 416), 64), images, reference
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
+    calibration, images, reference = frames
+    options = EngineOptions(
+        backend="tensorrt",
+        precision="int8",
+        int8_method=method,
+        max_batch=8,
+        contexts=1,
+        builder_optimization_level=0,
+        cache_dir=tmp_path,
+        calibration_set=calibration,
+    )
+    engine = TensorRTEngine(assets.model_onnx, options)
+    try:
+        assert engine.built
+
+        def infer(batch):
+            return engine.infer(batch)[0]
+
+        score = map50(reference, detect(infer, images, (416, 416), 0.01))
+        share = kept(reference, detect(infer, images, (416, 416), 0.25))
+    finally:
+        engine.close()
+    print(f"\nTensorRT {trt.__version__} int8 {method}: mAP50 {score:.3f} kept {share:.3f}")
+    assert score >= 0.85
+    assert share >= 0.8
+    suffix = "-qdq.onnx" if method == "qdq" else f"-{method}.calib"
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(suffix)]
+
+    # Another batch profile: a new engine, but the Q/DQ model or calibration table is reused.
+    def unreadable(batch_size, progress):
+        raise AssertionError("a cached calibration must not read frames again")
+
+    cached = CalibrationSet(calibration.identity, calibration.frames, "cached", unreadable)
+    again = TensorRTEngine(
+        assets.model_onnx,
+        EngineOptions(**{**options.__dict__, "max_batch": 4, "calibration_set": cached}),
+    )
+    try:
+        assert again.built and again.max_batch == 4
+    finally:
+        again.close()
+
+
+def test_int8_without_calibration_frames_is_an_error(assets, tmp_path):
+    options = EngineOptions(
+        backend="tensorrt", precision="int8", cache_dir=tmp_path, builder_optimization_level=0
+    )
+    with pytest.raises(EngineError, match="int8 needs calibration frames"):
+        TensorRTEngine(assets.model_onnx, options)
