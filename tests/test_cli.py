@@ -40,7 +40,7 @@ def test_log_level_works_before_and_after_the_subcommand(tmp_path):
 def test_log_level_after_run_takes_effect(assets, tmp_path):
     video = str(assets.videos["carphone_pristine.mp4"])
     config = write_config(
-        tmp_path / "c.yaml", [{"id": "a", "url": video, "pace": "none", "fps": 5}], free_port()
+        tmp_path / "c.yaml", [{"id": "a", "url": video, "pace": "none", "fps": 1}], free_port()
     )
     result = run_cli("run", str(config), "--no-live", "--log-level", "warning", timeout=120)
     assert result.returncode == 0, result.stderr
@@ -116,7 +116,7 @@ def test_a_run_whose_every_stream_failed_exits_1(tmp_path):
 def test_a_run_where_one_stream_went_live_exits_0(assets, tmp_path):
     video = str(assets.videos["carphone_pristine.mp4"])
     streams = [
-        {"id": "good", "url": video, "pace": "none", "fps": 5},
+        {"id": "good", "url": video, "pace": "none", "fps": 1},
         {"id": "bad", "url": _garbage(tmp_path, "bad.mp4"), "pace": "none"},
     ]
     for workers in ({"processes": 1}, {"processes": 2}):

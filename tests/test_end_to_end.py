@@ -75,8 +75,8 @@ def test_per_stream_subscription_is_exact(assets, tmp_path):
     config = write_config(
         tmp_path / "c.yaml",
         [
-            {"id": "cam1", "url": video, "pace": "none", "fps": 10},
-            {"id": "cam10", "url": video, "pace": "none", "fps": 10},
+            {"id": "cam1", "url": video, "pace": "none", "fps": 2},
+            {"id": "cam10", "url": video, "pace": "none", "fps": 2},
         ],
         port,
     )

@@ -7,11 +7,13 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyte
@@ -48,10 +50,16 @@ class TerminalRun:
 
 
 def run_in_terminal(
-    *args: str, columns: int = 80, rows: int = 24, timeout_s: float = 120.0
+    *args: str,
+    columns: int = 80,
+    rows: int = 24,
+    timeout_s: float = 120.0,
+    stop_when: Callable[[bytes], bool] | None = None,
 ) -> TerminalRun:
     """``python -m streams *args`` with stdin, stdout and stderr on a ``columns`` x ``rows``
-    pseudo-terminal."""
+    pseudo-terminal. With ``stop_when``, the process gets one SIGINT (a user's Ctrl-C: a
+    drain) as soon as what it wrote so far satisfies it: a run lasts as long as the test
+    needs, not a fixed ``--duration`` (which still bounds it)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
@@ -80,6 +88,9 @@ def run_in_terminal(
             if not chunk:
                 break
             raw += chunk
+            if stop_when is not None and stop_when(bytes(raw)):
+                process.send_signal(signal.SIGINT)
+                stop_when = None
         else:
             process.kill()
         returncode = process.wait(timeout=10)
