@@ -483,8 +483,9 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
                 "(engine.precision: fp32 may be as fast here)"
             )
         config.set_flag(trt.BuilderFlag.FP16)
-    if options.precision == "int8" and not flags & (
-        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)  # 10+
+    if options.precision == "int8" and not (
+        strongly_typed is not None and flags & (1 << int(strongly_typed))
     ):
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run fp16, not fp32
