@@ -197,7 +197,11 @@ def test_the_size_cap_removes_the_oldest_files_first(assets, tmp_path):
     process = start_cli("run", str(config), "--no-live")
     try:
         sizes = lambda c: sum(m["bytes"] for m in c.of("clip") + c.of("snapshot"))  # noqa: E731
-        assert collector.wait_for(lambda c: sizes(c) > 2 * cap, 120), process.output()[-3000:]
+        # Twice the cap written, and ten stats samples of the ring (a fast machine writes the
+        # bytes in fewer seconds than that).
+        assert collector.wait_for(lambda c: sizes(c) > 2 * cap and len(c.of("stats")) >= 10, 120), (
+            process.output()[-3000:]
+        )
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
         scraped = {
             (name, labels): float(value)
