@@ -22,28 +22,6 @@ PACKAGES=(
   systemd
 )
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
-    missing+=("$pkg")
-  fi
-done
-
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install_rtsp_deps: all present (${PACKAGES[*]})"
-  exit 0
-fi
-
-if [ "$(id -u)" -eq 0 ]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-  as_root=(sudo)
-else
-  echo "install_rtsp_deps: missing ${missing[*]}; run as root (no sudo here)" >&2
-  exit 1
-fi
-
-echo "install_rtsp_deps: installing ${missing[*]}"
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-  --no-install-recommends "${missing[@]}"
+# shellcheck source=tests/support/apt_install.sh
+source "$(dirname "$0")/apt_install.sh"
+apt_install install_rtsp_deps "${PACKAGES[@]}"
