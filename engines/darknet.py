@@ -19,12 +19,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from engines.darknet_version import CONVERTER_VERSION
 from engines.errors import EngineError
 
 logger = logging.getLogger(__name__)
 
-#: Bump when the graph this module emits changes, so cached conversions are redone.
-CONVERTER_VERSION = "1"
 OPSET = 13
 IR_VERSION = 8  # ONNX 1.10+ runtimes (TensorRT 8.6, older onnxruntime) load IR 8
 INPUT_NAME = "images"

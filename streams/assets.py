@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from engines.darknet_version import CONVERTER_VERSION
 from engines.files import atomic_path, atomic_write, cache_root, file_sha256
 from processors.labels import COCO80
 from streams.errors import AssetError
@@ -134,8 +135,6 @@ def _sha256(path: Path) -> str | None:
 
 
 def _sidecar() -> dict:
-    from engines.darknet import CONVERTER_VERSION  # lazy: onnx is heavy
-
     return {
         "converter": "engines.darknet",
         "converter_version": CONVERTER_VERSION,

@@ -45,14 +45,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    """The command line of ``pid``, empty once it has exited (a worker that ends between
+    listing ``/proc`` and reading it, as a supervisor's restarted worker may)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
     """The supervisor's ``count`` worker processes (spawn also starts a resource tracker,
     which runs ``multiprocessing.resource_tracker``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        workers = [
-            c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
-        ]
+        workers = [c for c in _children(pid) if b"spawn_main" in _cmdline(c)]
         if len(workers) >= count:
             return sorted(workers)
         time.sleep(0.05)
