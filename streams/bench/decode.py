@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streams.arguments import count, number_in, positive_count, positive_seconds
 from streams.errors import USER_ERRORS, StreamsError
 
 logger = logging.getLogger(__name__)
@@ -437,8 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clip", type=Path, help="video to decode (H.264/HEVC in MP4/MKV)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated session counts")
-    parser.add_argument("--seconds", type=float, default=10.0, help="timed window per count")
-    parser.add_argument("--gpu", type=int, default=0, help="GPU index (cuda:N)")
+    parser.add_argument(
+        "--seconds", type=positive_seconds, default=10.0, help="timed window per count"
+    )
+    parser.add_argument("--gpu", type=count, default=0, help="GPU index (cuda:N)")
     parser.add_argument(
         "--raw",
         action="store_true",
@@ -458,16 +461,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--processes",
-        type=int,
+        type=positive_count,
         default=1,
         help="spread each session count over this many processes",
     )
     parser.add_argument(
-        "--fps", type=float, default=0.0, help="pace each session like a camera at this rate"
+        "--fps",
+        type=number_in(float, "frames per second", 0),
+        default=0.0,
+        help="pace each session like a camera at this rate",
     )
     parser.add_argument(
         "--per-thread",
-        type=int,
+        type=positive_count,
         default=1,
         help="sessions served in turn by one Python thread (default 1: a thread each)",
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.options import EngineOptions
+from streams.arguments import count, number_in, positive_count
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
     parser.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
     parser.add_argument(
-        "--max-batch", type=int, default=0, help="engine max batch (default: the largest --batch)"
+        "--max-batch", type=count, default=0, help="engine max batch (default: the largest --batch)"
     )
-    parser.add_argument("--opt-batch", type=int, default=0, help="TensorRT profile opt batch")
-    parser.add_argument("--iters", type=int, default=200, help="timed batches per measurement")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed batches first")
+    parser.add_argument("--opt-batch", type=count, default=0, help="TensorRT profile opt batch")
+    parser.add_argument(
+        "--iters", type=positive_count, default=200, help="timed batches per measurement"
+    )
+    parser.add_argument("--warmup", type=count, default=20, help="untimed batches first")
     parser.add_argument(
         "--contexts",
-        type=int,
+        type=positive_count,
         default=defaults.contexts,
         help="TensorRT contexts (slots) kept in flight for throughput",
     )
     parser.add_argument(
         "--opt-level",
-        type=int,
+        type=number_in(int, "a builder level", 0, 5),
         default=defaults.builder_optimization_level,
         help="TensorRT builder optimization level 0..5 (0 builds fastest)",
     )
-    parser.add_argument("--workspace-mb", type=int, default=defaults.workspace_mb)
+    parser.add_argument("--workspace-mb", type=positive_count, default=defaults.workspace_mb)
     parser.add_argument("--cuda-graphs", action="store_true", help="TensorRT: CUDA graphs")
     parser.add_argument(
         "--input-on-device",
@@ -64,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=defaults.device, help="cuda:N")
     parser.add_argument("--cache-dir", type=Path, default=defaults.cache_dir)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
+    parser.add_argument("--threads", type=count, default=0, help="ONNX Runtime threads")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from processors.detections import Detections
 from processors.labels import COCO80
+from streams.arguments import count, number_in, positive_count
 from streams.bus.messages import encode_detection_batch
 from streams.bus.publisher import Publisher
 from streams.capture.frames import Frame
@@ -278,14 +279,21 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=32, help="frames per batch (32)")
-    parser.add_argument("--batches", type=int, default=100, help="batches per repetition (100)")
-    parser.add_argument("--repeats", type=int, default=15, help="timed repetitions (15)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (2)")
+    parser.add_argument("--batch", type=positive_count, default=32, help="frames per batch (32)")
     parser.add_argument(
-        "--detections", type=float, default=8.0, help="mean detections per frame (Poisson; 8)"
+        "--batches", type=positive_count, default=100, help="batches per repetition (100)"
     )
-    parser.add_argument("--streams", type=int, default=128, help="streams the frames come from")
+    parser.add_argument("--repeats", type=positive_count, default=15, help="timed repetitions (15)")
+    parser.add_argument("--warmup", type=count, default=2, help="untimed repetitions first (2)")
+    parser.add_argument(
+        "--detections",
+        type=number_in(float, "a mean", 0),
+        default=8.0,
+        help="mean detections per frame (Poisson; 8)",
+    )
+    parser.add_argument(
+        "--streams", type=positive_count, default=128, help="streams the frames come from"
+    )
     parser.add_argument("--source", default="1920x1080", help="source frame WxH (1920x1080)")
     parser.add_argument(
         "--subscriber",
@@ -301,8 +309,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.batch < 1 or args.batches < 1 or args.repeats < 1 or args.streams < 1:
-        parser.error("--batch, --batches, --repeats and --streams must be >= 1")
     result = run(args)
     med = result["median_us_per_frame"]
     reader = "a SUB draining" if result["subscriber"] else "no subscriber"

@@ -48,8 +48,6 @@ def run_bridge(args: argparse.Namespace, signals) -> int:
     endpoint = args.endpoint or (config.publish if config else PublishConfig()).endpoint
     endpoint = connect_endpoint(endpoint)
     host = config.metrics.host if config is not None else "127.0.0.1"
-    if not 0 <= args.metrics_port <= 65535:
-        raise UsageError("--metrics-port", f"{args.metrics_port} is out of range 0..65535")
     bridges = [Bridge(sink, endpoint) for sink in sinks]
     for bridge in bridges:
         bridge.start()

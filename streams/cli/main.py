@@ -12,7 +12,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streams.arguments import number_in, port_number, positive_count, positive_seconds
+from streams.arguments import seconds as seconds_type
 from streams.cli.usage import UsageError
+
+node_count = number_in(int, "a number of nodes", 1, 10_000)
 
 # Nothing heavy at import time: ``run`` catches SIGTERM before it imports numpy and the rest
 # (half a second on a small machine, during which a SIGTERM would kill it without a word).
@@ -64,39 +68,6 @@ def _last_words(line: str) -> None:
 
     print(line, file=sys.stderr)
     Notifier().send(STATUS=line)
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 (any free one) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """argparse type: a number of seconds above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text}")
-    return value
-
-
-def node_count(text: str) -> int:
-    """argparse type: a number of nodes, 1 to 10,000."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of nodes, got {text!r}") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"expected 1 to 10000 nodes, got {value}")
-    return value
 
 
 def message_kinds(text: str) -> list[str]:
@@ -195,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bridge.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_number,
         default=9109,
         help="Prometheus /metrics of the bridges on this port (0: off; default 9109)",
     )
@@ -225,8 +196,8 @@ def _parser() -> argparse.ArgumentParser:
         default=list(KINDS),
         help="comma-separated message kinds (det,status,stats,event)",
     )
-    sub.add_argument("--count", type=int, help="exit after this many messages")
-    sub.add_argument("--timeout", type=float, help="exit after this many idle seconds")
+    sub.add_argument("--count", type=positive_count, help="exit after this many messages")
+    sub.add_argument("--timeout", type=positive_seconds, help="exit after this many idle seconds")
     sub.add_argument("--json", action="store_true", help="print raw JSON, one per line")
     sub.add_argument("--validate", action="store_true", help="check every message's schema")
     sub.add_argument(
@@ -255,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--duration", type=positive_seconds, default=20.0, help="seconds per measurement"
     )
-    bench.add_argument("--streams", type=int, help="streams to run (default: engine.max_batch)")
+    bench.add_argument(
+        "--streams", type=positive_count, help="streams to run (default: engine.max_batch)"
+    )
     bench.add_argument(
         "--paced",
         action="store_true",
@@ -289,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--warmup",
-        type=float,
+        type=seconds_type,
         default=None,
         help="seconds the pipeline runs before the timed window (default 3; 12 with --gpu "
         "or --sweep: a hundred NVDEC sessions take several seconds to start)",
