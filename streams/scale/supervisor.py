@@ -494,7 +494,8 @@ class Supervisor:
                 worker.process.kill()
                 worker.process.join(2.0)
         time.sleep(0.2)  # the last reports are in flight on the PULL socket
-        self._publish_stats()
+        self._stop_log_listener()  # every worker has exited: their last records print now,
+        self._publish_stats()  # before the caller's summary, not into it
 
     def close(self) -> None:
         """Stop (if not yet), then close the publisher, the relay and the report socket."""
@@ -506,10 +507,14 @@ class Supervisor:
         for worker in self._workers:
             if worker.commands is not None:
                 worker.commands.close()
+        self._stop_log_listener()
+        self._release()
+
+    def _stop_log_listener(self) -> None:
+        """Print the workers' queued records and stop listening (once their processes ended)."""
         listener, self._log_listener = self._log_listener, None
         if listener is not None:
-            listener.stop()  # after the workers' last records
-        self._release()
+            listener.stop()  # handles every record queued before its sentinel
 
     def _release(self) -> None:
         if self.publisher is not None:

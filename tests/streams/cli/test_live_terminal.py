@@ -93,10 +93,15 @@ def test_piped_output_is_plain_periodic_lines(config):
 
 def test_worker_processes_log_above_the_table_too(assets, tmp_path):
     config = write_cameras_and_files(tmp_path / "c.yaml", assets, workers={"processes": 2})
-    # A fixed --duration, not stop_when: after a SIGINT, a worker's last log line can still
-    # come after the summary (seen 1 in 3 runs; the summary's last line runs into it).
-    run = run_in_terminal("run", str(config), "--duration", "8", columns=80, rows=24)
+    # Stopped by SIGINT mid-run: the workers' last log lines must still come before the
+    # summary (they once came after it 1 run in 3, the summary's last line running into one).
+    run = run_in_terminal(
+        "run", str(config), "--duration", "8", columns=80, rows=24, stop_when=seen_enough
+    )
     assert run.returncode == 0, run.text
+    records = [i for i, line in enumerate(run.lines) if re.match(r"\d\d:\d\d:\d\d ", line)]
+    summary = run.lines.index("summary:")
+    assert records[-1] < summary, run.text
     written, shown = count_warnings(run)
     assert written >= 4 and shown == written, run.text
     assert "w0 streams." in run.text and "w1 streams." in run.text  # each worker's own

@@ -48,7 +48,11 @@ def test_shards_prints_each_nodes_streams_and_what_moves(tmp_path):
         (["--shard", "half"], {}, "argument --shard: expected K/N"),
         (["--shard", "auto"], {"HOSTNAME": "box"}, "argument --shard: auto: cannot tell"),
         (["--shard", "1/4", "--replicas", "4"], {}, "argument --replicas: goes with --shard auto"),
-        (["--replicas", "0"], {}, "argument --replicas: expected a number of nodes from 1 to 10000, got 0"),
+        (
+            ["--replicas", "0"],
+            {},
+            "argument --replicas: expected a number of nodes from 1 to 10000, got 0",
+        ),
     ],
 )
 def test_a_bad_shard_is_one_line_and_exit_2(tmp_path, args, env, message):
@@ -62,7 +66,10 @@ def test_a_bad_shard_is_one_line_and_exit_2(tmp_path, args, env, message):
 
 def test_shards_refuses_a_bad_node_count(tmp_path):
     result = run_cli("shards", str(_config(tmp_path / "c.yaml", IDS)), "--nodes", "0")
-    assert result.returncode == 2 and "--nodes: expected a number of nodes from 1 to 10000" in result.stderr
+    assert (
+        result.returncode == 2
+        and "--nodes: expected a number of nodes from 1 to 10000" in result.stderr
+    )
 
 
 @pytest.mark.slow
