@@ -81,10 +81,11 @@ class Bridge:
         self.sink = sink if sink is not None else make_sink(config)
         self.buffer: Buffer[Message] = Buffer(config.queue_size)
         self.state = "connecting"
+        # received = sent + client_dropped + queue_full dropped + waiting in the buffer
         self.received = 0
-        self.sent = 0
+        self.sent = 0  # handed to the broker's client (a counter: never taken back)
         self.client_dropped = 0  # the broker client's own queue was full
-        self.lost_in_flight = 0  # accepted by the client, gone with the connection
+        self.lost_in_flight = 0  # of those sent, gone with the connection before delivery
         self.reconnects = 0
         self.error: str | None = None
         self._stop = threading.Event()
@@ -214,8 +215,9 @@ class Bridge:
                 if not batch:
                     continue
                 try:
-                    self.client_dropped += self.sink.send(batch)
-                    self.sent += len(batch)
+                    dropped = self.sink.send(batch)
+                    self.client_dropped += dropped
+                    self.sent += len(batch) - dropped  # a dropped one is not also sent
                 except Exception as err:
                     err = as_sink_error(err)
                     self.sent += err.accepted

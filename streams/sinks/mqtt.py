@@ -53,6 +53,9 @@ class MqttSink(Sink):
         self._lost: str | None = None
         self._handed = 0  # publish() calls accepted on this connection
         self._done = 0  # of those, written (QoS 0) or acknowledged (QoS 1, 2)
+        # The bridge's own publishes (availability, discovery) not yet written or acknowledged:
+        # not bus messages, so not among those lost in flight when the connection breaks.
+        self._own: list[mqtt.MQTTMessageInfo] = []
         self._discovered: set[tuple[str, str, str]] = set()  # announced on this connection
         self._answered.clear()
 
@@ -117,12 +120,18 @@ class MqttSink(Sink):
             raise SinkError(f"the broker refused the connection ({reason})")
         self._publish(self.availability, b"online", 1, True)
 
-    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> MQTTErrorCode:
-        """paho's publish, counted: every call that paho takes ends in one on_publish."""
-        rc = self._client.publish(topic, payload, qos, retain).rc
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+    def _publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, own: bool = True
+    ) -> MQTTErrorCode:
+        """paho's publish, counted: every call that paho takes ends in one on_publish.
+        ``own``: the bridge's message, not one from the bus."""
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._handed += 1
-        return rc
+            if own:
+                self._own = [i for i in self._own if not i.is_published()]
+                self._own.append(info)
+        return info.rc
 
     def send(self, batch: list[Message]) -> int:
         config = self.config
@@ -137,6 +146,7 @@ class MqttSink(Sink):
                 message.payload,
                 qos[message.kind],
                 retain[message.kind],
+                own=False,
             )
             if rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 dropped += 1
@@ -197,7 +207,8 @@ class MqttSink(Sink):
             client.disconnect()
         client.loop_stop()
         self._client = None
-        return max(0, self._handed - self._done)
+        own_lost = sum(not info.is_published() for info in self._own)
+        return max(0, self._handed - self._done - own_lost)
 
 
 def _words(err: BaseException) -> str:

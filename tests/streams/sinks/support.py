@@ -113,3 +113,26 @@ class MqttReader:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def ride_out_a_restart(bridge: Bridge, server, queue_size: int, back_s: float = 10) -> None:
+    """With a Feeder running: the bridge sends, ``server`` is killed, the bridge reconnects
+    while its buffer fills to ``queue_size`` and the oldest are dropped and counted, the
+    server starts again and the bridge is connected within ``back_s``."""
+    assert wait_state(bridge, "connected")
+    assert wait_until(lambda: bridge.figures()["sent"] > 100, 10)
+    server.kill()
+    assert wait_state(bridge, "reconnecting", 10)
+    assert wait_until(lambda: bridge.figures()["dropped"]["queue_full"] > 100, 10)
+    assert bridge.figures()["queue_depth"] <= queue_size
+    server.start()
+    assert wait_state(bridge, "connected", back_s)
+
+
+def check_nothing_lost_or_waited(bridge: Bridge, bus: Bus, feeder: Feeder) -> None:
+    """Every message the bridge received (it waits for none after stop) was sent or dropped
+    and counted; the pipeline's publisher never dropped one or waited for the broker."""
+    figures = bridge.figures()
+    never_sent = figures["dropped"]["queue_full"] + figures["dropped"]["client_queue"]
+    assert figures["received"] == figures["sent"] + never_sent + figures["queue_depth"]
+    assert bus.stats.publish_dropped == 0 and feeder.slowest_s < 0.05
