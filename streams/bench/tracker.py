@@ -165,12 +165,6 @@ def score(gt: Frames, gt_ids: dict[int, np.ndarray], rows: list[tuple]) -> dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.tile < 1:
-        raise StreamsError(f"--tile: expected 1 or more, got {args.tile}")
-    if args.streams < 1:
-        raise StreamsError(f"--streams: expected 1 or more, got {args.streams}")
-    if not args.fps > 0:
-        raise StreamsError(f"--fps: expected a frame rate above 0, got {args.fps}")
     try:
         import motmetrics  # noqa: F401
     except ImportError:

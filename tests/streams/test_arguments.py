@@ -67,6 +67,14 @@ def test_values_out_of_range_name_the_range(parse, text, message):
             ["evaluate-tracker", "--gt", "g", "--det", "d", "--fps", "0"],
             "argument --fps: expected frames per second above 0, got 0",
         ),
+        (
+            ["evaluate-tracker", "--gt", "g", "--det", "d", "--streams", "0"],
+            "argument --streams: expected a whole number of at least 1, got 0",
+        ),
+        (
+            ["evaluate-tracker", "--gt", "g", "--det", "d", "--tile", "0"],
+            "argument --tile: expected a whole number of at least 1, got 0",
+        ),
     ],
 )
 def test_the_cli_refuses_a_bad_number_in_one_line(args, message):
