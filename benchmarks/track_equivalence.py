@@ -22,10 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import pickle, sys
+# An editable install's finder (pip install -e .) would import the checkout's processors
+# whatever PYTHONPATH says: without it, the tree on PYTHONPATH is the one imported.
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if not getattr(f, "__module__", "").startswith("__editable__")]
 from pathlib import Path
 import motmetrics
 import numpy as np
+import processors.track.tracker
 from processors.track import MultiStreamTracker, TrackerParams
+print(processors.track.tracker.__file__, file=sys.stderr)
 from streams.bench.tracker import read_mot
 
 data = Path(motmetrics.__file__).parent / "data"
@@ -62,6 +68,9 @@ for name in ("TUD-Campus", "TUD-Stadtmitte"):
             ids.append([(k, g.tolist()) for k, g in zip(live, got)])
         rows = tracker._rows
         state = {key: np.asarray(v).tobytes() for key, v in vars(rows).items()}
+        if np.shape(rows.covs)[1:] == (4, 4):  # blocks (since the 2x2 filter): as 8x8
+            from processors.track.kalman import full_covariance
+            state["covs"] = full_covariance(rows.covs).tobytes()
         out[(name, streams, tile, params)] = (ids, state)
 pickle.dump(out, sys.stdout.buffer)
 """
@@ -71,9 +80,13 @@ def run(tree: Path) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", CHILD],
         env={"PYTHONPATH": f"{tree}:{ROOT}", "PATH": "/usr/bin:/bin"},
+        cwd=tree,  # sys.path[0] of ``-c`` is the working directory
         capture_output=True,
         check=True,
     )
+    imported = Path(done.stderr.decode().strip().splitlines()[-1]).resolve()
+    if not imported.is_relative_to(tree.resolve()):
+        raise SystemExit(f"the tracker came from {imported}, not from {tree}")
     return pickle.loads(done.stdout)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 _NO = 1e6  # the cost of a pair that must not match
+LISTED_PAIRS = 4096  # up to this many pairs, listing them costs less than laying out blocks
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,6 +67,66 @@ def group_pairs(
     i = np.repeat(order_a, per_a)
     j = order_b[np.repeat(start_b[group_a[order_a]], per_a) + offset]
     return i, j
+
+
+def overlapping_pairs(
+    a_xyxy: np.ndarray,
+    group_a: np.ndarray,
+    b_xyxy: np.ndarray,
+    group_b: np.ndarray,
+    groups: int,
+    more_than: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs ``(i, j)`` of the same group whose IoU is above ``more_than``, and that IoU.
+
+    The same pairs, in the same order (group, then ``a``, then ``b``) and with the same IoU to
+    the bit as :func:`group_pairs` followed by :func:`pair_iou` and a filter; but where the
+    groups are of similar size and the pairs many it computes on one ``(groups, most a,
+    most b)`` block by broadcasting, without listing and gathering every pair first (most of a
+    crowded call's pairs overlap not at all). Few pairs, or lopsided groups whose block would
+    be mostly padding, take the listing.
+    """
+    if groups == 1:
+        listed = True
+    else:
+        count_a = np.bincount(group_a, minlength=groups)
+        count_b = np.bincount(group_b, minlength=groups)
+        pairs = int(count_a @ count_b)
+        most_a, most_b = int(count_a.max()), int(count_b.max())
+        listed = pairs <= LISTED_PAIRS or groups * most_a * most_b > 2 * pairs
+    if listed:
+        i, j = group_pairs(group_a, group_b, groups)
+        iou = pair_iou(a_xyxy[i], b_xyxy[j])
+        keep = np.flatnonzero(iou > more_than)
+        return i[keep], j[keep], iou[keep]
+    index_a, block_a = _blocks(a_xyxy, group_a, count_a, groups, most_a)
+    index_b, block_b = _blocks(b_xyxy, group_b, count_b, groups, most_b)
+    a = block_a[:, :, None, :]
+    b = block_b[:, None, :, :]
+    w = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
+    h = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    iou = inter / np.maximum(area_a + area_b - inter, 1e-9)
+    real = (index_a >= 0)[:, :, None] & (index_b >= 0)[:, None, :]
+    g, ra, rb = np.nonzero((iou > more_than) & real)
+    return index_a[g, ra], index_b[g, rb], iou[g, ra, rb]
+
+
+def _blocks(
+    xyxy: np.ndarray, group: np.ndarray, count: np.ndarray, groups: int, most: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes laid out by group: ``(groups, most)`` indices into ``xyxy`` (-1: padding, whose
+    box is all zeros) and ``(groups, most, 4)`` boxes, each group's in their order."""
+    order = np.argsort(group, kind="stable")
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.arange(len(group)) - start[group[order]]
+    index = np.full((groups, most), -1, np.intp)
+    index[group[order], rank] = order
+    block = np.zeros((groups, most, 4))
+    block[group[order], rank] = xyxy[order]
+    return index, block
 
 
 def match_pairs(

@@ -26,7 +26,7 @@ import numpy as np
 
 from processors.errors import ProcessorError
 from processors.track import kalman
-from processors.track.assign import group_pairs, match_pairs, pair_iou
+from processors.track.assign import match_pairs, overlapping_pairs
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class _Table:
         self.track_id = np.zeros(0, np.int64)
         self.class_id = np.zeros(0, np.int64)
         self.means = np.zeros((0, 8))
-        self.covs = np.zeros((0, 8, 8))
+        self.covs = np.zeros((0, 4, 4))  # 2x2 blocks per coordinate (processors/track/kalman.py)
         self.hits = np.zeros(0, np.int64)
         self.confirmed = np.zeros(0, bool)
         self.tracked = np.zeros(0, bool)  # matched on the stream's last frame
@@ -222,13 +222,29 @@ class MultiStreamTracker:
         p = self.params
         rows = self._rows
         dets = np.flatnonzero(score >= p.low_score)
-        t, d = group_pairs(row_pos[moving], det_pos[dets], groups)
         empty = np.zeros(0, np.intp)
-        if not len(t):
+        if not len(dets):
             return empty, empty, empty, empty, empty, empty
+        # A pair whose best overlap (IoU, or IoU x score) is at most the least any stage needs,
+        # or whose track and box differ in class, matches in no stage: such pairs (most of a
+        # crowded call's) are dropped here, and the stages see only what they could take.
+        least = min(p.min_iou_high, p.min_iou_low, p.min_iou_unconfirmed)
+        best_score = float(score[dets].max())
+        t, d, iou = overlapping_pairs(
+            kalman.xyah_to_xyxy(rows.means[moving, :4]),
+            row_pos[moving],
+            boxes[dets],
+            det_pos[dets],
+            groups,
+            least if best_score <= 1.0 else least / best_score * (1 - 1e-9),  # rounding: keep more
+        )
         t, d = moving[t], dets[d]
-        iou = pair_iou(kalman.xyah_to_xyxy(rows.means[t, :4]), boxes[d])
-        other_class = rows.class_id[t] != cls[d]
+        if best_score > 1.0:  # scores above 1 (not a probability): the exact test per pair
+            k = np.flatnonzero(iou * np.maximum(score[d], 1.0) > least)
+            t, d, iou = t[k], d[k], iou[k]
+        k = np.flatnonzero(rows.class_id[t] == cls[d])
+        if len(k) < len(t):
+            t, d, iou = t[k], d[k], iou[k]
         pair_high = high_mask[d]
         confirmed = rows.confirmed[t]
 
@@ -237,7 +253,6 @@ class MultiStreamTracker:
             if not len(k):
                 return empty, empty
             overlap = iou[k] * score[d[k]] if weighted else iou[k]
-            overlap[other_class[k]] = 0.0
             tk, dk = t[k], d[k]
             return match_pairs(tk, dk, 1.0 - overlap, det_pos[dk], 1.0 - min_overlap)
 
