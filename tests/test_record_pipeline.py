@@ -446,3 +446,58 @@ def test_on_demand_through_the_running_pipeline_and_a_reload_that_turns_it_on(as
     announced = {m["path"]: m for m in of(collector.messages, "snapshot")}
     assert {snapshot, again} <= set(announced) and announced[snapshot]["trigger"] == "request"
     assert of(collector.messages, "clip")[0]["path"] == clip
+
+
+@slow
+def test_an_event_near_the_end_of_a_looping_file_still_gets_its_clip(assets, tmp_path):
+    """The default config's recording, as a user turns it on: bikes.mp4 looping, a zone over
+    the road and a line. An event in the last ``post_s`` of a pass is seen after the capture
+    thread has started the next pass (and emptied the ring for it): its clip is cut from what
+    the ring kept of the pass, ends at the pass's end (never spans the loop), and no error is
+    logged (it used to be "no packets for a clip ... the stream restarted")."""
+    port = free_port()
+    road = {"name": "road", "units": "fraction", "points": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}
+    middle = {"name": "middle", "units": "fraction", "a": [0.5, 0], "b": [0.5, 1]}
+    config = write_config(
+        tmp_path / "c.yaml",
+        [
+            {
+                "id": "bikes",
+                "url": str(assets.videos["bikes.mp4"]),
+                "loop": True,
+                "pace": "none",
+                "zones": [road],
+                "lines": [middle],
+            }
+        ],
+        port,
+        tracking={"enabled": True},
+        record={"enabled": True, "dir": str(tmp_path / "rec"), "pre_s": 2, "post_s": 2},
+    )
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(config), "--no-live")
+    try:
+        # Into the second pass far enough for every clip of the first to be due.
+        assert collector.wait_for(
+            lambda c: any(m["seq"] >= FRAMES + 120 for m in c.of("det", "bikes")), 150
+        ), process.output()[-3000:]
+        code, _ = process.drain(timeout_s=30)
+        output = process.output()
+        assert code == 0, output[-3000:]
+    finally:
+        cleanup(process, collector)
+    assert "cannot write" not in output and " ERROR " not in output, output[-3000:]
+    pass_end_s = (FRAMES - 1) / 25
+    first = [e for e in of(collector.messages, "event", "bikes") if e["pts"] <= pass_end_s]
+    late = [e for e in first if e["pts"] > pass_end_s - 2]
+    assert late, "no event in the last 2 s of the pass: the case is not exercised"
+    clips = of(collector.messages, "clip", "bikes")
+    key = lambda e: (e["event"], e.get("zone") or e.get("line"), e["track_id"], e["seq"])  # noqa: E731
+    in_clips = {key(e): clip for clip in clips for e in clip["events"]}
+    assert all(key(e) in in_clips for e in first), (first, clips)
+    for event in late:
+        clip = in_clips[key(event)]
+        assert clip["start"] <= event["pts"] <= clip["end"] <= pass_end_s + 1e-6, clip
+        assert ffprobe(Path(clip["path"]))["frames"] >= 25  # a second of the pass at least
+    (row,) = of(collector.messages, "stats")[-1]["streams"]
+    assert row["record"]["errors"] == 0

@@ -87,6 +87,11 @@ class Cut:
 
 
 _GENERATIONS = itertools.count(1)  # unique in the process: a replaced ring never matches
+RETIRED_SEGMENTS = 2  # earlier segments kept aside for late clips (within max_bytes)
+
+
+def _gops_bytes(gops: list[list[RingEntry]]) -> int:
+    return sum(entry.size for gop in gops for entry in gop)
 
 
 class PacketRing:
@@ -107,6 +112,13 @@ class PacketRing:
         self._offset_s = 0.0
         self._skipping = True  # until a keyframe: nothing before one can be decoded
         self.generation = next(_GENERATIONS)  # new at each restart: a clip never spans two
+        self.segment = 0  # the frames' segment (Frame.segment) the packets now belong to
+        # The packets of the segments before this one (a loop, a reconnect), newest last: an
+        # event seen near a segment's end gets its clip from them after the stream moved on
+        # (the capture thread runs ahead of the completer). Counted in ``bytes``.
+        self._retired: collections.deque[tuple[int, list[list[RingEntry]], CodecTemplate]] = (
+            collections.deque(maxlen=RETIRED_SEGMENTS)
+        )
         self.newest_s = float("-inf")
         self.dropped = 0  # packets not kept because one GOP alone was over max_bytes
         self.peak_bytes = 0
@@ -115,12 +127,23 @@ class PacketRing:
 
     # --- the capture thread -----------------------------------------------------------------
 
-    def restart(self, template: CodecTemplate | None = None, offset_s: float | None = None) -> None:
-        """A new segment: empty the ring; ``template``: the codec of the packets from now on
-        (a new session), ``offset_s``: added to the source's seconds from now on."""
+    def restart(
+        self,
+        template: CodecTemplate | None = None,
+        offset_s: float | None = None,
+        segment: int | None = None,
+    ) -> None:
+        """A new run of packets: the ring starts empty, what it held kept aside for the clips
+        of its segment; ``template``: the codec of the packets from now on (a new session),
+        ``offset_s``: added to the source's seconds from now on, ``segment``: the frames'
+        segment from now on."""
         with self._lock:
+            if self._gops and self._template is not None:
+                self._retired.append((self.segment, list(self._gops), self._template))
             self._gops.clear()
-            self._bytes = 0
+            self._bytes = sum(_gops_bytes(gops) for _, gops, _ in self._retired)
+            if segment is not None:
+                self.segment = segment
             self._skipping = True
             self.newest_s = float("-inf")
             self.generation = next(_GENERATIONS)
@@ -151,6 +174,8 @@ class PacketRing:
                 horizon = min(horizon, min(self._holds.values()))
             while len(gops) > 1 and gops[1][0].pts_s <= horizon:
                 self._pop_oldest()
+            while self._bytes > self.max_bytes and self._retired:
+                self._bytes -= _gops_bytes(self._retired.popleft()[1])  # the oldest first
             while self._bytes > self.max_bytes and len(gops) > 1:
                 self._pop_oldest()
             if self._bytes > self.max_bytes:  # one GOP over the bound: none of it is kept
@@ -181,7 +206,14 @@ class PacketRing:
 
     @property
     def bytes(self) -> int:
+        """Packet bytes held: the current segment's and those kept of earlier ones."""
         return self._bytes
+
+    @property
+    def retired_bytes(self) -> int:
+        """Of :attr:`bytes`, those kept of earlier segments."""
+        with self._lock:
+            return sum(_gops_bytes(gops) for _, gops, _ in self._retired)
 
     def span_s(self) -> float:
         """Seconds from the oldest packet held to the newest (0 when empty)."""
@@ -190,12 +222,20 @@ class PacketRing:
                 return 0.0
             return self.newest_s - self._gops[0][0].pts_s
 
-    def cut(self, start_s: float, end_s: float) -> Cut | None:
+    def cut(self, start_s: float, end_s: float, segment: int | None = None) -> Cut | None:
         """The packets from the last keyframe at or before ``start_s`` (or the oldest held)
-        through the last one shown at or before ``end_s``, in decode order; None if none."""
+        through the last one shown at or before ``end_s``, in decode order; None if none.
+        ``segment``: only that segment's packets (None: the current one's), so a clip never
+        spans a loop or a reconnect, and one asked for after its segment ended still gets
+        what was kept of it."""
         with self._lock:
-            template = self._template
-            gops = list(self._gops)
+            if segment is None or segment == self.segment:
+                template, gops = self._template, list(self._gops)
+            else:
+                template, gops = None, []
+                for seg, old_gops, old_template in self._retired:
+                    if seg == segment:  # several runs of one segment (a resumed read): all
+                        template, gops = old_template, gops + old_gops
         if template is None or not gops:
             return None
         first = 0

@@ -266,7 +266,7 @@ class CaptureWorker:
         last_pts_s = self._pts_base_s
         segment = new_segment()  # a new session: tracks start afresh
         if self._ring is not None:
-            self._ring.restart(offset_s=self._pts_base_s)
+            self._ring.restart(offset_s=self._pts_base_s, segment=segment)
         while not ctx.stop.is_set():
             picture = source.read()
             if picture is None:
@@ -276,7 +276,7 @@ class CaptureWorker:
                 clock, kept_this_pass = self._clock(), 0
                 segment = new_segment()  # the file looped
                 if self._ring is not None:  # a clip never spans a loop
-                    self._ring.restart(offset_s=self._pts_base_s)
+                    self._ring.restart(offset_s=self._pts_base_s, segment=segment)
                 continue
             stats.decoded += 1
             if picture.resumed:  # after damaged data, as for a reopened file

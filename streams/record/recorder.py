@@ -105,7 +105,7 @@ class _Job:
     clip: bool
     start_s: float = 0.0
     end_s: float = 0.0
-    generation: int = 0
+    segment: int | None = None  # the event frame's (Frame.segment); None: the current one
     due_mono_s: float = 0.0
     future: concurrent.futures.Future | None = None  # requests: the path, or the error
     ring: PacketRing | None = None  # clips: the ring it holds packets of (from start_s)
@@ -213,6 +213,7 @@ class Recorder:
                 record.clips,
                 start_s=frame.pts_s - record.pre_s,
                 end_s=frame.pts_s + record.post_s,
+                segment=frame.segment,
             )
             ring = self._rings.get(stream_id) if record.clips else None
             if ring is not None:  # its packets stay until the clip is cut
@@ -311,13 +312,14 @@ class Recorder:
                 pending.stream_id == job.stream_id
                 and pending.future is None
                 and job.future is None
-                and pending.generation == ring.generation
+                and pending.segment == job.segment
                 and pending.start_s <= job.seen.pts_s <= pending.end_s
             ):
                 pending.events += job.events  # within that clip: one file for both
                 _release(job)
                 return
-        job.generation = ring.generation
+        if job.segment is None:
+            job.segment = ring.segment
         job.due_mono_s = time.monotonic() + (job.end_s - job.seen.pts_s) + CLIP_WAIT_S
         self._pending.append(job)
 
@@ -331,7 +333,7 @@ class Recorder:
                 ring is None
                 or job.future is not None  # asked for: what the ring holds now
                 or ring.newest_s >= job.end_s + REORDER_S
-                or ring.generation != job.generation
+                or ring.segment != job.segment  # the stream moved on: what its segment had
                 or now >= job.due_mono_s
                 or final
             )
@@ -365,11 +367,12 @@ class Recorder:
         self._announce("snapshot", job, path, pts_s=seen.pts_s, seq=seen.seq)
 
     def _write_clip(self, job: _Job, ring: PacketRing | None) -> None:
-        cut = ring.cut(job.start_s, job.end_s) if ring is not None else None
-        if cut is None or (job.future is None and ring.generation != job.generation):
+        segment = None if job.future is not None else job.segment  # asked for: the latest
+        cut = ring.cut(job.start_s, job.end_s, segment) if ring is not None else None
+        if cut is None:
             raise RecordError(
                 f"stream {job.stream_id}: no packets for a clip at {job.seen.pts_s:.2f} s "
-                "(the stream restarted, or its ring is empty)"
+                "(none kept of its segment, or its ring is empty)"
             )
         path = self._path(job, job.seen.pts_s if job.events else cut.entries[0].pts_s, "mp4")
         try:
