@@ -174,9 +174,12 @@ class CliProcess(subprocess.Popen):
         return code, time.monotonic() - began
 
 
-def start_cli(*args: str, env: dict[str, str | None] | None = None) -> CliProcess:
+def start_cli(
+    *args: str, env: dict[str, str | None] | None = None, new_group: bool = False
+) -> CliProcess:
     """``python -m streams ARGS`` in the background; ``env``: variables added to ours (a
-    None value removes that one)."""
+    None value removes that one); ``new_group``: in a process group of its own (with its
+    children), as a terminal's foreground job is, so that a signal can reach them all."""
     # Not a context manager: the file must outlive this call (the process writes to it).
     log = tempfile.NamedTemporaryFile("w", prefix="streams-cli-", suffix=".log", delete=False)  # noqa: SIM115
     process = CliProcess(
@@ -188,6 +191,7 @@ def start_cli(*args: str, env: dict[str, str | None] | None = None) -> CliProces
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=new_group,
     )
     process.log_path = Path(log.name)
     log.close()

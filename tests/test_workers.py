@@ -18,7 +18,7 @@ import pytest
 from streams.bus.messages import validate
 from streams.config import parse_config
 from streams.scale.supervisor import resolve_processes, split_streams
-from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
+from tests.helpers import Collector, cleanup, free_port, start_cli, wait_until, write_config
 
 
 def _streams(assets) -> list[dict]:
@@ -287,3 +287,41 @@ def test_restarting_workers_leaks_no_descriptors_in_the_supervisor(assets, tmp_p
         cleanup(process, collector)
     print(f"supervisor fds: {before} before, {after} after 3 worker restarts")
     assert after <= before + 1, (before, after)
+
+
+def test_a_hangup_to_the_whole_group_reloads_and_kills_no_worker(assets, tmp_path):
+    """A terminal hangup sends SIGHUP to every process of the foreground group: the workers
+    and multiprocessing's resource tracker too. The supervisor reloads (SIGHUP's meaning);
+    the workers and the tracker go on (they used to die of it, and be restarted, and the
+    tracker printed tracebacks)."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "c.yaml",
+        _streams(assets),
+        port,
+        engine={"threads": 1},
+        workers={"processes": 2},
+    )
+    collector = Collector(f"tcp://127.0.0.1:{port}")
+    process = start_cli("run", str(config), "--no-live", new_group=True)
+    try:
+        assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= 3 for s in "abc"), 120), (
+            process.output()
+        )
+        workers = _worker_pids(process.pid, 2)
+        os.killpg(process.pid, signal.SIGHUP)
+        assert wait_until(lambda: f"reloaded {config}" in process.output(), 30), process.output()
+        seen = {s: len(collector.of("det", s)) for s in "abc"}
+        assert collector.wait_for(
+            lambda c: all(len(c.of("det", s)) >= seen[s] + 3 for s in seen), 60
+        ), process.output()
+        assert _worker_pids(process.pid, 2) == workers  # the same two processes
+        code, _ = process.drain(timeout_s=30)
+        assert code == 0, process.output()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the workers too: they share its group
+        cleanup(process, collector)
+    output = process.output()
+    assert "exited with code" not in output and "Traceback" not in output, output
+    assert "resource_tracker" not in output, output

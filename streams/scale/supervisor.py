@@ -42,6 +42,7 @@ import zmq
 
 from streams.bus.messages import stats_message, status_message, topic
 from streams.bus.publisher import Publisher
+from streams.children import start_resource_tracker
 from streams.config import Config
 from streams.errors import StreamsError
 from streams.runtime.reload import ReloadPlan, ReloadRefused, plan_reload
@@ -168,6 +169,7 @@ class Supervisor:
     ) -> None:
         self.config = config
         self._log_level = log_level
+        start_resource_tracker()  # before any child or semaphore: SIGHUP-proof
         self._spawn = multiprocessing.get_context("spawn")
         self._stop = self._spawn.Event()
         self._stopping = threading.Event()  # no more restarts

@@ -26,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from streams.children import ignore_group_signals
 from streams.config import Config
 from streams.runtime.profiling import thread_cpu_seconds
 from streams.runtime.shutdown import exit_process
@@ -117,12 +118,13 @@ def worker_main(
 
     ``gpu``: the one GPU this worker decodes and infers on (several GPUs), else None.
 
-    SIGINT (a Ctrl-C reaches the whole process group) is the supervisor's to handle; SIGTERM
+    SIGINT and SIGHUP (a Ctrl-C, a hangup: they reach the whole process group) are the
+    supervisor's to handle (streams/children.py); SIGTERM
     (the supervisor's ``terminate()``, or an operator) drains this worker like ``stop``.
     """
     visible = pin_gpu(gpu) if gpu is not None else None  # first: before anything loads CUDA
     terminated = threading.Event()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_group_signals()  # Ctrl-C and a hangup reach the whole group: the supervisor's
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     logs = WorkerLogging(log_queue, index, log_level)  # printed by the supervisor
     if visible is not None:

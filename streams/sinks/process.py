@@ -25,6 +25,7 @@ from logging.handlers import QueueHandler
 from typing import Any
 
 from streams.capture.backoff import Backoff
+from streams.children import ignore_group_signals, start_resource_tracker
 from streams.redact import redact_url
 from streams.sinks.metrics import RESTARTING
 
@@ -51,7 +52,7 @@ def bridge_main(config, endpoint: str, figures: Any, level: int) -> None:
     wake, and a process that was killed never does.
     """
     stop = threading.Event()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent
+    ignore_group_signals()  # Ctrl-C and a hangup reach the whole group: the parent
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # decides when bridges stop
     root = logging.getLogger()
     root.handlers[:] = [QueueHandler(figures)]  # records and figures share the one queue
@@ -104,6 +105,7 @@ class SinkProcesses:
     """Starts a bridge process per sink in ``config.sinks``, watches and restarts them."""
 
     def __init__(self, sinks, endpoint: str, log_level: int = logging.INFO) -> None:
+        start_resource_tracker()  # before any child or semaphore: SIGHUP-proof
         self._spawn = multiprocessing.get_context("spawn")
         self._endpoint = connect_endpoint(endpoint)
         self._level = log_level
