@@ -22,7 +22,6 @@ two segments.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -86,7 +85,6 @@ class Cut:
     template: CodecTemplate
 
 
-_GENERATIONS = itertools.count(1)  # unique in the process: a replaced ring never matches
 RETIRED_SEGMENTS = 2  # earlier segments kept aside for late clips (within max_bytes)
 
 
@@ -111,7 +109,6 @@ class PacketRing:
         self._template: CodecTemplate | None = None
         self._offset_s = 0.0
         self._skipping = True  # until a keyframe: nothing before one can be decoded
-        self.generation = next(_GENERATIONS)  # new at each restart: a clip never spans two
         self.segment = 0  # the frames' segment (Frame.segment) the packets now belong to
         # The packets of the segments before this one (a loop, a reconnect), newest last: an
         # event seen near a segment's end gets its clip from them after the stream moved on
@@ -146,7 +143,6 @@ class PacketRing:
                 self.segment = segment
             self._skipping = True
             self.newest_s = float("-inf")
-            self.generation = next(_GENERATIONS)
             if template is not None:
                 self._template = template
             if offset_s is not None:
