@@ -227,21 +227,20 @@ class MultiStreamTracker:
             return empty, empty, empty, empty, empty, empty
         # A pair whose best overlap (IoU, or IoU x score) is at most the least any stage needs,
         # or whose track and box differ in class, matches in no stage: such pairs (most of a
-        # crowded call's) are dropped here, and the stages see only what they could take.
+        # crowded call's) are dropped here. The bound only has to keep every pair a stage
+        # could take (scores above 1 lower it; a hair below it for rounding): the stages
+        # test their own thresholds exactly.
         least = min(p.min_iou_high, p.min_iou_low, p.min_iou_unconfirmed)
-        best_score = float(score[dets].max())
+        bound = least / max(float(score[dets].max()), 1.0) * (1 - 1e-9)
         t, d, iou = overlapping_pairs(
             kalman.xyah_to_xyxy(rows.means[moving, :4]),
             row_pos[moving],
             boxes[dets],
             det_pos[dets],
             groups,
-            least if best_score <= 1.0 else least / best_score * (1 - 1e-9),  # rounding: keep more
+            bound,
         )
         t, d = moving[t], dets[d]
-        if best_score > 1.0:  # scores above 1 (not a probability): the exact test per pair
-            k = np.flatnonzero(iou * np.maximum(score[d], 1.0) > least)
-            t, d, iou = t[k], d[k], iou[k]
         k = np.flatnonzero(rows.class_id[t] == cls[d])
         if len(k) < len(t):
             t, d, iou = t[k], d[k], iou[k]
