@@ -13,25 +13,18 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from revision import ROOT, processors_of, run_python  # noqa: E402
 
 CHILD = r"""
 import pickle, sys
-# An editable install's finder (pip install -e .) would import the checkout's processors
-# whatever PYTHONPATH says: without it, the tree on PYTHONPATH is the one imported.
-sys.meta_path[:] = [f for f in sys.meta_path
-                    if not getattr(f, "__module__", "").startswith("__editable__")]
 from pathlib import Path
 import motmetrics
 import numpy as np
-import processors.track.tracker
 from processors.track import MultiStreamTracker, TrackerParams
-print(processors.track.tracker.__file__, file=sys.stderr)
 from streams.bench.tracker import read_mot
 
 data = Path(motmetrics.__file__).parent / "data"
@@ -77,31 +70,15 @@ pickle.dump(out, sys.stdout.buffer)
 
 
 def run(tree: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        env={"PYTHONPATH": f"{tree}:{ROOT}", "PATH": "/usr/bin:/bin"},
-        cwd=tree,  # sys.path[0] of ``-c`` is the working directory
-        capture_output=True,
-        check=True,
-    )
-    imported = Path(done.stderr.decode().strip().splitlines()[-1]).resolve()
-    if not imported.is_relative_to(tree.resolve()):
-        raise SystemExit(f"the tracker came from {imported}, not from {tree}")
-    return pickle.loads(done.stdout)
+    return pickle.loads(run_python(tree, CHILD))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", default="main", help="git revision to compare with")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", args.ref, "processors"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        before = run(Path(tmp))
+    with processors_of(args.ref) as tree:
+        before = run(tree)
     after = run(ROOT)
     bad = 0
     for key, (ids, state) in before.items():

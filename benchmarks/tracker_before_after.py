@@ -16,22 +16,15 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from revision import ROOT, processors_of, run_python  # noqa: E402
+
 SHAPES = ((1, 1), (1, 5), (8, 5), (128, 1), (128, 5))
 
 CHILD = r"""
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path
-                    if not getattr(f, "__module__", "").startswith("__editable__")]
-tree, root = sys.argv.pop(1), sys.argv.pop(1)
-sys.path[:0] = [tree, root]
-import processors.track.tracker
-print("tracker:", processors.track.tracker.__file__, flush=True)
 from streams.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -46,16 +39,7 @@ def evaluate(tree: Path, streams: int, tile: int, compare: str | None) -> dict[s
     args += ["--streams", str(streams), "--tile", str(tile)]
     if compare:
         args += ["--compare", compare]
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tree), str(ROOT), "evaluate-tracker", *args],
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    imported = Path(out.split("tracker: ", 1)[1].splitlines()[0]).resolve()
-    if not imported.is_relative_to(tree.resolve()):
-        raise SystemExit(f"the tracker came from {imported}, not from {tree}")
+    out = run_python(tree, CHILD, "evaluate-tracker", *args).decode()
     times = {}
     for line in out.splitlines():
         cells = line.split()
@@ -71,18 +55,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", choices=["trackers"], help="also trackers' ByteTrack")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", args.ref, "processors"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    with processors_of(args.ref) as before:
         print(f"ms per update, median of {args.rounds} (before: {args.ref}; after: the tree)")
         for streams, tile in SHAPES:
             runs: dict[str, list[float]] = {}
             for _ in range(args.rounds):
-                for side, tree in (("before", Path(tmp)), ("after", ROOT)):
+                for side, tree in (("before", before), ("after", ROOT)):
                     compare = args.compare if side == "after" and streams == 1 else None
                     for name, ms in evaluate(tree, streams, tile, compare).items():
                         key = side if name.startswith("streams") else name
