@@ -41,7 +41,7 @@ METHODS = [
             reason=f"TensorRT {trt.__version__} has no {m} calibrator",
         ),
     )
-    for m in ("qdq", "entropy")
+    for m in ("qdq", "entropy", "minmax")
 ]
 
 
