@@ -31,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams.bench.measure import child_pids, process_cpu_s  # noqa: E402
 from streams.web.hub import Hub  # noqa: E402
 
 SAMPLES = ("sample:bikes.mp4", "sample:carphone_pristine.mp4")
@@ -60,18 +61,7 @@ def write_config(args: argparse.Namespace, port: int, path: Path) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its children (worker processes)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return process_cpu_s(pid) + sum(process_cpu_s(child) for child in child_pids(pid))
 
 
 def totals(hub: Hub) -> tuple[int, list[float]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.bench.measure import child_pids
 from streams.config import parse_config
 from streams.errors import StreamsError
 from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
@@ -62,16 +63,13 @@ def _compute_apps(pids: list[int]) -> dict[int, set[int]] | None:
 def _worker_pids(pid: int) -> list[int]:
     """The live worker processes (``spawn`` children) of ``pid``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for child in child_pids(pid):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
         except OSError:
             continue
-    return sorted(found)
+    return found
 
 
 def _streams(assets, count: int) -> list[dict]:

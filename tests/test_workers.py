@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.bench.measure import child_pids
 from streams.bus.messages import validate
 from streams.config import parse_config
 from streams.scale.supervisor import resolve_processes, split_streams
@@ -28,21 +29,6 @@ def _streams(assets) -> list[dict]:
         {"id": "b", "url": str(carphone), "loop": True, "fps": 4},
         {"id": "c", "url": str(bikes), "loop": True, "fps": 4},
     ]
-
-
-def _children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (the worker processes of a supervisor)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def _cmdline(pid: int) -> bytes:
@@ -59,7 +45,7 @@ def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
     which runs ``multiprocessing.resource_tracker``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        workers = [c for c in _children(pid) if b"spawn_main" in _cmdline(c)]
+        workers = [c for c in child_pids(pid) if b"spawn_main" in _cmdline(c)]
         if len(workers) >= count:
             return sorted(workers)
         time.sleep(0.05)
@@ -277,7 +263,7 @@ def test_restarting_workers_leaks_no_descriptors_in_the_supervisor(assets, tmp_p
                 ),
                 60,
             ), process.output()
-            while victim in _children(process.pid):
+            while victim in child_pids(process.pid):
                 time.sleep(0.1)
         count = len(collector.of("det", "c"))
         assert collector.wait_for(lambda c: len(c.of("det", "c")) >= count + 3, 30)

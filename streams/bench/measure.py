@@ -74,6 +74,22 @@ def cpu_line(row: dict, top: int = 5) -> str:
     return f"CPU {row.get('process_cpu_pct', float('nan')):.0f}% ({inner})"
 
 
+def child_pids(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (a supervisor's workers and bridges), from /proc;
+    a process that exits while the listing is read is left out."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def process_cpu_s(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
