@@ -129,6 +129,7 @@ class NetworkReader:
         self._packets = self._container.demux()
         self._started = False  # a keyframe has been read
         self._last_pts_s: float | None = None
+        self._last_pts: int | None = None  # the last packet's, in time_base units
         self.arrived_mono_s = time.monotonic()
         self._clock = DisplayClock(self.fps)
 
@@ -171,9 +172,23 @@ class NetworkReader:
                 continue  # joined mid-GOP: nothing can decode these
             self._started = True
             self.arrived_mono_s = time.monotonic()
+            if self._time_base_s:
+                self._stamp(packet)
             if self._ring is not None and packet.pts is not None:  # a reference, no copy
                 self._ring.add(packet, packet.pts * self._time_base_s)
             return packet
+
+    def _stamp(self, packet: Any) -> None:
+        """Give a packet without a pts (an RTSP stream's first ones, before RTCP has synced
+        the clock) the next frame's time after the last packet's, once, on the packet itself:
+        the ring, FFmpeg's decoder and NVDEC then all see one timeline. Left to each, the
+        pictures were counted from 0 while the ring skipped their packets, so an event on one
+        of them got a clip that began after it (seen on the H200: event at 0.36 s, clip from
+        1.0 s)."""
+        if packet.pts is None:
+            step = round(1.0 / (self.fps or 25.0) / self._time_base_s)
+            packet.pts = 0 if self._last_pts is None else self._last_pts + max(1, step)
+        self._last_pts = packet.pts
 
     def _packet_seconds(self, pts: int | None, time_base: Any) -> float:
         """A packet's time in seconds, as sent (decode order: it may step back with

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from streams.capture.network import FrameReader, PacketReader, UnsupportedCodec
+from streams.capture.packet_ring import PacketRing
 from streams.errors import CaptureError
 from tests.helpers import free_port
 from tests.support.rtsp import ffmpeg_exe
@@ -180,6 +181,25 @@ def test_frames_decoded_on_the_cpu_are_the_clips_pictures(rtsp_server, rtsp_clip
         # but for the YUV->BGR conversion's rounding.
         best = min(float(np.abs(image.astype(np.int16) - p).mean()) for p in pictures)
         assert best < 1.5, best
+
+
+@pytest.mark.parametrize("reader_class", [FrameReader, PacketReader])
+def test_the_ring_holds_a_cameras_first_keyframe_on_the_pictures_clock(rtsp_server, reader_class):
+    """FFmpeg hands an RTSP stream's first packet (its keyframe) over without a pts; it used
+    to stay out of the ring while its picture was stamped 0, so the clip of an event in the
+    camera's first second began a second after it (on the H200, NVDEC: event at 0.36 s, clip
+    from 1.0 s). Now the first keyframe is in the ring, at the time its picture has."""
+    server = rtsp_server(path="first")
+    ring = PacketRing(keep_s=10, max_bytes=50_000_000)
+    with reader_class(server.url, open_timeout_s=10, read_timeout_s=5, ring=ring) as reader:
+        got = [reader.read() for _ in range(40)]
+    assert all(g is not None for g in got)
+    times = [g.pts_s if reader_class is PacketReader else g[1] for g in got]
+    cut = ring.cut(times[0], times[-1])
+    assert cut is not None and cut.entries[0].key
+    shown = [e.pts_s for e in cut.entries]
+    assert shown[: len(times)] == pytest.approx(times)  # the same clock, from the first one
+    assert shown == sorted(shown) and shown[1] - shown[0] == pytest.approx(1 / 25, abs=1e-3)
 
 
 def test_display_clock_carries_on_when_a_camera_clock_steps_back():
