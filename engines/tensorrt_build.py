@@ -179,7 +179,7 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
         calibration = require(options.calibration_set, str(model_path))
         key["int8"] = {
             "method": options.int8_method,
-            "mode": int8_mode(trt) if options.int8_method == "qdq" else "calibrator+fp32-tail",
+            "mode": int8_mode(trt) if options.int8_method == "qdq" else "calibrator",
             "calibration": calibration.identity,
             "frames": calibration.frames,
         }
@@ -509,7 +509,7 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         )
     if options.precision == "int8" and options.int8_method != "qdq":
         calibrator = _implicit_calibrator(
-            trt, builder, network, config, model_path, options, (tensor.name, shape), emit
+            trt, builder, config, model_path, options, (tensor.name, shape), emit
         )
 
     cache_path = _timing_cache_path(trt, options, onnx_path)
@@ -563,61 +563,9 @@ def _int8_onnx(trt: Any, model_path: Path, options: EngineOptions, emit: Progres
     return model_path
 
 
-def keep_tail_float(trt: Any, network: Any) -> int:
-    """Pin the float layers that no convolution or matrix multiply follows to fp32; return
-    how many.
-
-    Why: an implicit calibrator gives every tensor one int8 scale, and a YOLO export's tail
-    concatenates box coordinates in input pixels (0..640) with scores (0..1). The entropy
-    calibrator fits the scale to where most values lie, the scores, and clips every
-    coordinate: on the H200 (TensorRT 8.6) YOLOv3-tiny kept 24 % of fp32's detections
-    (mAP50 0.29) against 93 % with minmax. The Q/DQ path never quantizes this tail
-    (engines/qdq.py); this gives the calibrators the same placement. Layers are in
-    topological order in a parsed network, so one backward pass finds the tail.
-    """
-    compute = {
-        getattr(trt.LayerType, name)
-        for name in ("CONVOLUTION", "DECONVOLUTION", "MATRIX_MULTIPLY", "FULLY_CONNECTED")
-        if hasattr(trt.LayerType, name)
-    }
-    skip = {getattr(trt.LayerType, n) for n in ("CONSTANT", "SHAPE") if hasattr(trt.LayerType, n)}
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    consumers: dict[str, list[int]] = {}
-    for index, layer in enumerate(layers):
-        for j in range(layer.num_inputs):
-            tensor = layer.get_input(j)
-            if tensor is not None:
-                consumers.setdefault(tensor.name, []).append(index)
-    feeds_compute = [False] * len(layers)
-    for index in reversed(range(len(layers))):
-        outputs = [layers[index].get_output(k) for k in range(layers[index].num_outputs)]
-        feeds_compute[index] = any(
-            layers[c].type in compute or feeds_compute[c]
-            for out in outputs
-            for c in consumers.get(out.name, [])
-        )
-    kept = 0
-    for index, layer in enumerate(layers):
-        outputs = [layer.get_output(k) for k in range(layer.num_outputs)]
-        if (
-            feeds_compute[index]
-            or layer.type in compute
-            or layer.type in skip
-            or not outputs
-            or any(out.dtype != trt.float32 for out in outputs)
-        ):
-            continue
-        layer.precision = trt.float32
-        for k in range(layer.num_outputs):
-            layer.set_output_type(k, trt.float32)
-        kept += 1
-    return kept
-
-
 def _implicit_calibrator(
     trt: Any,
     builder: Any,
-    network: Any,
     config: Any,
     model_path: Path,
     options: EngineOptions,
@@ -638,6 +586,12 @@ def _implicit_calibrator(
         Path(options.cache_dir),
         cuda.device_info(options.device_index),
     )
+    if options.int8_method == "entropy":
+        logger.warning(
+            "engine.int8_method: entropy kept 0.29 of fp32's mAP50 on YOLOv3-tiny (H200, "
+            "TensorRT 8.6; qdq 0.83, minmax 0.83: docs/benchmarks.md); prefer qdq or minmax "
+            "for detectors"
+        )
     if not table.is_file():
         emit(f"calibrating with TensorRT's {options.int8_method} calibrator")
     batch = trt_calibrator.BATCH if shape[0] == -1 else shape[0]
@@ -645,10 +599,6 @@ def _implicit_calibrator(
         trt, options.int8_method, calibration, (batch, *shape[1:]), table, emit
     )
     config.int8_calibrator = calibrator
-    kept = keep_tail_float(trt, network)
-    if kept:
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-        emit(f"{kept} layers after the last convolution (the box decoding) stay fp32")
     if shape[0] == -1 and hasattr(config, "set_calibration_profile"):
         profile = builder.create_optimization_profile()
         fixed = (batch, *shape[1:])

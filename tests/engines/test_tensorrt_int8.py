@@ -33,13 +33,26 @@ from engines.tensorrt_engine import TensorRTEngine  # noqa: E402
 from processors.calibration import calibration_set  # noqa: E402
 from processors.evaluation import detect, eval_frames, kept, map50  # noqa: E402
 
+# Measured on the H200: TensorRT 8.6's entropy calibrator keeps mAP50 0.29-0.42 of fp32 on
+# YOLOv3-tiny (it fits one scale per tensor to where most values lie, and the decoded output
+# mixes pixel coordinates with scores); qdq and minmax keep 0.99 here. Strict: it fails the
+# day entropy does reach the bound, so the docs and the build's warning get updated.
+ENTROPY_FALLS_SHORT = pytest.mark.xfail(
+    trt.__version__.startswith("8."),
+    reason="TensorRT 8.6's entropy calibrator: mAP50 0.29-0.42 of fp32 (docs/benchmarks.md)",
+    raises=AssertionError,
+    strict=True,
+)
 METHODS = [
     pytest.param(
         m,
-        marks=pytest.mark.skipif(
-            m != "qdq" and not trt_calibrator.available(trt, m),
-            reason=f"TensorRT {trt.__version__} has no {m} calibrator",
-        ),
+        marks=[
+            pytest.mark.skipif(
+                m != "qdq" and not trt_calibrator.available(trt, m),
+                reason=f"TensorRT {trt.__version__} has no {m} calibrator",
+            ),
+            *([ENTROPY_FALLS_SHORT] if m == "entropy" else []),
+        ],
     )
     for m in ("qdq", "entropy", "minmax")
 ]
