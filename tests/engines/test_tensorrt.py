@@ -328,10 +328,24 @@ def test_damaged_cache_is_rebuilt_with_warning(tiny_onnx, cache_dir, caplog, dam
     np.testing.assert_allclose(got, want, rtol=0, atol=5e-3)
 
 
-def test_timing_cache_is_saved(tiny_onnx, cache_dir):
-    opts = options(cache_dir / "timing", max_batch=2)
-    TensorRTEngine(tiny_onnx, opts).close()
-    assert list((cache_dir / "timing").glob("timing-trt*.cache"))
+def test_a_timing_cache_is_saved_where_tensorrt_can_read_it_back(tiny_onnx, cache_dir, caplog):
+    """TensorRT 8.5/8.6 refuses the Myelin entries of a timing cache it has just written
+    ("Myelin error from unknown graph", fixed in 10.x): on the H200 with 8.6.0 this network's
+    cache was refused on read-back. There nothing is saved and a warning says why; where the
+    read-back works, the cache is saved and the next build of the network loads it."""
+    folder = cache_dir / "timing"
+    with caplog.at_level(logging.WARNING, logger="engines"):
+        TensorRTEngine(tiny_onnx, options(folder, max_batch=2)).close()
+    saved = list(folder.glob("timing-trt*.cache"))
+    if tensorrt_build.timing_cache_status.get("roundtrip"):
+        assert saved
+        TensorRTEngine(tiny_onnx, options(folder, max_batch=3)).close()
+        status = tensorrt_build.timing_cache_status
+        assert status["loaded_bytes"] > 0 and status["rejected"] is None, status
+    else:
+        assert not saved
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("cannot read back the timing cache" in w for w in warnings), warnings
 
 
 # -- batch sizes, CUDA graphs, fp16 conversion ---------------------------------------------------
