@@ -15,6 +15,7 @@ import yaml
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from streams.bench.measure import child_pids
 from streams.bus.messages import KINDS
 from streams.bus.subscriber import Subscriber
 from tests.support.rtsp import free_port  # noqa: F401  (one helper for every test)
@@ -248,3 +249,16 @@ def iou(a, b) -> float:
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def spawn_workers(pid: int) -> list[int]:
+    """The live worker processes of ``pid``: its ``spawn`` children (``spawn_main`` on their
+    command line; spawn also starts a resource tracker, which is left out)."""
+    workers = []
+    for child in child_pids(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue  # it exited between the listing and this read
+    return workers

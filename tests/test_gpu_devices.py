@@ -14,14 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from streams.bench.measure import child_pids
 from streams.config import parse_config
 from streams.errors import StreamsError
-from tests.helpers import Collector, cleanup, free_port, start_cli, write_config
+from tests.helpers import Collector, cleanup, free_port, spawn_workers, start_cli, write_config
 from tests.test_gpu_pipeline import tensorrt_ready, trt_engine
 
 pytestmark = [
@@ -58,18 +56,6 @@ def _compute_apps(pids: list[int]) -> dict[int, set[int]] | None:
         pid, uuid = (v.strip() for v in line.split(","))
         held.setdefault(int(pid), set()).add(index[uuid])
     return held if any(pid in held for pid in pids) else None
-
-
-def _worker_pids(pid: int) -> list[int]:
-    """The live worker processes (``spawn`` children) of ``pid``."""
-    found = []
-    for child in child_pids(pid):
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-        except OSError:
-            continue
-    return found
 
 
 def _streams(assets, count: int) -> list[dict]:
@@ -109,7 +95,7 @@ def test_a_list_of_one_gpu_runs_pinned_workers_on_nvdec_and_tensorrt(assets, tmp
         assert collector.wait_for(
             lambda c: all(len(c.of("det", f"s{i}")) >= 5 for i in range(4)), 300
         ), process.output()[-3000:]
-        workers = _worker_pids(process.pid)
+        workers = spawn_workers(process.pid)
         assert len(workers) == 2
         held = _compute_apps(workers)
         if held is not None:  # each worker has its context on GPU 0, the supervisor none
@@ -158,7 +144,7 @@ def test_all_spreads_streams_over_every_gpu_and_a_failed_gpu_moves_them(assets, 
         log = process.output()
         for worker in range(count):  # one worker per GPU, in order
             assert f"worker {worker}: GPU {worker} only (CUDA_VISIBLE_DEVICES={worker})" in log
-        workers = _worker_pids(process.pid)
+        workers = spawn_workers(process.pid)
         held = _compute_apps(workers)
         if held is not None:  # each worker on one GPU only, all GPUs busy
             assert all(len(held.get(pid, ())) == 1 for pid in workers), held

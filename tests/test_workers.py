@@ -19,7 +19,15 @@ from streams.bench.measure import child_pids
 from streams.bus.messages import validate
 from streams.config import parse_config
 from streams.scale.supervisor import resolve_processes, split_streams
-from tests.helpers import Collector, cleanup, free_port, start_cli, wait_until, write_config
+from tests.helpers import (
+    Collector,
+    cleanup,
+    free_port,
+    spawn_workers,
+    start_cli,
+    wait_until,
+    write_config,
+)
 
 
 def _streams(assets) -> list[dict]:
@@ -31,21 +39,11 @@ def _streams(assets) -> list[dict]:
     ]
 
 
-def _cmdline(pid: int) -> bytes:
-    """The command line of ``pid``, empty once it has exited (a worker that ends between
-    listing ``/proc`` and reading it, as a supervisor's restarted worker may)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 def _worker_pids(pid: int, count: int, timeout_s: float = 30.0) -> list[int]:
-    """The supervisor's ``count`` worker processes (spawn also starts a resource tracker,
-    which runs ``multiprocessing.resource_tracker``)."""
+    """The supervisor's ``count`` worker processes, once that many are running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        workers = [c for c in child_pids(pid) if b"spawn_main" in _cmdline(c)]
+        workers = spawn_workers(pid)
         if len(workers) >= count:
             return sorted(workers)
         time.sleep(0.05)

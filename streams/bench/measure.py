@@ -76,7 +76,8 @@ def cpu_line(row: dict, top: int = 5) -> str:
 
 def child_pids(pid: int) -> list[int]:
     """Direct child processes of ``pid`` (a supervisor's workers and bridges), from /proc;
-    a process that exits while the listing is read is left out."""
+    one that has exited (a zombie not yet reaped, or gone while the listing is read) is
+    left out."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -85,7 +86,7 @@ def child_pids(pid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry.name))
     return sorted(found)
 

@@ -20,25 +20,9 @@ import pytest
 from streams.bus.messages import validate
 from streams.config import parse_config
 from streams.scale.supervisor import Supervisor
-from tests.helpers import Collector, free_port, wait_until
+from tests.helpers import Collector, free_port, spawn_workers, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def _alive_workers(pid: int) -> list[int]:
-    """Live ``spawn`` children of ``pid`` (worker processes; not the resource tracker)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 @pytest.fixture
@@ -81,7 +65,7 @@ def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_
     first = supervisor.worker_pids()[1]
     os.kill(first, signal.SIGKILL)  # one death: within the budget, restarted on GPU 1
     assert wait_until(
-        lambda: supervisor.worker_pids()[1] != first and len(_alive_workers(os.getpid())) == 2, 30
+        lambda: supervisor.worker_pids()[1] != first and len(spawn_workers(os.getpid())) == 2, 30
     )
     lives = len([m for m in collector.of("status", "b") if m["state"] == "live"])
     assert collector.wait_for(
@@ -109,7 +93,7 @@ def test_a_gpu_whose_worker_keeps_dying_has_its_streams_moved(supervisor_on_two_
         lambda c: all(len(c.of("det", s)) >= count[s] + 3 for s in "abcd"), 60
     ), collector.of("status")
     time.sleep(2.0)  # GPU 1's worker is not restarted, however long we wait
-    assert len(_alive_workers(os.getpid())) == 1
+    assert len(spawn_workers(os.getpid())) == 1
     snapshot = supervisor.snapshot()
     by_gpu = {g["gpu"]: g for g in snapshot["pipeline"]["gpus"]}
     assert by_gpu[1]["state"] == "failed" and "died 2 times" in by_gpu[1]["reason"]
@@ -156,7 +140,7 @@ def test_an_xid_in_a_workers_error_log_fails_its_gpu_at_once(supervisor_on_two_g
     )
     count = {s: len(collector.of("det", s)) for s in "bd"}
     assert collector.wait_for(lambda c: all(len(c.of("det", s)) >= count[s] + 2 for s in "bd"), 60)
-    assert len(_alive_workers(os.getpid())) == 1
+    assert len(spawn_workers(os.getpid())) == 1
 
 
 def test_a_worker_that_cannot_start_where_another_gpus_did_fails_its_gpu(
