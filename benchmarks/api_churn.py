@@ -1,7 +1,8 @@
 """Churn through the REST API: add N streams, wait until each is live, remove them (each
 publishes ``ended``), R times, against a real ``streams run``; after every round, what the run
 holds: file descriptors, threads and RSS of its processes (the main one and any worker
-processes), and with ``--gpu`` their GPU memory and the GPU's decoder load (nvidia-smi).
+processes), and with ``--gpu`` their GPU memory, the GPU's decoder load (nvidia-smi) and the
+NVDEC sessions the run says it holds (``streams_nvdec_sessions`` on ``/metrics``).
 
     python benchmarks/api_churn.py --streams 20 --rounds 50            # the issue's full run, CPU
     python benchmarks/api_churn.py --streams 20 --rounds 50 --gpu      # TensorRT + NVDEC
@@ -143,6 +144,15 @@ def gpu_held(pids: set[int]) -> dict:
     return {"gpu_mib": memory, "gpu_used_mib": int(used), "decoder_pct": int(decoder)}
 
 
+def nvdec_sessions(base: str) -> int:
+    """``streams_nvdec_sessions`` from the run's ``/metrics`` (every worker's sessions)."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("streams_nvdec_sessions "):
+                return int(float(line.split()[1]))
+    raise SystemExit("the run's /metrics has no streams_nvdec_sessions")
+
+
 def write_config(path: Path, clip: str, port: int, http_port: int, gpu: bool) -> None:
     raw = {
         "streams": [{"id": "base", "url": clip, "loop": True, "fps": 5}],
@@ -203,6 +213,8 @@ def churn(args: argparse.Namespace) -> dict:
                 time.sleep(0.1)
             live = sum(states.get(sid) == "live" for sid in ids)
             peak = held(process.pid, args.gpu)
+            if args.gpu:
+                peak["nvdec_sessions"] = nvdec_sessions(base)
             ended_before = dict(statuses.ended)
             for sid in ids:
                 call(f"{base}/api/streams/{sid}", "DELETE")
@@ -214,6 +226,8 @@ def churn(args: argparse.Namespace) -> dict:
             ended = sum(statuses.ended.get(s, 0) > ended_before.get(s, 0) for s in ids)
             time.sleep(args.settle_s)
             after = held(process.pid, args.gpu)
+            if args.gpu:
+                after["nvdec_sessions"] = nvdec_sessions(base)
             rounds.append(
                 {
                     "round": index,
@@ -228,7 +242,12 @@ def churn(args: argparse.Namespace) -> dict:
                 f"round {index + 1}/{args.rounds}: {live}/{args.streams} live, {ended} ended; "
                 f"after: {after['fds']} fds, {after['threads']} threads, "
                 f"{after['rss_mib']:.0f} MiB RSS"
-                + (f", {after['gpu_mib']} MiB GPU" if args.gpu else "")
+                + (
+                    f", {after['gpu_mib']} MiB GPU, {after['nvdec_sessions']} NVDEC sessions "
+                    f"(peak {peak['nvdec_sessions']})"
+                    if args.gpu
+                    else ""
+                )
                 + f" (peak {peak['fds']} fds, {peak['threads']} threads)",
                 file=sys.stderr,
                 flush=True,

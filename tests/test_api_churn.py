@@ -81,3 +81,7 @@ def test_churn_on_the_gpu_returns_gpu_memory_and_decoder_sessions(assets, tmp_pa
     assert warm[key] > 0, warm  # the run holds GPU memory: the figure is real
     assert last[key] - warm[key] <= 64, (warm, last)
     assert last["rss_mib"] - warm["rss_mib"] < 256, (warm, last)
+    # Every added stream decoded on NVDEC while live, and its session closed on removal.
+    for entry in report["rounds_detail"]:
+        assert entry["peak"]["nvdec_sessions"] - entry["after"]["nvdec_sessions"] == 20, entry
+        assert entry["after"]["nvdec_sessions"] == warm["nvdec_sessions"] <= 1, entry

@@ -125,6 +125,11 @@ class PipelineCollector:
         yield GaugeMetricFamily(
             "streams_mean_batch_size", "Mean frames per batch", value=totals["mean_batch"]
         )
+        yield GaugeMetricFamily(
+            "streams_nvdec_sessions",
+            "NVDEC decoder sessions open now (every worker process)",
+            value=totals.get("nvdec_sessions", 0),
+        )
         if "shard" in totals:  # run --shard: which node of the cluster this is
             shard = GaugeMetricFamily(
                 "streams_shard",

@@ -46,6 +46,7 @@ from typing import Any
 
 from engines import cuda
 from processors.gpu_preprocess import DeviceNV12
+from streams.capture import nvdec_sessions
 from streams.capture.frames import DisplayClock
 from streams.capture.network import PacketReader
 from streams.errors import CaptureError, EngineError
@@ -238,6 +239,7 @@ class NvdecReader:
         self.low_latency = False
         self._ended = False
         self._closed = False
+        self._counted = False  # in nvdec_sessions
         self._index = 0
         try:
             if self.network:
@@ -265,6 +267,8 @@ class NvdecReader:
                 usedevicememory=True,
                 **extra,
             )
+            nvdec_sessions.opened()
+            self._counted = True
         except Exception as err:
             self._stream.destroy()
             if self._network is not None:
@@ -505,6 +509,9 @@ class NvdecReader:
         self._pending.clear()
         self._stream.synchronize()
         self._decoder = self._demuxer = self._packets = self._held_packet = None
+        if self._counted:
+            nvdec_sessions.closed()
+            self._counted = False
         if self._network is not None:
             self._network.close()
         for surface in list(self._pool):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streams.capture import nvdec_sessions
 from streams.record.recorder import RecordCounts
 from streams.states import StreamState
 
@@ -238,6 +239,7 @@ class PipelineStats:
             "inference_p50_ms": _round(p50),
             "published": self.published,
             "publish_dropped": self.publish_dropped,
+            "nvdec_sessions": nvdec_sessions.open_now(),
         }
 
 

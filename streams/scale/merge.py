@@ -118,6 +118,7 @@ def merge_snapshots(
         "inference_p50_ms": round(inference[len(inference) // 2], 2) if inference else None,
         "published": sum(p["published"] for p in pipelines) + own["published"],
         "publish_dropped": sum(p["publish_dropped"] for p in pipelines) + own["publish_dropped"],
+        "nvdec_sessions": sum(p.get("nvdec_sessions", 0) for p in pipelines),
         "processes": processes,
         "restarts": restarts,
     }

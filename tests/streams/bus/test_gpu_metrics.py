@@ -29,3 +29,21 @@ def test_each_gpu_has_its_fps_streams_and_state():
 
 def test_one_device_has_no_gpu_metrics():
     assert "streams_gpu_" not in _render(PIPELINE)
+
+
+def test_open_nvdec_sessions_are_a_gauge():
+    assert "streams_nvdec_sessions 21.0" in _render({**PIPELINE, "nvdec_sessions": 21})
+    assert "streams_nvdec_sessions 0.0" in _render(PIPELINE)  # a snapshot from before the field
+
+
+def test_a_pipeline_snapshot_counts_the_open_sessions():
+    from streams.capture import nvdec_sessions
+    from streams.runtime.stats import PipelineStats
+
+    before = PipelineStats().snapshot()["nvdec_sessions"]
+    nvdec_sessions.opened()
+    try:
+        assert PipelineStats().snapshot()["nvdec_sessions"] == before + 1
+    finally:
+        nvdec_sessions.closed()
+    assert PipelineStats().snapshot()["nvdec_sessions"] == before

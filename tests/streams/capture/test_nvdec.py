@@ -111,6 +111,19 @@ def test_release_does_not_leak_gpu_memory(cuda_helpers, assets):
 
 
 @pytest.mark.gpu
+def test_each_open_reader_is_one_counted_session(cuda_helpers, assets):
+    from streams.capture import nvdec_sessions
+
+    before = nvdec_sessions.open_now()
+    readers = [NvdecReader(assets.videos["bikes.mp4"]) for _ in range(3)]
+    assert nvdec_sessions.open_now() == before + 3
+    for reader in readers:
+        reader.close()
+        reader.close()  # a second close counts nothing
+    assert nvdec_sessions.open_now() == before
+
+
+@pytest.mark.gpu
 def test_read_fails_when_every_surface_is_held(cuda_helpers, assets):
     with NvdecReader(assets.videos["bikes.mp4"], pool_size=2, acquire_timeout_s=0.3) as reader:
         held = [reader.read(), reader.read()]

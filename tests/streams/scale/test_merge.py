@@ -18,20 +18,24 @@ def stream(sid, state="live", **counters):
     }
 
 
-def pipeline(batches, mean_batch, p50, published=0, dropped=0):
+def pipeline(batches, mean_batch, p50, published=0, dropped=0, nvdec=0):
     return {
         "batches": batches,
         "mean_batch": mean_batch,
         "inference_p50_ms": p50,
         "published": published,
         "publish_dropped": dropped,
+        "nvdec_sessions": nvdec,
     }
 
 
 def test_streams_in_config_order_with_counters_carried_over_dead_workers():
     snapshots = [
-        {"streams": [stream("b", processed=10)], "pipeline": pipeline(10, 1.0, 4.0, 12, 1)},
-        {"streams": [stream("a", processed=7, decoded=9)], "pipeline": pipeline(5, 2.0, 6.0, 8, 0)},
+        {"streams": [stream("b", processed=10)], "pipeline": pipeline(10, 1.0, 4.0, 12, 1, 3)},
+        {
+            "streams": [stream("a", processed=7, decoded=9)],
+            "pipeline": pipeline(5, 2.0, 6.0, 8, 0, 2),
+        },
         {},  # a worker that died and has not reported since its restart
     ]
     merged = merge_snapshots(
@@ -52,6 +56,7 @@ def test_streams_in_config_order_with_counters_carried_over_dead_workers():
     assert p["batches"] == 15 and p["mean_batch"] == round((10 * 1.0 + 5 * 2.0) / 15, 2)
     assert p["inference_p50_ms"] == 6.0  # the median of the workers' medians (upper of two)
     assert (p["published"], p["publish_dropped"]) == (23, 3)
+    assert p["nvdec_sessions"] == 5  # every live worker's open decoders
     assert (p["processes"], p["restarts"], merged["uptime_s"]) == (3, 1, 9.5)
 
 
