@@ -8,9 +8,11 @@ The capture thread appends one reference per packet (the PyAV ``Packet`` it demu
 no copy) under a short lock; whole GOPs fall off the old end, so the ring always starts at a
 keyframe. It is bounded twice: in time (from the last keyframe at or before ``keep_s``
 before the newest packet, or before the start of a clip still waiting for its packets: a
-:meth:`hold`) and in bytes (``max_bytes``, which wins over holds: the oldest GOPs go first;
-a single GOP larger than the bound is dropped whole, and the packets up to the next keyframe
-with it, counted in ``dropped``). A reader (the recorder's writer thread) takes a
+:meth:`hold`, or, for a ring that ``follows_frames``, before the earliest clip start a frame
+the pipeline has not finished could still ask for: :meth:`finished`) and in bytes
+(``max_bytes``, which wins over holds: the oldest GOPs go first; a single GOP larger than the
+bound is dropped whole, and the packets up to the next keyframe with it, counted in
+``dropped``). A reader (the recorder's writer thread) takes a
 :meth:`cut`: a list of entries of one segment, which it may remux while the ring goes on.
 
 Times: entries carry ``pts_s`` on the clock of the stream's frames (``Frame.pts_s``): the
@@ -98,11 +100,20 @@ class PacketRing:
     Args:
         keep_s: seconds to keep behind the newest packet (clip pre + post + slack).
         max_bytes: the most packet bytes held.
+        follows_frames: the recorder says which frames the pipeline has finished
+            (:meth:`finished`); until it does, a new run's packets are kept (within
+            ``max_bytes``) whatever ``keep_s`` says. Why: packets arrive in real time while
+            a frame's events come out of the pipeline later, seconds later under load or at
+            start (2026-12-03, H200: a camera clip began 2 s after its event, whose packets
+            the ring had already let go).
     """
 
-    def __init__(self, keep_s: float, max_bytes: int) -> None:
+    def __init__(self, keep_s: float, max_bytes: int, follows_frames: bool = False) -> None:
         self.keep_s = float(keep_s)
         self.max_bytes = int(max_bytes)
+        self.follows_frames = bool(follows_frames)
+        # The earliest clip start an unfinished frame may ask for (frames' clock).
+        self._unfinished_s = float("-inf") if follows_frames else float("inf")
         self._lock = threading.Lock()
         self._gops: collections.deque[list[RingEntry]] = collections.deque()
         self._bytes = 0
@@ -143,6 +154,8 @@ class PacketRing:
                 self.segment = segment
             self._skipping = True
             self.newest_s = float("-inf")
+            if self.follows_frames:
+                self._unfinished_s = float("-inf")
             if template is not None:
                 self._template = template
             if offset_s is not None:
@@ -165,7 +178,7 @@ class PacketRing:
             self._bytes += size
             if entry.pts_s > self.newest_s:
                 self.newest_s = entry.pts_s
-            horizon = self.newest_s - self.keep_s
+            horizon = min(self.newest_s - self.keep_s, self._unfinished_s)
             if self._holds:
                 horizon = min(horizon, min(self._holds.values()))
             while len(gops) > 1 and gops[1][0].pts_s <= horizon:
@@ -184,6 +197,15 @@ class PacketRing:
     def _pop_oldest(self) -> None:
         gop = self._gops.popleft()
         self._bytes -= sum(entry.size for entry in gop)
+
+    # --- the completer ------------------------------------------------------------------------
+
+    def finished(self, start_s: float) -> None:
+        """The pipeline is done with the stream's frames up to one whose clip would start at
+        ``start_s`` (its pts minus the clip's pre-roll): later frames' clips start later, so
+        packets before it are the time bound's again. One float store, per frame."""
+        if start_s > self._unfinished_s:
+            self._unfinished_s = start_s
 
     # --- readers ------------------------------------------------------------------------------
 

@@ -157,7 +157,9 @@ class Recorder:
         record = self._streams.get(stream_id)
         if record is None:
             return None
-        ring = PacketRing(record.pre_s + record.post_s + SLACK_S, record.buffer_bytes)
+        ring = PacketRing(
+            record.pre_s + record.post_s + SLACK_S, record.buffer_bytes, follows_frames=True
+        )
         self._rings[stream_id] = ring
         self.counts.setdefault(stream_id, RecordCounts()).ring = ring
         return ring
@@ -192,10 +194,14 @@ class Recorder:
         streams = self._streams
         if not streams:
             return
-        seen = self._seen
+        seen, rings = self._seen, self._rings
         for i, frame in enumerate(frames):
-            if frame.stream_id in streams:
+            record = streams.get(frame.stream_id)
+            if record is not None:
                 seen[frame.stream_id] = _seen(frame, decoded[i], track_ids, i)
+                ring = rings.get(frame.stream_id)
+                if ring is not None:  # its packets from here on may still make a clip
+                    ring.finished(frame.pts_s - record.pre_s)
         for i, events in frame_events:
             stream_id = frames[i].stream_id
             record = streams.get(stream_id)

@@ -36,15 +36,20 @@ def entries(ring: PacketRing):
     return [] if cut is None else cut.entries
 
 
-def test_the_ring_stays_within_its_time_bound_over_a_long_run(video, longest_gop_s):
+@pytest.mark.parametrize("follows_frames", [False, True])
+def test_the_ring_stays_within_its_time_bound_over_a_long_run(video, longest_gop_s, follows_frames):
+    """``follows_frames``: the pipeline finishes each frame right away (1 s of pre-roll), so
+    the time bound is what trims, as without it."""
     keep_s = 3.0
-    ring = PacketRing(keep_s, 64 << 20)
+    ring = PacketRing(keep_s, 64 << 20, follows_frames=follows_frames)
     tee = FileTee(video, ring, "bikes", loop=True)
     spans, pts = [], 0.0
     try:
         for step in range(20 * 250):  # 20 passes of the file, a picture at a time
             pts = step * FRAME_S
             tee.advance(pts)
+            if follows_frames:
+                ring.finished(pts - 1.0)
             held = entries(ring)
             if step % 50 == 0 and held:
                 assert held[0].key, step  # always from a keyframe
@@ -61,6 +66,21 @@ def test_the_ring_stays_within_its_time_bound_over_a_long_run(video, longest_gop
     assert max(spans) <= keep_s + longest_gop_s + FRAME_S, (max(spans), longest_gop_s)
     assert max(spans) >= keep_s  # and it does keep what it is asked to (within a loop)
     assert ring.dropped == 0
+
+
+def test_frames_not_finished_keep_their_packets_within_the_byte_bound(video):
+    ring = PacketRing(2.0, 64 << 20, follows_frames=True)
+    tee = FileTee(video, ring, "bikes")
+    try:
+        tee.advance(6.0)  # nothing finished yet (a pipeline starting): everything kept
+        assert entries(ring)[0].pts_s == 0.0
+        ring.finished(3.0)  # done up to a frame whose clip would start at 3 s
+        tee.advance(9.0)
+        held = entries(ring)
+        assert held[0].key and held[0].pts_s <= 3.0 < held[0].pts_s + 3.0
+        assert ring.span_s() > 2.0 + 3.0  # more than the time bound alone kept
+    finally:
+        tee.close()
 
 
 def test_the_ring_stays_within_its_byte_bound_and_counts_what_it_cannot_keep(video):

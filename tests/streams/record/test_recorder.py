@@ -86,11 +86,13 @@ def play(
     events_at: set[int],
     frames: int = 250,
     on_gpu: bool = False,
+    lag: int = 0,
 ) -> list[Frame]:
     """Decode ``video`` into the recorder as the pipeline would: packets into the stream's
     ring, each frame with two boxes seen, a cross event on the frames ``events_at``.
     ``on_gpu``: the frames reach the recorder without pixels, as NVDEC's do (the test keeps
-    them in ``Frame.surface`` to compare)."""
+    them in ``Frame.surface`` to compare). ``lag``: each frame is seen only once the source
+    has been read ``lag`` frames further (a pipeline that far behind its camera)."""
     ring = recorder.ring_for("bikes")
     source = make_source(video, "file", "opencv", SourceOptions("bikes", packets=ring))
     source.open()
@@ -104,16 +106,21 @@ def play(
                 break
             frame = Frame("bikes", seq, picture.pts_s, time.time(), time.monotonic(), 0.0,
                           picture.image_bgr)  # fmt: skip
-            events = [(0, [cross(frame)])] if seq in events_at else []
-            if on_gpu:
-                sent = Frame(**{**frame.__dict__, "image_bgr": None})
-                recorder.seen([sent], [detections], [TRACKS], events)
-            else:
-                recorder.seen([frame], [detections], [TRACKS], events)
             out.append(frame)
+            if seq >= lag:
+                see(recorder, out[seq - lag], detections, events_at, on_gpu)
+        for frame in out[max(0, len(out) - lag) :]:  # the pipeline catches up at the end
+            see(recorder, frame, detections, events_at, on_gpu)
     finally:
         source.close()
     return out
+
+
+def see(recorder: Recorder, frame: Frame, detections, events_at: set[int], on_gpu: bool):
+    events = [(0, [cross(frame)])] if frame.seq in events_at else []
+    if on_gpu:
+        frame = Frame(**{**frame.__dict__, "image_bgr": None})
+    recorder.seen([frame], [detections], [TRACKS], events)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +199,25 @@ def test_an_event_gets_a_snapshot_with_its_box_and_a_clip_of_the_sources_packets
         0,
     )
     assert Path(snap["path"]).parent == tmp_path / "bikes"
+
+
+def test_a_pipeline_seconds_behind_its_camera_still_gets_the_pre_roll(video, tmp_path):
+    """Packets reach the ring in real time, a frame's events come out of the pipeline later:
+    here 7 s later, more than the ring's time bound (pre 2 + post 2 + slack 2 s). Its packets
+    stay until the pipeline has finished the frames, so the clip still starts 2 s before."""
+    bus = Bus()
+    recorder = Recorder(make_config(tmp_path, pre_s=2, post_s=2), bus, LABELS)
+    recorder.start()
+    try:
+        frames = play(recorder, video, events_at={56, 150}, lag=175)  # 2.24 s, 6.0 s
+    finally:
+        recorder.close()
+    clips = bus.of("clip")
+    assert [[e["seq"] for e in c["events"]] for c in clips] == [[56], [150]]
+    for clip, seq in zip(clips, (56, 150)):
+        event_s = frames[seq].pts_s
+        assert clip["start"] <= event_s - 2.0 + 1e-6 and clip["end"] >= event_s + 2.0 - 1e-6
+        assert decodes_cleanly(Path(clip["path"])) == ""
 
 
 def test_events_inside_a_waiting_clip_join_it(video, tmp_path):
