@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU tests in one burst on the GPU host, after the gpu-kit is unpacked (DEVELOPERS.md).
 # The kit must hold every runtime dependency of pyproject.toml: build it with the ones its
-# defaults lack, e.g. `../shared/gpu-kit/build av orjson rich scipy pyte` (2026-12-02: a kit
+# defaults lack: `../shared/gpu-kit/build av orjson rich scipy pyte pytest-timeout motmetrics
+# fastapi uvicorn httpx websockets paho-mqtt redis nats-py` (2026-12-03; 2026-12-02: a kit
 # built with `av` alone had no orjson, and every test that imports the bus failed to collect).
 # The RTSP ones need GStreamer's RTSP server: where the host has none, unpack the bundle made by
 # tests/support/pack_rtsp_server.sh at /tmp/rtsp-kit first; they then must run, not skip.
