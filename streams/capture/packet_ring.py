@@ -104,8 +104,8 @@ class PacketRing:
             (:meth:`finished`); until it does, a new run's packets are kept (within
             ``max_bytes``) whatever ``keep_s`` says. Why: packets arrive in real time while
             a frame's events come out of the pipeline later, seconds later under load or at
-            start (2026-12-03, H200: a camera clip began 2 s after its event, whose packets
-            the ring had already let go).
+            start (2026-12-03, H200 under load: a camera clip began at 2.28 s, after its own
+            event at 2.24 s, whose pre-roll packets the ring had already let go).
     """
 
     def __init__(self, keep_s: float, max_bytes: int, follows_frames: bool = False) -> None:
