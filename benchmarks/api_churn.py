@@ -146,10 +146,13 @@ def gpu_held(pids: set[int]) -> dict:
 
 def nvdec_sessions(base: str) -> int:
     """``streams_nvdec_sessions`` from the run's ``/metrics`` (every worker's sessions)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("streams_nvdec_sessions "):
-                return int(float(line.split()[1]))
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "streams_nvdec_sessions":
+            return int(family.samples[0].value)
     raise SystemExit("the run's /metrics has no streams_nvdec_sessions")
 
 

@@ -239,7 +239,6 @@ class NvdecReader:
         self.low_latency = False
         self._ended = False
         self._closed = False
-        self._counted = False  # in nvdec_sessions
         self._index = 0
         try:
             if self.network:
@@ -267,8 +266,7 @@ class NvdecReader:
                 usedevicememory=True,
                 **extra,
             )
-            nvdec_sessions.opened()
-            self._counted = True
+            nvdec_sessions.opened()  # closed() in close(), while _decoder is set
         except Exception as err:
             self._stream.destroy()
             if self._network is not None:
@@ -508,10 +506,8 @@ class NvdecReader:
             self._cond.notify_all()
         self._pending.clear()
         self._stream.synchronize()
+        nvdec_sessions.closed()  # a reader exists only with its decoder; close runs once
         self._decoder = self._demuxer = self._packets = self._held_packet = None
-        if self._counted:
-            nvdec_sessions.closed()
-            self._counted = False
         if self._network is not None:
             self._network.close()
         for surface in list(self._pool):

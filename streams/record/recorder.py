@@ -49,7 +49,9 @@ from streams.record.store import Store
 
 logger = logging.getLogger(__name__)
 
-SLACK_S = 2.0  # ring time beyond pre_s + post_s: the event reaches the recorder late
+# Ring time beyond pre_s + post_s, what an on-demand clip can reach back. A late event needs no
+# slack: the ring keeps what unfinished frames may still ask for (PacketRing.finished).
+SLACK_S = 2.0
 CLIP_WAIT_S = 10.0  # beyond post_s: a stream that stopped gets the clip of what arrived
 ERROR_EVERY_S = 60.0  # one error line per stream this often; the rest are counted
 TICK_S = 0.05
