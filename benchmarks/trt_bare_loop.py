@@ -30,12 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engines import cuda
 from engines.options import EngineOptions
 from engines.tensorrt_build import import_tensorrt, load_cuda_engine, trt_logger
+from streams.bench.engine import sample_calibration
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument("--calibration-frames", type=int, default=32, help="int8 (speed only)")
     parser.add_argument("--batch", default="1,8,32")
     parser.add_argument("--max-batch", type=int, default=0)
     parser.add_argument(
@@ -58,6 +60,11 @@ def main() -> int:
         contexts=args.contexts,
         builder_optimization_level=args.opt_level,
         cache_dir=args.cache_dir,
+        calibration_set=(
+            sample_calibration(args.model, args.calibration_frames)
+            if args.precision == "int8"
+            else None
+        ),
     )
     trt = import_tensorrt()
     cuda.set_device(0)

@@ -21,6 +21,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = EngineOptions()
     parser.add_argument("--model", type=Path, required=True, help="ONNX model")
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument(
+        "--calibration-frames",
+        type=positive_count,
+        default=32,
+        help="int8: frames of the sample videos that calibrate (speed does not depend on them)",
+    )
     parser.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
     parser.add_argument(
         "--max-batch", type=count, default=0, help="engine max batch (default: the largest --batch)"
@@ -69,6 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=defaults.cache_dir)
     parser.add_argument("--threads", type=count, default=0, help="ONNX Runtime threads")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+
+
+def sample_calibration(model: Path, frames: int) -> Any:
+    """int8 calibration frames from the sample videos, letterboxed to ``model``'s input: what a
+    speed benchmark calibrates on (the same frames give the same cached engine in every tool)."""
+    from processors.calibration import calibration_set, model_input_hw
+    from streams.assets import fetch_assets
+
+    videos = [str(p) for p in fetch_assets().videos.values()]
+    return calibration_set(videos, model_input_hw(model), frames)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -154,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
     if on_device and args.backend != "tensorrt":
         print("--input-on-device needs --backend tensorrt", file=sys.stderr)
         return 2
+    if args.precision == "int8" and args.backend != "tensorrt":
+        print("--precision int8 needs --backend tensorrt", file=sys.stderr)
+        return 2
     options = EngineOptions(
         backend=args.backend,
         device=args.device if args.backend == "tensorrt" else "cpu",
@@ -169,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     try:
+        if args.precision == "int8":
+            calibration = sample_calibration(args.model, args.calibration_frames)
+            options = replace(options, calibration_set=calibration)
         engine = _make_engine(args, options)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
