@@ -157,3 +157,20 @@ def test_bench_engine_runs_its_benchmark_and_names_a_missing_model(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert "nope.onnx" in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_bench_engine_int8_on_the_cpu_engine_is_a_usage_error(tmp_path):
+    """int8 is TensorRT's (calibrated on the sample videos); asked of ONNX Runtime it is one
+    line naming both options, before any model is read."""
+    result = run_cli(
+        "bench-engine",
+        "--model",
+        str(tmp_path / "m.onnx"),
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "int8",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "--precision int8 needs --backend tensorrt" in result.stderr, result.stderr
