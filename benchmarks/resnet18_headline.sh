@@ -9,7 +9,7 @@
 # GPU time per batch back to back, and pinned copy in + execute + copy out). Batch 1 fp16 is
 # also built at level 0, so the level's share is visible. Build times are the `setup_s` of each run.
 #
-# usage: benchmarks/resnet18_headline.sh [OUT_DIR]     (LEVEL=3 BATCHES="1 8 32" PRECISIONS="fp16 int8" ITERS=1000)
+# usage: benchmarks/resnet18_headline.sh [OUT_DIR]     (LEVEL=3 BATCHES="1 8 32" PRECISIONS="fp16 int8" LEVEL0_ROW=1 ITERS=1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/resnet18-headline}}
@@ -18,6 +18,7 @@ level=${LEVEL:-3}
 batches=${BATCHES:-1 8 32}
 iters=${ITERS:-1000}
 precisions=${PRECISIONS:-fp16 int8}
+level0_row=${LEVEL0_ROW:-1}  # 0: no extra fp16 batch-1 build at level 0
 torch_py=${TORCH_PYTHON:-/opt/torch/.venv/bin/python3}
 trt_env=${TRT_ENV:-/tmp/gpu-kit/py310/env.sh}
 mkdir -p "$out" "$work"
@@ -41,7 +42,7 @@ run_trt() {  # precision batch level
 for p in $precisions; do
   for b in $batches; do
     run_trt "$p" "$b" "$level"
-    if [ "$p" = fp16 ] && [ "$b" = 1 ] && [ "$level" != 0 ]; then run_trt fp16 1 0; fi
+    if [ "$level0_row" = 1 ] && [ "$p" = fp16 ] && [ "$b" = 1 ] && [ "$level" != 0 ]; then run_trt fp16 1 0; fi
   done
 done
 
