@@ -213,9 +213,12 @@ class PreviewConfig:
 class WorkersConfig:
     """How many processes share the streams (see streams/scale/supervisor.py).
 
-    One Python process tops out near 1,500 GPU-decoded frames/s: every frame costs some
-    Python, and the GIL is one. ``processes: auto`` runs one process on the CPU backend (ONNX
-    Runtime already uses every core) and one per ``streams_per_process`` streams on a GPU;
+    One Python process has one GIL, so a GPU host with many streams runs several; each also
+    pays its own batcher, completer and stats threads per batch, so fewer, fuller processes
+    cost less CPU per stream. ``processes: auto`` runs one process on the CPU backend (ONNX
+    Runtime already uses every core) and one per ``streams_per_process`` streams on a GPU (48:
+    on the H200, 128 paced 1080p30 streams in 3 processes took 1.8 % of a core each against
+    2.4 % in 6, and unpaced the 3 reached 99.1 % of the NVDEC ceiling; docs/benchmarks.md);
     each process has its own engine and publishes through one relay at ``publish.endpoint``.
     With several GPUs (``engine.device`` a list or ``all``), a GPU whose workers die more than
     ``gpu_restart_budget`` times within ``gpu_restart_window_s`` has its streams moved to the
@@ -223,7 +226,7 @@ class WorkersConfig:
     """
 
     processes: int | str = "auto"
-    streams_per_process: int = 24
+    streams_per_process: int = 48
     gpu_restart_budget: int = 3
     gpu_restart_window_s: float = 120.0
 
