@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import cuda, tensorrt_build  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
+from streams.bench.engine import sample_calibration  # noqa: E402
 
 
 def speed(engine, trt, batch: int, iters: int) -> float:
@@ -80,13 +81,7 @@ def main() -> int:
     trt = tensorrt_build.import_tensorrt()
     cuda.set_device(0)
     runtime = trt.Runtime(tensorrt_build.trt_logger())
-    calibration = None
-    if "int8" in args.precisions:
-        from processors.calibration import calibration_set, model_input_hw
-        from streams.assets import fetch_assets
-
-        videos = [str(p) for p in fetch_assets().videos.values()]
-        calibration = calibration_set(videos, model_input_hw(args.model), args.frames)
+    calibration = sample_calibration(args.model, args.frames) if "int8" in args.precisions else None
     rows, skipped = [], []
     result = {
         "model": args.model.name,

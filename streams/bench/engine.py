@@ -23,10 +23,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.options import EngineOptions
 from streams.arguments import count, number_in, positive_count
+
+if TYPE_CHECKING:
+    from engines.calibration import CalibrationSet
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
 
 
-def sample_calibration(model: Path, frames: int) -> Any:
+def sample_calibration(model: Path, frames: int) -> CalibrationSet:
     """int8 calibration frames from the sample videos, letterboxed to ``model``'s input: what a
     speed benchmark calibrates on (the same frames give the same cached engine in every tool)."""
     from processors.calibration import calibration_set, model_input_hw
