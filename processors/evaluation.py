@@ -122,9 +122,17 @@ def eval_frames(videos: list[str], count: int, calibration_frames: int) -> list[
 
 
 def detect(
-    infer, images: list[np.ndarray], hw: tuple[int, int], conf: float, batch_size: int = 8
+    infer,
+    images: list[np.ndarray],
+    hw: tuple[int, int],
+    conf: float,
+    batch_size: int = 8,
+    multi_label: bool = False,
 ) -> list[Detections]:
-    """Detections of ``infer`` (batch -> output) on ``images``, preprocessed as at run time."""
+    """Detections of ``infer`` (batch -> output) on ``images``, preprocessed as at run time.
+
+    ``multi_label``: every class past ``conf`` per box, as YOLO's val ranks them for mAP.
+    """
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -133,6 +141,6 @@ def detect(
         output = np.asarray(infer(batch), np.float32)
         head = detect_head_format(output.shape)
         out += decode_yolo_batch(
-            output, head, boxes, [im.shape[:2] for im in chunk], conf, NMS_IOU, 100
+            output, head, boxes, [im.shape[:2] for im in chunk], conf, NMS_IOU, 100, multi_label
         )
     return out

@@ -83,6 +83,7 @@ def decode_yolo_batch(
     conf_threshold: float,
     iou_threshold: float,
     max_detections: int = 100,
+    multi_label: bool = False,
 ) -> list[Detections]:
     """Decode a whole batch's output into one Detections per image, vectorised over the batch.
 
@@ -96,6 +97,10 @@ def decode_yolo_batch(
     model pixels, best first, at most ``max_detections``, mapped through that frame's letterbox
     and clipped to it. Boxes of different images never suppress each other: one NMS over the
     batch with a group per (image, class).
+
+    ``multi_label``: a box gives a candidate for every class past ``conf_threshold``, not only
+    for its best one. That is how YOLOv5/v7/v8 compute mAP (their val, at conf 0.001), used
+    by ``processors.evaluation``; the pipeline keeps one class per box.
     """
     n = len(letterboxes)
     if len(source_hws) != n:
@@ -126,9 +131,13 @@ def decode_yolo_batch(
         class_scores = rows[:, 4:]
     if flat.size == 0:
         return [_NO_DETECTIONS] * n
-    class_ids = class_scores.argmax(axis=1)
-    scores = class_scores.max(axis=1)  # the argmax's score
     image_idx = flat // num_boxes
+    if multi_label:
+        row, class_ids = np.nonzero(class_scores >= conf)
+        rows, scores, image_idx = rows[row], class_scores[row, class_ids], image_idx[row]
+    else:
+        class_ids = class_scores.argmax(axis=1)
+        scores = class_scores.max(axis=1)  # the argmax's score
     passed = scores >= conf
     if not passed.all():
         rows, scores, class_ids, image_idx = (

@@ -407,3 +407,34 @@ def test_bad_arguments():
         decode_yolo_batch(image, "yolov5", [IDENTITY], [], 0.25, 0.45)
     with pytest.raises(ValueError, match="N >= 2"):
         decode_yolo_batch(image, "yolov5", [IDENTITY] * 2, [(416, 416)] * 2, 0.25, 0.45)
+
+
+def test_multi_label_gives_every_class_past_the_threshold():
+    """A box scoring 0.6 as class 0 and 0.3 as class 2: one detection as the pipeline decodes,
+    two for mAP as YOLO's val ranks them, same box, best first."""
+    image = v5_image([[100, 100, 40, 40]], [0.6], [0])
+    image[0, 5 + 2] = 0.3
+    args = ([IDENTITY], [(416, 416)], 0.25, 0.45)
+    (top1,) = decode_yolo_batch(image[None], "yolov5", *args)
+    (multi,) = decode_yolo_batch(image[None], "yolov5", *args, multi_label=True)
+    assert top1.class_ids.tolist() == [0]
+    assert multi.class_ids.tolist() == [0, 2]
+    np.testing.assert_allclose(multi.scores, [0.6, 0.3])
+    np.testing.assert_allclose(multi.xyxy, [[80, 80, 120, 120]] * 2)
+
+
+@pytest.mark.parametrize("head", ["yolov5", "yolov8"])
+def test_multi_label_keeps_every_top1_detection_on_real_outputs(real_batch, head):
+    output, boxes, hws = real_batch
+    data = output if head == "yolov5" else as_yolov8(output)
+    top1 = decode_yolo_batch(data, head, boxes, hws, 0.05, 0.45, 300)
+    multi = decode_yolo_batch(data, head, boxes, hws, 0.05, 0.45, 300, multi_label=True)
+    assert sum(map(len, multi)) > sum(map(len, top1))  # second classes of real boxes
+    for i, (one, many) in enumerate(zip(top1, multi)):
+        # Per class NMS sees the same best-class candidates plus others, which never suppress
+        # across classes: each top-1 box of class c is there again unless a second-class
+        # candidate of class c outscores and overlaps it.
+        for box, score, class_id in zip(one.xyxy, one.scores, one.class_ids):
+            same = many.class_ids == class_id
+            best = box_iou(box, many.xyxy[same]).max()
+            assert best > 0.45 and many.scores[same].max() >= score - 1e-6, f"frame {i}"
