@@ -197,3 +197,38 @@ def test_a_missed_batch_constant_is_caught_by_shape_inference(tmp_path, monkeypa
     monkeypatch.setattr(dynamic_batch._Analysis, "run", lambda self: None)  # no rewrites
     with pytest.raises(Unproven, match="shape inference"):
         dynamic_batch.rewrite_file(path)
+
+
+def test_trained_640_v8_export_batches_and_finds_the_cyclist(tmp_path, assets):
+    """benchmarks/yolo640_trained.py: YOLOv3-tiny's weights at 640 behind a v8 head, fixed batch
+    1 as exported by default; the int8 accuracy benchmark scores it through this rewrite."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "yolo640_trained.py"
+    spec = importlib.util.spec_from_file_location("yolo640_trained", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = module.make(tmp_path / "v8-640.onnx")
+    model = onnx.load(str(path))
+    dims = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input]
+    assert dims == [[1, 3, 640, 640]]
+    options = EngineOptions(backend="onnxruntime", device="cpu", max_batch=2, cache_dir=tmp_path)
+    engine = OnnxRuntimeEngine(path, options)
+    try:
+        assert engine.max_batch == 2 and engine.input_spec.shape[0] == -1
+        cap = cv2.VideoCapture(str(assets.videos["bikes.mp4"]))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 123)  # the cyclist
+        ok, frame = cap.read()
+        cap.release()
+        assert ok
+        batch = np.empty((2, 3, 640, 640), np.float32)
+        boxes = [preprocess_into(batch[i], frame) for i in range(2)]
+        (output,) = engine.infer(batch)
+        assert output.shape == (2, 84, 6000)
+        assert detect_head_format(output.shape, 80) == "yolov8"
+        found = decode_yolo_batch(output, "yolov8", boxes, [frame.shape[:2]] * 2, 0.25, 0.45)
+        assert 0 in found[0].class_ids.tolist() and 1 in found[0].class_ids.tolist()
+        np.testing.assert_allclose(found[0].xyxy, found[1].xyxy, atol=1e-3)
+    finally:
+        engine.close()
