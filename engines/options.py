@@ -29,10 +29,11 @@ class EngineOptions:
             when the run starts). Empty: ``device`` alone. An engine only ever uses ``device``.
         max_batch: largest batch the engine accepts (the dynamic profile's max).
         opt_batch: batch size TensorRT tunes for (the profile's opt); defaults to max_batch.
-        precision: ``fp32`` or ``fp16`` (GPU only; the CPU always runs fp32).
+        precision: ``fp32``, ``fp16`` or ``int8`` (GPU only; the CPU always runs fp32).
         contexts: TensorRT execution contexts (slots) in flight, each on its own CUDA stream.
         workspace_mb: TensorRT builder workspace limit.
-        builder_optimization_level: TensorRT builder level 0..5 (lower builds much faster).
+        builder_optimization_level: TensorRT builder level 0..5 (lower builds much faster;
+            1 by default, chosen from the levels measured in docs/benchmarks.md).
         cache_dir: where built TensorRT engines and timing caches are kept
             (``$STREAMS_CACHE/engines``, else ``~/.cache/streams/engines``).
         cuda_graphs: capture one CUDA graph per batch size where TensorRT allows it.
@@ -57,7 +58,7 @@ class EngineOptions:
     precision: str = "fp16"
     contexts: int = 3
     workspace_mb: int = 1024
-    builder_optimization_level: int = 3
+    builder_optimization_level: int = 1  # 99 % of level 3's speed, a fifth of its build
     cache_dir: Path = field(default_factory=lambda: cache_root() / "engines")
     cuda_graphs: bool = False
     threads: int = 0
