@@ -131,6 +131,22 @@ def _quotas(frames: int, images: int, videos: int) -> tuple[int, list[int]]:
     return from_images, per_video
 
 
+def video_stride(total: int, want: int) -> int:
+    """Every how many frames a video of ``total`` frames gives one of ``want`` (0: live)."""
+    return max(1, total // want) if total > 0 else LIVE_STRIDE
+
+
+def video_frame_indices(total: int, want: int) -> range:
+    """The frame indices calibration reads from a file of ``total`` frames asked for ``want``."""
+    stride = video_stride(total, want)
+    return range(0, min(total, stride * want), stride)
+
+
+def video_quotas(frames: int, videos: int) -> list[int]:
+    """Frames asked of each of ``videos`` videos for a calibration set of ``frames``."""
+    return _quotas(frames, 0, videos)[1]
+
+
 def _frames(images: list[str], videos: list[str], quota: tuple[int, list[int]]) -> Iterator:
     import cv2
 
@@ -150,7 +166,7 @@ def _frames(images: list[str], videos: list[str], quota: tuple[int, list[int]]) 
             continue
         try:
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            stride = max(1, total // want) if total > 0 else LIVE_STRIDE
+            stride = video_stride(total, want)
             got = index = 0
             while got < want:
                 ok = cap.grab()

@@ -10,7 +10,8 @@ own confidence threshold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +41,74 @@ def _hits(reference: Detections, candidate: Detections, iou: float) -> np.ndarra
     return hits
 
 
+class _Ranked:
+    """Every candidate box of a set of frames, scored against the reference once.
+
+    Per class: the candidate boxes in descending score order with their frame and whether
+    each hit a new reference box; per frame: the reference boxes of each class. A mean AP over
+    any reweighting of the frames (a bootstrap resample) then needs no matching again.
+    """
+
+    def __init__(self, references: Sequence[Detections], candidates: Sequence[Detections], iou):
+        if len(references) != len(candidates):
+            raise ValueError(f"{len(references)} reference frames but {len(candidates)} candidates")
+        self.frames = len(references)
+        totals: dict[int, np.ndarray] = {}
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        for f, (ref, cand) in enumerate(zip(references, candidates)):
+            for c, n in zip(*np.unique(ref.class_ids, return_counts=True)):
+                totals.setdefault(int(c), np.zeros(self.frames))[f] = n
+            order = np.argsort(-cand.scores, kind="stable")
+            hits, scores, classes = _hits(ref, cand, iou), cand.scores[order], cand.class_ids[order]
+            for c in np.unique(classes):
+                mask = classes == c
+                parts.setdefault(int(c), []).append(
+                    (scores[mask], hits[mask], np.full(mask.sum(), f))
+                )
+        if not totals:
+            raise ValueError("the reference has no detections to compare against")
+        self.totals = totals  # class -> reference boxes per frame
+        self.boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # class -> (hit, frame)
+        for c, chunks in parts.items():
+            scores = np.concatenate([s for s, _, _ in chunks])
+            order = np.argsort(-scores, kind="stable")
+            self.boxes[c] = (
+                np.concatenate([h for _, h, _ in chunks])[order],
+                np.concatenate([f for _, _, f in chunks])[order],
+            )
+
+    def classes(self, min_boxes: int) -> list[int]:
+        chosen = [c for c, per_frame in self.totals.items() if per_frame.sum() >= min_boxes]
+        if not chosen:
+            raise ValueError(f"no class has {min_boxes} reference boxes")
+        return chosen
+
+    def mean_ap(self, weights: np.ndarray, classes: list[int]) -> np.ndarray:
+        """Mean AP over ``classes`` for each row of frame ``weights`` (rounds, frames).
+
+        A class with no reference box under a row's weights is left out of that row's mean.
+        """
+        rounds = weights.shape[0]
+        aps = np.full((rounds, len(classes)), np.nan)
+        for k, c in enumerate(classes):
+            total = weights @ self.totals[c]
+            present = total > 0
+            aps[present, k] = 0.0
+            if c not in self.boxes or not present.any():
+                continue
+            hit, frame = self.boxes[c]
+            w = weights[:, frame]
+            tp = np.cumsum(w * hit, axis=1)
+            seen = np.cumsum(w, axis=1)
+            precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
+            recall = tp / np.where(present, total, 1.0)[:, None]
+            # all-point interpolation: precision made monotone from the right, summed over recall
+            envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+            steps = np.diff(recall, axis=1, prepend=0.0)
+            aps[present, k] = (steps * envelope).sum(axis=1)[present]
+        return np.nanmean(aps, axis=1)
+
+
 def map50(
     references: Sequence[Detections],
     candidates: Sequence[Detections],
@@ -51,40 +120,38 @@ def map50(
     ``min_boxes``: only classes with at least that many reference boxes count (a class seen
     once scores 0 or 1 on one box; the benchmark reports both means).
     """
-    if len(references) != len(candidates):
-        raise ValueError(f"{len(references)} reference frames but {len(candidates)} candidates")
-    per_class: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-    totals: dict[int, int] = {}
-    for ref, cand in zip(references, candidates):
-        for c in np.unique(ref.class_ids):
-            totals[int(c)] = totals.get(int(c), 0) + int((ref.class_ids == c).sum())
-        hits = _hits(ref, cand, iou)
-        scores = np.sort(cand.scores)[::-1]
-        classes = cand.class_ids[np.argsort(-cand.scores, kind="stable")]
-        for c in np.unique(classes):
-            mask = classes == c
-            per_class.setdefault(int(c), []).append((scores[mask], hits[mask]))
-    if not totals:
-        raise ValueError("the reference has no detections to compare against")
-    totals = {c: n for c, n in totals.items() if n >= min_boxes}
-    if not totals:
-        raise ValueError(f"no class has {min_boxes} reference boxes")
-    aps = []
-    for c, total in totals.items():
-        parts = per_class.get(c, [])
-        if not parts:
-            aps.append(0.0)
-            continue
-        scores = np.concatenate([s for s, _ in parts])
-        hits = np.concatenate([h for _, h in parts])[np.argsort(-scores, kind="stable")]
-        tp = np.cumsum(hits)
-        recall = tp / total
-        precision = tp / np.arange(1, len(hits) + 1)
-        # all-point interpolation: precision made monotone from the right, summed over recall
-        envelope = np.maximum.accumulate(precision[::-1])[::-1]
-        steps = np.diff(np.concatenate([[0.0], recall]))
-        aps.append(float((steps * envelope).sum()))
-    return float(np.mean(aps))
+    ranked = _Ranked(references, candidates, iou)
+    return float(ranked.mean_ap(np.ones((1, ranked.frames)), ranked.classes(min_boxes))[0])
+
+
+def map50_interval(
+    references: Sequence[Detections],
+    candidates: Sequence[Detections],
+    block: int = 10,
+    rounds: int = 1000,
+    level: float = 0.95,
+    min_boxes: int = 1,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A bootstrap interval of :func:`map50` over the frames, resampled in blocks.
+
+    Consecutive frames of a video show the same objects, so they are resampled ``block`` at
+    a time (a block bootstrap); an interval wider than the goal's margin says that these
+    frames cannot decide it. Classes are those of the whole set with ``min_boxes``.
+    """
+    ranked = _Ranked(references, candidates, IOU)
+    classes = ranked.classes(min_boxes)
+    starts = np.arange(0, ranked.frames, block)
+    rng = np.random.default_rng(seed)
+    means = []
+    for chunk in range(0, rounds, 100):
+        picks = rng.integers(0, len(starts), (min(100, rounds - chunk), len(starts)))
+        counts = np.zeros((len(picks), len(starts)))
+        np.add.at(counts, (np.arange(len(picks))[:, None], picks), 1.0)
+        weights = np.repeat(counts, block, axis=1)[:, : ranked.frames]
+        means.append(ranked.mean_ap(weights, classes))
+    low, high = np.quantile(np.concatenate(means), [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def kept(
@@ -97,25 +164,60 @@ def kept(
     return sum(int(_hits(r, c, iou).sum()) for r, c in zip(references, candidates)) / total
 
 
-def eval_frames(videos: list[str], count: int, calibration_frames: int) -> list[np.ndarray]:
-    """``count`` BGR frames spread over ``videos``, half a calibration stride off its frames."""
+def eval_indices(total: int, want: int, excluded: Collection[int] = ()) -> list[int]:
+    """``want`` indices spread evenly over ``range(total)`` less ``excluded`` (all if fewer)."""
+    skip = set(excluded)
+    free = [i for i in range(total) if i not in skip]
+    if want >= len(free):
+        return free
+    if want <= 0:
+        return []
+    # spacing of at least 1, so the rounded picks are distinct
+    return [free[i] for i in np.linspace(0, len(free) - 1, want).round().astype(int)]
+
+
+def eval_frames(
+    videos: Sequence[str],
+    count: int,
+    calibration_frames: int,
+    calibration_videos: Sequence[str] | None = None,
+) -> list[np.ndarray]:
+    """``count`` BGR frames spread over ``videos``, none of them a frame calibration reads.
+
+    Calibration takes ``calibration_frames`` from ``calibration_videos`` (default: ``videos``)
+    as :func:`processors.calibration.calibration_set` does; those frames are left out, so no
+    frame is scored that the quantizer saw. A video with fewer frames left than its share gives
+    what it has, and the others make up the rest.
+    """
     import cv2
 
+    from processors.calibration import video_frame_indices, video_quotas
+
+    cal_videos = [str(Path(v).resolve()) for v in (calibration_videos or videos)]
+    quota = dict(zip(cal_videos, video_quotas(calibration_frames, len(cal_videos))))
+    free = []
+    for path in videos:
+        cap = cv2.VideoCapture(str(path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap.release()
+        want = quota.get(str(Path(path).resolve()), 0)
+        free.append(eval_indices(total, total, video_frame_indices(total, want) if want else ()))
+    shares, left = [0] * len(videos), count
+    while left > 0 and any(n < len(f) for n, f in zip(shares, free)):
+        for i, f in enumerate(free):
+            if left > 0 and shares[i] < len(f):
+                shares[i] += 1
+                left -= 1
     frames = []
-    per_video = [count // len(videos) + (i < count % len(videos)) for i in range(len(videos))]
-    for path, want in zip(videos, per_video):
-        cap = cv2.VideoCapture(path)
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cal_stride = max(1, total // max(1, calibration_frames // len(videos)))
-        stride = max(1, total // want)
-        offset = max(1, cal_stride // 2) if cal_stride > 1 else 0
-        index = got = 0
-        while got < want and cap.grab():
-            if index >= offset and (index - offset) % stride == 0:
+    for path, f, share in zip(videos, free, shares):
+        wanted = set(f[i] for i in eval_indices(len(f), share))
+        cap = cv2.VideoCapture(str(path))
+        index, last = 0, max(wanted, default=-1)
+        while index <= last and cap.grab():
+            if index in wanted:
                 ok, image = cap.retrieve()
                 if ok:
                     frames.append(image)
-                    got += 1
             index += 1
         cap.release()
     return frames
