@@ -86,6 +86,9 @@ def main() -> int:
         "--head-float", action="store_true", help="keep the head's output convs float"
     )
     parser.add_argument(
+        "--first-float", action="store_true", help="keep the first conv (the stem) float"
+    )
+    parser.add_argument(
         "--video",
         action="append",
         type=Path,
@@ -108,6 +111,7 @@ def main() -> int:
     if args.qdq_method:
         qdq.CALIBRATE_METHOD = args.qdq_method  # part of the Q/DQ cache key
     qdq.KEEP_HEAD_FLOAT = args.head_float  # so is this
+    qdq.KEEP_FIRST_FLOAT = args.first_float  # and this
     assets = fetch_assets()
     videos = [str(p) for p in args.video or assets.videos.values()]
     cache = args.cache or Path(tempfile.mkdtemp(prefix="int8-acc-"))
@@ -128,6 +132,7 @@ def main() -> int:
         "eval_frames": len(images),
         "qdq_calibrate_method": qdq.CALIBRATE_METHOD,
         "qdq_head_float": qdq.KEEP_HEAD_FLOAT,
+        "qdq_first_float": qdq.KEEP_FIRST_FLOAT,
         "candidates": {},
     }
     engine, infer = ort_infer(model)

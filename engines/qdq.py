@@ -39,6 +39,29 @@ CALIBRATE_METHOD = "MinMax"  # measured against Percentile/Entropy: docs/benchma
 OP_TYPES = ["Conv", "MatMul", "Gemm"]
 BATCH = 8
 KEEP_HEAD_FLOAT = False  # keeping the head convs float measured no better (docs/benchmarks.md)
+KEEP_FIRST_FLOAT = False  # the stem (3 input channels) float, as TensorRT may run it
+
+
+def first_convs(model) -> list[str]:
+    """Names of the Conv nodes that read the graph input with no Conv in between: the stem,
+    whose 3-channel input int8 gains little speed on and TensorRT's implicit mode often keeps
+    in fp16."""
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found, seen = [], set()
+    todo = [i.name for i in model.graph.input]
+    while todo:
+        for nxt in consumers.get(todo.pop(), []):
+            if id(nxt) in seen:
+                continue
+            seen.add(id(nxt))
+            if nxt.op_type == "Conv":
+                found.append(nxt.name)
+            else:
+                todo.extend(nxt.output)
+    return found
 
 
 def head_convs(model) -> list[str]:
@@ -74,6 +97,7 @@ def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> 
         "recipe": RECIPE,
         "method": CALIBRATE_METHOD,
         "head_float": KEEP_HEAD_FLOAT,
+        **({"first_float": True} if KEEP_FIRST_FLOAT else {}),  # old keys stay valid
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / f"{Path(model_path).stem}-{digest}-qdq.onnx"
@@ -108,7 +132,9 @@ def make_qdq(
 
     graph = onnx.load(str(model_path), load_external_data=False)
     input_name = graph.graph.input[0].name
-    exclude = head_convs(graph) if KEEP_HEAD_FLOAT else []
+    exclude = (head_convs(graph) if KEEP_HEAD_FLOAT else []) + (
+        first_convs(graph) if KEEP_FIRST_FLOAT else []
+    )
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
