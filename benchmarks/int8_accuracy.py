@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engines import qdq  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
 from engines.tensorrt_build import batch_model  # noqa: E402
 from processors.calibration import calibration_set, model_input_hw  # noqa: E402
@@ -86,7 +87,10 @@ def main() -> int:
         "--head-float", action="store_true", help="keep the head's output convs float"
     )
     parser.add_argument(
-        "--first-float", action="store_true", help="keep the first conv (the stem) float"
+        "--first-float",
+        action=argparse.BooleanOptionalAction,
+        default=qdq.KEEP_FIRST_FLOAT,
+        help="keep the first conv (the stem) float (default: as engines/qdq.py)",
     )
     parser.add_argument(
         "--video",
@@ -105,7 +109,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
-    from engines import qdq
     from streams.assets import fetch_assets
 
     if args.qdq_method:
