@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Which Q/DQ recipe keeps most of fp32 on frames calibration never read (issue 13, part 2), in
 # one burst on the GPU host, the runs side by side:
-#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh [sweep|validate]
+#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh [sweep|validate|speed]
 # Every run calibrates on 128 frames of the two sample videos (builder level 0).
 # sweep:    one change at a time from the first recipe (ONNX Runtime MinMax, every Conv
 #           quantized), scored on 200 frames of the same videos that calibration did not read.
 # validate: the recipe the sweep chose (the stem float, engines/qdq.py), against the first one
 #           and TensorRT's minmax calibrator, scored on bigbuckbunny.mp4 (never calibrated on,
-#           never used to choose); then int8 vs fp16 speed at batch 32 for both models, alone.
+#           never used to choose).
+# speed:    int8 (the chosen recipe) vs fp16 img/s at batch 32 for both models, alone on the GPU.
 # Results: one JSON and log per run, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
@@ -33,7 +34,7 @@ if [ "$SET" = sweep ]; then
   run entropy --no-first-float --qdq-method Entropy &
   run 640-first-float --model /tmp/y640.onnx --first-float &
   wait
-else
+elif [ "$SET" = validate ]; then
   run 416-percentile --qdq-method Percentile &
   run 640-percentile --model /tmp/y640.onnx --qdq-method Percentile &
   run bbb-first-int8 --eval-video "$BBB" --eval 130 --no-first-float --methods qdq,minmax &
@@ -43,7 +44,7 @@ else
     --methods qdq,minmax &
   run 640-bbb-first-float --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 &
   wait
-  echo "accuracy done at $((SECONDS - start)) s"
+elif [ "$SET" = speed ]; then
   python benchmarks/yolo640.py /tmp/yolov8s-like-640.onnx > /dev/null
   MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
   for m in "$MODEL" /tmp/yolov8s-like-640.onnx; do
@@ -53,6 +54,8 @@ else
       > "$RES/speed-$name.log" 2>&1 || echo "speed $name: exit $?"
     grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
   done
+else
+  echo "gpu_int8_recipes.sh: unknown set '$SET' (sweep, validate or speed)" >&2; exit 2
 fi
 echo "elapsed $((SECONDS - start)) s"
 for log in "$RES"/*.log; do
