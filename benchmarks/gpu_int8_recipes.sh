@@ -8,7 +8,8 @@
 # validate: the recipe the sweep chose (the stem float, engines/qdq.py), against the first one
 #           and TensorRT's minmax calibrator, scored on bigbuckbunny.mp4 (never calibrated on,
 #           never used to choose).
-# speed:    int8 (the chosen recipe) vs fp16 img/s at batch 32 for both models, alone on the GPU.
+# speed:    int8 (the qdq path and TensorRT's minmax calibrator) vs fp16 img/s at batch 32 for
+#           both models, alone on the GPU.
 # Results: one JSON and log per run, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
@@ -52,7 +53,12 @@ elif [ "$SET" = speed ]; then
     timeout 150 python benchmarks/trt_levels.py --model "$m" --precisions fp16,int8 --levels 0 \
       --batch 32 --frames 32 --cache-dir "$(mktemp -d)" --out "$RES/speed-$name.json" \
       > "$RES/speed-$name.log" 2>&1 || echo "speed $name: exit $?"
-    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
+    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name qdq /"
+    timeout 100 python benchmarks/trt_levels.py --model "$m" --precisions int8 --levels 0 \
+      --int8-method minmax --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
+      --out "$RES/speed-$name-minmax.json" > "$RES/speed-$name-minmax.log" 2>&1 \
+      || echo "speed $name minmax: exit $?"
+    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name-minmax.log" | sed "s/^/$name minmax /"
   done
 else
   echo "gpu_int8_recipes.sh: unknown set '$SET' (sweep, validate or speed)" >&2; exit 2
