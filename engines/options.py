@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-INT8_METHODS = ("qdq", "entropy", "minmax")
+INT8_METHODS = ("auto", "qdq", "entropy", "minmax")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class EngineOptions:
             (engines/dynamic_batch.py), so it batches up to max_batch; False keeps batch 1.
         int8_method: with ``precision: int8``: ``qdq`` (a Q/DQ ONNX made by ONNX Runtime's
             static quantization, engines/qdq.py; every TensorRT version) or ``entropy`` /
-            ``minmax`` (TensorRT's implicit calibrators; TensorRT 8.6 and 10 only).
+            ``minmax`` (TensorRT's implicit calibrators; TensorRT 8.6 and 10 only); ``auto``
+            (the default) is minmax where TensorRT has it, else qdq: minmax kept the most of
+            fp32 on held-out frames and ran fastest (docs/benchmarks.md).
         calibration: where int8 calibration frames come from: ``streams`` (the configured
             streams) or a folder (or file) of images and videos.
         calibration_frames: how many frames calibrate.
@@ -63,7 +65,7 @@ class EngineOptions:
     cuda_graphs: bool = False
     threads: int = 0
     rewrite_fixed_batch: bool = True
-    int8_method: str = "qdq"
+    int8_method: str = "auto"  # minmax on TensorRT 8.6/10, qdq on 11
     calibration: str = "streams"
     calibration_frames: int = 256
     calibration_set: CalibrationSet | None = field(default=None, compare=False, repr=False)

@@ -128,7 +128,7 @@ def make_qdq(
     except ImportError as err:
         raise EngineError(
             f"int8 method qdq needs onnxruntime's quantization tools ({err}); install "
-            "onnxruntime>=1.16, or use engine.int8_method: entropy (TensorRT 8.6/10)"
+            "onnxruntime>=1.16, or use engine.int8_method: minmax (TensorRT 8.6/10)"
         ) from err
     import onnx
 

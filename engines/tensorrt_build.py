@@ -40,7 +40,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +152,22 @@ class CacheEntry:
     sidecar_path: Path
 
 
+def resolve_int8_method(trt: Any, options: EngineOptions) -> EngineOptions:
+    """``int8_method: auto`` made concrete for this TensorRT: its minmax calibrator where it has
+    one (8.6, 10), which on frames calibration never read kept the most of fp32's detections and
+    ran fastest on the H200 (docs/benchmarks.md); else qdq (11 removed the calibrators)."""
+    if options.int8_method != "auto":
+        return options
+    from engines import trt_calibrator
+
+    method = "minmax" if trt_calibrator.available(trt, "minmax") else "qdq"
+    return replace(options, int8_method=method)
+
+
 def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
     """Compute the cache key of ``model_path`` built with ``options`` on this GPU."""
     trt = import_tensorrt()
+    options = resolve_int8_method(trt, options)
     model_path = Path(model_path)
     if not model_path.is_file():
         raise EngineError(f"{model_path}: no such ONNX file")
@@ -411,6 +424,7 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
     """
     trt = import_tensorrt()
     model_path = batch_model(model_path, options)
+    options = resolve_int8_method(trt, options)
 
     def show(line: str) -> None:
         print(line, flush=True)
@@ -439,6 +453,7 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
 
 def _build(model_path: Path, options: EngineOptions, progress: Progress | None) -> bytes:
     trt = import_tensorrt()
+    options = resolve_int8_method(trt, options)
     log = trt_logger()
     log.errors.clear()
     major = version_tuple(trt)[0]
@@ -588,9 +603,9 @@ def _implicit_calibrator(
     )
     if options.int8_method == "entropy":
         logger.warning(
-            "engine.int8_method: entropy kept 0.29 of fp32's mAP50 on YOLOv3-tiny (H200, "
-            "TensorRT 8.6; qdq 0.83, minmax 0.83: docs/benchmarks.md); prefer qdq or minmax "
-            "for detectors"
+            "engine.int8_method: entropy kept 0.23 of fp32's mAP50 on YOLOv3-tiny frames "
+            "calibration never read (H200, TensorRT 8.6; minmax 0.95, qdq 0.87: "
+            "docs/benchmarks.md); prefer auto (minmax here) or qdq for detectors"
         )
     if not table.is_file():
         emit(f"calibrating with TensorRT's {options.int8_method} calibrator")

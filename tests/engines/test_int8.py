@@ -160,10 +160,30 @@ def _config(tmp_path, engine: str):
     return load_config(path)
 
 
+def test_int8_method_auto_is_minmax_where_tensorrt_has_calibrators():
+    from types import SimpleNamespace
+
+    from engines.tensorrt_build import resolve_int8_method
+
+    # Only the attributes trt_calibrator.available() looks for: what TensorRT 8.6/10 and 11
+    # export (11 dropped the IInt8*Calibrator classes). The real builds are in
+    # tests/engines/test_tensorrt_int8.py (gpu).
+    with_calibrators = SimpleNamespace(
+        IInt8MinMaxCalibrator=object, BuilderFlag=SimpleNamespace(INT8=1)
+    )
+    without = SimpleNamespace(BuilderFlag=SimpleNamespace(INT8=1))
+    auto = EngineOptions(backend="tensorrt", precision="int8")
+    assert auto.int8_method == "auto"
+    assert resolve_int8_method(with_calibrators, auto).int8_method == "minmax"
+    assert resolve_int8_method(without, auto).int8_method == "qdq"
+    chosen = EngineOptions(backend="tensorrt", precision="int8", int8_method="qdq")
+    assert resolve_int8_method(with_calibrators, chosen) is chosen
+
+
 def test_int8_config_is_validated(tmp_path):
     config = _config(tmp_path, "precision: int8\n")
     assert config.engine.precision == "int8"
-    assert config.engine.int8_method == "qdq"
+    assert config.engine.int8_method == "auto"
     assert (config.engine.calibration, config.engine.calibration_frames) == ("streams", 256)
     config = _config(tmp_path, "precision: int8\nint8_method: entropy\ncalibration: ~/calib\n")
     assert config.engine.int8_method == "entropy"

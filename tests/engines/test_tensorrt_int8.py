@@ -29,32 +29,34 @@ from engines import trt_calibrator  # noqa: E402
 from engines.calibration import CalibrationSet  # noqa: E402
 from engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
+from engines.tensorrt_build import resolve_int8_method  # noqa: E402
 from engines.tensorrt_engine import TensorRTEngine  # noqa: E402
 from processors.calibration import calibration_set  # noqa: E402
 from processors.evaluation import detect, eval_frames, kept, map50  # noqa: E402
 
-# Measured on the H200: TensorRT 8.6's entropy calibrator keeps mAP50 0.29-0.42 of fp32 on
+# Measured on the H200: TensorRT 8.6's entropy calibrator keeps mAP50 0.23-0.50 of fp32 on
 # YOLOv3-tiny (it fits one scale per tensor to where most values lie, and the decoded output
-# mixes pixel coordinates with scores); qdq and minmax keep 0.99 here. Strict: it fails the
-# day entropy does reach the bound, so the docs and the build's warning get updated.
+# mixes pixel coordinates with scores); qdq keeps 0.94-0.98 and minmax 0.99-1.00 here. Not
+# strict: on these 24 frames entropy scored 0.495 and 0.887 in two builds of one day
+# (2026-12-04; its tactics, chosen by timing, round its poor scales differently).
 ENTROPY_FALLS_SHORT = pytest.mark.xfail(
     trt.__version__.startswith("8."),
-    reason="TensorRT 8.6's entropy calibrator: mAP50 0.29-0.42 of fp32 (docs/benchmarks.md)",
+    reason="TensorRT 8.6's entropy calibrator: mAP50 0.23-0.89 of fp32 (docs/benchmarks.md)",
     raises=AssertionError,
-    strict=True,
+    strict=False,
 )
 METHODS = [
     pytest.param(
         m,
         marks=[
             pytest.mark.skipif(
-                m != "qdq" and not trt_calibrator.available(trt, m),
+                m not in ("qdq", "auto") and not trt_calibrator.available(trt, m),
                 reason=f"TensorRT {trt.__version__} has no {m} calibrator",
             ),
             *([ENTROPY_FALLS_SHORT] if m == "entropy" else []),
         ],
     )
-    for m in ("qdq", "entropy", "minmax")
+    for m in ("qdq", "entropy", "minmax", "auto")
 ]
 
 
@@ -97,7 +99,10 @@ def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
     print(f"\nTensorRT {trt.__version__} int8 {method}: mAP50 {score:.3f} kept {share:.3f}")
     assert score >= 0.85
     assert share >= 0.8
-    suffix = "-qdq.onnx" if method == "qdq" else f"-{method}.calib"
+    resolved = resolve_int8_method(trt, options).int8_method
+    if method == "auto":  # minmax where the calibrators are (8.6, 10), else qdq
+        assert resolved == ("minmax" if trt_calibrator.available(trt, "minmax") else "qdq")
+    suffix = "-qdq.onnx" if resolved == "qdq" else f"-{resolved}.calib"
     assert [p for p in tmp_path.iterdir() if p.name.endswith(suffix)]
 
     # Another batch profile: a new engine, but the Q/DQ model or calibration table is reused.
