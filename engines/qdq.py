@@ -44,14 +44,20 @@ KEEP_HEAD_FLOAT = False  # keeping the head convs float measured no better (docs
 KEEP_FIRST_FLOAT = False  # the stem float: no surer accuracy, int8 0.56x fp16 (docs/benchmarks.md)
 
 
-def first_convs(model) -> list[str]:
-    """Names of the Conv nodes that read the graph input with no Conv in between: the stem,
-    whose 3-channel input int8 gains little speed on and TensorRT's implicit mode often keeps
-    in fp16."""
+def _consumers(model) -> dict[str, list]:
+    """Each tensor name -> the nodes that read it."""
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    return consumers
+
+
+def first_convs(model) -> list[str]:
+    """Names of the Conv nodes that read the graph input with no Conv in between: the stem,
+    whose 3-channel input int8 gains little speed on and TensorRT's implicit mode often keeps
+    in fp16."""
+    consumers = _consumers(model)
     found, seen = [], set()
     todo = [i.name for i in model.graph.input]
     while todo:
@@ -69,10 +75,7 @@ def first_convs(model) -> list[str]:
 def head_convs(model) -> list[str]:
     """Names of the Conv nodes no other Conv follows: the detection head's output convs, whose
     raw box and score logits int8 rounds the most visibly; they stay in float."""
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(model)
     heads = []
     for node in model.graph.node:
         if node.op_type != "Conv":

@@ -314,6 +314,7 @@ def build_or_load(
         data, built = build_or_load(Path("yolov3-tiny.onnx"), EngineOptions(max_batch=32))
     """
     cuda.set_device(options.device_index)
+    options = resolve_int8_method(import_tensorrt(), options)  # what _build reads, keyed alike
     entry = cache_entry(model_path, options)
     data = _load_verified(entry)
     if data is not None:
@@ -424,7 +425,6 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
     """
     trt = import_tensorrt()
     model_path = batch_model(model_path, options)
-    options = resolve_int8_method(trt, options)
 
     def show(line: str) -> None:
         print(line, flush=True)
@@ -436,7 +436,8 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
         f"optimization level {options.builder_optimization_level}"
     )
     if options.precision == "int8" and options.calibration_set is not None:
-        show(f"int8 by {options.int8_method}, calibrated on {options.calibration_set.describe}")
+        method = entry.key["int8"]["method"]  # auto already resolved
+        show(f"int8 by {method}, calibrated on {options.calibration_set.describe}")
     runtime = trt.Runtime(trt_logger())
     started = time.perf_counter()
     engine, built = load_cuda_engine(Path(model_path), options, runtime, show)
@@ -453,7 +454,6 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
 
 def _build(model_path: Path, options: EngineOptions, progress: Progress | None) -> bytes:
     trt = import_tensorrt()
-    options = resolve_int8_method(trt, options)
     log = trt_logger()
     log.errors.clear()
     major = version_tuple(trt)[0]
