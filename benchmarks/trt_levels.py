@@ -9,7 +9,9 @@ batches of ``--batch`` queued back to back with one sync (img/s), the bare engin
 benchmarks/trt_bare_loop.py measures it.
 
 int8 calibrates on the sample videos (``--frames``, preprocessed as at run time); its speed
-does not depend on which frames. A step is skipped, and listed as skipped, when fewer than
+does not depend on which frames. ``int8:minmax`` in ``--precisions`` picks the int8 method for
+that step (else ``--int8-method``), so both int8 paths and fp16 run side by side in one run.
+A step is skipped, and listed as skipped, when fewer than
 ``--min-left`` seconds remain before ``--deadline-s``.
 
     python benchmarks/trt_levels.py --model yolov3-tiny.onnx --precisions fp16 \\
@@ -100,9 +102,11 @@ def main() -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    for precision in args.precisions.split(","):
+    for token in args.precisions.split(","):
+        precision, _, method = token.partition(":")
+        method = method or args.int8_method
         for level in [int(v) for v in args.levels.split(",")]:
-            step = f"{precision} level {level}"
+            step = f"{precision}{f' {method}' if precision == 'int8' else ''} level {level}"
             if left() < args.min_left:
                 skipped.append(f"{step}: {left():.0f} s left of the budget")
                 print(f"SKIPPED {skipped[-1]}", flush=True)
@@ -114,7 +118,7 @@ def main() -> int:
                 contexts=1,
                 builder_optimization_level=level,
                 cache_dir=args.cache_dir,
-                int8_method=args.int8_method,
+                int8_method=method,
                 calibration_set=calibration if precision == "int8" else None,
             )
             entry = tensorrt_build.cache_entry(args.model, options)
@@ -123,6 +127,8 @@ def main() -> int:
             for old in Path(args.cache_dir).expanduser().glob("timing-*.cache"):
                 old.unlink()  # cold: nothing tuned before (every network's cache, to be sure)
             row: dict = {"precision": precision, "level": level}
+            if precision == "int8":
+                row["int8_method"] = method
             started = time.perf_counter()
             engine, _ = tensorrt_build.load_cuda_engine(args.model, options, runtime)
             row["build_s"] = round(time.perf_counter() - started, 1)
