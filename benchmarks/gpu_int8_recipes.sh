@@ -2,7 +2,7 @@
 # INT8 accuracy on frames calibration never read (issue 13, part 2), in one burst on the GPU
 # host, the runs of a set side by side (the fp32 reference is CPU-bound; the host has 16 cores):
 #   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh \
-#     [heldout|sweep|validate|speed|default|level3]
+#     [heldout|sweep|validate|speed|default|level3|tail]
 # Every run calibrates on 128 frames of the two sample videos, at builder level $LEVEL (0
 # unless set; `default` and `level3` set their own).
 # heldout:  the shipped paths: YOLOv3-tiny (fp16, qdq, entropy, minmax) and the trained 640
@@ -15,20 +15,28 @@
 #           and TensorRT's minmax calibrator, scored on bigbuckbunny.mp4 (never calibrated on,
 #           never used to choose).
 # speed:    int8 (the qdq path and TensorRT's minmax calibrator) vs fp16 img/s at batch 32 for
-#           both models, alone on the GPU.
+#           both models, alone on the GPU. $PRECISIONS (trt_levels.py's --precisions) and
+#           $MODELS (416, 640 or both) narrow it: at level 1 one model's three builds take
+#           about 250 s (416) and 160 s (640).
 # default:  what a user gets from `precision: int8` (int8_method auto = minmax on 8.6, builder
-#           level 1): both models on the two videos' frames calibration did not read and on
-#           bigbuckbunny.mp4; then run `LEVEL=1 ... speed` alone for its speed.
+#           level 1): YOLOv3-tiny on the two videos' frames calibration did not read and the
+#           640 export on bigbuckbunny.mp4, side by side (425 s on the H200; four such runs at
+#           once did not finish in 480 s); then `LEVEL=1 ... speed` alone for its speed.
 # level3:   YOLOv3-tiny int8 (minmax) then fp16 at builder level 3, alone on the GPU (each
 #           build takes about 5 minutes on 8.6; fp16 is skipped when too little time is left).
+# tail:     minmax at level 1 (unless LEVEL is set) with and without the decoding tail pinned
+#           to fp16 (engines/int8_tail.py), YOLOv3-tiny on the two videos' held-out frames and
+#           the 640 export on bigbuckbunny.mp4, two runs side by side (about 6 minutes); its
+#           speed: `LEVEL=1 PRECISIONS=fp16,int8:minmax,int8:minmax+tail MODELS=416 ... speed`.
 # Results: one JSON and log per run, and versions.txt, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 SET=${1:-sweep}
 LIMIT=${LIMIT:-420}
-LEVEL=${LEVEL:-0}
-[ "$SET" = default ] && LEVEL=1
+case "$SET" in default | tail) LEVEL=${LEVEL:-1} ;; *) LEVEL=${LEVEL:-0} ;; esac
+PRECISIONS=${PRECISIONS:-fp16,int8:minmax,int8:qdq}
+MODELS=${MODELS:-both}
 RES=$(mktemp -d /tmp/recipes-XXXX)
 start=$SECONDS
 python -c 'import onnxruntime, tensorrt; from engines import cuda
@@ -71,18 +79,26 @@ elif [ "$SET" = validate ]; then
   wait
 elif [ "$SET" = default ]; then
   run acc416 --methods minmax &
-  run acc640 --model /tmp/y640.onnx --methods minmax &
-  run bbb416 --eval-video "$BBB" --eval 130 --methods minmax &
   run bbb640 --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 --methods minmax &
+  wait
+elif [ "$SET" = tail ]; then
+  run tail416 --no-ort --no-fp16 --methods minmax,minmax+tail &
+  run tail640 --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 --no-ort --no-fp16 \
+    --methods minmax,minmax+tail &
   wait
 elif [ "$SET" = speed ]; then
   python benchmarks/yolo640.py /tmp/yolov8s-like-640.onnx > /dev/null
   MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
-  for m in "$MODEL" /tmp/yolov8s-like-640.onnx; do
+  case "$MODELS" in
+    416) LIST=("$MODEL") ;; 640) LIST=(/tmp/yolov8s-like-640.onnx) ;;
+    *) LIST=("$MODEL" /tmp/yolov8s-like-640.onnx) ;;
+  esac
+  EACH=$((LIMIT / ${#LIST[@]}))
+  for m in "${LIST[@]}"; do
     name=$(basename "$m" .onnx)
-    timeout $((LIMIT / 2)) python benchmarks/trt_levels.py --model "$m" --levels "$LEVEL" \
-      --precisions fp16,int8:minmax,int8:qdq --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
-      --deadline-s $((LIMIT / 2 - 10)) --out "$RES/speed-$name.json" > "$RES/speed-$name.log" 2>&1 \
+    timeout "$EACH" python benchmarks/trt_levels.py --model "$m" --levels "$LEVEL" \
+      --precisions "$PRECISIONS" --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
+      --deadline-s $((EACH - 10)) --out "$RES/speed-$name.json" > "$RES/speed-$name.log" 2>&1 \
       || echo "speed $name: exit $?"
     grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
   done
@@ -94,7 +110,7 @@ elif [ "$SET" = level3 ]; then
     || echo "level3: exit $?"
   grep -E "built in|img/s|SKIPPED" "$RES/level3.log"
 else
-  echo "gpu_int8_recipes.sh: unknown set '$SET' (heldout, sweep, validate, speed, default or level3)" >&2; exit 2
+  echo "gpu_int8_recipes.sh: unknown set '$SET' (heldout, sweep, validate, speed, default, level3 or tail)" >&2; exit 2
 fi
 echo "elapsed $((SECONDS - start)) s" | tee -a "$RES/versions.txt"
 cat "$RES/versions.txt"

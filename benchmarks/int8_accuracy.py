@@ -18,7 +18,10 @@ videos repeat the same few objects, and the interval says how far the mean could
 
 Candidates: ``ort-qdq`` (the Q/DQ model in ONNX Runtime, CPU), and with ``--trt``:
 ``trt-fp16``, ``trt-int8-qdq``, ``trt-int8-entropy``, ``trt-int8-minmax`` (the last two
-where this TensorRT has the calibrators).
+where this TensorRT has the calibrators); ``minmax+tail`` (or ``entropy+tail``) in
+``--methods`` builds that calibrator with the decoding tail pinned to fp16
+(engines/int8_tail.py). ``--no-fp16`` and ``--no-ort`` leave those candidates out, to save
+device time.
 """
 
 from __future__ import annotations
@@ -51,15 +54,20 @@ def score(reference, ranked, multi, thresholded) -> dict:
     def interval(candidates) -> list[float]:
         return [round(x, 4) for x in map50_interval(reference, candidates)]
 
+    def common(candidates) -> float | None:
+        """mAP50 over the classes with at least MIN_BOXES reference boxes (None: no class)."""
+        try:
+            return round(map50(reference, candidates, min_boxes=MIN_BOXES), 4)
+        except ValueError:  # too few frames scored for any class to have that many
+            return None
+
     return {
         "map50": round(map50(reference, ranked), 4),
         "map50_ci95": interval(ranked),
-        f"map50_classes_ge{MIN_BOXES}": round(map50(reference, ranked, min_boxes=MIN_BOXES), 4),
+        f"map50_classes_ge{MIN_BOXES}": common(ranked),
         "map50_multi_label": round(map50(reference, multi), 4),
         "map50_multi_label_ci95": interval(multi),
-        f"map50_multi_label_classes_ge{MIN_BOXES}": round(
-            map50(reference, multi, min_boxes=MIN_BOXES), 4
-        ),
+        f"map50_multi_label_classes_ge{MIN_BOXES}": common(multi),
         "kept": round(kept(reference, thresholded), 4),
         "detections": sum(len(d) for d in thresholded),
     }
@@ -80,6 +88,12 @@ def main() -> int:
     parser.add_argument("--trt", action="store_true", help="also TensorRT fp16 and int8")
     parser.add_argument("--level", type=int, default=0, help="TensorRT builder level")
     parser.add_argument("--methods", default="qdq,entropy,minmax", help="TensorRT int8 methods")
+    parser.add_argument(
+        "--qdq-ops",
+        help="ops the Q/DQ model quantizes, comma-separated (default: Conv,MatMul,Gemm)",
+    )
+    parser.add_argument("--no-fp16", action="store_true", help="leave trt-fp16 out")
+    parser.add_argument("--no-ort", action="store_true", help="leave ort-qdq out")
     parser.add_argument(
         "--qdq-method", help="ONNX Runtime calibration: MinMax (default), Percentile, Entropy"
     )
@@ -113,6 +127,8 @@ def main() -> int:
 
     if args.qdq_method:
         qdq.CALIBRATE_METHOD = args.qdq_method  # part of the Q/DQ cache key
+    if args.qdq_ops:
+        qdq.OP_TYPES = args.qdq_ops.split(",")  # so are these
     qdq.KEEP_HEAD_FLOAT = args.head_float  # so is this
     qdq.KEEP_FIRST_FLOAT = args.first_float  # and this
     assets = fetch_assets()
@@ -134,6 +150,7 @@ def main() -> int:
         "calibration": calibration.describe,
         "eval_frames": len(images),
         "qdq_calibrate_method": qdq.CALIBRATE_METHOD,
+        "qdq_op_types": qdq.OP_TYPES,
         "qdq_head_float": qdq.KEEP_HEAD_FLOAT,
         "qdq_first_float": qdq.KEEP_FIRST_FLOAT,
         "candidates": {},
@@ -155,15 +172,16 @@ def main() -> int:
         result["candidates"][name] = {**score(reference, ranked, multi, thresholded)}
         print(f"{name}: {result['candidates'][name]} ({time.perf_counter() - started:.0f} s)")
 
-    started = time.perf_counter()
-    qdq_model = qdq.make_qdq(model, calibration, cache, print)
-    result["qdq_make_s"] = round(time.perf_counter() - started, 1)
-    engine, infer = ort_infer(qdq_model)
-    run("ort-qdq", infer)
-    engine.close()
+    if not args.no_ort:
+        started = time.perf_counter()
+        qdq_model = qdq.make_qdq(model, calibration, cache, print)
+        result["qdq_make_s"] = round(time.perf_counter() - started, 1)
+        engine, infer = ort_infer(qdq_model)
+        run("ort-qdq", infer)
+        engine.close()
 
     if args.trt:
-        from engines import trt_calibrator
+        from engines import int8_tail, trt_calibrator
         from engines.tensorrt_build import import_tensorrt
         from engines.tensorrt_engine import TensorRTEngine
 
@@ -176,15 +194,19 @@ def main() -> int:
             cache_dir=cache,
             calibration_set=calibration,
         )
-        runs = [("trt-fp16", replace(base, precision="fp16"))]
-        for method in args.methods.split(","):
+        runs = [] if args.no_fp16 else [("trt-fp16", replace(base, precision="fp16"), False)]
+        for token in args.methods.split(","):
+            method, tail = token.removesuffix("+tail"), token.endswith("+tail")
             if method != "qdq" and not trt_calibrator.available(trt, method):
-                result["candidates"][f"trt-int8-{method}"] = "not in this TensorRT"
+                result["candidates"][f"trt-int8-{token}"] = "not in this TensorRT"
                 continue
-            runs.append((f"trt-int8-{method}", replace(base, precision="int8", int8_method=method)))
-        for name, options in runs:
+            options = replace(base, precision="int8", int8_method=method)
+            runs.append((f"trt-int8-{token}", options, tail))
+        for name, options, tail in runs:
             started = time.perf_counter()
+            int8_tail.ENABLED = tail  # read by the build and the engine key
             engine = TensorRTEngine(model, options)
+            int8_tail.ENABLED = False
             build_s = time.perf_counter() - started
             run(name, lambda batch, e=engine: e.infer(batch)[0])
             result["candidates"][name]["setup_s"] = round(build_s, 1)

@@ -10,7 +10,8 @@ benchmarks/trt_bare_loop.py measures it.
 
 int8 calibrates on the sample videos (``--frames``, preprocessed as at run time); its speed
 does not depend on which frames. ``int8:minmax`` in ``--precisions`` picks the int8 method for
-that step (else ``--int8-method``), so both int8 paths and fp16 run side by side in one run.
+that step (else ``--int8-method``), so both int8 paths and fp16 run side by side in one run;
+``int8:minmax+tail`` builds it with the decoding tail pinned to fp16 (engines/int8_tail.py).
 A step is skipped, and listed as skipped, when fewer than
 ``--min-left`` seconds remain before ``--deadline-s``.
 
@@ -30,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines import cuda, tensorrt_build  # noqa: E402
+from engines import cuda, int8_tail, tensorrt_build  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
 from streams.bench.engine import sample_calibration  # noqa: E402
 
@@ -105,8 +106,11 @@ def main() -> int:
     for token in args.precisions.split(","):
         precision, _, method = token.partition(":")
         method = method or args.int8_method
+        tail = method.endswith("+tail")
+        method = method.removesuffix("+tail")
         for level in [int(v) for v in args.levels.split(",")]:
-            step = f"{precision}{f' {method}' if precision == 'int8' else ''} level {level}"
+            name = f"{method}{'+tail' if tail else ''}"
+            step = f"{precision}{f' {name}' if precision == 'int8' else ''} level {level}"
             if left() < args.min_left:
                 skipped.append(f"{step}: {left():.0f} s left of the budget")
                 print(f"SKIPPED {skipped[-1]}", flush=True)
@@ -121,6 +125,7 @@ def main() -> int:
                 int8_method=method,
                 calibration_set=calibration if precision == "int8" else None,
             )
+            int8_tail.ENABLED = tail  # read by the engine key and the build
             entry = tensorrt_build.cache_entry(args.model, options)
             entry.engine_path.unlink(missing_ok=True)
             entry.sidecar_path.unlink(missing_ok=True)
@@ -128,7 +133,7 @@ def main() -> int:
                 old.unlink()  # cold: nothing tuned before (every network's cache, to be sure)
             row: dict = {"precision": precision, "level": level}
             if precision == "int8":
-                row["int8_method"] = method
+                row["int8_method"] = name
             started = time.perf_counter()
             engine, _ = tensorrt_build.load_cuda_engine(args.model, options, runtime)
             row["build_s"] = round(time.perf_counter() - started, 1)

@@ -43,8 +43,9 @@ class EngineOptions:
         int8_method: with ``precision: int8``: ``qdq`` (a Q/DQ ONNX made by ONNX Runtime's
             static quantization, engines/qdq.py; every TensorRT version) or ``entropy`` /
             ``minmax`` (TensorRT's implicit calibrators; TensorRT 8.6 and 10 only); ``auto``
-            (the default) is minmax where TensorRT has it, else qdq: minmax kept the most of
-            fp32 on held-out frames and ran fastest (docs/benchmarks.md).
+            (the default) is minmax where TensorRT has it, else qdq. minmax ran fastest, and
+            at builder level 0 kept the most of fp32 on held-out frames. At level 1 it kept
+            about 0.85, no more than qdq (docs/benchmarks.md).
         calibration: where int8 calibration frames come from: ``streams`` (the configured
             streams) or a folder (or file) of images and videos.
         calibration_frames: how many frames calibrate.

@@ -11,8 +11,9 @@ builds is an ONNX graph with QuantizeLinear/DequantizeLinear pairs. ONNX Runtime
   the float bias itself;
 - Q/DQ only on the inputs of Conv/MatMul/Gemm (the head's output convs too: keeping them float,
   ``KEEP_HEAD_FLOAT``, measured no better on YOLOv3-tiny), NVIDIA's placement for CNNs: TensorRT
-  then fuses the pointwise layers after each conv; quantizing the box-decoding tail (Sigmoid,
-  Exp, Mul, Concat) would only cost accuracy. Keeping the stem (the first conv) float,
+  then fuses the pointwise layers after each conv. The box-decoding tail stays float: with
+  its Concats quantized too (``--qdq-ops`` in benchmarks/int8_accuracy.py), YOLOv3-tiny's
+  mAP50 fell to 0 on the CPU. Keeping the stem (the first conv) float,
   ``KEEP_FIRST_FLOAT``, raised mAP50 on the frames it was chosen on but not on a video held
   out to check it, and halved YOLOv3-tiny's int8 speed on the H200 (docs/benchmarks.md).
 
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 RECIPE = 1  # bump when the settings below change
 CALIBRATE_METHOD = "MinMax"  # measured against Percentile/Entropy: docs/benchmarks.md
-OP_TYPES = ["Conv", "MatMul", "Gemm"]
+DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+OP_TYPES = list(DEFAULT_OP_TYPES)  # benchmarks/int8_accuracy.py --qdq-ops changes it
 BATCH = 8
 KEEP_HEAD_FLOAT = False  # keeping the head convs float measured no better (docs/benchmarks.md)
 KEEP_FIRST_FLOAT = False  # the stem float: no surer accuracy, int8 0.56x fp16 (docs/benchmarks.md)
@@ -103,6 +105,7 @@ def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> 
         "method": CALIBRATE_METHOD,
         "head_float": KEEP_HEAD_FLOAT,
         **({"first_float": True} if KEEP_FIRST_FLOAT else {}),  # recipe 1's keys stay valid
+        **({"op_types": OP_TYPES} if tuple(OP_TYPES) != DEFAULT_OP_TYPES else {}),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / f"{Path(model_path).stem}-{digest}-qdq.onnx"

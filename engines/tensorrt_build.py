@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engines import cuda
+from engines import cuda, int8_tail
 from engines.errors import EngineError
 from engines.files import atomic_write, file_lock, file_sha256
 from engines.options import EngineOptions
@@ -154,8 +154,9 @@ class CacheEntry:
 
 def resolve_int8_method(trt: Any, options: EngineOptions) -> EngineOptions:
     """``int8_method: auto`` made concrete for this TensorRT: its minmax calibrator where it has
-    one (8.6, 10), which on frames calibration never read kept the most of fp32's detections and
-    ran fastest on the H200 (docs/benchmarks.md); else qdq (11 removed the calibrators)."""
+    one (8.6, 10), else qdq (11 removed the calibrators). On the H200, minmax ran fastest at
+    every level. On frames calibration never read it kept the most of fp32's detections at
+    level 0, and about as much as qdq at level 1 (docs/benchmarks.md)."""
     if options.int8_method != "auto":
         return options
     from engines import trt_calibrator
@@ -196,6 +197,8 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
             "calibration": calibration.identity,
             "frames": calibration.frames,
         }
+        if options.int8_method != "qdq" and int8_tail.ENABLED:
+            key["int8"]["tail"] = "fp16"  # absent when off: the keys of engines built stay valid
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     base = Path(options.cache_dir).expanduser() / f"{model_path.stem}-{digest[:16]}"
     return CacheEntry(key, digest, base.with_suffix(".engine"), base.with_suffix(".json"))
@@ -526,6 +529,8 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         calibrator = _implicit_calibrator(
             trt, builder, config, model_path, options, (tensor.name, shape), emit
         )
+        if int8_tail.ENABLED:
+            int8_tail.keep_tail_fp16(trt, network, config)
 
     cache_path = _timing_cache_path(trt, options, onnx_path)
     timing_cache = _load_timing_cache(config, cache_path)
@@ -604,7 +609,7 @@ def _implicit_calibrator(
     if options.int8_method == "entropy":
         logger.warning(
             "engine.int8_method: entropy kept 0.23 of fp32's mAP50 on YOLOv3-tiny frames "
-            "calibration never read (H200, TensorRT 8.6; minmax 0.95, qdq 0.87: "
+            "calibration never read (H200, TensorRT 8.6, level 0; minmax 0.95, qdq 0.87: "
             "docs/benchmarks.md); prefer auto (minmax here) or qdq for detectors"
         )
     if not table.is_file():

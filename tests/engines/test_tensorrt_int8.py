@@ -8,6 +8,9 @@ YOLOv3-tiny calibrated on 64 frames of the sample videos, scored on 24 others: t
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 
 pytestmark = pytest.mark.gpu
@@ -25,11 +28,11 @@ except EngineError:
 if _GPUS == 0:
     pytest.skip("no CUDA GPU visible", allow_module_level=True)
 
-from engines import trt_calibrator  # noqa: E402
+from engines import int8_tail, trt_calibrator  # noqa: E402
 from engines.calibration import CalibrationSet  # noqa: E402
 from engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
-from engines.tensorrt_build import resolve_int8_method  # noqa: E402
+from engines.tensorrt_build import cache_entry, resolve_int8_method  # noqa: E402
 from engines.tensorrt_engine import TensorRTEngine  # noqa: E402
 from processors.calibration import calibration_set  # noqa: E402
 from processors.evaluation import detect, eval_frames, kept, map50  # noqa: E402
@@ -118,6 +121,47 @@ def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
         assert again.built and again.max_batch == 4
     finally:
         again.close()
+
+
+@pytest.mark.skipif(
+    not trt_calibrator.available(trt, "minmax"), reason=f"TensorRT {trt.__version__}: no minmax"
+)
+def test_minmax_with_the_decoding_tail_pinned_to_fp16(
+    assets, frames, tmp_path, monkeypatch, caplog
+):
+    """engines/int8_tail.py on TensorRT's own network: the two head convs of YOLOv3-tiny and
+    the tail after them are found and constrained, the build takes the constraints, and the
+    engine key records them (whether int8 then keeps more at level 1: benchmarks, not here)."""
+    calibration, images, reference = frames
+    monkeypatch.setattr(int8_tail, "ENABLED", True)
+    options = EngineOptions(
+        backend="tensorrt",
+        precision="int8",
+        int8_method="minmax",
+        max_batch=8,
+        contexts=1,
+        builder_optimization_level=0,
+        cache_dir=tmp_path,
+        calibration_set=calibration,
+    )
+    assert cache_entry(assets.model_onnx, options).key["int8"]["tail"] == "fp16"
+    with caplog.at_level(logging.INFO, logger="engines.int8_tail"):
+        engine = TensorRTEngine(assets.model_onnx, options)
+    try:
+
+        def infer(batch):
+            return engine.infer(batch)[0]
+
+        score = map50(reference, detect(infer, images, (416, 416), 0.01))
+        share = kept(reference, detect(infer, images, (416, 416), 0.25))
+    finally:
+        engine.close()
+    print(
+        f"\nTensorRT {trt.__version__} int8 minmax, tail fp16: mAP50 {score:.3f} kept {share:.3f}"
+    )
+    assert re.search(r"int8: 2 head convs and [1-9]\d* tail layers kept in fp16", caplog.text)
+    assert score >= 0.85
+    assert share >= 0.8
 
 
 def test_int8_without_calibration_frames_is_an_error(assets, tmp_path):
