@@ -71,7 +71,8 @@ def decode_tail(layers: Sequence[LayerView]) -> tuple[list[int], list[int]]:
 
 def keep_tail_fp16(trt: Any, network: Any, config: Any) -> int:
     """Constrain the head convs' outputs and the decoding tail of ``network`` to fp16 (float
-    tensors only; shape and index tensors keep their type). Returns the layers constrained."""
+    tensors only: shape and index tensors keep their type, and so do the network's outputs).
+    Returns the layers constrained."""
     flag = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None)
     if flag is None:
         logger.warning("this TensorRT has no precision constraints; the int8 tail is not pinned")
@@ -97,8 +98,9 @@ def keep_tail_fp16(trt: Any, network: Any, config: Any) -> int:
             continue
         if index in in_tail:
             layer.precision = trt.float16
-        for j in range(layer.num_outputs):
-            layer.set_output_type(j, trt.float16)
+        for j, tensor in enumerate(outputs):
+            if not tensor.is_network_output:  # the engine's outputs stay the type it reads
+                layer.set_output_type(j, trt.float16)
         constrained += 1
     config.set_flag(flag)
     logger.info(
