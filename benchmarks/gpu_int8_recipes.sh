@@ -4,7 +4,7 @@
 #   source /tmp/gpu-kit/py310/env.sh && bash benchmarks/gpu_int8_recipes.sh \
 #     [heldout|sweep|validate|speed|default|level3|tail]
 # Every run calibrates on 128 frames of the two sample videos, at builder level $LEVEL (0
-# unless set; `default` and `level3` set their own).
+# unless set; 1 for `default` and `tail`; `level3` is level 3).
 # heldout:  the shipped paths: YOLOv3-tiny (fp16, qdq, entropy, minmax) and the trained 640
 #           v8-head export (benchmarks/yolo640_trained.py; qdq, minmax) on 200 frames of those
 #           videos that calibration did not read, and YOLOv3-tiny (qdq) on 300 frames of them
@@ -22,8 +22,9 @@
 #           level 1): YOLOv3-tiny on the two videos' frames calibration did not read and the
 #           640 export on bigbuckbunny.mp4, side by side (425 s on the H200; four such runs at
 #           once did not finish in 480 s); then `LEVEL=1 ... speed` alone for its speed.
-# level3:   YOLOv3-tiny int8 (minmax) then fp16 at builder level 3, alone on the GPU (each
-#           build takes about 5 minutes on 8.6; fp16 is skipped when too little time is left).
+# level3:   YOLOv3-tiny (MODELS=640: the 640 YOLOv8s-class model) int8 (minmax) then fp16 at
+#           builder level 3, alone on the GPU (a YOLOv3-tiny build takes about 5 minutes on
+#           8.6; fp16 is skipped when too little time is left).
 # tail:     minmax at level 1 (unless LEVEL is set) with and without the decoding tail pinned
 #           to fp16 (engines/int8_tail.py), YOLOv3-tiny on the two videos' held-out frames and
 #           the 640 export on bigbuckbunny.mp4, two runs side by side (about 6 minutes); its
@@ -103,7 +104,11 @@ elif [ "$SET" = speed ]; then
     grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
   done
 elif [ "$SET" = level3 ]; then
-  MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
+  if [ "$MODELS" = 640 ]; then
+    MODEL=/tmp/yolov8s-like-640.onnx; python benchmarks/yolo640.py "$MODEL" > /dev/null
+  else
+    MODEL=$(python -c "from streams.assets import fetch_assets; print(fetch_assets().model_onnx)")
+  fi
   timeout "$LIMIT" python benchmarks/trt_levels.py --model "$MODEL" --levels 3 \
     --precisions int8:minmax,fp16 --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
     --deadline-s "$LIMIT" --min-left 330 --out "$RES/level3.json" > "$RES/level3.log" 2>&1 \
