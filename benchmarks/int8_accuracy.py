@@ -205,8 +205,10 @@ def main() -> int:
         for name, options, tail in runs:
             started = time.perf_counter()
             int8_tail.ENABLED = tail  # read by the build and the engine key
-            engine = TensorRTEngine(model, options)
-            int8_tail.ENABLED = False
+            try:
+                engine = TensorRTEngine(model, options)
+            finally:
+                int8_tail.ENABLED = False
             build_s = time.perf_counter() - started
             run(name, lambda batch, e=engine: e.infer(batch)[0])
             result["candidates"][name]["setup_s"] = round(build_s, 1)

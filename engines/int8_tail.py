@@ -40,6 +40,13 @@ class LayerView:
     outputs: tuple[str, ...]
 
 
+def onnx_views(model) -> list[LayerView]:
+    """One view per node of an ONNX model (engines/qdq.py finds its head convs this way)."""
+    return [
+        LayerView(n.op_type == "Conv", tuple(n.input), tuple(n.output)) for n in model.graph.node
+    ]
+
+
 def decode_tail(layers: Sequence[LayerView]) -> tuple[list[int], list[int]]:
     """(head convs, tail layers) as indices into ``layers``: the convs no other conv follows,
     and every layer downstream of them."""

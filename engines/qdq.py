@@ -77,23 +77,10 @@ def first_convs(model) -> list[str]:
 def head_convs(model) -> list[str]:
     """Names of the Conv nodes no other Conv follows: the detection head's output convs, whose
     raw box and score logits int8 rounds the most visibly; they stay in float."""
-    consumers = _consumers(model)
-    heads = []
-    for node in model.graph.node:
-        if node.op_type != "Conv":
-            continue
-        seen, todo, feeds_conv = set(), list(node.output), False
-        while todo and not feeds_conv:
-            tensor = todo.pop()
-            for nxt in consumers.get(tensor, []):
-                if id(nxt) in seen:
-                    continue
-                seen.add(id(nxt))
-                feeds_conv = nxt.op_type == "Conv"
-                todo.extend(nxt.output)
-        if not feeds_conv:
-            heads.append(node.name)
-    return heads
+    from engines.int8_tail import decode_tail, onnx_views
+
+    heads, _ = decode_tail(onnx_views(model))
+    return [model.graph.node[i].name for i in heads]
 
 
 def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> Path:

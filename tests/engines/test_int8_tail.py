@@ -9,20 +9,14 @@ import onnx
 import pytest
 
 from engines import qdq
-from engines.int8_tail import LayerView, decode_tail
+from engines.int8_tail import LayerView, decode_tail, onnx_views
 from tests.engines import yolo_exports
-
-
-def _views(model) -> tuple[list, list[LayerView]]:
-    nodes = list(model.graph.node)
-    views = [LayerView(n.op_type == "Conv", tuple(n.input), tuple(n.output)) for n in nodes]
-    return nodes, views
 
 
 def _tail_of(path) -> tuple[object, list, list, list]:
     model = onnx.load(str(path))
-    nodes, views = _views(model)
-    heads, tail = decode_tail(views)
+    nodes = list(model.graph.node)
+    heads, tail = decode_tail(onnx_views(model))
     return model, nodes, [nodes[i] for i in heads], [nodes[i] for i in tail]
 
 
@@ -30,6 +24,9 @@ def test_yolov3_tiny_tail_is_everything_after_its_two_output_convs(assets):
     model, nodes, heads, tail = _tail_of(assets.model_onnx)
     assert [n.name for n in heads] == qdq.head_convs(model)  # the convs the Q/DQ path finds
     assert len(heads) == 2
+    weights = {t.name: t.dims for t in model.graph.initializer}
+    # 1x1 convs of 3 anchors x (5 + 80 classes): YOLOv3-tiny's two output convs
+    assert [list(weights[n.input[1]]) for n in heads] == [[255, 512, 1, 1], [255, 256, 1, 1]]
     ops = {n.op_type for n in tail}
     assert "Conv" not in ops
     assert {"Sigmoid", "Exp", "Concat"} <= ops  # the box decoding, not the backbone

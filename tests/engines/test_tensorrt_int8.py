@@ -75,22 +75,22 @@ def frames(assets):
     return calibration_set(videos, (416, 416), 64), images, reference
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
-    calibration, images, reference = frames
-    options = EngineOptions(
+def _int8_options(method: str, calibration, cache_dir) -> EngineOptions:
+    return EngineOptions(
         backend="tensorrt",
         precision="int8",
         int8_method=method,
         max_batch=8,
         contexts=1,
         builder_optimization_level=0,
-        cache_dir=tmp_path,
+        cache_dir=cache_dir,
         calibration_set=calibration,
     )
-    engine = TensorRTEngine(assets.model_onnx, options)
+
+
+def _score(engine, images, reference) -> tuple[float, float]:
+    """(mAP50, kept) of ``engine``'s detections against fp32's; the engine is closed after."""
     try:
-        assert engine.built
 
         def infer(batch):
             return engine.infer(batch)[0]
@@ -99,6 +99,17 @@ def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
         share = kept(reference, detect(infer, images, (416, 416), 0.25))
     finally:
         engine.close()
+    return score, share
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
+    calibration, images, reference = frames
+    options = _int8_options(method, calibration, tmp_path)
+    engine = TensorRTEngine(assets.model_onnx, options)
+    built = engine.built
+    score, share = _score(engine, images, reference)
+    assert built
     print(f"\nTensorRT {trt.__version__} int8 {method}: mAP50 {score:.3f} kept {share:.3f}")
     assert score >= 0.85
     assert share >= 0.8
@@ -134,28 +145,11 @@ def test_minmax_with_the_decoding_tail_pinned_to_fp16(
     engine key records them (whether int8 then keeps more at level 1: benchmarks, not here)."""
     calibration, images, reference = frames
     monkeypatch.setattr(int8_tail, "ENABLED", True)
-    options = EngineOptions(
-        backend="tensorrt",
-        precision="int8",
-        int8_method="minmax",
-        max_batch=8,
-        contexts=1,
-        builder_optimization_level=0,
-        cache_dir=tmp_path,
-        calibration_set=calibration,
-    )
+    options = _int8_options("minmax", calibration, tmp_path)
     assert cache_entry(assets.model_onnx, options).key["int8"]["tail"] == "fp16"
     with caplog.at_level(logging.INFO, logger="engines.int8_tail"):
         engine = TensorRTEngine(assets.model_onnx, options)
-    try:
-
-        def infer(batch):
-            return engine.infer(batch)[0]
-
-        score = map50(reference, detect(infer, images, (416, 416), 0.01))
-        share = kept(reference, detect(infer, images, (416, 416), 0.25))
-    finally:
-        engine.close()
+    score, share = _score(engine, images, reference)
     print(
         f"\nTensorRT {trt.__version__} int8 minmax, tail fp16: mAP50 {score:.3f} kept {share:.3f}"
     )
