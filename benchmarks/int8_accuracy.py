@@ -181,7 +181,7 @@ def main() -> int:
         engine.close()
 
     if args.trt:
-        from engines import int8_tail, trt_calibrator
+        from engines import trt_calibrator
         from engines.tensorrt_build import import_tensorrt
         from engines.tensorrt_engine import TensorRTEngine
 
@@ -194,21 +194,17 @@ def main() -> int:
             cache_dir=cache,
             calibration_set=calibration,
         )
-        runs = [] if args.no_fp16 else [("trt-fp16", replace(base, precision="fp16"), False)]
+        runs = [] if args.no_fp16 else [("trt-fp16", replace(base, precision="fp16"))]
         for token in args.methods.split(","):
             method, tail = token.removesuffix("+tail"), token.endswith("+tail")
             if method != "qdq" and not trt_calibrator.available(trt, method):
                 result["candidates"][f"trt-int8-{token}"] = "not in this TensorRT"
                 continue
-            options = replace(base, precision="int8", int8_method=method)
-            runs.append((f"trt-int8-{token}", options, tail))
-        for name, options, tail in runs:
+            options = replace(base, precision="int8", int8_method=method, keep_tail_fp16=tail)
+            runs.append((f"trt-int8-{token}", options))
+        for name, options in runs:
             started = time.perf_counter()
-            int8_tail.ENABLED = tail  # read by the build and the engine key
-            try:
-                engine = TensorRTEngine(model, options)
-            finally:
-                int8_tail.ENABLED = False
+            engine = TensorRTEngine(model, options)
             build_s = time.perf_counter() - started
             run(name, lambda batch, e=engine: e.infer(batch)[0])
             result["candidates"][name]["setup_s"] = round(build_s, 1)

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines import cuda, int8_tail, tensorrt_build  # noqa: E402
+from engines import cuda, tensorrt_build  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
 from streams.bench.engine import sample_calibration  # noqa: E402
 
@@ -123,9 +123,9 @@ def main() -> int:
                 builder_optimization_level=level,
                 cache_dir=args.cache_dir,
                 int8_method=method,
+                keep_tail_fp16=tail,
                 calibration_set=calibration if precision == "int8" else None,
             )
-            int8_tail.ENABLED = tail  # read by the engine key and the build
             entry = tensorrt_build.cache_entry(args.model, options)
             entry.engine_path.unlink(missing_ok=True)
             entry.sidecar_path.unlink(missing_ok=True)

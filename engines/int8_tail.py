@@ -13,9 +13,9 @@ and ran 1.07x fp16. At level 1, where TensorRT tries more int8 kernels, it ran 1
 This pins the tail to fp16 with layer precision constraints. The head convs (no conv after
 them) may still read int8, but they write fp16. Every layer their outputs flow into computes
 and writes fp16. For a v8-style head, the DFL conv stands for the box branch, so the Softmax
-before it is left to TensorRT. ``ENABLED`` stays off until a run on the device shows it
-keeps accuracy at level 1 (``bash benchmarks/gpu_int8_recipes.sh tail``). When it is on, the
-engine key records it.
+before it is left to TensorRT. ``EngineOptions.keep_tail_fp16`` turns it on; it stays off
+(and out of the config) until a run on the device shows it keeps accuracy at level 1
+(``bash benchmarks/gpu_int8_recipes.sh tail``). When it is on, the engine key records it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
-
-ENABLED = False  # not yet measured on a GPU: see the module docstring
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ class EngineOptions:
             (the default) is minmax where TensorRT has it, else qdq. minmax ran fastest, and
             at builder level 0 kept the most of fp32 on held-out frames. At level 1 it kept
             about 0.85, no more than qdq (docs/benchmarks.md).
+        keep_tail_fp16: with a TensorRT calibrator (minmax, entropy): pin the detection
+            head's decoding tail to fp16 (engines/int8_tail.py), to test whether that is what
+            builder level 1 loses. Off, and not a config key, until a GPU run measures it
+            (benchmarks set it: ``int8:minmax+tail``); when on, the engine key records it.
         calibration: where int8 calibration frames come from: ``streams`` (the configured
             streams) or a folder (or file) of images and videos.
         calibration_frames: how many frames calibrate.
@@ -67,6 +71,7 @@ class EngineOptions:
     threads: int = 0
     rewrite_fixed_batch: bool = True
     int8_method: str = "auto"  # minmax on TensorRT 8.6/10, qdq on 11
+    keep_tail_fp16: bool = False  # not a config key until measured on a GPU
     calibration: str = "streams"
     calibration_frames: int = 256
     calibration_set: CalibrationSet | None = field(default=None, compare=False, repr=False)

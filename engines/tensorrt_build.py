@@ -197,7 +197,7 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
             "calibration": calibration.identity,
             "frames": calibration.frames,
         }
-        if options.int8_method != "qdq" and int8_tail.ENABLED:
+        if options.int8_method != "qdq" and options.keep_tail_fp16:
             key["int8"]["tail"] = "fp16"  # absent when off: the keys of engines built stay valid
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     base = Path(options.cache_dir).expanduser() / f"{model_path.stem}-{digest[:16]}"
@@ -529,7 +529,7 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         calibrator = _implicit_calibrator(
             trt, builder, config, model_path, options, (tensor.name, shape), emit
         )
-        if int8_tail.ENABLED:
+        if options.keep_tail_fp16:
             int8_tail.keep_tail_fp16(trt, network, config)
 
     cache_path = _timing_cache_path(trt, options, onnx_path)

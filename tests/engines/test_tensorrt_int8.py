@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -28,7 +29,7 @@ except EngineError:
 if _GPUS == 0:
     pytest.skip("no CUDA GPU visible", allow_module_level=True)
 
-from engines import int8_tail, trt_calibrator  # noqa: E402
+from engines import trt_calibrator  # noqa: E402
 from engines.calibration import CalibrationSet  # noqa: E402
 from engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
@@ -137,15 +138,12 @@ def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
 @pytest.mark.skipif(
     not trt_calibrator.available(trt, "minmax"), reason=f"TensorRT {trt.__version__}: no minmax"
 )
-def test_minmax_with_the_decoding_tail_pinned_to_fp16(
-    assets, frames, tmp_path, monkeypatch, caplog
-):
+def test_minmax_with_the_decoding_tail_pinned_to_fp16(assets, frames, tmp_path, caplog):
     """engines/int8_tail.py on TensorRT's own network: the two head convs of YOLOv3-tiny and
     the tail after them are found and constrained, the build takes the constraints, and the
     engine key records them (whether int8 then keeps more at level 1: benchmarks, not here)."""
     calibration, images, reference = frames
-    monkeypatch.setattr(int8_tail, "ENABLED", True)
-    options = _int8_options("minmax", calibration, tmp_path)
+    options = replace(_int8_options("minmax", calibration, tmp_path), keep_tail_fp16=True)
     assert cache_entry(assets.model_onnx, options).key["int8"]["tail"] == "fp16"
     with caplog.at_level(logging.INFO, logger="engines.int8_tail"):
         engine = TensorRTEngine(assets.model_onnx, options)
