@@ -101,6 +101,11 @@ def main() -> int:
         "--head-float", action="store_true", help="keep the head's output convs float"
     )
     parser.add_argument(
+        "--tail-float",
+        action="store_true",
+        help="leave the decoding tail (engines/int8_tail.py) out of --qdq-ops' quantization",
+    )
+    parser.add_argument(
         "--first-float",
         action=argparse.BooleanOptionalAction,
         default=qdq.KEEP_FIRST_FLOAT,
@@ -131,6 +136,7 @@ def main() -> int:
         qdq.OP_TYPES = args.qdq_ops.split(",")  # so are these
     qdq.KEEP_HEAD_FLOAT = args.head_float  # so is this
     qdq.KEEP_FIRST_FLOAT = args.first_float  # and this
+    qdq.KEEP_TAIL_FLOAT = args.tail_float  # and this
     assets = fetch_assets()
     videos = [str(p) for p in args.video or assets.videos.values()]
     cache = args.cache or Path(tempfile.mkdtemp(prefix="int8-acc-"))
@@ -153,6 +159,7 @@ def main() -> int:
         "qdq_op_types": qdq.OP_TYPES,
         "qdq_head_float": qdq.KEEP_HEAD_FLOAT,
         "qdq_first_float": qdq.KEEP_FIRST_FLOAT,
+        "qdq_tail_float": qdq.KEEP_TAIL_FLOAT,
         "candidates": {},
     }
     engine, infer = ort_infer(model)

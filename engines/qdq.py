@@ -44,6 +44,9 @@ OP_TYPES = list(DEFAULT_OP_TYPES)  # benchmarks/int8_accuracy.py --qdq-ops chang
 BATCH = 8
 KEEP_HEAD_FLOAT = False  # keeping the head convs float measured no better (docs/benchmarks.md)
 KEEP_FIRST_FLOAT = False  # the stem float: no surer accuracy, int8 0.56x fp16 (docs/benchmarks.md)
+KEEP_TAIL_FLOAT = (
+    False  # with OP_TYPES beyond convs: the decoding tail float (engines/int8_tail.py)
+)
 
 
 def _consumers(model) -> dict[str, list]:
@@ -83,6 +86,15 @@ def head_convs(model) -> list[str]:
     return [model.graph.node[i].name for i in heads]
 
 
+def tail_nodes(model) -> list[str]:
+    """Names of the nodes after the head convs: the box-decoding tail, which TensorRT's
+    implicit int8 may run in int8 and engines/int8_tail.py keeps in fp16."""
+    from engines.int8_tail import decode_tail, onnx_views
+
+    _, tail = decode_tail(onnx_views(model))
+    return [model.graph.node[i].name for i in tail]
+
+
 def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> Path:
     """Where the Q/DQ copy of ``model_path`` for ``calibration`` is (or would be) cached."""
     key = {
@@ -92,6 +104,7 @@ def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> 
         "method": CALIBRATE_METHOD,
         "head_float": KEEP_HEAD_FLOAT,
         **({"first_float": True} if KEEP_FIRST_FLOAT else {}),  # recipe 1's keys stay valid
+        **({"tail_float": True} if KEEP_TAIL_FLOAT else {}),
         **({"op_types": OP_TYPES} if tuple(OP_TYPES) != DEFAULT_OP_TYPES else {}),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -127,8 +140,10 @@ def make_qdq(
 
     graph = onnx.load(str(model_path), load_external_data=False)
     input_name = graph.graph.input[0].name
-    exclude = (head_convs(graph) if KEEP_HEAD_FLOAT else []) + (
-        first_convs(graph) if KEEP_FIRST_FLOAT else []
+    exclude = (
+        (head_convs(graph) if KEEP_HEAD_FLOAT else [])
+        + (first_convs(graph) if KEEP_FIRST_FLOAT else [])
+        + (tail_nodes(graph) if KEEP_TAIL_FLOAT else [])
     )
 
     class _Reader(CalibrationDataReader):

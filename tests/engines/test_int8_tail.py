@@ -65,3 +65,27 @@ def test_branches_that_meet_again_are_counted_once():
         LayerView(True, ("a",), ("c",)),
     ]
     assert decode_tail(views) == ([1, 5], [2, 3, 4])
+
+
+def test_qdq_with_the_tail_float_quantizes_the_body_concat_and_not_the_tails(
+    assets, tmp_path, monkeypatch
+):
+    """``qdq.KEEP_TAIL_FLOAT`` (int8_accuracy.py --tail-float): with Concat among the ops to
+    quantize, the backbone's route Concat reads int8 and the decoding tail's Concats do not,
+    the CPU stand-in for TensorRT running the body in int8 and the tail in fp16."""
+    from processors.calibration import calibration_set
+
+    monkeypatch.setattr(qdq, "OP_TYPES", ["Conv", "MatMul", "Gemm", "Concat"])
+    monkeypatch.setattr(qdq, "KEEP_TAIL_FLOAT", True)
+    source = onnx.load(str(assets.model_onnx))
+    tail = set(qdq.tail_nodes(source))
+    frames = calibration_set([str(p) for p in assets.videos.values()], (416, 416), 8)
+    model = onnx.load(str(qdq.make_qdq(assets.model_onnx, frames, tmp_path)))
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    concats = [n for n in model.graph.node if n.op_type == "Concat"]
+    reads_int8 = {n.name: any(i in dequantized for i in n.input) for n in concats}
+    assert {name for name, q in reads_int8.items() if q} == {
+        n.name for n in source.graph.node if n.op_type == "Concat" and n.name not in tail
+    }
+    assert len(tail & set(reads_int8)) == 3  # the tail's three Concats, all float
+    assert not any(reads_int8[name] for name in tail & set(reads_int8))
