@@ -101,7 +101,7 @@ elif [ "$SET" = speed ]; then
       --precisions "$PRECISIONS" --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
       --deadline-s $((EACH - 10)) --out "$RES/speed-$name.json" > "$RES/speed-$name.log" 2>&1 \
       || echo "speed $name: exit $?"
-    grep -E "built in|img/s|SKIPPED" "$RES/speed-$name.log" | sed "s/^/$name /"
+    grep -E "built in|img/s|SKIPPED|layers by" "$RES/speed-$name.log" | sed "s/^/$name /"
   done
 elif [ "$SET" = level3 ]; then
   if [ "$MODELS" = 640 ]; then
@@ -113,7 +113,7 @@ elif [ "$SET" = level3 ]; then
     --precisions int8:minmax,fp16 --batch 32 --frames 32 --cache-dir "$(mktemp -d)" \
     --deadline-s "$LIMIT" --min-left 330 --out "$RES/level3.json" > "$RES/level3.log" 2>&1 \
     || echo "level3: exit $?"
-  grep -E "built in|img/s|SKIPPED" "$RES/level3.log"
+  grep -E "built in|img/s|SKIPPED|layers by" "$RES/level3.log"
 else
   echo "gpu_int8_recipes.sh: unknown set '$SET' (heldout, sweep, validate, speed, default, level3 or tail)" >&2; exit 2
 fi

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines import cuda, tensorrt_build  # noqa: E402
+from engines import cuda, engine_layers, tensorrt_build  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
 from streams.bench.engine import sample_calibration  # noqa: E402
 
@@ -139,8 +139,12 @@ def main() -> int:
             row["build_s"] = round(time.perf_counter() - started, 1)
             row["timing_cache_first"] = dict(tensorrt_build.timing_cache_status)
             row["img_s"] = round(speed(engine, trt, args.batch, args.iters))
+            layers = engine_layers.inspect(trt, engine, args.batch)
+            row["layers"] = engine_layers.summary(layers)
+            row["layer_precisions"] = {r["name"]: engine_layers.computes_in(r) for r in layers}
             del engine
             print(f"{step}: built in {row['build_s']} s, {row['img_s']} img/s", flush=True)
+            print(f"{step}: layers by precision: {engine_layers.describe(row['layers'])}")
             if args.rebuild:
                 if left() < row["build_s"] + 10:
                     row["rebuild"] = f"skipped: {left():.0f} s left"

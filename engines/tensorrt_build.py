@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engines import cuda, int8_tail
+from engines import cuda, engine_layers, int8_tail
 from engines.errors import EngineError
 from engines.files import atomic_write, file_lock, file_sha256
 from engines.options import EngineOptions
@@ -445,9 +445,11 @@ def build_engine_command(model_path: Path, options: EngineOptions) -> Path:
     started = time.perf_counter()
     engine, built = load_cuda_engine(Path(model_path), options, runtime, show)
     elapsed = time.perf_counter() - started
+    layers = engine_layers.summary(engine_layers.inspect(trt, engine, options.max_batch))
     del engine
     verb = "built" if built else "loaded from the cache"
     show(f"engine {verb} in {elapsed:.1f} s: {entry.engine_path}")
+    show(f"layers by precision: {engine_layers.describe(layers)}")
     logger.info("build-engine: %s %s in %.1f s", entry.engine_path, verb, elapsed)
     return entry.engine_path
 
@@ -508,6 +510,8 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run fp16, not fp32
     _own_tactics_only(trt, config)
+    if hasattr(config, "profiling_verbosity"):  # what each layer runs in: engines/engine_layers.py
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = options.builder_optimization_level
 

@@ -272,6 +272,12 @@ class TensorRTEngine:
             self.engine_path,
         )
 
+    def layers(self) -> list[dict[str, Any]]:
+        """What each layer of the engine runs in, at max batch (engines/engine_layers.py)."""
+        from engines import engine_layers
+
+        return engine_layers.inspect(self._trt, self._engine, self.max_batch)
+
     def _inspect(self, model_path: Path, options: EngineOptions) -> None:
         """Read tensor names, dtypes and shapes from the engine; fix max_batch."""
         trt, engine = self._trt, self._engine

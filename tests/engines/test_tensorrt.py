@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -456,6 +457,10 @@ def test_build_engine_command_prints_progress(tiny_onnx, cache_dir, capsys):
     path = tensorrt_build.build_engine_command(tiny_onnx, options(cache_dir / "cli", max_batch=2))
     out = capsys.readouterr().out
     assert path.exists() and "engine built" in out
+    # an fp32 build: every layer the inspector reads back computes fp32 (engines/engine_layers.py)
+    line = re.search(r"^layers by precision: (.*)$", out, re.M)
+    assert line and re.search(r"\bfp32 \d+", line[1]), out
+    assert "fp16" not in line[1] and "int8" not in line[1], line[1]
     tensorrt_build.build_engine_command(tiny_onnx, options(cache_dir / "cli", max_batch=2))
     assert "loaded from the cache" in capsys.readouterr().out
 

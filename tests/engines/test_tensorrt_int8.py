@@ -29,7 +29,7 @@ except EngineError:
 if _GPUS == 0:
     pytest.skip("no CUDA GPU visible", allow_module_level=True)
 
-from engines import trt_calibrator  # noqa: E402
+from engines import engine_layers, trt_calibrator  # noqa: E402
 from engines.calibration import CalibrationSet  # noqa: E402
 from engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
@@ -109,9 +109,12 @@ def test_int8_engine_keeps_fp32_detections(assets, frames, tmp_path, method):
     options = _int8_options(method, calibration, tmp_path)
     engine = TensorRTEngine(assets.model_onnx, options)
     built = engine.built
+    layers = engine_layers.summary(engine.layers())
     score, share = _score(engine, images, reference)
     assert built
     print(f"\nTensorRT {trt.__version__} int8 {method}: mAP50 {score:.3f} kept {share:.3f}")
+    print(f"layers by precision: {engine_layers.describe(layers)}")
+    assert layers.get("int8", 0) >= 5  # the engine reads int8 in its convs, not just the flag
     assert score >= 0.85
     assert share >= 0.8
     resolved = resolve_int8_method(trt, options).int8_method
@@ -147,7 +150,10 @@ def test_minmax_with_the_decoding_tail_pinned_to_fp16(assets, frames, tmp_path, 
     assert cache_entry(assets.model_onnx, options).key["int8"]["tail"] == "fp16"
     with caplog.at_level(logging.INFO, logger="engines.int8_tail"):
         engine = TensorRTEngine(assets.model_onnx, options)
+    layers = engine_layers.summary(engine.layers())
     score, share = _score(engine, images, reference)
+    print(f"layers by precision: {engine_layers.describe(layers)}")
+    assert layers.get("int8", 0) >= 5 and layers.get("fp16", 0) >= 1
     print(
         f"\nTensorRT {trt.__version__} int8 minmax, tail fp16: mAP50 {score:.3f} kept {share:.3f}"
     )
