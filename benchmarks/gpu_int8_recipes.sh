@@ -27,8 +27,10 @@
 #           8.6; fp16 is skipped when too little time is left).
 # tail:     minmax at level 1 (unless LEVEL is set) with and without the decoding tail pinned
 #           to fp16 (engines/int8_tail.py), YOLOv3-tiny on the two videos' held-out frames and
-#           the 640 export on bigbuckbunny.mp4, two runs side by side (about 6 minutes); its
-#           speed: `LEVEL=1 PRECISIONS=fp16,int8:minmax,int8:minmax+tail MODELS=416 ... speed`.
+#           the 640 export on bigbuckbunny.mp4, two runs side by side (about 6 minutes), and
+#           YOLOv3-tiny minmax at level 0 beside them: each JSON records every layer's precision
+#           (engines/engine_layers.py), so level 0 and 1 compare layer by layer. Its speed:
+#           `LEVEL=1 PRECISIONS=fp16,int8:minmax,int8:minmax+tail MODELS=416 ... speed`.
 # Results: one JSON and log per run, and versions.txt, packed into $OUT/recipes-<set>.tgz.
 set -u
 export STREAMS_CACHE=${STREAMS_CACHE:-/tmp/sc}
@@ -84,6 +86,8 @@ elif [ "$SET" = default ]; then
   wait
 elif [ "$SET" = tail ]; then
   run tail416 --no-ort --no-fp16 --methods minmax,minmax+tail &
+  # level 0's build, for its layer precisions beside level 1's (both JSONs record them)
+  run tail416-level0 --level 0 --no-ort --no-fp16 --methods minmax &
   run tail640 --model /tmp/y640.onnx --eval-video "$BBB" --eval 130 --no-ort --no-fp16 \
     --methods minmax,minmax+tail &
   wait
