@@ -215,13 +215,9 @@ def main() -> int:
             build_s = time.perf_counter() - started
             run(name, lambda batch, e=engine: e.infer(batch)[0])
             result["candidates"][name]["setup_s"] = round(build_s, 1)
-            layers = engine.layers()  # what TensorRT chose, to compare builds layer by layer
-            counts = engine_layers.summary(layers)
-            result["candidates"][name]["layers"] = counts
-            result["candidates"][name]["layer_precisions"] = {
-                row["name"]: engine_layers.computes_in(row) for row in layers
-            }
-            print(f"{name}: layers by precision: {engine_layers.describe(counts)}")
+            layers = engine_layers.report(engine.layers())  # to compare builds layer by layer
+            result["candidates"][name].update(layers)
+            print(f"{name}: layers by precision: {engine_layers.describe(layers['layers'])}")
             engine.close()
         result["tensorrt"] = trt.__version__
     text = json.dumps(result, indent=2)

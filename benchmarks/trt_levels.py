@@ -104,12 +104,10 @@ def main() -> int:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
 
     for token in args.precisions.split(","):
-        precision, _, method = token.partition(":")
-        method = method or args.int8_method
-        tail = method.endswith("+tail")
-        method = method.removesuffix("+tail")
+        precision, _, name = token.partition(":")
+        name = name or args.int8_method  # e.g. minmax+tail
+        method, tail = name.removesuffix("+tail"), name.endswith("+tail")
         for level in [int(v) for v in args.levels.split(",")]:
-            name = f"{method}{'+tail' if tail else ''}"
             step = f"{precision}{f' {name}' if precision == 'int8' else ''} level {level}"
             if left() < args.min_left:
                 skipped.append(f"{step}: {left():.0f} s left of the budget")
@@ -139,9 +137,7 @@ def main() -> int:
             row["build_s"] = round(time.perf_counter() - started, 1)
             row["timing_cache_first"] = dict(tensorrt_build.timing_cache_status)
             row["img_s"] = round(speed(engine, trt, args.batch, args.iters))
-            layers = engine_layers.inspect(trt, engine, args.batch)
-            row["layers"] = engine_layers.summary(layers)
-            row["layer_precisions"] = {r["name"]: engine_layers.computes_in(r) for r in layers}
+            row.update(engine_layers.report(engine_layers.inspect(trt, engine, args.batch)))
             del engine
             print(f"{step}: built in {row['build_s']} s, {row['img_s']} img/s", flush=True)
             print(f"{step}: layers by precision: {engine_layers.describe(row['layers'])}")

@@ -44,29 +44,28 @@ def tensor_type(format_datatype: str) -> str:
     return "unknown"
 
 
+def _types(tensors: list[Any]) -> list[str]:
+    return [
+        tensor_type(str(t.get("Format/Datatype", "")) if isinstance(t, dict) else str(t))
+        for t in tensors
+    ]
+
+
 def layer_rows(information: str) -> list[dict[str, Any]]:
     """One row per engine layer of the inspector's JSON: its name, kind and the types it
     reads and writes. Empty when the engine was built without detailed verbosity."""
-    rows = []
-    for layer in json.loads(information).get("Layers", []):
-        if not isinstance(layer, dict):  # LAYER_NAMES_ONLY: names, nothing else
-            return []
-
-        def types(key: str, layer: dict = layer) -> list[str]:
-            return [
-                tensor_type(str(t.get("Format/Datatype", "")) if isinstance(t, dict) else str(t))
-                for t in layer.get(key, [])
-            ]
-
-        rows.append(
-            {
-                "name": str(layer.get("Name", "")),
-                "kind": str(layer.get("LayerType", "")),
-                "inputs": types("Inputs"),
-                "outputs": types("Outputs"),
-            }
-        )
-    return rows
+    layers = json.loads(information).get("Layers", [])
+    if not all(isinstance(layer, dict) for layer in layers):  # LAYER_NAMES_ONLY: names only
+        return []
+    return [
+        {
+            "name": str(layer.get("Name", "")),
+            "kind": str(layer.get("LayerType", "")),
+            "inputs": _types(layer.get("Inputs", [])),
+            "outputs": _types(layer.get("Outputs", [])),
+        }
+        for layer in layers
+    ]
 
 
 def computes_in(row: dict[str, Any]) -> str:
@@ -82,6 +81,14 @@ def computes_in(row: dict[str, Any]) -> str:
 def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
     """How many layers run in each precision (reformats counted apart)."""
     return dict(Counter(computes_in(row) for row in rows).most_common())
+
+
+def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the benchmarks record of a build: the counts, and each layer's precision by name."""
+    return {
+        "layers": summary(rows),
+        "layer_precisions": {row["name"]: computes_in(row) for row in rows},
+    }
 
 
 def describe(counts: dict[str, int]) -> str:

@@ -44,9 +44,7 @@ OP_TYPES = list(DEFAULT_OP_TYPES)  # benchmarks/int8_accuracy.py --qdq-ops chang
 BATCH = 8
 KEEP_HEAD_FLOAT = False  # keeping the head convs float measured no better (docs/benchmarks.md)
 KEEP_FIRST_FLOAT = False  # the stem float: no surer accuracy, int8 0.56x fp16 (docs/benchmarks.md)
-KEEP_TAIL_FLOAT = (
-    False  # with OP_TYPES beyond convs: the decoding tail float (engines/int8_tail.py)
-)
+KEEP_TAIL_FLOAT = False  # with OP_TYPES beyond convs: the decoding tail float (int8_tail.py)
 
 
 def _consumers(model) -> dict[str, list]:
@@ -77,22 +75,15 @@ def first_convs(model) -> list[str]:
     return found
 
 
-def head_convs(model) -> list[str]:
-    """Names of the Conv nodes no other Conv follows: the detection head's output convs, whose
-    raw box and score logits int8 rounds the most visibly; they stay in float."""
+def head_and_tail(model) -> tuple[list[str], list[str]]:
+    """Node names of the detection head's output convs (no other Conv follows them: their raw
+    box and score logits are what int8 rounds most visibly) and of the box-decoding tail
+    after them, which engines/int8_tail.py keeps in fp16 on TensorRT."""
     from engines.int8_tail import decode_tail, onnx_views
 
-    heads, _ = decode_tail(onnx_views(model))
-    return [model.graph.node[i].name for i in heads]
-
-
-def tail_nodes(model) -> list[str]:
-    """Names of the nodes after the head convs: the box-decoding tail, which TensorRT's
-    implicit int8 may run in int8 and engines/int8_tail.py keeps in fp16."""
-    from engines.int8_tail import decode_tail, onnx_views
-
-    _, tail = decode_tail(onnx_views(model))
-    return [model.graph.node[i].name for i in tail]
+    heads, tail = decode_tail(onnx_views(model))
+    names = [node.name for node in model.graph.node]
+    return [names[i] for i in heads], [names[i] for i in tail]
 
 
 def qdq_path(model_path: Path, calibration: CalibrationSet, cache_dir: Path) -> Path:
@@ -140,10 +131,11 @@ def make_qdq(
 
     graph = onnx.load(str(model_path), load_external_data=False)
     input_name = graph.graph.input[0].name
+    heads, tail = head_and_tail(graph)
     exclude = (
-        (head_convs(graph) if KEEP_HEAD_FLOAT else [])
+        (heads if KEEP_HEAD_FLOAT else [])
         + (first_convs(graph) if KEEP_FIRST_FLOAT else [])
-        + (tail_nodes(graph) if KEEP_TAIL_FLOAT else [])
+        + (tail if KEEP_TAIL_FLOAT else [])
     )
 
     class _Reader(CalibrationDataReader):

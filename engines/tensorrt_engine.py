@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engines import cuda
+from engines import cuda, engine_layers
 from engines.base import DeviceInput, TensorSpec
 from engines.errors import EngineError
 from engines.options import EngineOptions
@@ -274,8 +274,6 @@ class TensorRTEngine:
 
     def layers(self) -> list[dict[str, Any]]:
         """What each layer of the engine runs in, at max batch (engines/engine_layers.py)."""
-        from engines import engine_layers
-
         return engine_layers.inspect(self._trt, self._engine, self.max_batch)
 
     def _inspect(self, model_path: Path, options: EngineOptions) -> None:

@@ -22,7 +22,7 @@ def _tail_of(path) -> tuple[object, list, list, list]:
 
 def test_yolov3_tiny_tail_is_everything_after_its_two_output_convs(assets):
     model, nodes, heads, tail = _tail_of(assets.model_onnx)
-    assert [n.name for n in heads] == qdq.head_convs(model)  # the convs the Q/DQ path finds
+    assert [n.name for n in heads] == qdq.head_and_tail(model)[0]  # the convs the Q/DQ path finds
     assert len(heads) == 2
     weights = {t.name: t.dims for t in model.graph.initializer}
     # 1x1 convs of 3 anchors x (5 + 80 classes): YOLOv3-tiny's two output convs
@@ -78,7 +78,7 @@ def test_qdq_with_the_tail_float_quantizes_the_body_concat_and_not_the_tails(
     monkeypatch.setattr(qdq, "OP_TYPES", ["Conv", "MatMul", "Gemm", "Concat"])
     monkeypatch.setattr(qdq, "KEEP_TAIL_FLOAT", True)
     source = onnx.load(str(assets.model_onnx))
-    tail = set(qdq.tail_nodes(source))
+    tail = set(qdq.head_and_tail(source)[1])
     frames = calibration_set([str(p) for p in assets.videos.values()], (416, 416), 8)
     model = onnx.load(str(qdq.make_qdq(assets.model_onnx, frames, tmp_path)))
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -87,5 +87,6 @@ def test_qdq_with_the_tail_float_quantizes_the_body_concat_and_not_the_tails(
     assert {name for name, q in reads_int8.items() if q} == {
         n.name for n in source.graph.node if n.op_type == "Concat" and n.name not in tail
     }
-    assert len(tail & set(reads_int8)) == 3  # the tail's three Concats, all float
-    assert not any(reads_int8[name] for name in tail & set(reads_int8))
+    tail_concats = tail & set(reads_int8)
+    assert len(tail_concats) == 3  # the tail's three Concats, all float
+    assert not any(reads_int8[name] for name in tail_concats)
