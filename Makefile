@@ -22,10 +22,11 @@ run: install
 	$(BIN)/python -m streams assets
 	$(BIN)/python -m streams run $(CONFIG)
 
-system-test-deps:
+system-test-deps: install
 	bash tests/support/install_rtsp_deps.sh
 	bash tests/support/install_broker_deps.sh
 	bash tests/support/install_browser_deps.sh
+	PYTHON=$(BIN)/python bash tests/support/install_tensorrt_bindings.sh
 
 test: install system-test-deps
 	$(BIN)/python -m pytest -q

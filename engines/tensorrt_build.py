@@ -97,6 +97,50 @@ def fp16_mode(trt: Any) -> str:
     return "builder_flag" if hasattr(trt.BuilderFlag, "FP16") else "strongly_typed"
 
 
+@dataclass(frozen=True)
+class BuildFlags:
+    """What a build asks of this TensorRT, decided from its enums alone (so the tests check it
+    against the real 8.6, 10 and 11 bindings: tests/engines/test_tensorrt_versions.py)."""
+
+    network: int  # create_network's NetworkDefinitionCreationFlag bits
+    builder: tuple[str, ...]  # the BuilderFlag names set on the config
+    strongly_typed: bool  # layer types come from the ONNX (fp16/int8 on 11: an fp16 ONNX copy)
+
+
+def build_flags(trt: Any, precision: str) -> BuildFlags:
+    """Network and builder flags for ``precision`` on this TensorRT.
+
+    8.6 needs ``EXPLICIT_BATCH`` (10 deprecates it, 11 removed it). 8.6 and 10 take fp16 and int8
+    from builder flags, int8 with FP16 too so the layers left unquantized run fp16, not fp32.
+    11 removed those flags: every network is strongly typed, and the ``STRONGLY_TYPED`` flag,
+    set where it exists, is kept by 11 for compatibility and ignored. fp32 needs no flag
+    anywhere. Both int8 methods take the same flags: 11, strongly typed, builds only Q/DQ
+    networks (a calibrator method is refused there before the build: :func:`_int8_onnx`).
+    """
+    network = 0
+    if version_tuple(trt)[0] < 10:
+        network |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    typed = (precision == "fp16" and fp16_mode(trt) == "strongly_typed") or (
+        precision == "int8" and int8_mode(trt) == "strongly_typed"
+    )
+    builder: tuple[str, ...] = ()
+    if typed:
+        strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if strongly_typed is not None:
+            network |= 1 << int(strongly_typed)
+    elif precision == "fp16":
+        builder = ("FP16",)
+    elif precision == "int8":
+        builder = ("INT8", "FP16")
+    return BuildFlags(network=network, builder=builder, strongly_typed=typed)
+
+
+def library_tactic_sources(trt: Any) -> list[Any]:
+    """The cuBLAS, cuBLASLt and cuDNN tactic sources this TensorRT has (none on 11)."""
+    names = ("CUBLAS", "CUBLAS_LT", "CUDNN")
+    return [getattr(trt.TacticSource, n) for n in names if hasattr(trt.TacticSource, n)]
+
+
 # One optimization profile per engine. Each execution context of the slot ring runs on its own
 # deserialized copy of the same plan instead of on its own profile: TensorRT 8.6 lets only one
 # context at a time use a profile (a second one asking for profile 0 gets "Profile 0 has been
@@ -461,22 +505,16 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     trt = import_tensorrt()
     log = trt_logger()
     log.errors.clear()
-    major = version_tuple(trt)[0]
     emit = progress or (lambda line: logger.info("%s", line))
     builder = trt.Builder(log)
-    flags = 0
-    if major < 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    flags = build_flags(trt, options.precision)
     onnx_path = model_path
-    if options.precision == "fp16" and fp16_mode(trt) == "strongly_typed":
+    if options.precision == "fp16" and flags.strongly_typed:
         onnx_path = _fp16_onnx(model_path, Path(options.cache_dir).expanduser())
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     calibrator = None
     if options.precision == "int8":
         onnx_path = _int8_onnx(trt, model_path, options, emit)
-        if options.int8_method == "qdq" and int8_mode(trt) == "strongly_typed":
-            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+    network = builder.create_network(flags.network)
     parser = trt.OnnxParser(network, log)
     if not parser.parse_from_file(str(onnx_path)):
         raise EngineError(_parser_errors(parser, onnx_path))
@@ -496,19 +534,14 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     else:
         config.max_workspace_size = workspace
-    if options.precision == "fp16" and fp16_mode(trt) == "builder_flag":
+    if options.precision == "fp16" and not flags.strongly_typed:
         if hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
             logger.warning(
                 "this GPU has no fast fp16; building fp16 anyway as configured "
                 "(engine.precision: fp32 may be as fast here)"
             )
-        config.set_flag(trt.BuilderFlag.FP16)
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)  # 10+
-    if options.precision == "int8" and not (
-        strongly_typed is not None and flags & (1 << int(strongly_typed))
-    ):
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run fp16, not fp32
+    for name in flags.builder:
+        config.set_flag(getattr(trt.BuilderFlag, name))
     _own_tactics_only(trt, config)
     if hasattr(config, "profiling_verbosity"):  # what each layer runs in: engines/engine_layers.py
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
@@ -636,10 +669,8 @@ def _own_tactics_only(trt: Any, config: Any) -> None:
     if not hasattr(config, "get_tactic_sources"):
         return
     mask = int(config.get_tactic_sources())
-    for name in ("CUBLAS", "CUBLAS_LT", "CUDNN"):
-        source = getattr(trt.TacticSource, name, None)
-        if source is not None:
-            mask &= ~(1 << int(source))
+    for source in library_tactic_sources(trt):
+        mask &= ~(1 << int(source))
     if not config.set_tactic_sources(mask):
         logger.warning("TensorRT refused tactic sources mask %#x; keeping its defaults", mask)
 
