@@ -16,7 +16,8 @@ videos repeat the same few objects, and the interval says how far the mean could
     python benchmarks/int8_accuracy.py --trt --level 0 --out acc.json       # + TensorRT paths
     python benchmarks/int8_accuracy.py --model /tmp/yolov3-tiny-640-v8head.onnx   # 640, v8 head
 
-Candidates: ``ort-qdq`` (the Q/DQ model in ONNX Runtime, CPU), and with ``--trt``:
+Candidates: ``ort-qdq`` (the Q/DQ model in ONNX Runtime, CPU), ``ort-qdq-fp16`` (the same with
+its float layers in fp16, opset 19: what TensorRT 11 builds for int8), and with ``--trt``:
 ``trt-fp16``, ``trt-int8-qdq``, ``trt-int8-entropy``, ``trt-int8-minmax`` (the last two
 where this TensorRT has the calibrators); ``minmax+tail`` (or ``entropy+tail``) in
 ``--methods`` builds that calibrator with the decoding tail pinned to fp16
@@ -38,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines import qdq  # noqa: E402
+from engines import fp16, qdq  # noqa: E402
 from engines.options import EngineOptions  # noqa: E402
 from engines.tensorrt_build import batch_model  # noqa: E402
 from processors.calibration import calibration_set, model_input_hw  # noqa: E402
@@ -185,6 +186,11 @@ def main() -> int:
         result["qdq_make_s"] = round(time.perf_counter() - started, 1)
         engine, infer = ort_infer(qdq_model)
         run("ort-qdq", infer)
+        engine.close()
+        # What TensorRT 11 builds for int8 (strongly typed): the float layers in fp16.
+        half = fp16.convert_file(qdq_model, qdq_model.with_name(qdq_model.stem + "-fp16.onnx"))
+        engine, infer = ort_infer(half)
+        run("ort-qdq-fp16", infer)
         engine.close()
 
     if args.trt:

@@ -9,6 +9,13 @@ same tensors); the two casts cost one tiny kernel each, which TensorRT fuses int
 neighbours. The engine nevertheless reads the I/O dtypes from the built engine, so models
 whose inputs are fp16 already work too.
 
+A Q/DQ model (``precision: int8`` with ``int8_method: qdq`` on TensorRT 11) is converted the same
+way, so the layers left unquantized run fp16 as 8.6's and 10's ``INT8`` + ``FP16`` flags make
+them: its scales become float16, which QuantizeLinear and DequantizeLinear accept from opset
+19, so such a model is first moved to opset 19 by ONNX's version converter (as NVIDIA ModelOpt's
+``high_precision_dtype="fp16"`` does for strongly typed TensorRT). A scale below float16's
+smallest normal number (6.1e-5) keeps less precision; the count is logged.
+
 Inputs the ONNX spec requires to be float32 (Resize/Upsample ``scales``, NonMaxSuppression's
 boxes, scores and thresholds) stay float32: a constant feeding only such inputs is kept, and
 a computed one gets a Cast back to float32. Values beyond the fp16 range are clipped (logged).
@@ -30,6 +37,9 @@ from engines.files import atomic_write
 logger = logging.getLogger(__name__)
 
 FP16_MAX = float(np.finfo(np.float16).max)
+FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest normal float16
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+QDQ_FP16_OPSET = 19  # the first opset whose Q/DQ take float16 inputs and scales
 
 
 def _float32_inputs(op_type: str, opset: int) -> tuple[int, ...]:
@@ -55,8 +65,10 @@ def convert_model(model, *, keep_io_types: bool = True):
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < QDQ_FP16_OPSET and any(n.op_type in QDQ_OPS for n in model.graph.node):
+        model, opset = _to_qdq_opset(model, opset), QDQ_FP16_OPSET
+    graph = model.graph
     for node in graph.node:
         if any(
             a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
@@ -100,13 +112,25 @@ def convert_model(model, *, keep_io_types: bool = True):
             array = np.clip(array, -FP16_MAX, FP16_MAX)
         return array.astype(np.float16)
 
+    scales = {n.input[1] for n in graph.node if n.op_type in QDQ_OPS and len(n.input) > 1}
+    tiny_scales = 0
     for init in graph.initializer:
         if init.data_type != TensorProto.FLOAT:
             continue
         if only_fp32_consumers(init.name):
             float32_names.add(init.name)
             continue
-        init.CopyFrom(numpy_helper.from_array(to_fp16(numpy_helper.to_array(init)), init.name))
+        array = numpy_helper.to_array(init)
+        if init.name in scales:
+            tiny_scales += int(((array != 0) & (np.abs(array) < FP16_TINY)).sum())
+        init.CopyFrom(numpy_helper.from_array(to_fp16(array), init.name))
+    if tiny_scales:
+        logger.warning(
+            "FP16 conversion: %d Q/DQ scale values are below float16's smallest normal "
+            "number %g and keep less precision",
+            tiny_scales,
+            FP16_TINY,
+        )
 
     for node in graph.node:
         out = node.output[0] if node.output else ""
@@ -211,6 +235,27 @@ def convert_model(model, *, keep_io_types: bool = True):
             f"FP16 conversion produced an invalid model ({err}); build with engine.precision: fp32"
         ) from err
     return model
+
+
+def _to_qdq_opset(model, opset: int):
+    """``model`` moved from ``opset`` to opset 19, whose Q/DQ take float16 (ONNX's own
+    version converter adapts the ops that changed between, such as Resize and Split)."""
+    import onnx
+    from onnx import version_converter
+
+    try:
+        upgraded = version_converter.convert_version(model, QDQ_FP16_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as err:  # noqa: BLE001 - the converter raises several kinds
+        raise EngineError(
+            f"FP16 conversion of a Q/DQ model needs opset {QDQ_FP16_OPSET} (float16 scales), "
+            f"and moving this one from opset {opset} failed ({err}); export the model at opset "
+            f">= {QDQ_FP16_OPSET}"
+        ) from err
+    logger.info(
+        "moved the Q/DQ model from opset %d to %d for float16 scales", opset, QDQ_FP16_OPSET
+    )
+    return upgraded
 
 
 def convert_file(src: Path, dst: Path, *, keep_io_types: bool = True) -> Path:

@@ -22,8 +22,9 @@ created with flags 0, ``BuilderFlag.FP16``) and 11.x (no weak typing: for fp16 t
 first converted to FP16 by :mod:`engines.fp16` and the network is created strongly typed).
 INT8 (``precision: int8``): ``int8_method: qdq`` builds a Q/DQ ONNX made by ONNX Runtime
 (:mod:`engines.qdq`) with ``BuilderFlag.INT8`` (and FP16 for the layers left unquantized) where
-that flag exists, strongly typed where it does not (11.x); ``entropy``/``minmax`` use
-TensorRT's implicit calibrators (:mod:`engines.trt_calibrator`; 8.6 and 10 only).
+that flag exists, strongly typed from an fp16 copy of the Q/DQ model where it does not (11.x);
+``entropy``/``minmax`` use TensorRT's implicit calibrators (:mod:`engines.trt_calibrator`;
+8.6 and 10 only).
 The cuBLAS/cuDNN tactic sources are switched off on every version: TensorRT's own kernels
 are as fast for these models, and some deployments (the project's GPU test kit) ship stub
 cuBLAS/cuDNN libraries that abort if called.
@@ -104,7 +105,7 @@ class BuildFlags:
 
     network: int  # create_network's NetworkDefinitionCreationFlag bits
     builder: tuple[str, ...]  # the BuilderFlag names set on the config
-    strongly_typed: bool  # layer types come from the ONNX (fp16/int8 on 11: an fp16 ONNX copy)
+    strongly_typed: bool  # types come from the ONNX: fp16/int8 on 11 build an fp16 ONNX copy
 
 
 def build_flags(trt: Any, precision: str) -> BuildFlags:
@@ -113,7 +114,9 @@ def build_flags(trt: Any, precision: str) -> BuildFlags:
     8.6 needs ``EXPLICIT_BATCH`` (10 deprecates it, 11 removed it). 8.6 and 10 take fp16 and int8
     from builder flags, int8 with FP16 too so the layers left unquantized run fp16, not fp32.
     11 removed those flags: every network is strongly typed, and the ``STRONGLY_TYPED`` flag,
-    set where it exists, is kept by 11 for compatibility and ignored. fp32 needs no flag
+    set where it exists, is kept by 11 for compatibility and ignored. There fp16, and int8's
+    unquantized layers, come from an fp16 copy of the ONNX (:mod:`engines.fp16`; for int8, of
+    the Q/DQ model). fp32 needs no flag
     anywhere. Both int8 methods take the same flags: 11, strongly typed, builds only Q/DQ
     networks (a calibrator method is refused there before the build: :func:`_int8_onnx`).
     """
@@ -514,6 +517,8 @@ def _build(model_path: Path, options: EngineOptions, progress: Progress | None) 
     calibrator = None
     if options.precision == "int8":
         onnx_path = _int8_onnx(trt, model_path, options, emit)
+        if flags.strongly_typed:  # 11: the Q/DQ model's float layers in fp16, as INT8+FP16 do
+            onnx_path = _fp16_onnx(onnx_path, Path(options.cache_dir).expanduser())
     network = builder.create_network(flags.network)
     parser = trt.OnnxParser(network, log)
     if not parser.parse_from_file(str(onnx_path)):
@@ -855,7 +860,8 @@ def _build_failure(model_path: Path, options: EngineOptions, errors: list[str]) 
 
 
 def _fp16_onnx(model_path: Path, cache_dir: Path) -> Path:
-    """The FP16 copy of ``model_path`` a strongly typed fp16 build needs, converted once."""
+    """The FP16 copy of ``model_path`` (the model, or its Q/DQ copy for int8) that a strongly
+    typed build needs, converted once."""
     from engines import fp16
 
     out = cache_dir / f"{model_path.stem}-{file_sha256(model_path)[:16]}-fp16.onnx"
