@@ -16,8 +16,10 @@ videos repeat the same few objects, and the interval says how far the mean could
     python benchmarks/int8_accuracy.py --trt --level 0 --out acc.json       # + TensorRT paths
     python benchmarks/int8_accuracy.py --model /tmp/yolov3-tiny-640-v8head.onnx   # 640, v8 head
 
-Candidates: ``ort-qdq`` (the Q/DQ model in ONNX Runtime, CPU), ``ort-qdq-fp16`` (the same with
-its float layers in fp16, opset 19: what TensorRT 11 builds for int8), and with ``--trt``:
+Candidates: ``ort-qdq`` (the Q/DQ model in ONNX Runtime, CPU), ``ort-qdq-unfused`` (the same
+with ONNX Runtime's graph optimizations off, so no fused int8 kernels: quantize-dequantize
+around float convs), ``ort-qdq-fp16`` (the Q/DQ model with its float layers in fp16, opset 19:
+what TensorRT 11 builds for int8), and with ``--trt``:
 ``trt-fp16``, ``trt-int8-qdq``, ``trt-int8-entropy``, ``trt-int8-minmax`` (the last two
 where this TensorRT has the calibrators); ``minmax+tail`` (or ``entropy+tail``) in
 ``--methods`` builds that calibrator with the decoding tail pinned to fp16
@@ -79,6 +81,19 @@ def ort_infer(path: Path):
 
     engine = OnnxRuntimeEngine(path, EngineOptions(backend="onnxruntime", max_batch=BATCH))
     return engine, lambda batch: engine.infer(batch)[0]
+
+
+def ort_unfused(path: Path):
+    """ONNX Runtime with graph optimizations off: each Q/DQ pair runs as quantize-dequantize
+    around a float conv (what the Q/DQ graph means) instead of ONNX Runtime's fused int8
+    kernels, whose own rounding is not what TensorRT does."""
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
 
 
 def main() -> int:
@@ -187,6 +202,7 @@ def main() -> int:
         engine, infer = ort_infer(qdq_model)
         run("ort-qdq", infer)
         engine.close()
+        run("ort-qdq-unfused", ort_unfused(qdq_model))
         # What TensorRT 11 builds for int8 (strongly typed): the float layers in fp16.
         half = fp16.convert_file(qdq_model, qdq_model.with_name(qdq_model.stem + "-fp16.onnx"))
         engine, infer = ort_infer(half)
