@@ -116,9 +116,9 @@ def build_flags(trt: Any, precision: str) -> BuildFlags:
     11 removed those flags: every network is strongly typed, and the ``STRONGLY_TYPED`` flag,
     set where it exists, is kept by 11 for compatibility and ignored. There fp16, and int8's
     unquantized layers, come from an fp16 copy of the ONNX (:mod:`engines.fp16`; for int8, of
-    the Q/DQ model). fp32 needs no flag
-    anywhere. Both int8 methods take the same flags: 11, strongly typed, builds only Q/DQ
-    networks (a calibrator method is refused there before the build: :func:`_int8_onnx`).
+    the Q/DQ model). fp32 needs no flag anywhere. Both int8 methods take the same flags: 11,
+    strongly typed, builds only Q/DQ networks (a calibrator method is refused there before the
+    build: :func:`_int8_onnx`).
     """
     network = 0
     if version_tuple(trt)[0] < 10:
@@ -246,6 +246,8 @@ def cache_entry(model_path: Path, options: EngineOptions) -> CacheEntry:
         }
         if options.int8_method != "qdq" and options.keep_tail_fp16:
             key["int8"]["tail"] = "fp16"  # absent when off: the keys of engines built stay valid
+        if key["int8"]["mode"] == "strongly_typed":
+            key["int8"]["float_layers"] = "fp16"  # 11 builds the Q/DQ model's fp16 copy
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     base = Path(options.cache_dir).expanduser() / f"{model_path.stem}-{digest[:16]}"
     return CacheEntry(key, digest, base.with_suffix(".engine"), base.with_suffix(".json"))
